@@ -1,0 +1,113 @@
+// The exported ABI of build/session.wasm (documented in docs/abi.md). Thin: decode arguments from
+// the shared I/O buffer, call into the layers below, encode results back into it.
+import {
+  AES128_CTX_BYTES, DRBG_CTX_BYTES, aes128EncryptBlock, aes128ExpandKey, ccmOpen, ccmSeal, hmacDrbgGenerate,
+  hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
+} from './crypto/index';
+// Loads the abort handler that asconfig.json routes abort() to.
+import './trap';
+
+/** Bytes in the shared I/O buffer: one datagram of up to 1500 bytes plus headroom. */
+const IO_CAPACITY: i32 = 2048;
+const IO: usize = memory.data(IO_CAPACITY, 16);
+
+export function io_ptr(): usize {
+  return IO;
+}
+
+export function io_capacity(): i32 {
+  return IO_CAPACITY;
+}
+
+/**
+ * The stub allocator's bump pointer. The firmware never allocates after start, so this must not
+ * move; tests read it before and after long runs. Allocating zero bytes and freeing the block at
+ * once leaves the pointer where it was.
+ */
+export function heap_offset(): usize {
+  const p = __alloc(0);
+  __free(p);
+  return p - 16; // BLOCK_OVERHEAD in the stub runtime: the pointer sat at the block header
+}
+
+/** Diagnostics for engine tests: 1 = out-of-bounds load (engine trap), 2 = firmware abort. */
+export function selftest_trap(kind: i32): i32 {
+  if (kind == 1) return load<i32>(<usize>0xfffffff0);
+  if (kind == 2) abort('selftest: firmware abort requested');
+  return 0;
+}
+
+// --- Crypto primitives over the I/O buffer, for conformance tests and benchmarks -------------
+// Inputs are laid out back to back from the start of the buffer in argument order; outputs follow
+// the inputs, except CCM, which works in place like the record layer does.
+
+const TEST_AES: usize = memory.data(<i32>AES128_CTX_BYTES, 16);
+const TEST_DRBG: usize = memory.data(<i32>DRBG_CTX_BYTES, 16);
+
+function fits(total: i32): bool {
+  return total >= 0 && total <= IO_CAPACITY;
+}
+
+/** io = key[16]. */
+export function crypto_aes_set_key(): void {
+  aes128ExpandKey(TEST_AES, IO);
+  zeroize(IO, 16);
+}
+
+/** io = block[16] → encrypted in place. */
+export function crypto_aes_encrypt_blocks(count: i32): void {
+  // Repeated encryption of one block: AES throughput without CCM's bookkeeping.
+  for (let i = 0; i < count; i++) aes128EncryptBlock(TEST_AES, IO, IO);
+}
+
+/** io = nonce || aad || plaintext → plaintext replaced by ciphertext || tag. Returns its length or < 0. */
+export function crypto_ccm_seal(nonceLen: i32, aadLen: i32, textLen: i32, tagLen: i32): i32 {
+  if (nonceLen < 0 || aadLen < 0 || textLen < 0 || !fits(nonceLen + aadLen + textLen + tagLen)) return -2;
+  const text = IO + <usize>(nonceLen + aadLen);
+  return ccmSeal(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, text, textLen, text, tagLen);
+}
+
+/** io = nonce || aad || ciphertext||tag → plaintext in place. Returns its length, -1 auth, -2 param. */
+export function crypto_ccm_open(nonceLen: i32, aadLen: i32, dataLen: i32, tagLen: i32): i32 {
+  if (nonceLen < 0 || aadLen < 0 || dataLen < 0 || !fits(nonceLen + aadLen + dataLen)) return -2;
+  const data = IO + <usize>(nonceLen + aadLen);
+  return ccmOpen(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, data, dataLen, data, tagLen);
+}
+
+/** io = data[len] → digest[32] after it. */
+export function crypto_sha256(len: i32): i32 {
+  if (len < 0 || !fits(len + 32)) return -2;
+  sha256(IO, len, IO + <usize>len);
+  return 32;
+}
+
+/** io = key || data → mac[32] after them. */
+export function crypto_hmac_sha256(keyLen: i32, len: i32): i32 {
+  if (keyLen < 0 || len < 0 || !fits(keyLen + len + 32)) return -2;
+  hmacSha256(IO, keyLen, IO + <usize>keyLen, len, IO + <usize>(keyLen + len));
+  return 32;
+}
+
+/** io = secret || label || seed → outLen bytes after them. */
+export function crypto_tls_prf(secretLen: i32, labelLen: i32, seedLen: i32, outLen: i32): i32 {
+  if (secretLen < 0 || labelLen < 0 || seedLen < 0 || outLen < 0) return -2;
+  const inLen = secretLen + labelLen + seedLen;
+  if (!fits(inLen + outLen)) return -2;
+  tlsPrfSha256(IO, secretLen, IO + <usize>secretLen, labelLen, IO + <usize>(secretLen + labelLen), seedLen,
+    IO + <usize>inLen, outLen);
+  return outLen;
+}
+
+/** io = entropy || nonce || personalization. */
+export function crypto_drbg_instantiate(entropyLen: i32, nonceLen: i32, persLen: i32): i32 {
+  if (entropyLen < 0 || nonceLen < 0 || persLen < 0 || !fits(entropyLen + nonceLen + persLen)) return -2;
+  hmacDrbgInstantiate(TEST_DRBG, IO, entropyLen, IO + <usize>entropyLen, nonceLen,
+    IO + <usize>(entropyLen + nonceLen), persLen);
+  return 0;
+}
+
+/** io = additional input → outLen bytes after it. */
+export function crypto_drbg_generate(outLen: i32, addlLen: i32): i32 {
+  if (outLen < 0 || addlLen < 0 || !fits(addlLen + outLen)) return -2;
+  return hmacDrbgGenerate(TEST_DRBG, IO + <usize>addlLen, outLen, IO, addlLen);
+}

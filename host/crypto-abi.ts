@@ -1,0 +1,77 @@
+/**
+ * Typed wrappers for the module's crypto_* exports (layouts in docs/abi.md). Used by the
+ * conformance tests and benchmarks so that every engine is driven the same way.
+ */
+import type { ModuleInstance } from './engines/engine.ts';
+
+export class ModuleCrypto {
+  readonly io: number;
+  readonly ioCapacity: number;
+
+  constructor(readonly m: ModuleInstance) {
+    this.io = Number(m.call('io_ptr'));
+    this.ioCapacity = Number(m.call('io_capacity'));
+  }
+
+  private put(...parts: Uint8Array[]): number {
+    let off = this.io;
+    for (const p of parts) {
+      this.m.writeMemory(off, p);
+      off += p.length;
+    }
+    return off - this.io;
+  }
+
+  setKey(key: Uint8Array): void {
+    if (key.length !== 16) throw new RangeError('AES-128 key must be 16 bytes');
+    this.put(key);
+    this.m.call('crypto_aes_set_key');
+  }
+
+  /** Returns ciphertext || tag, or a negative error code from the module. */
+  ccmSeal(nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, tagLen = 8): Uint8Array | number {
+    this.put(nonce, aad, plaintext);
+    const n = Number(this.m.call('crypto_ccm_seal', nonce.length, aad.length, plaintext.length, tagLen));
+    return n < 0 ? n : this.m.readMemory(this.io + nonce.length + aad.length, n);
+  }
+
+  /** Returns the plaintext, or a negative error code (-1 authentication failure). */
+  ccmOpen(nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array, tagLen = 8): Uint8Array | number {
+    this.put(nonce, aad, sealed);
+    const n = Number(this.m.call('crypto_ccm_open', nonce.length, aad.length, sealed.length, tagLen));
+    return n < 0 ? n : this.m.readMemory(this.io + nonce.length + aad.length, n);
+  }
+
+  sha256(data: Uint8Array): Uint8Array {
+    const at = this.put(data);
+    this.check(this.m.call('crypto_sha256', data.length));
+    return this.m.readMemory(this.io + at, 32);
+  }
+
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+    const at = this.put(key, data);
+    this.check(this.m.call('crypto_hmac_sha256', key.length, data.length));
+    return this.m.readMemory(this.io + at, 32);
+  }
+
+  tlsPrf(secret: Uint8Array, label: Uint8Array, seed: Uint8Array, outLen: number): Uint8Array {
+    const at = this.put(secret, label, seed);
+    this.check(this.m.call('crypto_tls_prf', secret.length, label.length, seed.length, outLen));
+    return this.m.readMemory(this.io + at, outLen);
+  }
+
+  drbgInstantiate(entropy: Uint8Array, nonce: Uint8Array, pers: Uint8Array): void {
+    this.put(entropy, nonce, pers);
+    this.check(this.m.call('crypto_drbg_instantiate', entropy.length, nonce.length, pers.length));
+  }
+
+  drbgGenerate(outLen: number, addl: Uint8Array = new Uint8Array(0)): Uint8Array {
+    const at = this.put(addl);
+    this.check(this.m.call('crypto_drbg_generate', outLen, addl.length));
+    return this.m.readMemory(this.io + at, outLen);
+  }
+
+  private check(rc: unknown): void {
+    if (Number(rc) < 0) throw new Error(`module returned error ${rc}`);
+  }
+}

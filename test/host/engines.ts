@@ -1,0 +1,17 @@
+/** The engines every conformance test runs on. Each later engine registers itself here. */
+import type { Engine } from '../../host/engines/engine.ts';
+import { V8Engine } from '../../host/engines/v8.ts';
+
+export interface EngineCase {
+  name: string;
+  /** Creates the engine, or returns a reason why it cannot run on this machine. */
+  create(): Engine | { skip: string };
+}
+
+export const ENGINES: EngineCase[] = [{ name: 'v8', create: () => new V8Engine() }];
+
+/** Outside CI a missing tool skips with a reason; in CI (CI=true) it fails the test. */
+export function skipOrFail(t: { skip(msg: string): void }, reason: string): void {
+  if (process.env.CI === 'true') throw new Error(`required in CI but unavailable: ${reason}`);
+  t.skip(reason);
+}
