@@ -6,6 +6,10 @@ import {
 } from './crypto/index';
 // Loads the abort handler that asconfig.json routes abort() to.
 import './trap';
+import { configSet } from './config';
+import { seedEntropy } from './entropy';
+import * as dtls from './dtls/client';
+import { COUNTER_COUNT, countersPtr } from './dtls/counters';
 
 /** Bytes in the shared I/O buffer: one datagram of up to 1500 bytes plus headroom. */
 const IO_CAPACITY: i32 = 2048;
@@ -35,6 +39,93 @@ export function selftest_trap(kind: i32): i32 {
   if (kind == 1) return load<i32>(<usize>0xfffffff0);
   if (kind == 2) abort('selftest: firmware abort requested');
   return 0;
+}
+
+// --- Session ------------------------------------------------------------------------------------
+// Time is `now` in milliseconds from an RTC that keeps running through deep sleep (i64).
+
+/** io = identity || psk. The PSK bytes are wiped from the I/O buffer. Returns 0 or -2. */
+export function provision(identityLen: i32, pskLen: i32): i32 {
+  if (identityLen < 0 || pskLen < 0 || !fits(identityLen + pskLen)) return -2;
+  const rc = dtls.provision(IO, identityLen, IO + <usize>identityLen, pskLen);
+  zeroize(IO + <usize>identityLen, pskLen);
+  return rc;
+}
+
+/** io = entropy (at least 32 bytes from the board's TRNG). Returns 0 or -2. */
+export function seed_entropy(len: i32): i32 {
+  if (!fits(len)) return -2;
+  const rc = seedEntropy(IO, len);
+  zeroize(IO, len);
+  return rc;
+}
+
+/** Sets one tunable (keys in docs/abi.md). Returns 0, -1 unknown key, -2 value out of range. */
+export function config_set(key: i32, value: i64): i32 {
+  return configSet(key, value);
+}
+
+/** Starts a full handshake; the ClientHello is then ready for poll_transmit. Returns 0 or -error. */
+export function connect(now: i64): i32 {
+  return dtls.connect(now);
+}
+
+/** io = one received datagram of `len` bytes. Returns the connection state afterwards. */
+export function handle_datagram(now: i64, len: i32): i32 {
+  if (len >= 0 && len <= IO_CAPACITY) dtls.handleDatagram(now, IO, len);
+  return dtls.state;
+}
+
+/** Call when now >= next_timeout(). Returns the connection state afterwards. */
+export function handle_timeout(now: i64): i32 {
+  dtls.handleTimeout(now);
+  return dtls.state;
+}
+
+/** The absolute time (ms) at which handle_timeout wants to run, or -1 when no timer is armed. */
+export function next_timeout(): i64 {
+  return dtls.nextTimeout();
+}
+
+/** Moves the next datagram to send into io; returns its length, 0 when there is none. */
+export function poll_transmit(): i32 {
+  return dtls.pollTransmit(IO, IO_CAPACITY);
+}
+
+/** io = application data. Queues one record. 0, -1 not connected, -2 too long, -3 queue full. */
+export function send(len: i32): i32 {
+  return dtls.sendApplicationData(IO, len);
+}
+
+/** Moves the oldest received application data into io; returns its length, -1 when none. */
+export function recv(): i32 {
+  return dtls.receiveApplicationData(IO, IO_CAPACITY);
+}
+
+/** Sends close_notify when connected and destroys the connection keys. */
+export function close(now: i64): i32 {
+  dtls.close(now);
+  return dtls.state;
+}
+
+export function state(): i32 {
+  return dtls.state;
+}
+
+/** Why the connection last failed or closed (docs/abi.md), 0 when it did not. */
+export function last_error(): i32 {
+  return dtls.lastError;
+}
+
+/** The description of the last alert received, -1 when none. */
+export function last_alert(): i32 {
+  return dtls.lastAlert;
+}
+
+/** Copies the u32 counters into io; returns how many. */
+export function counters_read(): i32 {
+  memory.copy(IO, countersPtr(), <usize>(COUNTER_COUNT * 4));
+  return COUNTER_COUNT;
 }
 
 // --- Crypto primitives over the I/O buffer, for conformance tests and benchmarks -------------

@@ -1,0 +1,49 @@
+// Counters the host reads with `counters_read`. Indexes are ABI (docs/abi.md): append only.
+
+export const C_RX_DATAGRAMS: i32 = 0;
+export const C_RX_RECORDS_OK: i32 = 1;
+// Records dropped silently (RFC 6347 §4.1.2.7), one counter per reason.
+export const C_DROP_SHORT: i32 = 2; // fewer bytes than a record header
+export const C_DROP_BAD_HEADER: i32 = 3; // unknown content type, CID record we did not ask for
+export const C_DROP_BAD_VERSION: i32 = 4;
+export const C_DROP_WRONG_EPOCH: i32 = 5;
+export const C_DROP_REPLAYED: i32 = 6;
+export const C_DROP_LENGTH_BEYOND_DATAGRAM: i32 = 7;
+export const C_DROP_AUTH_FAILED: i32 = 8;
+export const C_DROP_UNEXPECTED_MESSAGE: i32 = 9; // well-formed but not wanted in this state
+export const C_DROP_MALFORMED_MESSAGE: i32 = 10; // handshake/alert/CCS body that does not parse
+export const C_DROP_FRAGMENT_REFUSED: i32 = 11; // fragment of a message too big to reassemble
+export const C_DROP_OUT_OF_ORDER: i32 = 12; // handshake message from a future message_seq
+export const C_DROP_RX_QUEUE_FULL: i32 = 13;
+export const C_TX_DATAGRAMS: i32 = 14;
+export const C_TX_RECORDS: i32 = 15;
+export const C_HANDSHAKES_STARTED: i32 = 16;
+export const C_HANDSHAKES_COMPLETED: i32 = 17;
+export const C_HANDSHAKES_FAILED: i32 = 18;
+export const C_FLIGHT_RETRANSMISSIONS: i32 = 19;
+export const C_PEER_RETRANSMISSIONS: i32 = 20; // server flights seen again
+export const C_ALERTS_RECEIVED: i32 = 21;
+export const C_TX_QUEUE_FULL: i32 = 22;
+export const C_RX_APP_RECORDS: i32 = 23;
+export const C_TX_APP_RECORDS: i32 = 24;
+export const C_FRAGMENTS_REASSEMBLED: i32 = 25;
+export const COUNTER_COUNT: i32 = 26;
+
+const COUNTERS: usize = memory.data(COUNTER_COUNT * 4, 4);
+
+export function count(index: i32): void {
+  const p = COUNTERS + (<usize>index << 2);
+  store<u32>(p, load<u32>(p) + 1);
+}
+
+export function counterValue(index: i32): u32 {
+  return index >= 0 && index < COUNTER_COUNT ? load<u32>(COUNTERS + (<usize>index << 2)) : 0;
+}
+
+export function countersPtr(): usize {
+  return COUNTERS;
+}
+
+export function countersReset(): void {
+  memory.fill(COUNTERS, 0, <usize>(COUNTER_COUNT * 4));
+}
