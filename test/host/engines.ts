@@ -1,6 +1,7 @@
 /** The engines every conformance test runs on. Each later engine registers itself here. */
 import type { Engine } from '../../host/engines/engine.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
+import { Wasm3Engine, wasm3Available } from '../../host/engines/wasm3/index.ts';
 
 export interface EngineCase {
   name: string;
@@ -8,7 +9,13 @@ export interface EngineCase {
   create(): Engine | { skip: string };
 }
 
-export const ENGINES: EngineCase[] = [{ name: 'v8', create: () => new V8Engine() }];
+export const ENGINES: EngineCase[] = [
+  { name: 'v8', create: () => new V8Engine() },
+  {
+    name: 'wasm3',
+    create: () => (wasm3Available() ? new Wasm3Engine() : { skip: 'build/wasm3.node not built (npm run build:wasm3; needs cargo)' }),
+  },
+];
 
 /** Outside CI a missing tool skips with a reason; in CI (CI=true) it fails the test. */
 export function skipOrFail(t: { skip(msg: string): void }, reason: string): void {
