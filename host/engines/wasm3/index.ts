@@ -13,12 +13,12 @@ import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError, descri
 export const WASM3_ADDON_PATH = resolve(dirname(fileURLToPath(import.meta.url)), '../../../build/wasm3.node');
 
 /**
- * Smallest wasm3 value stack that runs every export of build/session.wasm with maximal inputs,
- * found by `node --import tsx host/engines/wasm3/stack-probe.ts`: the exact threshold was 2120 bytes
- * (crypto core only), so 4 KiB is the smallest power of two that works. Deeper call graphs need more;
- * too little shows up as "[trap] stack overflow".
+ * wasm3 value stack per instance. Measured thresholds: the crypto workload needs 2120 bytes
+ * (host/engines/wasm3/stack-probe.ts); a full DTLS handshake with fragment reassembly and an
+ * 800-byte record each way fails at 4 KiB and passes at 6 KiB. 8 KiB leaves headroom; too little
+ * shows up as "[trap] stack overflow".
  */
-export const DEFAULT_WASM3_STACK_BYTES = 4 * 1024;
+export const DEFAULT_WASM3_STACK_BYTES = 8 * 1024;
 
 export interface Wasm3EngineOptions {
   /** Size of wasm3's value stack per instance, in bytes. Default DEFAULT_WASM3_STACK_BYTES. */

@@ -1,0 +1,170 @@
+/**
+ * A scripted DTLS 1.2 PSK server for tests, built on node:crypto and the reference in
+ * dtls-ref.ts: enough of RFC 6347/4279/7627/9146 to take the firmware client through every state
+ * in process, with knobs to misbehave. Not the product's cloud (host/cloud/).
+ */
+import crypto from 'node:crypto';
+import { keyBlock, openRecord, parseRecords, plainRecord, prf, pskPremaster, sealRecord, type KeyBlock } from './dtls-ref.ts';
+
+export interface PeerOptions {
+  psk: Uint8Array;
+  helloVerify?: boolean;
+  ems?: boolean;
+  /** Connection ID the server asks the client to use (RFC 9146); empty = none. */
+  cid?: Uint8Array;
+  identityHint?: string;
+  /** Split each server handshake message into fragments of at most this many bytes. */
+  fragmentBytes?: number;
+}
+
+function hsHeader(type: number, len: number, seq: number, fragOff = 0, fragLen = len): Buffer {
+  const h = Buffer.alloc(12);
+  h[0] = type;
+  h.writeUIntBE(len, 1, 3);
+  h.writeUInt16BE(seq, 4);
+  h.writeUIntBE(fragOff, 6, 3);
+  h.writeUIntBE(fragLen, 9, 3);
+  return h;
+}
+
+export class TestPeer {
+  private transcript: Buffer[] = [];
+  private serverRandom = crypto.randomBytes(32);
+  private clientRandom = Buffer.alloc(0);
+  private sendSeq0 = 0n;
+  sendSeq1 = 0n;
+  private msgSeq = 0;
+  private emsOffered = false;
+  private cidOffered = false;
+  master = Buffer.alloc(0);
+  keys: KeyBlock | undefined;
+  connected = false;
+  identity = '';
+  /** Application data the client sent, decrypted. */
+  received: Buffer[] = [];
+  /** The datagrams this peer sent, for fuzz corpora. */
+  sent: Buffer[] = [];
+
+  constructor(readonly opts: PeerOptions) {}
+
+  get usesCid(): boolean {
+    return this.cidOffered && (this.opts.cid?.length ?? 0) > 0;
+  }
+
+  /** Feeds one datagram from the client; returns the datagrams to send back. */
+  handle(datagram: Uint8Array): Buffer[] {
+    const out: Buffer[] = [];
+    for (const r of parseRecords(datagram, this.opts.cid?.length ?? 0)) {
+      if (r.epoch === 0 && r.type === 22) {
+        const type = r.body[0];
+        const body = r.body.subarray(12);
+        if (type === 1) out.push(...this.onClientHello(r.body, body));
+        else if (type === 16) this.onClientKeyExchange(r.body, body);
+      } else if (r.epoch === 1 && this.keys) {
+        const opened = openRecord(r, this.keys.clientKey, this.keys.clientIv);
+        if (!opened) continue;
+        if (opened.type === 22 && opened.content[0] === 20) out.push(...this.onFinished(opened.content));
+        else if (opened.type === 23) this.received.push(opened.content);
+      }
+    }
+    this.sent.push(...out);
+    return out;
+  }
+
+  private onClientHello(msg: Buffer, body: Buffer): Buffer[] {
+    this.clientRandom = Buffer.from(body.subarray(2, 34));
+    let p = 34;
+    p += 1 + body[p]; // session id
+    const cookieLen = body[p];
+    p += 1 + cookieLen;
+    if (this.opts.helloVerify && cookieLen === 0) {
+      const cookie = crypto.randomBytes(20);
+      const hvr = Buffer.concat([Buffer.from([0xfe, 0xff, cookie.length]), cookie]);
+      return [plainRecord(22, this.sendSeq0++, Buffer.concat([hsHeader(3, hvr.length, 0), hvr]), 0xfeff)];
+    }
+    p += 2 + body.readUInt16BE(p); // suites
+    p += 1 + body[p]; // compression
+    const extEnd = p + 2 + body.readUInt16BE(p);
+    p += 2;
+    while (p < extEnd) {
+      const t = body.readUInt16BE(p), l = body.readUInt16BE(p + 2);
+      if (t === 0x17) this.emsOffered = true;
+      if (t === 54) this.cidOffered = true;
+      p += 4 + l;
+    }
+    this.msgSeq = msg.readUInt16BE(4);
+    this.transcript = [Buffer.from(msg)];
+    const exts: Buffer[] = [Buffer.from([0xff, 0x01, 0, 1, 0])];
+    if (this.emsOffered && this.opts.ems !== false) exts.push(Buffer.from([0, 0x17, 0, 0]));
+    if (this.usesCid) {
+      const cid = Buffer.from(this.opts.cid!);
+      exts.push(Buffer.concat([Buffer.from([0, 54, 0, cid.length + 1, cid.length]), cid]));
+    }
+    const extBytes = Buffer.concat(exts);
+    const extLen = Buffer.alloc(2);
+    extLen.writeUInt16BE(extBytes.length);
+    const sh = Buffer.concat([Buffer.from([0xfe, 0xfd]), this.serverRandom, Buffer.from([0, 0xc0, 0xa8, 0]), extLen, extBytes]);
+    const messages: [number, Buffer][] = [[2, sh]];
+    if (this.opts.identityHint !== undefined) {
+      const hint = Buffer.from(this.opts.identityHint);
+      const l = Buffer.alloc(2);
+      l.writeUInt16BE(hint.length);
+      messages.push([12, Buffer.concat([l, hint])]);
+    }
+    messages.push([14, Buffer.alloc(0)]);
+    const records: Buffer[] = [];
+    for (const [type, b] of messages) {
+      const seq = this.msgSeq++;
+      this.transcript.push(Buffer.concat([hsHeader(type, b.length, seq), b]));
+      const step = this.opts.fragmentBytes ?? Math.max(b.length, 1);
+      for (let off = 0; off < Math.max(b.length, 1); off += step) {
+        const frag = b.subarray(off, off + step);
+        records.push(plainRecord(22, this.sendSeq0++, Buffer.concat([hsHeader(type, b.length, seq, off, frag.length), frag])));
+      }
+    }
+    return [Buffer.concat(records)];
+  }
+
+  private onClientKeyExchange(msg: Buffer, body: Buffer): void {
+    this.identity = body.subarray(2, 2 + body.readUInt16BE(0)).toString();
+    this.transcript.push(Buffer.from(msg));
+    const pms = pskPremaster(this.opts.psk);
+    this.master = this.emsOffered && this.opts.ems !== false
+      ? prf(pms, 'extended master secret', crypto.createHash('sha256').update(Buffer.concat(this.transcript)).digest(), 48)
+      : prf(pms, 'master secret', Buffer.concat([this.clientRandom, this.serverRandom]), 48);
+    this.keys = keyBlock(this.master, this.clientRandom, this.serverRandom);
+  }
+
+  private onFinished(msg: Buffer): Buffer[] {
+    const hash = () => crypto.createHash('sha256').update(Buffer.concat(this.transcript)).digest();
+    const expected = prf(this.master, 'client finished', hash(), 12);
+    if (!expected.equals(msg.subarray(12))) throw new Error('test peer: client Finished does not verify');
+    this.transcript.push(Buffer.from(msg));
+    const verify = prf(this.master, 'server finished', hash(), 12);
+    const fin = Buffer.concat([hsHeader(20, 12, this.msgSeq++), verify]);
+    this.connected = true;
+    return [Buffer.concat([plainRecord(20, this.sendSeq0++, Buffer.from([1])), this.seal(22, fin)])];
+  }
+
+  /** A protected record from the server (server → client records never carry a CID here). */
+  seal(type: number, content: Uint8Array, seq: bigint = this.sendSeq1++, epoch = 1): Buffer {
+    return sealRecord({ type, epoch, seq, key: this.keys!.serverKey, iv: this.keys!.serverIv }, content);
+  }
+
+  /** Opens a record the client sent (with its CID when negotiated). */
+  open(datagram: Uint8Array): { type: number; content: Buffer }[] {
+    return parseRecords(datagram, this.opts.cid?.length ?? 0)
+      .filter((r) => r.epoch === 1)
+      .map((r) => openRecord(r, this.keys!.clientKey, this.keys!.clientIv))
+      .filter((x): x is { type: number; content: Buffer } => x !== null);
+  }
+}
+
+/** Runs client and peer against each other in memory until the client's queue is empty. */
+export function pump(client: { drainTransmit(): Uint8Array[]; handleDatagram(now: number, d: Uint8Array): unknown }, peer: TestPeer, nowMs = 0): void {
+  for (let round = 0; round < 10; round++) {
+    const out = client.drainTransmit();
+    if (out.length === 0) return;
+    for (const d of out) for (const reply of peer.handle(d)) client.handleDatagram(nowMs, reply);
+  }
+}
