@@ -631,6 +631,10 @@ function handleAlert(now: i64, body: usize, len: i32): void {
 
 /** One record may carry several handshake messages or fragments. */
 function handleHandshakeRecord(now: i64, body: usize, len: i32): void {
+  if (len == 0) {
+    C.count(C.C_DROP_MALFORMED_MESSAGE);
+    return;
+  }
   let at = body;
   const end = body + <usize>len;
   let accepted = false;
