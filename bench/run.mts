@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { V8Engine } from '../host/engines/v8.ts';
 import { benchCrypto } from './crypto.ts';
+import { benchHandshakeWire } from './handshake.ts';
 
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
@@ -14,6 +15,9 @@ console.log(`sleepy-session benchmarks — node ${process.version}, ${os.cpus()[
 const crypto = await benchCrypto(new V8Engine());
 console.log(crypto.text + '\n');
 results.crypto = crypto.rows;
+const wire = await benchHandshakeWire();
+console.log(wire.text + '\n');
+results.handshakeWire = wire.rows;
 
 mkdirSync('reports', { recursive: true });
 writeFileSync('reports/bench.json', JSON.stringify(results, null, 2));

@@ -17,6 +17,13 @@ commands:
   start                      the main job (today: firmware self-check on every engine; the
                              incident replay arrives with the session lifecycle)
       --report FILE          where to write the JSON report (default reports/start.json)
+  connect                    the firmware's DTLS client over real UDP: stdin lines are sent as
+                             application data, received data is printed
+      --server HOST:PORT     DTLS 1.2 PSK server (e.g. openssl s_server -dtls1_2 -nocert -psk HEX
+                             -psk_identity ID -cipher PSK-AES128-CCM8 -accept 127.0.0.1:PORT)
+      --identity ID          PSK identity
+      --psk HEX              pre-shared key, 1..64 bytes in hex
+      --engine v8|wasm3      engine to run the firmware on (default v8)
   help                       this text`;
 
 export interface Flags {
@@ -86,12 +93,71 @@ async function start(args: string[]): Promise<number> {
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
+/** Validates an enumerated flag value and names the allowed ones on error. */
+export function oneOf<T extends string>(command: string, flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`${command}: --${flag} must be one of ${allowed.join(', ')} (got '${value}')`);
+  }
+  return value as T;
+}
+
+export function hostPort(command: string, flag: string, value: string | undefined): { host: string; port: number } {
+  const m = value?.match(/^(.+):(\d{1,5})$/);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new UsageError(`${command}: --${flag} must be HOST:PORT with a port 1..65535 (got '${value ?? ''}')`);
+  return { host: m[1], port };
+}
+
+async function engineByName(name: 'v8' | 'wasm3'): Promise<Engine> {
+  if (name === 'v8') return new V8Engine();
+  const { Wasm3Engine, wasm3Available } = await import('./engines/wasm3/index.ts');
+  if (!wasm3Available()) throw new UsageError('--engine wasm3: build/wasm3.node is not built (npm run build:wasm3; needs cargo)');
+  return new Wasm3Engine();
+}
+
+async function connectCommand(args: string[]): Promise<number> {
+  const flags = parseFlags(args, ['server', 'identity', 'psk', 'engine'], 'connect');
+  const server = hostPort('connect', 'server', flags.server);
+  if (!flags.identity) throw new UsageError('connect: --identity ID is required');
+  if (!flags.psk || !/^([0-9a-fA-F]{2}){1,64}$/.test(flags.psk)) throw new UsageError('connect: --psk must be 1..64 bytes in hex');
+  const engine = await engineByName(oneOf('connect', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
+  const { FirmwareClient } = await import('./session-abi.ts');
+  const { UdpDriver } = await import('./udp-driver.ts');
+  const client = new FirmwareClient(await engine.load(readFirmware()));
+  client.provision(Buffer.from(flags.identity), Buffer.from(flags.psk, 'hex'));
+  client.seed(crypto.randomBytes(48));
+  const driver = new UdpDriver(client, { ...server, onData: (d) => process.stdout.write(Buffer.from(d)) });
+  await driver.open();
+  const state = await driver.handshake();
+  if (state !== 'connected') {
+    console.error(`connect: handshake ${state}: ${client.lastError}${client.lastAlert >= 0 ? ` (alert ${client.lastAlert})` : ''}`);
+    driver.close();
+    return 1;
+  }
+  console.error(`connect: connected to ${flags.server} on ${engine.name}`);
+  const { createInterface } = await import('node:readline');
+  const ended = driver.waitFor((s) => s !== 'connected').then((s) => {
+    console.error(`connect: connection ${s}: ${client.lastError}`);
+    process.stdin.destroy();
+  });
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (client.state !== 'connected') break;
+    driver.send(Buffer.from(line + '\n'));
+  }
+  if (client.state === 'connected') client.close(Date.now());
+  await Promise.race([ended, new Promise((r) => setTimeout(r, 50))]);
+  driver.close();
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'start':
         return await start(rest);
+      case 'connect':
+        return await connectCommand(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -99,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'; allowed: start, help`);
+        throw new UsageError(`unknown command '${command}'; allowed: start, connect, help`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

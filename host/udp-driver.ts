@@ -45,6 +45,7 @@ export class UdpDriver {
     this.pump();
   }
 
+  /** Resolves when the connection state satisfies `until` (checked after every event). */
   waitFor(until: (s: StateName) => boolean): Promise<StateName> {
     const s = this.client.state;
     if (until(s)) return Promise.resolve(s);
