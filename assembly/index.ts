@@ -10,6 +10,7 @@ import { configSet } from './config';
 import { seedEntropy } from './entropy';
 import * as dtls from './dtls/client';
 import { COUNTER_COUNT, countersPtr } from './dtls/counters';
+import { setOwnCid } from './dtls/record';
 
 /** Bytes in the shared I/O buffer: one datagram of up to 1500 bytes plus headroom. */
 const IO_CAPACITY: i32 = 2048;
@@ -58,6 +59,16 @@ export function seed_entropy(len: i32): i32 {
   const rc = seedEntropy(IO, len);
   zeroize(IO, len);
   return rc;
+}
+
+/**
+ * io = the connection ID (0..32 bytes) the device offers in its ClientHello: when the server
+ * agrees (RFC 9146) it puts it in every record to the device. Takes effect at the next connect.
+ */
+export function set_connection_id(len: i32): i32 {
+  if (len < 0 || len > 32) return -2;
+  setOwnCid(IO, len);
+  return 0;
 }
 
 /** Sets one tunable (keys in docs/abi.md). Returns 0, -1 unknown key, -2 value out of range. */

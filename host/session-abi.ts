@@ -21,7 +21,7 @@ export const COUNTERS = [
   'dropFragmentRefused', 'dropOutOfOrder', 'dropRxQueueFull',
   'txDatagrams', 'txRecords', 'handshakesStarted', 'handshakesCompleted', 'handshakesFailed',
   'flightRetransmissions', 'peerRetransmissions', 'alertsReceived', 'txQueueFull', 'rxAppRecords',
-  'txAppRecords', 'fragmentsReassembled',
+  'txAppRecords', 'fragmentsReassembled', 'dropUnknownCid',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;
@@ -63,6 +63,13 @@ export class FirmwareClient {
     this.write(entropy);
     const rc = Number(this.m.call('seed_entropy', entropy.length));
     if (rc !== 0) throw new RangeError(`seed_entropy refused (${rc}): at least 32 bytes of entropy`);
+  }
+
+  /** The CID the device offers (0..32 bytes); the server puts it in records to the device. */
+  setConnectionId(cid: Uint8Array): void {
+    this.write(cid);
+    const rc = Number(this.m.call('set_connection_id', cid.length));
+    if (rc !== 0) throw new RangeError(`set_connection_id refused (${rc}): 0..32 bytes`);
   }
 
   config(name: ConfigName, value: number | boolean): void {

@@ -13,7 +13,8 @@ import {
   CT_ALERT, CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, EXPLICIT_NONCE_BYTES,
   HEADER_BYTES, MAX_SEQUENCE, PARSE_OK, REPLAY_WINDOW_BYTES, VERSION_DTLS10, VERSION_DTLS12,
   parseRecord, protectRecord, protectedRecordBytes, recBody, recBodyLen, recEnd, recEpoch, recSeq,
-  recType, recVersion, replayCheck, replayReset, replayUpdate, unprotectRecord,
+  recType, recVersion, replayCheck, replayReset, replayUpdate, unprotectRecord, OWN_CID, ownCidLen,
+  recCidLen,
 } from './record';
 import { DRBG, isSeeded } from '../entropy';
 
@@ -87,6 +88,8 @@ let extendedMasterSecret: bool = false;
 export const PEER_CID: usize = memory.data(cfg.MAX_CID_BYTES);
 export let peerCidLen: i32 = 0;
 let serverCcsSeen: bool = false;
+/** The server agreed to put our CID in its records (we offered a non-empty one). */
+let cidInUse: bool = false;
 
 const TRANSCRIPT: usize = memory.data(<i32>SHA256_CTX_BYTES, 8);
 const TRANSCRIPT_COPY: usize = memory.data(<i32>SHA256_CTX_BYTES, 8);
@@ -224,6 +227,7 @@ function wipeConnection(): void {
   readEpoch = 0;
   writeSeq1 = 0;
   peerCidLen = 0;
+  cidInUse = false;
   replayReset(WINDOW1);
 }
 
@@ -281,8 +285,11 @@ function buildClientHello(): void {
   p += 2;
   putU16(p, EXT_EXTENDED_MASTER_SECRET); putU16(p + 2, 0); p += 4;
   if (cfg.offerConnectionId) {
-    // Zero-length CID: we send with the server's CID but want none in records to us.
-    putU16(p, EXT_CONNECTION_ID); putU16(p + 2, 1); putU8(p + 4, 0); p += 5;
+    // Our CID (set_connection_id; empty = we want none in records to us). We send with the
+    // server's CID once it gives one.
+    putU16(p, EXT_CONNECTION_ID); putU16(p + 2, <u32>(1 + ownCidLen)); putU8(p + 4, <u32>ownCidLen);
+    memory.copy(p + 5, OWN_CID, <usize>ownCidLen);
+    p += 5 + <usize>ownCidLen;
   }
   putU16(extStart, <u32>(p - extStart - 2));
   const bodyLen = <i32>(p - m) - HS_HEADER_BYTES;
@@ -536,6 +543,10 @@ export function handleDatagram(now: i64, p: usize, len: i32): void {
 
 function handleRecord(now: i64): void {
   const epoch = recEpoch;
+  if (epoch == 0 && recCidLen > 0) {
+    C.count(C.C_DROP_BAD_HEADER); // a CID record is always protected
+    return;
+  }
   if (epoch == 0) {
     if (state == S_CONNECTED || state == S_IDLE || state == S_FAILED || state == S_CLOSED) {
       C.count(C.C_DROP_WRONG_EPOCH);
@@ -562,13 +573,17 @@ function handleRecord(now: i64): void {
     C.count(C.C_DROP_REPLAYED);
     return;
   }
+  if (recCidLen > 0 && !cidInUse) {
+    C.count(C.C_DROP_BAD_HEADER); // the server did not agree to send us a CID
+    return;
+  }
   const seq = recSeq;
-  const type = recType;
   const n = unprotectRecord(SERVER_WRITE, SERVER_IV);
   if (n < 0) {
     C.count(-1 - n);
     return;
   }
+  const type = recType; // the real type, also for tls12_cid records
   replayUpdate(WINDOW1, seq); // only now: the record authenticated
   handlePlaintext(now, type, recBody + <usize>EXPLICIT_NONCE_BYTES, n);
 }
@@ -813,6 +828,7 @@ function onServerHello(now: i64, seq: u32, body: usize, len: i32): bool {
   memory.copy(SERVER_RANDOM, body + 2, 32);
   extendedMasterSecret = ems;
   peerCidLen = 0;
+  cidInUse = cid && ownCidLen > 0;
   if (cid && cidLen > 0) {
     memory.copy(PEER_CID, cidAt, <usize>cidLen);
     peerCidLen = cidLen;

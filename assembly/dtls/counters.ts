@@ -27,7 +27,8 @@ export const C_TX_QUEUE_FULL: i32 = 22;
 export const C_RX_APP_RECORDS: i32 = 23;
 export const C_TX_APP_RECORDS: i32 = 24;
 export const C_FRAGMENTS_REASSEMBLED: i32 = 25;
-export const COUNTER_COUNT: i32 = 26;
+export const C_DROP_UNKNOWN_CID: i32 = 26; // tls12_cid record with a CID that is not ours
+export const COUNTER_COUNT: i32 = 27;
 
 const COUNTERS: usize = memory.data(COUNTER_COUNT * 4, 4);
 

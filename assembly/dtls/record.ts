@@ -1,6 +1,7 @@
 // DTLS 1.2 record layer (RFC 6347 §4.1) with AES_128_CCM_8 (RFC 6655) and RFC 9146 connection
 // IDs. Parsing never reads outside the datagram; protection works in place.
 import { ccmOpen, ccmSeal, CCM_ERR_AUTH } from '../crypto/ccm';
+import { ctEqual } from '../crypto/ct';
 import { getU16, getU48, putU16, putU48, putU8 } from './bytes';
 import * as C from './counters';
 
@@ -28,31 +29,53 @@ export let recEpoch: u32 = 0;
 export let recSeq: u64 = 0;
 export let recBody: usize = 0;
 export let recBodyLen: i32 = 0;
+export let recCid: usize = 0;
+export let recCidLen: i32 = 0;
 export let recEnd: usize = 0;
 
 /** parseRecord outcomes besides OK: the counter index of the drop reason. */
 export const PARSE_OK: i32 = -1;
 
+// The connection ID we asked the server to put in records to us (RFC 9146); empty for none.
+export const OWN_CID: usize = memory.data(32);
+export let ownCidLen: i32 = 0;
+
+export function setOwnCid(cid: usize, len: i32): void {
+  memory.copy(OWN_CID, cid, <usize>len);
+  ownCidLen = len;
+}
+
 /**
- * Parses the record header at `p` within a datagram ending at `end`. Incoming records never carry
- * a connection ID (we ask the server for none), so a tls12_cid record is a bad header here.
+ * Parses the record header at `p` within a datagram ending at `end`. A tls12_cid record must carry
+ * our own connection ID (its length is known only from the handshake, RFC 9146 §4).
  * Returns PARSE_OK or the counter index of why the rest of the datagram must be dropped.
  */
 export function parseRecord(p: usize, end: usize): i32 {
   if (end < p + <usize>HEADER_BYTES) return C.C_DROP_SHORT;
   const type = load<u8>(p);
-  if (type < CT_CHANGE_CIPHER_SPEC || type > CT_APPLICATION_DATA) return C.C_DROP_BAD_HEADER;
+  let cidLen = 0;
+  if (type == CT_TLS12_CID) {
+    if (ownCidLen == 0) return C.C_DROP_BAD_HEADER;
+    cidLen = ownCidLen;
+    if (end < p + <usize>(HEADER_BYTES + cidLen)) return C.C_DROP_SHORT;
+  } else if (type < CT_CHANGE_CIPHER_SPEC || type > CT_APPLICATION_DATA) {
+    return C.C_DROP_BAD_HEADER;
+  }
   const version = getU16(p + 1);
   if (version != VERSION_DTLS12 && version != VERSION_DTLS10) return C.C_DROP_BAD_VERSION;
-  const length = <i32>getU16(p + 11);
+  const length = <i32>getU16(p + 11 + <usize>cidLen);
   recType = type;
   recVersion = version;
   recEpoch = getU16(p + 3);
   recSeq = getU48(p + 5);
-  recBody = p + <usize>HEADER_BYTES;
+  recCid = p + 11;
+  recCidLen = cidLen;
+  recBody = p + <usize>(HEADER_BYTES + cidLen);
   recBodyLen = length;
   if (recBody + <usize>length > end) return C.C_DROP_LENGTH_BEYOND_DATAGRAM;
   recEnd = recBody + <usize>length;
+  // A CID we did not issue: the record is not for this connection (after boundaries are known).
+  if (cidLen > 0 && !ctEqual(recCid, OWN_CID, cidLen)) return C.C_DROP_UNKNOWN_CID;
   return PARSE_OK;
 }
 
@@ -159,9 +182,9 @@ export function protectRecord(
 }
 
 /**
- * Decrypts the record last parsed (no connection ID) in place. Returns the plaintext length with
- * the plaintext at `recBody + EXPLICIT_NONCE_BYTES`, or the counter index of the drop reason
- * negated minus one (so any return < 0 is a drop).
+ * Decrypts the record last parsed in place. Returns the plaintext length with the plaintext at
+ * `recBody + EXPLICIT_NONCE_BYTES` (for a tls12_cid record `recType` becomes the real content
+ * type), or the counter index of the drop reason negated minus one (so any return < 0 is a drop).
  */
 export function unprotectRecord(aesCtx: usize, readIv: usize): i32 {
   if (recBodyLen < PROTECTED_OVERHEAD) return -1 - C.C_DROP_SHORT;
@@ -169,9 +192,15 @@ export function unprotectRecord(aesCtx: usize, readIv: usize): i32 {
   memory.copy(NONCE, readIv, 4);
   memory.copy(NONCE + 4, recBody, 8);
   const textLen = recBodyLen - PROTECTED_OVERHEAD;
-  const aadLen = buildAad(recType, recEpoch, recSeq, 0, 0, textLen);
+  const aadLen = buildAad(recType, recEpoch, recSeq, recCid, recCidLen, textLen);
   const text = recBody + <usize>EXPLICIT_NONCE_BYTES;
   const n = ccmOpen(aesCtx, NONCE, 12, AAD, aadLen, text, textLen + TAG_BYTES, text, TAG_BYTES);
   if (n == CCM_ERR_AUTH || n < 0) return -1 - C.C_DROP_AUTH_FAILED;
-  return n;
+  if (recCidLen == 0) return n;
+  // DTLSInnerPlaintext: content || real type || zero padding (RFC 9146 §5)
+  let end = n - 1;
+  while (end >= 0 && load<u8>(text + <usize>end) == 0) end--;
+  if (end < 0) return -1 - C.C_DROP_MALFORMED_MESSAGE;
+  recType = load<u8>(text + <usize>end);
+  return end;
 }

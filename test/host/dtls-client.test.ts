@@ -7,7 +7,7 @@ import { readFirmware } from '../../host/firmware.ts';
 import { FirmwareClient } from '../../host/session-abi.ts';
 import { ENGINES, skipOrFail } from './engines.ts';
 import { TestPeer, pump, type PeerOptions } from './dtls-peer.ts';
-import { openRecord, parseRecords } from './dtls-ref.ts';
+import { openRecord, parseRecords, sealRecord } from './dtls-ref.ts';
 
 const IDENTITY = Buffer.from('device-0001');
 
@@ -87,6 +87,31 @@ for (const engineCase of ENGINES) {
       assert.equal(d[0], 25, 'content type tls12_cid');
       assert.deepEqual(Buffer.from(d.subarray(11, 19)), cid);
       assert.deepEqual(s.peer.open(d), [{ type: 23, content: Buffer.from('with cid') }]);
+    });
+
+    it('connection ID both ways: records to the device carry its own CID; another CID is dropped', async (t) => {
+      const s0 = await setup(t, { cid: crypto.randomBytes(8) });
+      if (!s0) return;
+      const { c, peer } = s0;
+      const own = Buffer.from([0xde, 0xad, 0xbe, 0xef]);
+      c.setConnectionId(own);
+      c.connect(0);
+      pump(c, peer);
+      assert.equal(c.state, 'connected', c.lastError);
+      assert.deepEqual(peer.clientCid, own);
+      const rec = peer.seal(23, Buffer.from('to the device'));
+      assert.equal(rec[0], 25);
+      assert.deepEqual(rec.subarray(11, 15), own);
+      c.handleDatagram(0, rec);
+      assert.equal(Buffer.from(c.recv()!).toString(), 'to the device');
+      const other = Buffer.from(peer.seal(23, Buffer.from('not mine')));
+      other[11] ^= 1; // a different CID of the same length
+      c.handleDatagram(0, other);
+      assert.equal(c.recv(), null);
+      assert.equal(c.counters().dropUnknownCid, 1);
+      // a plain record without the CID is still understood (the server may omit it)
+      c.handleDatagram(0, sealRecordWithoutCid(peer, 'plain'));
+      assert.equal(Buffer.from(c.recv()!).toString(), 'plain');
     });
 
     it('replay window: duplicates and records 64+ behind are dropped, 63 behind is accepted once', async (t) => {
@@ -262,4 +287,8 @@ for (const engineCase of ENGINES) {
       assert.equal(c.state, 'closed');
     });
   });
+}
+
+function sealRecordWithoutCid(peer: TestPeer, text: string): Buffer {
+  return sealRecord({ type: 23, epoch: 1, seq: peer.sendSeq1++, key: peer.keys!.serverKey, iv: peer.keys!.serverIv }, Buffer.from(text));
 }

@@ -14,6 +14,7 @@ import { TestPeer } from './dtls-peer.ts';
 const RUNS_PER_STATE = Number(process.env.FUZZ_RUNS ?? 10_000);
 const PSK = crypto.randomBytes(16);
 const CID = crypto.randomBytes(6);
+const OWN_CID = crypto.randomBytes(4); // records to the device carry it (RFC 9146)
 
 /** A scripted handshake whose datagrams are replayed to reach each state quickly. */
 interface Script {
@@ -29,6 +30,7 @@ async function recordScript(engine: Engine): Promise<Script> {
   const entropy = crypto.randomBytes(32);
   const c = new FirmwareClient(await engine.load(readFirmware()));
   c.provision(Buffer.from('fuzz-device'), PSK);
+  c.setConnectionId(OWN_CID);
   c.seed(entropy);
   const peer = new TestPeer({ psk: PSK, helloVerify: true, cid: CID, identityHint: 'hint' });
   c.connect(0);
@@ -65,6 +67,7 @@ function firstRecord(d: Buffer): Buffer {
 async function clientIn(engine: Engine, s: Script, state: (typeof STATES)[number]): Promise<FirmwareClient> {
   const c = new FirmwareClient(await engine.load(readFirmware()));
   c.provision(Buffer.from('fuzz-device'), PSK);
+  c.setConnectionId(OWN_CID);
   c.seed(s.entropy); // same entropy → same ClientHello → the recorded server flights fit
   c.connect(0);
   for (const d of state.feed(s)) {
