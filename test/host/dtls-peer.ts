@@ -15,6 +15,8 @@ export interface PeerOptions {
   identityHint?: string;
   /** Split each server handshake message into fragments of at most this many bytes. */
   fragmentBytes?: number;
+  /** Where the server random and the cookie come from (default crypto.randomBytes); seeded runs inject their own. */
+  random?: (n: number) => Buffer;
 }
 
 function hsHeader(type: number, len: number, seq: number, fragOff = 0, fragLen = len): Buffer {
@@ -29,9 +31,10 @@ function hsHeader(type: number, len: number, seq: number, fragOff = 0, fragLen =
 
 export class TestPeer {
   private transcript: Buffer[] = [];
-  private serverRandom = crypto.randomBytes(32);
+  private readonly random: (n: number) => Buffer;
+  private serverRandom: Buffer;
   private clientRandom = Buffer.alloc(0);
-  private sendSeq0 = 0n;
+  sendSeq0 = 0n;
   sendSeq1 = 0n;
   private msgSeq = 0;
   private emsOffered = false;
@@ -45,10 +48,21 @@ export class TestPeer {
   /** The datagrams this peer sent, for fuzz corpora. */
   sent: Buffer[] = [];
 
-  constructor(readonly opts: PeerOptions) {}
+  constructor(readonly opts: PeerOptions) {
+    this.random = opts.random ?? crypto.randomBytes;
+    this.serverRandom = this.random(32);
+  }
+
+  /** The CID the client offered: records to the client carry it once the extension is agreed. */
+  clientCid = Buffer.alloc(0);
+
+  /** The server answers the connection_id extension (opts.cid given, possibly empty). */
+  get agreesCid(): boolean {
+    return this.cidOffered && this.opts.cid !== undefined;
+  }
 
   get usesCid(): boolean {
-    return this.cidOffered && (this.opts.cid?.length ?? 0) > 0;
+    return this.agreesCid && this.opts.cid!.length > 0;
   }
 
   /** Feeds one datagram from the client; returns the datagrams to send back. */
@@ -78,7 +92,7 @@ export class TestPeer {
     const cookieLen = body[p];
     p += 1 + cookieLen;
     if (this.opts.helloVerify && cookieLen === 0) {
-      const cookie = crypto.randomBytes(20);
+      const cookie = this.random(20);
       const hvr = Buffer.concat([Buffer.from([0xfe, 0xff, cookie.length]), cookie]);
       return [plainRecord(22, this.sendSeq0++, Buffer.concat([hsHeader(3, hvr.length, 0), hvr]), 0xfeff)];
     }
@@ -89,14 +103,17 @@ export class TestPeer {
     while (p < extEnd) {
       const t = body.readUInt16BE(p), l = body.readUInt16BE(p + 2);
       if (t === 0x17) this.emsOffered = true;
-      if (t === 54) this.cidOffered = true;
+      if (t === 54) {
+        this.cidOffered = true;
+        this.clientCid = Buffer.from(body.subarray(p + 5, p + 5 + body[p + 4]));
+      }
       p += 4 + l;
     }
     this.msgSeq = msg.readUInt16BE(4);
     this.transcript = [Buffer.from(msg)];
     const exts: Buffer[] = [Buffer.from([0xff, 0x01, 0, 1, 0])];
     if (this.emsOffered && this.opts.ems !== false) exts.push(Buffer.from([0, 0x17, 0, 0]));
-    if (this.usesCid) {
+    if (this.agreesCid) {
       const cid = Buffer.from(this.opts.cid!);
       exts.push(Buffer.concat([Buffer.from([0, 54, 0, cid.length + 1, cid.length]), cid]));
     }
@@ -146,9 +163,10 @@ export class TestPeer {
     return [Buffer.concat([plainRecord(20, this.sendSeq0++, Buffer.from([1])), this.seal(22, fin)])];
   }
 
-  /** A protected record from the server (server → client records never carry a CID here). */
+  /** A protected record from the server, with the client's CID when one was agreed. */
   seal(type: number, content: Uint8Array, seq: bigint = this.sendSeq1++, epoch = 1): Buffer {
-    return sealRecord({ type, epoch, seq, key: this.keys!.serverKey, iv: this.keys!.serverIv }, content);
+    const cid = this.agreesCid ? this.clientCid : undefined;
+    return sealRecord({ type, epoch, seq, key: this.keys!.serverKey, iv: this.keys!.serverIv, cid }, content);
   }
 
   /** Opens a record the client sent (with its CID when negotiated). */
