@@ -11,6 +11,9 @@ import { seedEntropy } from './entropy';
 import * as dtls from './dtls/client';
 import { COUNTER_COUNT, countersPtr } from './dtls/counters';
 import { setOwnCid } from './dtls/record';
+import * as session from './session/session';
+import { policySet } from './session/policy';
+import { pollStore } from './session/persist';
 
 /** Bytes in the shared I/O buffer: one datagram of up to 1500 bytes plus headroom. */
 const IO_CAPACITY: i32 = 2048;
@@ -73,7 +76,7 @@ export function set_connection_id(len: i32): i32 {
 
 /** Sets one tunable (keys in docs/abi.md). Returns 0, -1 unknown key, -2 value out of range. */
 export function config_set(key: i32, value: i64): i32 {
-  return configSet(key, value);
+  return key >= 20 ? policySet(key, value) : configSet(key, value);
 }
 
 /** Starts a full handshake; the ClientHello is then ready for poll_transmit. Returns 0 or -error. */
@@ -83,19 +86,65 @@ export function connect(now: i64): i32 {
 
 /** io = one received datagram of `len` bytes. Returns the connection state afterwards. */
 export function handle_datagram(now: i64, len: i32): i32 {
-  if (len >= 0 && len <= IO_CAPACITY) dtls.handleDatagram(now, IO, len);
+  if (len < 0 || len > IO_CAPACITY) return dtls.state;
+  if (session.sessState == session.SS_OFF) dtls.handleDatagram(now, IO, len);
+  else session.handleDatagram(now, IO, len);
   return dtls.state;
 }
 
 /** Call when now >= next_timeout(). Returns the connection state afterwards. */
 export function handle_timeout(now: i64): i32 {
-  dtls.handleTimeout(now);
+  if (session.sessState == session.SS_OFF) dtls.handleTimeout(now);
+  else session.handleTimeout(now);
   return dtls.state;
 }
 
 /** The absolute time (ms) at which handle_timeout wants to run, or -1 when no timer is armed. */
 export function next_timeout(): i64 {
-  return dtls.nextTimeout();
+  return session.sessState == session.SS_OFF ? dtls.nextTimeout() : session.nextTimeout();
+}
+
+// --- Session lifecycle (docs/abi.md, "Lifecycle") ---------------------------------------------------
+
+/** io = device id || identity || psk. Queues the credentials block for poll_store. 0 or -2. */
+export function provision_device(profile: i32, idLen: i32, identityLen: i32, pskLen: i32): i32 {
+  if (profile < 0 || profile > 2 || idLen < 0 || identityLen < 0 || pskLen < 0 || !fits(idLen + identityLen + pskLen)) return -2;
+  const rc = session.provisionDevice(<u8>profile, IO, idLen, IO + <usize>idLen, identityLen, IO + <usize>(idLen + identityLen), pskLen);
+  zeroize(IO, idLen + identityLen + pskLen);
+  return rc;
+}
+
+/** io = the persisted region as read at power-up (len bytes; docs/abi.md). Returns the session state or < 0. */
+export function boot(now: i64, len: i32): i32 {
+  if (len < 0 || len > IO_CAPACITY) return -2;
+  const rc = session.boot(now, IO, len);
+  zeroize(IO, len);
+  return rc;
+}
+
+export function session_state(): i32 {
+  return session.sessState;
+}
+
+/** io = name || data. Queues an event; returns its sequence number, or -2 bad size, -3 outbox full, -4 not booted. */
+export function publish(now: i64, nameLen: i32, dataLen: i32): i64 {
+  if (nameLen < 0 || dataLen < 0 || !fits(nameLen + dataLen)) return -2;
+  return session.publish(now, IO, nameLen, IO + <usize>nameLen, dataLen);
+}
+
+/** Milliseconds to stay awake for pending confirmations, or 0: expired keys are destroyed, sleep now. */
+export function prepare_sleep(now: i64): i64 {
+  return session.prepareSleep(now);
+}
+
+/** Moves the next persistent-memory write into io: offset (u32 LE) || bytes. Length, 0 when none. */
+export function poll_store(): i32 {
+  return pollStore(IO, IO_CAPACITY);
+}
+
+/** Moves the next application event into io: type u8, 3 zero bytes, a u32, b u32. 12, or 0 when none. */
+export function poll_event(): i32 {
+  return session.pollEvent(IO);
 }
 
 /** Moves the next datagram to send into io; returns its length, 0 when there is none. */

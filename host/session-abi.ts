@@ -22,6 +22,9 @@ export const COUNTERS = [
   'txDatagrams', 'txRecords', 'handshakesStarted', 'handshakesCompleted', 'handshakesFailed',
   'flightRetransmissions', 'peerRetransmissions', 'alertsReceived', 'txQueueFull', 'rxAppRecords',
   'txAppRecords', 'fragmentsReassembled', 'dropUnknownCid',
+  'sessionRestores', 'sessionDiscards', 'resetTokensReceived', 'resetsAccepted', 'truncatedFatal',
+  'hintsActed', 'hintsIgnored', 'coapRetransmissions', 'coapGiveUps', 'eventsAcked', 'eventsDropped',
+  'coapMalformed', 'storeWrites',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;
@@ -33,7 +36,47 @@ export const CONFIG = {
   handshakeMaxTransmissions: 3,
   offerConnectionId: 4,
   requireExtendedMasterSecret: 5,
+  coapAckTimeoutMs: 20,
+  coapMaxRetransmit: 21,
+  maxUnconfirmedRestores: 22,
+  sleepWaitMaxMs: 23,
+  maxSessionAgeMs: 24,
+  maxRecordsPerKey: 25,
+  maxFailedAuthPerKey: 26,
+  truncatedHintWindowMs: 27,
 } as const;
+
+export const PROFILES = ['legacy', 'fixed', 'default'] as const;
+export type Profile = (typeof PROFILES)[number];
+
+export const SESSION_STATES = ['off', 'handshaking', 'resumed', 'confirmed', 'no-session'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
+
+export const DISCARD_REASONS = [
+  'none', 'max-age', 'unconfirmed-restores', 'record-limit', 'failed-auth-limit', 'coap-rst', 'coap-give-up',
+  'reset-token', 'truncated-record', 'credentials-changed', 'peer-closed', 'handshake-failed',
+] as const;
+export type DiscardReason = (typeof DISCARD_REASONS)[number];
+
+export type SessionEvent =
+  | { type: 'resumed'; useCounter: number }
+  | { type: 'handshake-started'; reason: DiscardReason }
+  | { type: 'connected' }
+  | { type: 'confirmed' }
+  | { type: 'event-acked'; seq: number }
+  | { type: 'session-discarded'; reason: DiscardReason }
+  | { type: 'handshake-failed'; error: ErrorName }
+  | { type: 'event-dropped'; seq: number }
+  | { type: 'hint-ignored' };
+
+/** A write the firmware wants in persistent memory. */
+export interface StoreWrite {
+  offset: number;
+  bytes: Uint8Array;
+}
+
+/** Size of the persisted region (docs/abi.md, "Persisted layout"). */
+export const REGION_BYTES = 1280;
 export type ConfigName = keyof typeof CONFIG;
 
 export class FirmwareClient {
@@ -70,6 +113,69 @@ export class FirmwareClient {
     this.write(cid);
     const rc = Number(this.m.call('set_connection_id', cid.length));
     if (rc !== 0) throw new RangeError(`set_connection_id refused (${rc}): 0..32 bytes`);
+  }
+
+  /** Factory provisioning: queues the credentials block (drain it with pollStore). */
+  provisionDevice(profile: Profile, deviceId: string, identity: Uint8Array, psk: Uint8Array): void {
+    const id = Buffer.from(deviceId);
+    this.write(id, identity, psk);
+    const rc = Number(this.m.call('provision_device', PROFILES.indexOf(profile), id.length, identity.length, psk.length));
+    if (rc !== 0) throw new RangeError(`provision_device refused (${rc}): id 1..48 bytes, identity 1..64, PSK 1..64, profile one of ${PROFILES.join(', ')}`);
+  }
+
+  /** Cold start from the persisted region image. Returns the session state. */
+  boot(nowMs: number, region: Uint8Array): SessionState {
+    this.write(region);
+    const rc = Number(this.m.call('boot', BigInt(nowMs), region.length));
+    if (rc === -1) throw new Error('boot: no valid credentials in the persisted region (provision the device first)');
+    if (rc === -5) throw new Error('boot: seed entropy first');
+    if (rc < 0) throw new Error(`boot failed (${rc})`);
+    return SESSION_STATES[rc];
+  }
+
+  get sessionState(): SessionState {
+    return SESSION_STATES[Number(this.m.call('session_state'))];
+  }
+
+  /** Queues an event; returns its sequence number. Throws when the outbox is full. */
+  publish(nowMs: number, name: string, data: Uint8Array): number {
+    const n = Buffer.from(name);
+    this.write(n, data);
+    const rc = Number(this.m.call('publish', BigInt(nowMs), n.length, data.length));
+    if (rc === -3) throw new OutboxFullError('publish: the outbox is full (6 unconfirmed events); nothing was overwritten');
+    if (rc < 0) throw new RangeError(`publish refused (${rc}): name 1..15 bytes, data 0..43 bytes, after boot`);
+    return rc;
+  }
+
+  /** Milliseconds to stay awake, or 0 when the device may sleep (expired keys are gone). */
+  prepareSleep(nowMs: number): number {
+    return Number(this.m.call('prepare_sleep', BigInt(nowMs)));
+  }
+
+  pollStore(): StoreWrite | null {
+    const n = Number(this.m.call('poll_store'));
+    if (n <= 0) return null;
+    const b = this.m.readMemory(this.io, n);
+    return { offset: new DataView(b.buffer, b.byteOffset).getUint32(0, true), bytes: b.subarray(4) };
+  }
+
+  pollEvent(): SessionEvent | null {
+    const n = Number(this.m.call('poll_event'));
+    if (n <= 0) return null;
+    const b = this.m.readMemory(this.io, n);
+    const v = new DataView(b.buffer, b.byteOffset);
+    const a = v.getUint32(4, true);
+    switch (b[0]) {
+      case 1: return { type: 'resumed', useCounter: a };
+      case 2: return { type: 'handshake-started', reason: DISCARD_REASONS[a] ?? 'none' };
+      case 3: return { type: 'connected' };
+      case 4: return { type: 'confirmed' };
+      case 5: return { type: 'event-acked', seq: a };
+      case 6: return { type: 'session-discarded', reason: DISCARD_REASONS[a] ?? 'none' };
+      case 7: return { type: 'handshake-failed', error: ERRORS[a] ?? 'none' };
+      case 8: return { type: 'event-dropped', seq: a };
+      default: return { type: 'hint-ignored' };
+    }
   }
 
   config(name: ConfigName, value: number | boolean): void {
@@ -145,3 +251,5 @@ export class FirmwareClient {
     return out;
   }
 }
+
+export class OutboxFullError extends Error {}

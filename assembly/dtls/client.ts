@@ -113,6 +113,43 @@ let readEpoch: u32 = 0;
 const WINDOW0: usize = memory.data(<i32>REPLAY_WINDOW_BYTES, 8);
 export const WINDOW1: usize = memory.data(<i32>REPLAY_WINDOW_BYTES, 8);
 
+// --- What the session layer watches (assembly/session) -------------------------------------------
+/** Records from the server that authenticated under the current keys (epoch 1). */
+export let authenticatedRecords: u32 = 0;
+/** Records that failed authentication under the current keys. */
+export let failedAuthThisKey: u32 = 0;
+/** Sequence numbers below this may be used without persisting first (reserved ahead). */
+export let writeSeqReserved: u64 = 0;
+/** The reservation moved: the session must persist it before the next datagram leaves. */
+export let reservationMoved: bool = false;
+/** Stateless reset token (docs/protocol.md) and whether the last datagram carried it. */
+export const RESET_TOKEN: usize = memory.data(16);
+export let resetTokenArmed: bool = false;
+export let resetTokenSeen: bool = false;
+/** The last datagram held the 2019 truncated record (header valid, bytes missing). */
+export let truncatedRecordSeen: bool = false;
+const TOKEN_SCRATCH: usize = memory.data(16);
+/** Sequence numbers between reservations (persisted ahead of use). */
+let reserveBlock: u64 = 32;
+
+export function setReserveBlock(n: u64): void {
+  reserveBlock = n;
+}
+
+export function armResetToken(token: usize): void {
+  memory.copy(RESET_TOKEN, token, 16);
+  resetTokenArmed = true;
+}
+
+export function disarmResetToken(): void {
+  zeroize(RESET_TOKEN, 16);
+  resetTokenArmed = false;
+}
+
+export function clearReservationMoved(): void {
+  reservationMoved = false;
+}
+
 // --- Timer ---------------------------------------------------------------------------------------
 let deadlineMs: i64 = -1;
 let currentTimeoutMs: i64 = 0;
@@ -229,6 +266,10 @@ function wipeConnection(): void {
   peerCidLen = 0;
   cidInUse = false;
   replayReset(WINDOW1);
+  authenticatedRecords = 0;
+  failedAuthThisKey = 0;
+  writeSeqReserved = 0;
+  disarmResetToken();
 }
 
 /** Starts a full handshake. Any previous connection is destroyed first. */
@@ -404,6 +445,10 @@ function appendProtectedRecord(type: u8, src: usize, len: i32): bool {
   if (building == 0) return false;
   if (buildingLen + protectedRecordBytes(len, peerCidLen) > TX_SLOT_BYTES) return false;
   if (writeSeq1 >= MAX_SEQUENCE) return false;
+  if (writeSeq1 >= writeSeqReserved) {
+    writeSeqReserved = writeSeq1 + reserveBlock;
+    reservationMoved = true;
+  }
   const out = building + <usize>buildingLen;
   memory.copy(out + <usize>(HEADER_BYTES + peerCidLen + EXPLICIT_NONCE_BYTES), src, <usize>len);
   buildingLen += protectRecord(out, type, 1, writeSeq1++, len, CLIENT_WRITE, CLIENT_IV, PEER_CID, peerCidLen);
@@ -519,6 +564,8 @@ export function handleDatagram(now: i64, p: usize, len: i32): void {
   const end = p + <usize>len;
   let at = p;
   peerRetransmitted = false;
+  resetTokenSeen = false;
+  truncatedRecordSeen = false;
   if (len < HEADER_BYTES) {
     C.count(C.C_DROP_SHORT);
     return;
@@ -527,6 +574,7 @@ export function handleDatagram(now: i64, p: usize, len: i32): void {
     const rc = parseRecord(at, end);
     if (rc != PARSE_OK) {
       // Record boundaries are lost: the rest of the datagram is dropped with it.
+      if (rc == C.C_DROP_LENGTH_BEYOND_DATAGRAM && looksLikeTruncatedRecord()) truncatedRecordSeen = true;
       C.count(rc);
       break;
     }
@@ -539,6 +587,26 @@ export function handleDatagram(now: i64, p: usize, len: i32): void {
     // The server resent its flight: ours was lost, send it again at once (RFC 6347 §4.2.4).
     retransmit();
   }
+}
+
+/**
+ * The 2019 heal datagram (device-os-reference.md): a header that passes every check — application
+ * data (or our CID), DTLS 1.2, the current epoch, a sequence number above the window, a length of
+ * at least one protected record and within our buffer — but fewer bytes than the length says.
+ */
+function looksLikeTruncatedRecord(): bool {
+  if (state != S_CONNECTED || readEpoch != 1) return false;
+  if (recType != CT_APPLICATION_DATA && !(recCidLen > 0 && cidInUse)) return false;
+  if (recVersion != VERSION_DTLS12 || recEpoch != 1) return false;
+  if (recBodyLen < PROTECTED_OVERHEAD_BYTES || recBodyLen > MAX_RECORD_BODY_BYTES) return false;
+  return recSeq > load<u64>(WINDOW1) || load<u64>(WINDOW1, 8) == 0;
+}
+const PROTECTED_OVERHEAD_BYTES: i32 = 16;
+const MAX_RECORD_BODY_BYTES: i32 = 2048;
+
+/** A record of ours that did not authenticate: is it the stateless reset carrying our token? */
+function checkResetToken(): void {
+  if (resetTokenArmed && recBodyLen >= 16 && ctEqual(TOKEN_SCRATCH, RESET_TOKEN, 16)) resetTokenSeen = true;
 }
 
 function handleRecord(now: i64): void {
@@ -569,7 +637,10 @@ function handleRecord(now: i64): void {
     C.count(C.C_DROP_WRONG_EPOCH);
     return;
   }
+  // Keep the last 16 bytes: decryption in place would wipe the part a reset token sits in.
+  if (resetTokenArmed && recBodyLen >= 16) memory.copy(TOKEN_SCRATCH, recEnd - 16, 16);
   if (!replayCheck(WINDOW1, recSeq)) {
+    checkResetToken();
     C.count(C.C_DROP_REPLAYED);
     return;
   }
@@ -580,9 +651,14 @@ function handleRecord(now: i64): void {
   const seq = recSeq;
   const n = unprotectRecord(SERVER_WRITE, SERVER_IV);
   if (n < 0) {
+    if (-1 - n == C.C_DROP_AUTH_FAILED) {
+      failedAuthThisKey++;
+      checkResetToken();
+    }
     C.count(-1 - n);
     return;
   }
+  authenticatedRecords++;
   const type = recType; // the real type, also for tls12_cid records
   replayUpdate(WINDOW1, seq); // only now: the record authenticated
   handlePlaintext(now, type, recBody + <usize>EXPLICIT_NONCE_BYTES, n);
@@ -889,4 +965,56 @@ function onServerFinished(now: i64, seq: u32, body: usize, len: i32): bool {
 
 export function rxQueuedBytes(): i32 {
   return rxUsed;
+}
+
+// --- Session persistence (assembly/session) --------------------------------------------------------
+
+/** Raw key material for the persisted record: client key, server key, client IV, server IV. */
+export function exportKeys(out: usize): void {
+  memory.copy(out, CLIENT_WRITE, 16); // the first round key is the key itself
+  memory.copy(out + 16, SERVER_WRITE, 16);
+  memory.copy(out + 32, CLIENT_IV, 4);
+  memory.copy(out + 36, SERVER_IV, 4);
+}
+
+export function isCidInUse(): bool {
+  return cidInUse;
+}
+
+export function readSequenceMax(): u64 {
+  return load<u64>(WINDOW1, 8) == 0 ? 0 : load<u64>(WINDOW1);
+}
+
+/**
+ * Goes straight to "connected" with a persisted session (no handshake, nothing sent), as Device OS
+ * did at wake. Sending resumes at the persisted reservation, so no sequence number that might have
+ * been used before a power loss is used again; records at or below `readMax` count as replays.
+ */
+export function restoreConnection(keys: usize, peerCid: usize, cidLen: i32, withOwnCid: bool, writeFrom: u64, readMax: u64, hasRead: bool): void {
+  wipeConnection();
+  aes128ExpandKey(CLIENT_WRITE, keys);
+  aes128ExpandKey(SERVER_WRITE, keys + 16);
+  memory.copy(CLIENT_IV, keys + 32, 4);
+  memory.copy(SERVER_IV, keys + 36, 4);
+  memory.copy(PEER_CID, peerCid, <usize>cidLen);
+  peerCidLen = cidLen;
+  cidInUse = withOwnCid;
+  writeEpoch = 1;
+  readEpoch = 1;
+  writeSeq1 = writeFrom;
+  writeSeqReserved = writeFrom; // the first send moves the reservation (persisted before it leaves)
+  replayReset(WINDOW1);
+  if (hasRead) {
+    store<u64>(WINDOW1, readMax);
+    store<u64>(WINDOW1, 0xffffffffffffffff, 8);
+  }
+  lastError = E_NONE;
+  lastAlert = -1;
+  state = S_CONNECTED;
+  deadlineMs = -1;
+}
+
+/** Destroys the connection without a word on the wire (the cloud has lost it anyway). */
+export function discardConnection(now: i64, reason: i32): void {
+  transition(S_IDLE, reason, now);
 }

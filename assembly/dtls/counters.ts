@@ -28,7 +28,21 @@ export const C_RX_APP_RECORDS: i32 = 23;
 export const C_TX_APP_RECORDS: i32 = 24;
 export const C_FRAGMENTS_REASSEMBLED: i32 = 25;
 export const C_DROP_UNKNOWN_CID: i32 = 26; // tls12_cid record with a CID that is not ours
-export const COUNTER_COUNT: i32 = 27;
+// Session layer (assembly/session)
+export const C_SESSION_RESTORES: i32 = 27;
+export const C_SESSION_DISCARDS: i32 = 28;
+export const C_RESET_TOKENS_RECEIVED: i32 = 29;
+export const C_RESETS_ACCEPTED: i32 = 30;
+export const C_TRUNCATED_FATAL: i32 = 31;
+export const C_HINTS_ACTED: i32 = 32;
+export const C_HINTS_IGNORED: i32 = 33;
+export const C_COAP_RETRANSMISSIONS: i32 = 34;
+export const C_COAP_GIVE_UPS: i32 = 35;
+export const C_EVENTS_ACKED: i32 = 36;
+export const C_EVENTS_DROPPED: i32 = 37;
+export const C_COAP_MALFORMED: i32 = 38;
+export const C_STORE_WRITES: i32 = 39;
+export const COUNTER_COUNT: i32 = 40;
 
 const COUNTERS: usize = memory.data(COUNTER_COUNT * 4, 4);
 

@@ -1,0 +1,605 @@
+// The session lifecycle across deep sleep: boot from the persisted record, resume without a
+// handshake, confirm, expire, destroy keys before sleep, heal. Every change of the session state
+// goes through `transition`, which also emits the application events and persists what changed.
+import { ctEqual, hmacDrbgGenerate, sha256, zeroize } from '../crypto/index';
+import { DRBG, isSeeded } from '../entropy';
+import * as dtls from '../dtls/client';
+import * as C from '../dtls/counters';
+import { setOwnCid } from '../dtls/record';
+import * as coap from '../coap/message';
+import * as P from './persist';
+import * as policy from './policy';
+
+// --- Session states (ABI: docs/abi.md) ----------------------------------------------------------
+export const SS_OFF: i32 = 0; // not booted: the module is a raw DTLS client
+export const SS_HANDSHAKING: i32 = 1;
+export const SS_RESUMED: i32 = 2; // restored at wake; nothing from the cloud has authenticated yet
+export const SS_CONFIRMED: i32 = 3; // the cloud has answered under the current keys since wake
+export const SS_NO_SESSION: i32 = 4; // no keys (a handshake failed, or keys destroyed before sleep)
+
+// Why a session ended (event SESSION_DISCARDED, reason)
+export const R_MAX_AGE: u32 = 1;
+export const R_UNCONFIRMED_RESTORES: u32 = 2;
+export const R_RECORD_LIMIT: u32 = 3;
+export const R_FAILED_AUTH_LIMIT: u32 = 4;
+export const R_COAP_RST: u32 = 5;
+export const R_COAP_GIVE_UP: u32 = 6;
+export const R_RESET_TOKEN: u32 = 7;
+export const R_TRUNCATED_RECORD: u32 = 8;
+export const R_CREDENTIALS_CHANGED: u32 = 9;
+export const R_PEER_CLOSED: u32 = 10;
+export const R_HANDSHAKE_FAILED: u32 = 11;
+export const R_NONE: u32 = 0;
+
+// Application events (poll_event): type, then two u32 arguments
+export const EV_RESUMED: u8 = 1; // a: use counter after this restore
+export const EV_HANDSHAKE_STARTED: u8 = 2; // a: reason the previous session ended (R_*), 0 none
+export const EV_CONNECTED: u8 = 3; // handshake completed
+export const EV_CONFIRMED: u8 = 4; // first authenticated record since wake
+export const EV_EVENT_ACKED: u8 = 5; // a: event sequence number
+export const EV_SESSION_DISCARDED: u8 = 6; // a: reason (R_*)
+export const EV_HANDSHAKE_FAILED: u8 = 7; // a: DTLS error (docs/abi.md)
+export const EV_EVENT_DROPPED: u8 = 8; // a: event sequence number (unconfirmed at sleep)
+export const EV_HINT_IGNORED: u8 = 9; // a truncated record was seen and not acted on
+
+export const ERR_NOT_PROVISIONED: i32 = -1;
+export const ERR_NOT_SEEDED: i32 = -5;
+export const ERR_BAD_ARGUMENT: i32 = -2;
+export const ERR_OUTBOX_FULL: i32 = -3;
+export const ERR_NOT_BOOTED: i32 = -4;
+
+export let sessState: i32 = SS_OFF;
+let wokeAtMs: i64 = 0;
+let seenAuthenticated: u32 = 0;
+let lastHintActedMs: i64 = i64.MIN_VALUE;
+let dirty: bool = false;
+let wakePingDue: bool = false;
+
+// CoAP exchange in flight (NSTART = 1, RFC 7252 §4.7)
+const KIND_NONE: i32 = 0;
+const KIND_PING: i32 = 1;
+const KIND_EVENT: i32 = 2;
+let outKind: i32 = KIND_NONE;
+let outMid: u32 = 0;
+let outEventSeq: u32 = 0;
+let outTransmissions: i32 = 0;
+let outTimeoutMs: i64 = 0;
+let outDeadlineMs: i64 = -1;
+const MESSAGE: usize = memory.data(128, 8);
+let messageLen: i32 = 0;
+
+// Recently answered confirmable requests from the cloud, for de-duplication (mid, response code)
+const SEEN_SLOTS: i32 = 4;
+const SEEN_MID: usize = memory.data(SEEN_SLOTS * 4, 4);
+const SEEN_CODE: usize = memory.data(SEEN_SLOTS, 4);
+let seenNext: i32 = 0;
+
+// Events for the application
+const EVENT_BYTES: i32 = 12;
+const EVENT_SLOTS: i32 = 32;
+const EVENTS: usize = memory.data(EVENT_SLOTS * EVENT_BYTES, 4);
+let eventHead: i32 = 0;
+let eventCount: i32 = 0;
+
+const SCRATCH: usize = memory.data(64, 8);
+const HANDLE_LABEL: usize = memory.data<u8>([
+  0x73, 0x6c, 0x65, 0x65, 0x70, 0x79, 0x2d, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x20, 0x68, 0x61, 0x6e, 0x64, 0x6c, 0x65,
+]); // "sleepy-session handle"
+const HANDLE_LABEL_LEN: i32 = 21;
+const PATH_EVENTS: usize = memory.data<u8>([0x65]); // "e"
+const PATH_RESET_TOKEN: usize = memory.data<u8>([0x72, 0x74]); // "rt"
+
+function emit(type: u8, a: u32, b: u32): void {
+  if (eventCount == EVENT_SLOTS) { // the application is not reading: drop the oldest
+    eventHead = (eventHead + 1) % EVENT_SLOTS;
+    eventCount--;
+  }
+  const p = EVENTS + <usize>(((eventHead + eventCount) % EVENT_SLOTS) * EVENT_BYTES);
+  store<u8>(p, type);
+  store<u32>(p + 4, a);
+  store<u32>(p + 8, b);
+  eventCount++;
+}
+
+export function pollEvent(out: usize): i32 {
+  if (eventCount == 0) return 0;
+  memory.copy(out, EVENTS + <usize>(eventHead * EVENT_BYTES), <usize>EVENT_BYTES);
+  eventHead = (eventHead + 1) % EVENT_SLOTS;
+  eventCount--;
+  return EVENT_BYTES;
+}
+
+// --- Provisioning ---------------------------------------------------------------------------------
+
+/** Writes the credentials block (a factory step). Any stored session is refused at the next boot. */
+export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: usize, identityLen: i32, psk: usize, pskLen: i32): i32 {
+  if (profileId > policy.PROFILE_DEFAULT || idLen < 1 || idLen > P.MAX_DEVICE_ID_BYTES) return ERR_BAD_ARGUMENT;
+  if (identityLen < 1 || identityLen > 64 || pskLen < 1 || pskLen > 64) return ERR_BAD_ARGUMENT;
+  memory.fill(P.CREDS, 0, <usize>P.CREDS_BYTES);
+  store<u8>(P.CREDS + P.C_PROFILE, profileId);
+  store<u8>(P.CREDS + P.C_ID_LEN, <u8>idLen);
+  store<u8>(P.CREDS + P.C_IDENTITY_LEN, <u8>identityLen);
+  store<u8>(P.CREDS + P.C_PSK_LEN, <u8>pskLen);
+  memory.copy(P.CREDS + P.C_DEVICE_ID, id, <usize>idLen);
+  memory.copy(P.CREDS + P.C_IDENTITY, identity, <usize>identityLen);
+  memory.copy(P.CREDS + P.C_PSK, psk, <usize>pskLen);
+  P.sealCreds();
+  P.writeCreds();
+  C.count(C.C_STORE_WRITES);
+  return 0;
+}
+
+// --- Boot -----------------------------------------------------------------------------------------
+
+/** Cold start from the persisted region (`len` bytes at `region`; 0 bytes = blank memory). */
+export function boot(now: i64, region: usize, len: i32): i32 {
+  resetVolatile(now);
+  if (len < P.REGION_BYTES) return ERR_NOT_PROVISIONED;
+  if (!P.credsValid(region)) return ERR_NOT_PROVISIONED;
+  if (!isSeeded()) return ERR_NOT_SEEDED;
+  memory.copy(P.CREDS, region, <usize>P.CREDS_BYTES);
+  policy.setProfile(load<u8>(P.CREDS + P.C_PROFILE));
+  dtls.provision(P.CREDS + P.C_IDENTITY, <i32>load<u8>(P.CREDS + P.C_IDENTITY_LEN),
+    P.CREDS + P.C_PSK, <i32>load<u8>(P.CREDS + P.C_PSK_LEN));
+  // Our CID is the 4-byte handle the cloud derives from the device id (docs/protocol.md).
+  sha256Concat(HANDLE_LABEL, HANDLE_LABEL_LEN, P.CREDS + P.C_DEVICE_ID, <i32>load<u8>(P.CREDS + P.C_ID_LEN), SCRATCH);
+  setOwnCid(SCRATCH, 4);
+  dtls.setReserveBlock(policy.SEQUENCE_RESERVE_BLOCK);
+
+  const found = P.loadNewestSlot(region);
+  if (found && load<u32>(P.SLOT + P.S_CREDS_CRC) != P.credsChecksum()) {
+    // The credentials changed since this record was written: refuse all of it.
+    const had = hasSession();
+    P.blankSlot();
+    if (had) emit(EV_SESSION_DISCARDED, R_CREDENTIALS_CHANGED, 0);
+  }
+  store<u32>(P.SLOT + P.S_CREDS_CRC, P.credsChecksum());
+  if (!found) {
+    hmacDrbgGenerate(DRBG, SCRATCH, 2, 0, 0); // a random first message ID (RFC 7252 §4.4)
+    store<u16>(P.SLOT + P.S_NEXT_MID, load<u16>(SCRATCH));
+    dirty = true;
+  }
+  let ended = R_NONE;
+  if (hasSession()) {
+    ended = expiryReason(now, true);
+    if (ended != R_NONE) destroySession(ended);
+    else restore(now);
+  }
+  if (!hasSession()) transition(SS_HANDSHAKING, ended, now);
+  kick(now);
+  commit();
+  return sessState;
+}
+
+function resetVolatile(now: i64): void {
+  sessState = SS_OFF;
+  wokeAtMs = now;
+  seenAuthenticated = 0;
+  lastHintActedMs = i64.MIN_VALUE;
+  dirty = false;
+  wakePingDue = false;
+  clearExchange();
+  memory.fill(SEEN_MID, 0xff, <usize>(SEEN_SLOTS * 4));
+  eventHead = 0;
+  eventCount = 0;
+  P.resetStoreQueue();
+  dtls.discardConnection(now, 0);
+}
+
+function sha256Concat(a: usize, aLen: i32, b: usize, bLen: i32, out: usize): void {
+  // one-shot over a || b, with both pieces small: copy into the scratch tail first
+  memory.copy(SCRATCH + 0, a, <usize>aLen);
+  memory.copy(SCRATCH + <usize>aLen, b, <usize>min(bLen, 64 - aLen));
+  sha256(SCRATCH, aLen + min(bLen, 64 - aLen), out);
+}
+
+function hasSession(): bool {
+  return (load<u8>(P.SLOT + P.S_FLAGS) & P.FLAG_HAS_SESSION) != 0;
+}
+
+function restore(now: i64): void {
+  const flags = load<u8>(P.SLOT + P.S_FLAGS);
+  dtls.restoreConnection(P.SLOT + P.S_KEYS, P.SLOT + P.S_PEER_CID, <i32>load<u8>(P.SLOT + P.S_PEER_CID_LEN),
+    (flags & P.FLAG_CID_IN_USE) != 0, load<u64>(P.SLOT + P.S_WRITE_RESERVED), load<u64>(P.SLOT + P.S_READ_MAX),
+    (flags & P.FLAG_HAS_READ) != 0);
+  if ((flags & P.FLAG_HAS_TOKEN) != 0 && policy.usesResetToken()) dtls.armResetToken(P.SLOT + P.S_RESET_TOKEN);
+  seenAuthenticated = 0;
+  if (policy.maxUnconfirmedRestores > 0) {
+    store<u8>(P.SLOT + P.S_USE_COUNTER, load<u8>(P.SLOT + P.S_USE_COUNTER) + 1);
+  }
+  C.count(C.C_SESSION_RESTORES);
+  wakePingDue = true;
+  transition(SS_RESUMED, R_NONE, now);
+}
+
+/** Which expiry rule, if any, retires the stored session. `atRestore`: about to use it again. */
+function expiryReason(now: i64, atRestore: bool): u32 {
+  const uses = <i32>load<u8>(P.SLOT + P.S_USE_COUNTER);
+  if (policy.maxUnconfirmedRestores > 0) {
+    // At restore: this would be one restore too many. Before sleep: this wake's restore went
+    // unconfirmed and the next one would be refused anyway, so destroy the keys now.
+    if (atRestore && uses >= policy.maxUnconfirmedRestores) return R_UNCONFIRMED_RESTORES;
+    if (!atRestore && policy.enforcesKeyLimits() && sessState == SS_RESUMED && uses >= policy.maxUnconfirmedRestores) {
+      return R_UNCONFIRMED_RESTORES;
+    }
+  }
+  if (!policy.enforcesKeyLimits()) return R_NONE;
+  if (now - load<i64>(P.SLOT + P.S_CREATED_MS) >= policy.maxSessionAgeMs) return R_MAX_AGE;
+  const sent = atRestore ? load<u64>(P.SLOT + P.S_WRITE_RESERVED) : dtls.writeSeq1;
+  if (sent >= policy.maxRecordsPerKey) return R_RECORD_LIMIT;
+  const failed = atRestore ? load<u32>(P.SLOT + P.S_FAILED_AUTH) : load<u32>(P.SLOT + P.S_FAILED_AUTH) + dtls.failedAuthThisKey;
+  if (failed >= policy.maxFailedAuthPerKey) return R_FAILED_AUTH_LIMIT;
+  return R_NONE;
+}
+
+// --- The one state transition -----------------------------------------------------------------------
+
+function transition(to: i32, reason: u32, now: i64): void {
+  const from = sessState;
+  sessState = to;
+  switch (to) {
+    case SS_HANDSHAKING:
+      clearExchange();
+      emit(EV_HANDSHAKE_STARTED, reason, 0);
+      dtls.connect(now);
+      break;
+    case SS_RESUMED:
+      emit(EV_RESUMED, <u32>load<u8>(P.SLOT + P.S_USE_COUNTER), 0);
+      dirty = true; // the use counter moved
+      break;
+    case SS_CONFIRMED:
+      store<u8>(P.SLOT + P.S_USE_COUNTER, 0);
+      store<i64>(P.SLOT + P.S_CONFIRMED_MS, now);
+      if (from == SS_HANDSHAKING) {
+        captureNewSession(now);
+        emit(EV_CONNECTED, 0, 0);
+      } else {
+        emit(EV_CONFIRMED, 0, 0);
+      }
+      dirty = true;
+      break;
+    case SS_NO_SESSION:
+      clearExchange();
+      if (reason == R_HANDSHAKE_FAILED) emit(EV_HANDSHAKE_FAILED, <u32>dtls.lastError, 0);
+      break;
+  }
+}
+
+function captureNewSession(now: i64): void {
+  const s = P.SLOT;
+  zeroize(s + P.S_RESET_TOKEN, 16);
+  store<u8>(s + P.S_FLAGS, P.FLAG_HAS_SESSION | (dtls.isCidInUse() ? P.FLAG_CID_IN_USE : 0));
+  store<i64>(s + P.S_CREATED_MS, now);
+  store<u32>(s + P.S_FAILED_AUTH, 0);
+  dtls.exportKeys(s + P.S_KEYS);
+  const cidLen = dtls.peerCidLen;
+  store<u8>(s + P.S_PEER_CID_LEN, <u8>cidLen);
+  zeroize(s + P.S_PEER_CID, 32);
+  memory.copy(s + P.S_PEER_CID, dtls.PEER_CID, <usize>cidLen);
+  seenAuthenticated = dtls.authenticatedRecords;
+}
+
+/** Destroys the session's keys in RAM and in both persisted slots; the outbox and counters stay. */
+function destroySession(reason: u32): void {
+  dtls.discardConnection(0, 0);
+  const s = P.SLOT;
+  const hadSession = hasSession();
+  store<u8>(s + P.S_FLAGS, 0);
+  store<u8>(s + P.S_USE_COUNTER, 0);
+  zeroize(s + P.S_KEYS, 40);
+  zeroize(s + P.S_RESET_TOKEN, 16);
+  zeroize(s + P.S_PEER_CID, 32);
+  store<u8>(s + P.S_PEER_CID_LEN, 0);
+  store<u64>(s + P.S_WRITE_RESERVED, 0);
+  store<u64>(s + P.S_READ_MAX, 0);
+  store<u32>(s + P.S_FAILED_AUTH, 0);
+  // Twice: the older of the A/B slots still holds the keys until it is overwritten too.
+  persistNow();
+  persistNow();
+  clearExchange();
+  if (hadSession) {
+    C.count(C.C_SESSION_DISCARDS);
+    emit(EV_SESSION_DISCARDED, reason, 0);
+  }
+}
+
+/** Ends the session and, while awake, handshakes at once. */
+function discardAndHandshake(reason: u32, now: i64): void {
+  destroySession(reason);
+  transition(SS_HANDSHAKING, reason, now);
+}
+
+// --- Persisting ---------------------------------------------------------------------------------------
+
+function persistNow(): void {
+  if (hasSession()) {
+    store<u64>(P.SLOT + P.S_WRITE_RESERVED, dtls.writeSeqReserved);
+    const readMax = dtls.readSequenceMax();
+    store<u64>(P.SLOT + P.S_READ_MAX, readMax);
+    if (dtls.authenticatedRecords > 0 || (load<u8>(P.SLOT + P.S_FLAGS) & P.FLAG_HAS_READ) != 0) {
+      store<u8>(P.SLOT + P.S_FLAGS, load<u8>(P.SLOT + P.S_FLAGS) | P.FLAG_HAS_READ);
+    }
+  }
+  P.writeSlot();
+  C.count(C.C_STORE_WRITES);
+  dtls.clearReservationMoved();
+  dirty = false;
+}
+
+/** End of every call: persist what changed, before any queued datagram can leave. */
+export function commit(): void {
+  if (sessState == SS_OFF) return;
+  if (dirty || dtls.reservationMoved) persistNow();
+}
+
+// --- CoAP exchanges -------------------------------------------------------------------------------------
+
+function clearExchange(): void {
+  outKind = KIND_NONE;
+  outDeadlineMs = -1;
+  outTransmissions = 0;
+  messageLen = 0;
+}
+
+function nextMid(): u32 {
+  const mid = <u32>load<u16>(P.SLOT + P.S_NEXT_MID);
+  store<u16>(P.SLOT + P.S_NEXT_MID, <u16>(mid + 1));
+  dirty = true;
+  return mid;
+}
+
+function outboxCount(): i32 {
+  return <i32>load<u8>(P.SLOT + P.S_OUTBOX_COUNT);
+}
+
+function outboxEntry(i: i32): usize {
+  return P.SLOT + P.S_OUTBOX + <usize>(i * P.OUTBOX_ENTRY_BYTES);
+}
+
+/** Sends the next confirmable message when nothing is in flight: a queued event, else the wake ping. */
+function kick(now: i64): void {
+  if (outKind != KIND_NONE) return;
+  if (sessState != SS_RESUMED && sessState != SS_CONFIRMED) return;
+  if (outboxCount() > 0) {
+    const e = outboxEntry(0);
+    const mid = nextMid();
+    store<u16>(SCRATCH, bswap<u16>(<u16>mid)); // token = the message ID: unique enough for NSTART 1
+    let at = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_POST, mid, SCRATCH, 2);
+    at = coap.writeUriPath(MESSAGE, at, 0, PATH_EVENTS, 1);
+    at = coap.writeUriPath(MESSAGE, at, coap.URI_PATH_OPTION, e + P.E_NAME, <i32>load<u8>(e + P.E_NAME_LEN));
+    store<u8>(MESSAGE + <usize>at, 0xff);
+    store<u32>(MESSAGE + <usize>at + 1, bswap<u32>(load<u32>(e + P.E_SEQ)));
+    const dataLen = <i32>load<u8>(e + P.E_DATA_LEN);
+    memory.copy(MESSAGE + <usize>at + 5, e + P.E_DATA, <usize>dataLen);
+    messageLen = at + 5 + dataLen;
+    outKind = KIND_EVENT;
+    outEventSeq = load<u32>(e + P.E_SEQ);
+    outMid = mid;
+    wakePingDue = false; // an event confirms the session as well as a ping would
+  } else if (wakePingDue) {
+    outMid = nextMid();
+    messageLen = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_EMPTY, outMid, 0, 0);
+    outKind = KIND_PING;
+    wakePingDue = false;
+  } else {
+    return;
+  }
+  // Initial timeout: ACK_TIMEOUT × a random factor in [1, ACK_RANDOM_FACTOR) (RFC 7252 §4.2).
+  hmacDrbgGenerate(DRBG, SCRATCH, 2, 0, 0);
+  const spreadPct = <i64>(load<u16>(SCRATCH) % <u16>max(1, policy.coapAckRandomFactorPct - 100));
+  outTimeoutMs = policy.coapAckTimeoutMs * (100 + spreadPct) / 100;
+  outTransmissions = 0;
+  transmitExchange(now);
+}
+
+function transmitExchange(now: i64): void {
+  outTransmissions++;
+  outDeadlineMs = now + outTimeoutMs;
+  dtls.sendApplicationData(MESSAGE, messageLen);
+}
+
+function exchangeTimeout(now: i64): void {
+  if (outKind == KIND_NONE || outDeadlineMs < 0 || now < outDeadlineMs) return;
+  if (outTransmissions > policy.coapMaxRetransmit) {
+    // Give up (Device OS: CLOSE): the session is wiped and, awake, rebuilt by a handshake.
+    C.count(C.C_COAP_GIVE_UPS);
+    discardAndHandshake(R_COAP_GIVE_UP, now);
+    return;
+  }
+  C.count(C.C_COAP_RETRANSMISSIONS);
+  outTimeoutMs *= 2;
+  transmitExchange(now);
+}
+
+function receiveCoap(now: i64, p: usize, len: i32): void {
+  if (!coap.parseMessage(p, len)) {
+    C.count(C.C_COAP_MALFORMED);
+    return;
+  }
+  const type = coap.msgType;
+  if (type == coap.COAP_ACK || type == coap.COAP_RST) {
+    if (outKind == KIND_NONE || coap.msgId != outMid) return; // stale or unknown
+    if (type == coap.COAP_RST) {
+      discardAndHandshake(R_COAP_RST, now);
+      return;
+    }
+    if (outKind == KIND_EVENT) removeAcked(outEventSeq);
+    clearExchange();
+    kick(now);
+    return;
+  }
+  if (type != coap.COAP_CON) return; // NON requests need no answer
+  for (let i = 0; i < SEEN_SLOTS; i++) {
+    if (load<u32>(SEEN_MID + <usize>(i << 2)) == coap.msgId) {
+      sendAck(coap.msgId, load<u8>(SEEN_CODE + <usize>i), coap.msgToken, coap.msgTokenLen);
+      return;
+    }
+  }
+  let code = coap.CODE_NOT_FOUND;
+  if (coap.msgCode == coap.CODE_POST && coap.pathSegments == 1 && coap.path0Len == 2
+    && ctEqual(coap.path0, PATH_RESET_TOKEN, 2) && coap.msgPayloadLen == 16 && policy.usesResetToken()) {
+    memory.copy(P.SLOT + P.S_RESET_TOKEN, coap.msgPayload, 16);
+    store<u8>(P.SLOT + P.S_FLAGS, load<u8>(P.SLOT + P.S_FLAGS) | P.FLAG_HAS_TOKEN);
+    dtls.armResetToken(coap.msgPayload);
+    C.count(C.C_RESET_TOKENS_RECEIVED);
+    dirty = true;
+    code = coap.CODE_CHANGED;
+  }
+  store<u32>(SEEN_MID + <usize>(seenNext << 2), coap.msgId);
+  store<u8>(SEEN_CODE + <usize>seenNext, code);
+  seenNext = (seenNext + 1) % SEEN_SLOTS;
+  sendAck(coap.msgId, code, coap.msgToken, coap.msgTokenLen);
+}
+
+const ACK: usize = memory.data(16, 4);
+
+function sendAck(mid: u32, code: u8, token: usize, tokenLen: i32): void {
+  const n = coap.writeHeader(ACK, coap.COAP_ACK, code, mid, token, tokenLen);
+  dtls.sendApplicationData(ACK, n);
+}
+
+function removeAcked(seq: u32): void {
+  const n = outboxCount();
+  if (n == 0 || load<u32>(outboxEntry(0) + P.E_SEQ) != seq) return;
+  memory.copy(outboxEntry(0), outboxEntry(1), <usize>((n - 1) * P.OUTBOX_ENTRY_BYTES));
+  zeroize(outboxEntry(n - 1), P.OUTBOX_ENTRY_BYTES);
+  store<u8>(P.SLOT + P.S_OUTBOX_COUNT, <u8>(n - 1));
+  C.count(C.C_EVENTS_ACKED);
+  emit(EV_EVENT_ACKED, seq, 0);
+  dirty = true;
+}
+
+// --- Inputs ---------------------------------------------------------------------------------------------
+
+export function handleDatagram(now: i64, p: usize, len: i32): void {
+  dtls.handleDatagram(now, p, len);
+  afterDtls(now);
+  commit();
+}
+
+export function handleTimeout(now: i64): void {
+  dtls.handleTimeout(now);
+  afterDtls(now);
+  exchangeTimeout(now);
+  commit();
+}
+
+export function nextTimeout(): i64 {
+  const a = dtls.nextTimeout();
+  if (outDeadlineMs < 0) return a;
+  if (a < 0) return outDeadlineMs;
+  return min(a, outDeadlineMs);
+}
+
+/** Reacts to what the DTLS layer saw: heal signals, handshake outcome, confirmation, data. */
+function afterDtls(now: i64): void {
+  if (dtls.resetTokenSeen && policy.usesResetToken() && hasSession()) {
+    C.count(C.C_RESETS_ACCEPTED);
+    discardAndHandshake(R_RESET_TOKEN, now);
+    return;
+  }
+  if (dtls.truncatedRecordSeen && hasSession()) {
+    if (policy.truncatedRecordIsFatal()) {
+      // Device OS: any read error but "want read" is fatal: wipe and reconnect.
+      C.count(C.C_TRUNCATED_FATAL);
+      discardAndHandshake(R_TRUNCATED_RECORD, now);
+      return;
+    }
+    // Default: only a hint, acted on while unconfirmed since wake, once per window.
+    if (sessState == SS_RESUMED && (lastHintActedMs == i64.MIN_VALUE || now - lastHintActedMs >= policy.truncatedHintWindowMs)) {
+      lastHintActedMs = now;
+      C.count(C.C_HINTS_ACTED);
+      discardAndHandshake(R_TRUNCATED_RECORD, now);
+      return;
+    }
+    C.count(C.C_HINTS_IGNORED);
+    emit(EV_HINT_IGNORED, 0, 0);
+  }
+  if (sessState == SS_HANDSHAKING) {
+    if (dtls.state == dtls.S_CONNECTED) {
+      transition(SS_CONFIRMED, R_NONE, now);
+      wakePingDue = false;
+      kick(now);
+    } else if (dtls.state == dtls.S_FAILED) {
+      transition(SS_NO_SESSION, R_HANDSHAKE_FAILED, now);
+    }
+  } else if (sessState == SS_RESUMED || sessState == SS_CONFIRMED) {
+    if (dtls.state == dtls.S_CLOSED || dtls.state == dtls.S_FAILED) {
+      discardAndHandshake(R_PEER_CLOSED, now);
+      return;
+    }
+    if (sessState == SS_RESUMED && dtls.authenticatedRecords > seenAuthenticated) transition(SS_CONFIRMED, R_NONE, now);
+  }
+  if (sessState == SS_CONFIRMED || sessState == SS_RESUMED) {
+    for (let n = dtls.receiveApplicationData(SCRATCH_RX, 1024); n >= 0; n = dtls.receiveApplicationData(SCRATCH_RX, 1024)) {
+      receiveCoap(now, SCRATCH_RX, n);
+      if (sessState == SS_HANDSHAKING) break;
+    }
+  }
+}
+const SCRATCH_RX: usize = memory.data(1024, 8);
+
+/** Queues an application event; returns its sequence number (≥ 0) or an error. */
+export function publish(now: i64, name: usize, nameLen: i32, data: usize, dataLen: i32): i64 {
+  if (sessState == SS_OFF) return ERR_NOT_BOOTED;
+  if (nameLen < 1 || nameLen > P.MAX_EVENT_NAME_BYTES || dataLen < 0 || dataLen > P.MAX_EVENT_DATA_BYTES) return ERR_BAD_ARGUMENT;
+  const n = outboxCount();
+  if (n >= P.OUTBOX_SLOTS) return ERR_OUTBOX_FULL; // never overwrite an unconfirmed event
+  const seq = load<u32>(P.SLOT + P.S_NEXT_EVENT_SEQ);
+  store<u32>(P.SLOT + P.S_NEXT_EVENT_SEQ, seq + 1);
+  const e = outboxEntry(n);
+  store<u32>(e + P.E_SEQ, seq);
+  store<u8>(e + P.E_NAME_LEN, <u8>nameLen);
+  memory.copy(e + P.E_NAME, name, <usize>nameLen);
+  store<u8>(e + P.E_DATA_LEN, <u8>dataLen);
+  memory.copy(e + P.E_DATA, data, <usize>dataLen);
+  store<u8>(P.SLOT + P.S_OUTBOX_COUNT, <u8>(n + 1));
+  dirty = true;
+  kick(now);
+  commit();
+  return <i64>seq;
+}
+
+/**
+ * Before deep sleep. Returns how long to stay awake for pending confirmations (bounded by the
+ * profile), or 0: then every session the expiry rules retire has been destroyed, in RAM and in
+ * the persisted record, and the device may sleep.
+ */
+export function prepareSleep(now: i64): i64 {
+  if (sessState == SS_OFF) return 0;
+  const pending = outKind != KIND_NONE || sessState == SS_HANDSHAKING
+    || (outboxCount() > 0 && (sessState == SS_RESUMED || sessState == SS_CONFIRMED));
+  const deadline = wokeAtMs + policy.sleepWaitMaxMs;
+  if (pending && now < deadline) {
+    let wait = deadline - now;
+    const t = nextTimeout();
+    if (t >= 0 && t - now < wait) wait = max<i64>(1, t - now);
+    return wait;
+  }
+  if (hasSession()) {
+    const expired = expiryReason(now, false);
+    if (expired != R_NONE) {
+      destroySession(expired);
+      transition(SS_NO_SESSION, expired, now);
+    } else {
+      store<u32>(P.SLOT + P.S_FAILED_AUTH, load<u32>(P.SLOT + P.S_FAILED_AUTH) + dtls.failedAuthThisKey);
+      dirty = true;
+    }
+  }
+  if (!policy.keepsEventsAcrossSleep()) {
+    // Device OS kept unconfirmed events only in RAM: deep sleep loses them.
+    const n = outboxCount();
+    for (let i = 0; i < n; i++) {
+      emit(EV_EVENT_DROPPED, load<u32>(outboxEntry(i) + P.E_SEQ), 0);
+      C.count(C.C_EVENTS_DROPPED);
+    }
+    if (n > 0) {
+      zeroize(outboxEntry(0), n * P.OUTBOX_ENTRY_BYTES);
+      store<u8>(P.SLOT + P.S_OUTBOX_COUNT, 0);
+      dirty = true;
+    }
+  }
+  clearExchange();
+  commit();
+  return 0;
+}

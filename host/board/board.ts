@@ -1,0 +1,68 @@
+/**
+ * What a real board gives the firmware: an RTC that keeps running through deep sleep, persistent
+ * memory (flash or retained RAM) that a power cut can interrupt at any byte of a write, and a
+ * hardware random source. Deterministic for a given seed.
+ */
+import crypto from 'node:crypto';
+import { REGION_BYTES, type StoreWrite } from '../session-abi.ts';
+
+/** A write cut short by power loss: only the first `bytesWritten` bytes reached the medium. */
+export class PowerCut extends Error {
+  constructor(readonly writeIndex: number, readonly bytesWritten: number) {
+    super(`power cut during write #${writeIndex} after ${bytesWritten} bytes`);
+    this.name = 'PowerCut';
+  }
+}
+
+export class PersistentMemory {
+  /** Erased flash reads as 0xff. */
+  readonly bytes = new Uint8Array(REGION_BYTES).fill(0xff);
+  /** Every write applied, in order (for tests that replay or cut them). */
+  readonly log: StoreWrite[] = [];
+  /** Fault injection: cut power during write number `writeIndex` after `afterBytes` bytes. */
+  cut: { writeIndex: number; afterBytes: number } | null = null;
+
+  apply(w: StoreWrite): void {
+    if (w.offset < 0 || w.offset + w.bytes.length > this.bytes.length) {
+      throw new RangeError(`firmware wrote outside the persisted region: ${w.offset}+${w.bytes.length}`);
+    }
+    const index = this.log.length;
+    if (this.cut && this.cut.writeIndex === index) {
+      const n = Math.min(this.cut.afterBytes, w.bytes.length);
+      this.bytes.set(w.bytes.subarray(0, n), w.offset);
+      this.cut = null;
+      throw new PowerCut(index, n);
+    }
+    this.bytes.set(w.bytes, w.offset);
+    this.log.push({ offset: w.offset, bytes: Uint8Array.from(w.bytes) });
+  }
+
+  snapshot(): Uint8Array {
+    return Uint8Array.from(this.bytes);
+  }
+}
+
+/** A seeded random source (SHA-256 in counter mode): the board's TRNG in simulation. */
+export class SeededEntropy {
+  private counter = 0;
+  constructor(private readonly seed: string) {}
+
+  bytes(n: number): Buffer {
+    const out: Buffer[] = [];
+    let have = 0;
+    while (have < n) {
+      const block = crypto.createHash('sha256').update(`${this.seed}/${this.counter++}`).digest();
+      out.push(block);
+      have += block.length;
+    }
+    return Buffer.concat(out).subarray(0, n);
+  }
+}
+
+export class Board {
+  readonly memory = new PersistentMemory();
+  readonly entropy: SeededEntropy;
+  constructor(seed: string) {
+    this.entropy = new SeededEntropy(seed);
+  }
+}
