@@ -5,6 +5,7 @@ import os from 'node:os';
 import { V8Engine } from '../host/engines/v8.ts';
 import { benchCrypto } from './crypto.ts';
 import { benchHandshakeWire } from './handshake.ts';
+import { benchCloud } from './cloud.ts';
 
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
@@ -18,6 +19,9 @@ results.crypto = crypto.rows;
 const wire = await benchHandshakeWire();
 console.log(wire.text + '\n');
 results.handshakeWire = wire.rows;
+const cloud = await benchCloud();
+console.log(cloud.text + '\n');
+results.cloud = cloud.rows;
 
 mkdirSync('reports', { recursive: true });
 writeFileSync('reports/bench.json', JSON.stringify(results, null, 2));

@@ -24,6 +24,9 @@ commands:
       --identity ID          PSK identity
       --psk HEX              pre-shared key, 1..64 bytes in hex
       --engine v8|wasm3      engine to run the firmware on (default v8)
+  cloud --devices FILE [--port 5684] [--store memory|redis://HOST:PORT] [--webhook URL]
+        [--heal reset-token,malformed|none] [--metrics-port N]
+                             the DTLS 1.2 PSK cloud (docs/protocol.md)
   help                       this text`;
 
 export interface Flags {
@@ -158,6 +161,10 @@ export async function main(argv: string[]): Promise<number> {
         return await start(rest);
       case 'connect':
         return await connectCommand(rest);
+      case 'cloud': {
+        const { runCloudCommand } = await import('./cloud/cli.ts');
+        return await runCloudCommand(rest);
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -165,7 +172,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'; allowed: start, connect, help`);
+        throw new UsageError(`unknown command '${command}'; allowed: start, connect, cloud, help`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

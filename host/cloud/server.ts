@@ -1,0 +1,218 @@
+/**
+ * The cloud as a running server: a node:dgram socket around the sans-IO CloudCore, the session
+ * store (memory or Redis), the webhook sender and the metrics endpoint. `startCloud` is what the
+ * CLI, the tests and the benchmark use; it returns once the socket (and metrics port) listen.
+ */
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import type http from 'node:http';
+import { CloudCore, DEFAULT_HEAL, type CloudEvent, type CoreConfig, type CoreOutput, type HealFlags } from './core.ts';
+import { loadDevicesFile, type DeviceRegistry } from './devices.ts';
+import { InstrumentedStore, createMetrics, serveMetrics } from './metrics.ts';
+import { MemoryStore, type SessionStore } from './store.ts';
+import { RedisStore } from './redis-store.ts';
+import { WebhookSender, type WebhookOptions } from './webhook.ts';
+
+export const HEAL_FEATURES = ['reset-token', 'malformed'] as const;
+
+/** "reset-token,malformed" | "reset-token" | "malformed" | "none" → flags; throws naming the allowed values. */
+export function parseHeal(spec: string): HealFlags {
+  const flags: HealFlags = { resetToken: false, malformed: false };
+  const items = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (items.length === 1 && items[0] === 'none') return flags;
+  if (items.length === 0) throw new Error(`empty heal list; allowed: ${HEAL_FEATURES.join(', ')} (comma-separated) or none`);
+  for (const item of items) {
+    if (item === 'reset-token') flags.resetToken = true;
+    else if (item === 'malformed') flags.malformed = true;
+    else throw new Error(`unknown heal feature '${item}'; allowed: ${HEAL_FEATURES.join(', ')} (comma-separated) or none`);
+  }
+  return flags;
+}
+
+export interface StartCloudOptions {
+  /** UDP port (0 = any free port). */
+  port?: number;
+  host?: string;
+  /** A registry, or the path of a devices JSON file. */
+  devices: DeviceRegistry | string;
+  /** Shared by all cloud processes; else the devices file's cloudSecret, else $SLEEPY_CLOUD_SECRET, else random. */
+  cloudSecret?: Buffer;
+  /** A store, 'memory' (default) or 'redis://HOST:PORT'. */
+  store?: SessionStore | string;
+  webhook?: string | WebhookOptions | null;
+  heal?: HealFlags | string;
+  /** HTTP port for GET /metrics (0 = any free port; null/undefined = no endpoint). */
+  metricsPort?: number | null;
+  metricsHost?: string;
+  config?: Partial<CoreConfig>;
+  /** Datagrams handled concurrently at most; more are dropped (drops{reason="overload"}). */
+  maxInflight?: number;
+  /** Interval of the retransmission timer (ms). */
+  tickMs?: number;
+  log?: (line: string) => void;
+  onEvent?: (e: CloudEvent) => void;
+}
+
+export interface RunningCloud {
+  port: number;
+  host: string;
+  metricsPort: number | null;
+  core: CloudCore;
+  store: SessionStore;
+  webhook: WebhookSender | null;
+  /** The Prometheus text of this instance. */
+  metrics(): Promise<string>;
+  /** The core's counters as a plain object ("drops|bad_mac": 3, ...). */
+  counters(): Record<string, number>;
+  /** Datagrams being handled right now. */
+  inflight(): number;
+  close(): Promise<void>;
+}
+
+/** "1.2.3.4:5" / "[::1]:5" → address and port. */
+export function splitAddr(addr: string): { address: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  let address = addr.slice(0, i);
+  if (address.startsWith('[')) address = address.slice(1, -1);
+  return { address, port: Number(addr.slice(i + 1)) };
+}
+
+export async function openStore(spec: string): Promise<SessionStore> {
+  if (spec === 'memory') return new MemoryStore();
+  if (/^rediss?:\/\//.test(spec)) return RedisStore.connect({ url: spec });
+  throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT`);
+}
+
+export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud> {
+  const log = opts.log ?? (() => {});
+  let registry: DeviceRegistry;
+  let fileSecret: Buffer | undefined;
+  if (typeof opts.devices === 'string') {
+    const f = loadDevicesFile(opts.devices);
+    registry = f.registry;
+    fileSecret = f.cloudSecret?.reveal();
+  } else registry = opts.devices;
+  let cloudSecret = opts.cloudSecret ?? fileSecret;
+  if (!cloudSecret && process.env.SLEEPY_CLOUD_SECRET) {
+    cloudSecret = Buffer.from(process.env.SLEEPY_CLOUD_SECRET, 'hex');
+    if (cloudSecret.length < 32) throw new Error('SLEEPY_CLOUD_SECRET must be at least 32 bytes of hex');
+  }
+  if (!cloudSecret) {
+    cloudSecret = crypto.randomBytes(32);
+    log('cloud: no cloudSecret configured; using a random one (cookies and reset tokens are not shared with other processes and do not survive a restart)');
+  }
+  const heal = typeof opts.heal === 'string' ? parseHeal(opts.heal) : (opts.heal ?? DEFAULT_HEAL);
+  const ownStore = typeof opts.store !== 'object';
+  const rawStore = typeof opts.store === 'object' ? opts.store : await openStore(opts.store ?? 'memory');
+  const m = createMetrics();
+  const store = new InstrumentedStore(rawStore, m.storeLatency);
+  const core = new CloudCore({ devices: registry, store, cloudSecret, heal, config: opts.config });
+  const stats = core.stats;
+  const webhookOpts = typeof opts.webhook === 'string' ? { url: opts.webhook } : opts.webhook;
+  const webhook = webhookOpts ? new WebhookSender(webhookOpts, stats) : null;
+  m.attach(core, () => ({ inflight, webhookBacklog: webhook?.backlog ?? 0 }));
+
+  const host = opts.host ?? '127.0.0.1';
+  const socket = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+  const maxInflight = opts.maxInflight ?? 4096;
+  let inflight = 0;
+  let closed = false;
+
+  const onError = (err: Error | null) => {
+    if (err) stats.inc('send_errors');
+  };
+  const emit = (out: CoreOutput, from?: dgram.RemoteInfo, fromKey?: string): void => {
+    if (closed) return;
+    for (const t of out.transmits) {
+      if (from && t.to === fromKey) socket.send(t.data, from.port, from.address, onError);
+      else {
+        const a = splitAddr(t.to);
+        socket.send(t.data, a.port, a.address, onError);
+      }
+    }
+    for (const e of out.events) {
+      if (e.kind === 'event') webhook?.enqueue(e);
+      else if (e.kind === 'handshake') log(`cloud: handshake device=${e.deviceId} session=${e.sessionId} from=${e.from} token=${e.tokenIssued}`);
+      else log(`cloud: session closed device=${e.deviceId} session=${e.sessionId} reason=${e.reason}`);
+      opts.onEvent?.(e);
+    }
+  };
+
+  socket.on('message', (msg, rinfo) => {
+    if (inflight >= maxInflight) {
+      stats.inc('datagrams_in');
+      stats.inc('drops', 'overload');
+      stats.inc('datagrams_dropped');
+      return;
+    }
+    const key = rinfo.family === 'IPv6' ? `[${rinfo.address}]:${rinfo.port}` : `${rinfo.address}:${rinfo.port}`;
+    inflight++;
+    core.handleDatagram(msg, key, Date.now()).then(
+      (out) => {
+        inflight--;
+        emit(out, rinfo, key);
+      },
+      () => {
+        inflight--;
+        stats.inc('internal_errors');
+      },
+    );
+  });
+  socket.on('error', (e) => log(`cloud: socket error ${e.message}`));
+  socket.bind(opts.port ?? 0, host);
+  await once(socket, 'listening');
+  const port = socket.address().port;
+
+  let ticking = false;
+  const timer = setInterval(() => {
+    if (ticking || closed) return;
+    ticking = true;
+    core.handleTimeout(Date.now()).then(
+      (out) => {
+        ticking = false;
+        emit(out);
+      },
+      () => {
+        ticking = false;
+        stats.inc('internal_errors');
+      },
+    );
+  }, opts.tickMs ?? 50);
+
+  let metricsServer: http.Server | null = null;
+  let metricsPort: number | null = null;
+  if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
+    const s = await serveMetrics(m.registry, opts.metricsPort, opts.metricsHost ?? '127.0.0.1');
+    metricsServer = s.server;
+    metricsPort = s.port;
+  }
+  log(`cloud: listening udp ${host}:${port}; store ${rawStore.kind}; heal ${[heal.resetToken && 'reset-token', heal.malformed && 'malformed'].filter(Boolean).join(',') || 'none'}; ${registry.size} devices${metricsPort !== null ? `; metrics http://${opts.metricsHost ?? '127.0.0.1'}:${metricsPort}/metrics` : ''}`);
+
+  return {
+    port,
+    host,
+    metricsPort,
+    core,
+    store: rawStore,
+    webhook,
+    metrics: () => m.registry.metrics(),
+    counters: () => stats.snapshot(),
+    inflight: () => inflight,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(timer);
+      socket.close();
+      webhook?.close();
+      if (metricsServer) {
+        metricsServer.closeAllConnections();
+        await new Promise<void>((r) => metricsServer!.close(() => r()));
+      }
+      if (ownStore) await rawStore.close();
+    },
+  };
+}

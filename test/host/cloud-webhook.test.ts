@@ -1,0 +1,111 @@
+// Webhooks: a local HTTP server receives each device event exactly once, also when it fails the
+// first attempts (500, a cut connection, 503, a timeout), when the device retransmits, sends the
+// same event with a new message ID, or sends it again after its session was lost and healed.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
+import { startCloud } from '../../host/cloud/server.ts';
+import { WebhookSender } from '../../host/cloud/webhook.ts';
+import { UdpCloudClient, coapHeader } from './fixtures/cloud-client.ts';
+import { until, webhookServer } from './fixtures/cloud-tools.ts';
+
+const PSK = Buffer.from('11223344556677889900aabbccddeeff', 'hex');
+const devices = () => new DeviceRegistry([{ id: 'hook-dev', identity: 'hook-id', psk: PSK }]);
+const clientOpts = { identity: 'hook-id', psk: PSK, offerCid: deviceHandle('hook-dev') };
+
+describe('cloud webhooks', () => {
+  it('each event is received exactly once although the receiver fails the first three attempts', async () => {
+    const hook = await webhookServer((_id, attempt) => (attempt === 1 ? 500 : attempt === 2 ? 'drop' : attempt === 3 ? 503 : 200));
+    const cloud = await startCloud({ port: 0, devices: devices(), webhook: { url: hook.url, baseDelayMs: 10, maxDelayMs: 80 } });
+    const c = await UdpCloudClient.open(cloud.port, clientOpts);
+    try {
+      await c.connect();
+      for (let seq = 1; seq <= 20; seq++) {
+        let mid = 0;
+        const answer = await c.request((m) => c.client.event('temp', seq, Buffer.from(`t=${seq}`), { mid: (mid = m) }));
+        assert.equal(coapHeader(answer).code, 0x44);
+        if (seq % 4 === 0) c.send(c.client.event('temp', seq, Buffer.from(`t=${seq}`), { mid })); // CoAP retransmission
+        if (seq % 5 === 0) await c.request((m) => c.client.event('temp', seq, Buffer.from(`t=${seq}`), { mid: m })); // same event, new MID
+      }
+      for (let seq = 21; seq <= 25; seq++) {
+        c.send(c.client.event('temp', seq, Buffer.from(`t=${seq}`), { confirmable: false }));
+        c.send(c.client.event('temp', seq, Buffer.from(`t=${seq}`), { confirmable: false }));
+      }
+      await until(() => hook.accepted().length >= 25, 10_000, '25 deliveries');
+      await cloud.webhook!.whenIdle();
+      const ids = hook.accepted().map((r) => r.id).sort();
+      assert.deepEqual(ids, Array.from({ length: 25 }, (_, i) => `hook-dev:${i + 1}`).sort());
+      assert.equal(new Set(ids).size, 25, 'no id accepted twice');
+      const first = hook.accepted().find((r) => r.id === 'hook-dev:7')!;
+      assert.deepEqual({ ...first.body, receivedAt: undefined }, { id: 'hook-dev:7', device: 'hook-dev', event: 'temp', seq: 7, data: Buffer.from('t=7').toString('base64'), receivedAt: undefined });
+      const counters = cloud.counters();
+      assert.equal(counters['webhook_deliveries'], 25);
+      assert.equal(counters['webhook_failures|http_5xx'], 50);
+      assert.equal(counters['webhook_failures|network'], 25);
+      assert.equal(counters['events|accepted'], 25);
+      assert.ok(counters['events|duplicate'] >= 4 + 5, 'duplicates were recognised');
+      assert.equal(counters['webhook_give_ups|max_attempts'] ?? 0, 0);
+    } finally {
+      c.close();
+      await cloud.close();
+      await hook.close();
+    }
+  });
+
+  it('a receiver that always fails is given up on after maxAttempts; one that never answers times out; both counted', async () => {
+    const hook = await webhookServer((id) => (id.endsWith(':2') ? 500 : 200));
+    const cloud = await startCloud({ port: 0, devices: devices(), webhook: { url: hook.url, baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 4 } });
+    const blackhole = net.createServer(() => {}); // accepts connections, never answers
+    blackhole.listen(0, '127.0.0.1');
+    await once(blackhole, 'listening');
+    const c = await UdpCloudClient.open(cloud.port, clientOpts);
+    try {
+      await c.connect();
+      await c.request((mid) => c.client.event('x', 1, Buffer.from('a'), { mid }));
+      await c.request((mid) => c.client.event('x', 2, Buffer.from('b'), { mid }));
+      await until(() => (cloud.counters()['webhook_give_ups|max_attempts'] ?? 0) === 1, 5000, 'the give-up');
+      await cloud.webhook!.whenIdle();
+      assert.deepEqual(hook.accepted().map((r) => r.id), ['hook-dev:1']);
+      assert.equal(cloud.counters()['webhook_failures|http_5xx'], 4);
+      const port = (blackhole.address() as net.AddressInfo).port;
+      const sender = new WebhookSender({ url: `http://127.0.0.1:${port}/`, timeoutMs: 100, baseDelayMs: 5, maxAttempts: 2 }, cloud.core.stats);
+      sender.enqueue({ deviceId: 'hook-dev', name: 'y', seq: 9, data: Buffer.alloc(0), receivedMs: Date.now() });
+      await sender.whenIdle();
+      assert.equal(cloud.counters()['webhook_failures|timeout'], 2);
+      assert.equal(cloud.counters()['webhook_give_ups|max_attempts'], 2);
+    } finally {
+      c.close();
+      blackhole.close();
+      await cloud.close();
+      await hook.close();
+    }
+  });
+
+  it('an event sent under a lost session is delivered once after the heal and the new handshake', async () => {
+    const hook = await webhookServer();
+    const cloud = await startCloud({ port: 0, devices: devices(), webhook: { url: hook.url, baseDelayMs: 10 } });
+    const c = await UdpCloudClient.open(cloud.port, clientOpts);
+    try {
+      await c.connect();
+      await c.request((mid) => c.client.event('door', 1, Buffer.from('open'), { mid }));
+      await cloud.store.wipe(); // the 2019 cache loss
+      const reset = c.waitFor((e) => e.kind === 'reset', 3000, 'the reset');
+      c.send(c.client.event('door', 2, Buffer.from('closed')));
+      await reset;
+      const c2 = await UdpCloudClient.open(cloud.port, clientOpts); // the device handshakes again
+      await c2.connect();
+      await c2.request((mid) => c2.client.event('door', 2, Buffer.from('closed'), { mid }));
+      await c2.request((mid) => c2.client.event('door', 2, Buffer.from('closed'), { mid }));
+      c2.close();
+      await until(() => hook.accepted().length >= 2, 5000, 'two deliveries');
+      await cloud.webhook!.whenIdle();
+      assert.deepEqual(hook.accepted().map((r) => r.id).sort(), ['hook-dev:1', 'hook-dev:2']);
+    } finally {
+      c.close();
+      await cloud.close();
+      await hook.close();
+    }
+  });
+});
