@@ -10,6 +10,8 @@ export interface WakeCycleOptions {
   /** Time the application itself stays awake after wake-up before asking to sleep. */
   appAwakeMs: number;
   publishEveryWake: boolean;
+  /** Called at each wake before the firmware boots (events of the boot belong to this wake). */
+  beforeWake?: (device: Device, wake: number, nowMs: number) => void;
   /** Called at each wake, after boot. */
   onWake?: (device: Device, wake: number, nowMs: number) => void;
   onSleep?: (device: Device, wake: number, nowMs: number) => void;
@@ -20,6 +22,7 @@ export function startWakeCycle(world: World, device: Device, opts: WakeCycleOpti
   const doWake = async (): Promise<void> => {
     wake++;
     const n = wake;
+    opts.beforeWake?.(device, n, world.nowMs);
     await device.wake(world.nowMs);
     opts.onWake?.(device, n, world.nowMs);
     if (opts.publishEveryWake) {
