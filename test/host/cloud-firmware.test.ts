@@ -1,0 +1,53 @@
+// The firmware's DTLS client against the product's cloud over real UDP on loopback.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { startCloud } from '../../host/cloud/server.ts';
+import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
+import { V8Engine } from '../../host/engines/v8.ts';
+import { loadFirmware } from '../../host/firmware.ts';
+import { FirmwareClient } from '../../host/session-abi.ts';
+import { UdpDriver } from '../../host/udp-driver.ts';
+
+describe('firmware client vs the cloud over UDP', () => {
+  it('handshakes with a connection ID, gets its CoAP ping answered and receives the reset token', async () => {
+    const psk = crypto.randomBytes(16);
+    const events: string[] = [];
+    const cloud = await startCloud({
+      port: 0, host: '127.0.0.1',
+      devices: new DeviceRegistry([{ id: 'dev-udp', identity: 'id-udp', psk }]),
+      onEvent: (e) => events.push(e.kind),
+    });
+    const c = new FirmwareClient(await loadFirmware(new V8Engine()));
+    c.provision(Buffer.from('id-udp'), psk);
+    c.setConnectionId(deviceHandle('dev-udp'));
+    c.seed(crypto.randomBytes(32));
+    c.config('handshakeInitialTimeoutMs', 500);
+    const received: Buffer[] = [];
+    const driver = new UdpDriver(c, { host: '127.0.0.1', port: cloud.port, onData: (d) => received.push(Buffer.from(d)) });
+    await driver.open();
+    try {
+      assert.equal(await driver.handshake(), 'connected', c.lastError);
+      // The cloud's reset-token message (CoAP CON POST /rt) rides with its Finished.
+      const t0 = Date.now();
+      while (received.length === 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+      const rt = received[0];
+      assert.ok(rt, 'nothing received after the handshake');
+      assert.equal(rt[0] >> 4, 0x4, 'CoAP version 1, confirmable');
+      assert.equal(rt[1], 0x02, 'POST');
+      assert.equal(rt.subarray(rt.length - 17)[0], 0xff, 'payload marker then the 16-byte token');
+      // Records to the cloud carry its CID (handle || random); a CoAP ping gets an empty ACK.
+      driver.send(Buffer.from([0x40, 0x00, 0x12, 0x34]));
+      while (received.length < 2 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(received[1], Buffer.from([0x60, 0x00, 0x12, 0x34]));
+      const sent = driver.sentDatagrams.at(-1)!;
+      assert.equal(sent[0], 25, 'tls12_cid record');
+      assert.deepEqual(Buffer.from(sent.subarray(11, 15)), deviceHandle('dev-udp'));
+      assert.ok(events.includes('handshake'));
+      assert.equal(c.counters().dropAuthFailed, 0);
+    } finally {
+      driver.close();
+      await cloud.close();
+    }
+  });
+});
