@@ -44,6 +44,8 @@ export class World {
   /** Every datagram a device sent (for nonce-reuse and wire checks). */
   readonly uplink: { atMs: number; from: string; data: Uint8Array }[] = [];
   private cloudTimerAt: number | null = null;
+  /** Fault injection: while true, datagrams from devices are lost before the cloud. */
+  uplinkDown = false;
   private specs: (DeviceSpec & { psk: Uint8Array })[] = [];
 
   constructor(readonly opts: WorldOptions) {
@@ -87,6 +89,7 @@ export class World {
     const from = this.addressOf.get(device)!;
     const copy = Uint8Array.from(data);
     this.uplink.push({ atMs: this.nowMs, from, data: copy });
+    if (this.uplinkDown) return;
     this.schedule(this.nowMs + this.latencyMs, async () => this.deliverToCloud(Buffer.from(copy), from));
   }
 
