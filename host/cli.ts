@@ -6,17 +6,22 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
-import { readFirmware, RELEASE_WASM } from './firmware.ts';
-import { ModuleCrypto } from './crypto-abi.ts';
+import { readFirmware } from './firmware.ts';
 
 export class UsageError extends Error {}
 
 const USAGE = `usage: sleepy-session <command> [flags]
 
 commands:
-  start                      the main job (today: firmware self-check on every engine; the
-                             incident replay arrives with the session lifecycle)
-      --report FILE          where to write the JSON report (default reports/start.json)
+  start                      the main job: replay the May 2019 session-cache wipe for the three
+                             firmware profiles side by side (cloud in process, virtual time)
+      --wake-every DUR       sleep between wakes (default 15m)
+      --wipe-at DUR          when the cache is wiped (default 40m)
+      --heal-at DUR|never    when the cloud rolls out the malformed-datagram heal (default 2h40m)
+      --until DUR            end of the replay (default 3h35m)
+      --engine v8|wasm3      engine for the firmware (default v8)
+      --seed TEXT            seed of every random choice (default may-2019)
+      --report FILE          JSON report (default reports/incident.json)
   connect                    the firmware's DTLS client over real UDP: stdin lines are sent as
                              application data, received data is printed
       --server HOST:PORT     DTLS 1.2 PSK server (e.g. openssl s_server -dtls1_2 -nocert -psk HEX
@@ -52,50 +57,45 @@ export function parseFlags(args: string[], allowed: string[], command: string): 
   return flags;
 }
 
-interface CheckResult {
-  engine: string;
-  ok: boolean;
-  detail: string;
-}
-
-/** Seals and opens random records in the module and compares with node:crypto. */
-async function selfCheck(engine: Engine): Promise<CheckResult> {
-  const mc = new ModuleCrypto(await engine.load(readFirmware()));
-  const before = mc.m.call('heap_offset');
-  let records = 0;
-  for (let i = 0; i < 200; i++) {
-    const key = crypto.randomBytes(16), nonce = crypto.randomBytes(12), aad = crypto.randomBytes(13);
-    const pt = crypto.randomFillSync(Buffer.alloc(i * 4)); // randomBytes(0) trips node's CCM (tag not set)
-    mc.setKey(key);
-    const c = crypto.createCipheriv('aes-128-ccm', key, nonce, { authTagLength: 8 });
-    c.setAAD(aad, { plaintextLength: pt.length });
-    const expected = Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]);
-    const sealed = mc.ccmSeal(nonce, aad, pt);
-    if (!(sealed instanceof Uint8Array) || !expected.equals(sealed)) {
-      return { engine: engine.name, ok: false, detail: `record ${i} (${pt.length} B) differs from node:crypto` };
-    }
-    records++;
-  }
-  const after = mc.m.call('heap_offset');
-  mc.m.dispose();
-  if (before !== after) return { engine: engine.name, ok: false, detail: `heap moved ${before} → ${after}` };
-  return { engine: engine.name, ok: true, detail: `${records} AES-128-CCM-8 records identical to node:crypto, heap pointer unchanged` };
+/** Parses "15m", "90s", "2h", "500ms" or plain milliseconds. */
+export function duration(command: string, flag: string, value: string): number {
+  const m = value.match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
+  if (!m) throw new UsageError(`${command}: --${flag} must be a duration like 500ms, 90s, 15m or 2h (got '${value}')`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(m[1]) * unit);
 }
 
 async function start(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ['report'], 'start');
-  const reportPath = flags.report ?? 'reports/start.json';
-  const bytes = readFirmware();
-  console.log(`firmware: ${RELEASE_WASM} (${bytes.length} bytes)`);
-  const results = [await selfCheck(new V8Engine())];
-  for (const r of results) console.log(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.engine.padEnd(6)} ${r.detail}`);
+  const flags = parseFlags(args, ['report', 'engine', 'seed', 'wake-every', 'wipe-at', 'heal-at', 'until'], 'start');
+  const { DEFAULT_INCIDENT, formatIncident, runIncident } = await import('./sim/incident.ts');
+  const engineName = oneOf('start', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const);
+  await engineByName(engineName); // fails early, with the reason, when the engine is not built
+  const makeEngine = async (): Promise<() => Engine> => {
+    if (engineName === 'v8') return () => new V8Engine();
+    const { Wasm3Engine } = await import('./engines/wasm3/index.ts');
+    return () => new Wasm3Engine();
+  };
+  const opts = {
+    ...DEFAULT_INCIDENT,
+    seed: flags.seed ?? DEFAULT_INCIDENT.seed,
+    wakeEveryMs: flags['wake-every'] ? duration('start', 'wake-every', flags['wake-every']) : DEFAULT_INCIDENT.wakeEveryMs,
+    wipeAtMs: flags['wipe-at'] ? duration('start', 'wipe-at', flags['wipe-at']) : DEFAULT_INCIDENT.wipeAtMs,
+    malformedAtMs: flags['heal-at'] === 'never' ? null
+      : flags['heal-at'] ? duration('start', 'heal-at', flags['heal-at']) : DEFAULT_INCIDENT.malformedAtMs,
+    endMs: flags.until ? duration('start', 'until', flags.until) : DEFAULT_INCIDENT.endMs,
+    engine: await makeEngine(),
+  };
+  if (opts.wakeEveryMs < 1000) throw new UsageError('start: --wake-every must be at least 1s');
+  if (opts.endMs <= opts.wipeAtMs) throw new UsageError('start: --until must be later than --wipe-at');
+  const reportPath = flags.report ?? 'reports/incident.json';
+  const result = await runIncident(opts);
+  console.log(formatIncident(result));
   const dir = reportPath.includes('/') ? reportPath.slice(0, reportPath.lastIndexOf('/')) : '.';
   mkdirSync(dir, { recursive: true });
-  writeFileSync(reportPath, JSON.stringify({ firmwareBytes: bytes.length, results }, null, 2));
-  console.log(`report: ${reportPath}`);
-  return results.every((r) => r.ok) ? 0 : 1;
+  writeFileSync(reportPath, JSON.stringify(result, null, 2));
+  console.log(`\nreport: ${reportPath}`);
+  return 0;
 }
-
 /** Validates an enumerated flag value and names the allowed ones on error. */
 export function oneOf<T extends string>(command: string, flag: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) {

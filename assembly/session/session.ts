@@ -54,6 +54,12 @@ let seenAuthenticated: u32 = 0;
 let lastHintActedMs: i64 = i64.MIN_VALUE;
 let dirty: bool = false;
 let wakePingDue: bool = false;
+/**
+ * The wake ping waits this long, so that an event the application publishes right after boot
+ * confirms the session instead (one exchange, not two).
+ */
+const WAKE_PING_DELAY_MS: i64 = 100;
+let wakePingAtMs: i64 = -1;
 
 // CoAP exchange in flight (NSTART = 1, RFC 7252 §4.7)
 const KIND_NONE: i32 = 0;
@@ -178,6 +184,7 @@ function resetVolatile(now: i64): void {
   lastHintActedMs = i64.MIN_VALUE;
   dirty = false;
   wakePingDue = false;
+  wakePingAtMs = -1;
   clearExchange();
   memory.fill(SEEN_MID, 0xff, <usize>(SEEN_SLOTS * 4));
   eventHead = 0;
@@ -209,6 +216,7 @@ function restore(now: i64): void {
   }
   C.count(C.C_SESSION_RESTORES);
   wakePingDue = true;
+  wakePingAtMs = now + WAKE_PING_DELAY_MS;
   transition(SS_RESUMED, R_NONE, now);
 }
 
@@ -376,11 +384,12 @@ function kick(now: i64): void {
     outEventSeq = load<u32>(e + P.E_SEQ);
     outMid = mid;
     wakePingDue = false; // an event confirms the session as well as a ping would
-  } else if (wakePingDue) {
+  } else if (wakePingDue && wakePingAtMs >= 0 && now >= wakePingAtMs) {
     outMid = nextMid();
     messageLen = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_EMPTY, outMid, 0, 0);
     outKind = KIND_PING;
     wakePingDue = false;
+    wakePingAtMs = -1;
   } else {
     return;
   }
@@ -481,14 +490,19 @@ export function handleTimeout(now: i64): void {
   dtls.handleTimeout(now);
   afterDtls(now);
   exchangeTimeout(now);
+  kick(now); // the wake ping, when its delay is over
   commit();
 }
 
 export function nextTimeout(): i64 {
-  const a = dtls.nextTimeout();
-  if (outDeadlineMs < 0) return a;
-  if (a < 0) return outDeadlineMs;
-  return min(a, outDeadlineMs);
+  return earliest(earliest(dtls.nextTimeout(), outDeadlineMs), wakePingDue && outKind == KIND_NONE ? wakePingAtMs : -1);
+}
+
+/** The earlier of two deadlines, where -1 means none. */
+function earliest(a: i64, b: i64): i64 {
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return min(a, b);
 }
 
 /** Reacts to what the DTLS layer saw: heal signals, handshake outcome, confirmation, data. */
