@@ -6,6 +6,7 @@ import { V8Engine } from '../host/engines/v8.ts';
 import { benchCrypto } from './crypto.ts';
 import { benchHandshakeWire } from './handshake.ts';
 import { benchCloud } from './cloud.ts';
+import { benchEngines } from './engines.ts';
 
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
@@ -19,6 +20,9 @@ results.crypto = crypto.rows;
 const wire = await benchHandshakeWire();
 console.log(wire.text + '\n');
 results.handshakeWire = wire.rows;
+const engines = await benchEngines();
+console.log(engines.text + '\n');
+results.engines = engines.rows;
 const cloud = await benchCloud();
 console.log(cloud.text + '\n');
 results.cloud = cloud.rows;

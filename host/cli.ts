@@ -29,6 +29,18 @@ commands:
       --identity ID          PSK identity
       --psk HEX              pre-shared key, 1..64 bytes in hex
       --engine v8|wasm3      engine to run the firmware on (default v8)
+  device                     one device over real UDP against a cloud, waking periodically
+      --cloud HOST:PORT      the cloud (sleepy-session cloud)
+      --id ID                device id (as in the cloud's devices file)
+      --identity ID          PSK identity (default: the id)
+      --psk HEX              pre-shared key, 16..64 bytes in hex
+      --profile legacy|fixed|default   firmware behaviour (default: default)
+      --wake-every DUR       sleep between wakes (default 15m)
+      --publish-every-wake   publish a reading at every wake
+      --speed N              virtual time runs N times faster than the wall clock (default 1)
+      --wakes N              stop after N wakes (default 0: until interrupted)
+      --flash FILE           keep persistent memory in FILE across runs
+      --engine v8|wasm3      engine for the firmware (default v8)
   cloud --devices FILE [--port 5684] [--store memory|redis://HOST:PORT] [--webhook URL]
         [--heal reset-token,malformed|none] [--metrics-port N]
                              the DTLS 1.2 PSK cloud (docs/protocol.md)
@@ -153,6 +165,34 @@ async function connectCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Flags that take no value. */
+function takeSwitch(args: string[], name: string): [boolean, string[]] {
+  const rest = args.filter((a) => a !== `--${name}`);
+  return [rest.length !== args.length, rest];
+}
+
+async function deviceCommand(argv: string[]): Promise<number> {
+  const [publishEveryWake, args] = takeSwitch(argv, 'publish-every-wake');
+  const flags = parseFlags(args, ['cloud', 'id', 'identity', 'psk', 'profile', 'wake-every', 'speed', 'wakes', 'flash', 'engine'], 'device');
+  const cloud = hostPort('device', 'cloud', flags.cloud);
+  if (!flags.id) throw new UsageError('device: --id ID is required');
+  if (!flags.psk || !/^([0-9a-fA-F]{2}){16,64}$/.test(flags.psk)) throw new UsageError('device: --psk must be 16..64 bytes in hex');
+  const { DEVICE_PROFILES, runDevice } = await import('./device-cli.ts');
+  const profile = oneOf('device', 'profile', flags.profile ?? 'default', DEVICE_PROFILES);
+  const speed = Number(flags.speed ?? 1);
+  if (!(speed >= 1 && speed <= 1_000_000)) throw new UsageError(`device: --speed must be a number from 1 to 1000000 (got '${flags.speed}')`);
+  const wakes = Number(flags.wakes ?? 0);
+  if (!Number.isInteger(wakes) || wakes < 0) throw new UsageError(`device: --wakes must be a whole number ≥ 0 (got '${flags.wakes}')`);
+  const engine = await engineByName(oneOf('device', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
+  await runDevice({
+    cloud, id: flags.id, identity: flags.identity ?? flags.id, psk: Buffer.from(flags.psk, 'hex'), profile,
+    wakeEveryMs: flags['wake-every'] ? duration('device', 'wake-every', flags['wake-every']) : 15 * 60_000,
+    publishEveryWake, speed, wakes, appAwakeMs: 3000, flashPath: flags.flash ?? null, engine,
+    log: (line) => console.log(line),
+  });
+  return 0;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -161,6 +201,8 @@ export async function main(argv: string[]): Promise<number> {
         return await start(rest);
       case 'connect':
         return await connectCommand(rest);
+      case 'device':
+        return await deviceCommand(rest);
       case 'cloud': {
         const { runCloudCommand } = await import('./cloud/cli.ts');
         return await runCloudCommand(rest);
@@ -172,7 +214,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'; allowed: start, connect, cloud, help`);
+        throw new UsageError(`unknown command '${command}'; allowed: start, device, connect, cloud, help`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -110,7 +110,6 @@ export let writeEpoch: u32 = 0;
 let writeSeq0: u64 = 0; // epoch 0 sequence numbers (handshake)
 export let writeSeq1: u64 = 0; // epoch 1 sequence numbers
 let readEpoch: u32 = 0;
-const WINDOW0: usize = memory.data(<i32>REPLAY_WINDOW_BYTES, 8);
 export const WINDOW1: usize = memory.data(<i32>REPLAY_WINDOW_BYTES, 8);
 
 // --- What the session layer watches (assembly/session) -------------------------------------------
@@ -169,6 +168,9 @@ let reasmSeq: u32 = 0;
 let reasmType: u8 = 0;
 let reasmLen: i32 = 0;
 let peerRetransmitted: bool = false;
+/** When our last flight went out; a server retransmission within this spacing is not answered. */
+let flightSentMs: i64 = 0;
+const PEER_RETRANSMIT_SPACING_MS: i64 = 500;
 
 // --- Transmit queue: whole datagrams, drained by poll_transmit ---------------------------------
 export const TX_SLOT_BYTES: i32 = 1152;
@@ -215,6 +217,7 @@ function transition(to: i32, reason: i32, now: i64): void {
       currentTimeoutMs = cfg.handshakeInitialTimeoutMs;
       flightTransmissions = 1;
       deadlineMs = now + currentTimeoutMs;
+      flightSentMs = now;
       break;
     case S_WAIT_SERVER_HELLO_DONE:
       break; // keep the ClientHello timer running
@@ -290,7 +293,6 @@ export function connect(now: i64): i32 {
   recvMessageSeq = 0;
   extendedMasterSecret = false;
   serverCcsSeen = false;
-  replayReset(WINDOW0);
   C.count(C.C_HANDSHAKES_STARTED);
   buildClientHello();
   sendFlight();
@@ -498,6 +500,7 @@ export function handleTimeout(now: i64): void {
     return;
   }
   retransmit();
+  flightSentMs = now;
   flightTransmissions++;
   currentTimeoutMs = min(currentTimeoutMs * 2, cfg.handshakeMaxTimeoutMs);
   deadlineMs = now + currentTimeoutMs;
@@ -583,9 +586,12 @@ export function handleDatagram(now: i64, p: usize, len: i32): void {
     at = next;
     if (state == S_FAILED || state == S_CLOSED) break;
   }
-  if (peerRetransmitted && (state == S_WAIT_SERVER_HELLO || state == S_WAIT_SERVER_FINISHED)) {
-    // The server resent its flight: ours was lost, send it again at once (RFC 6347 §4.2.4).
+  if (peerRetransmitted && (state == S_WAIT_SERVER_HELLO || state == S_WAIT_SERVER_FINISHED)
+    && now - flightSentMs >= PEER_RETRANSMIT_SPACING_MS) {
+    // The server resent its flight: ours was lost, send it again at once (RFC 6347 §4.2.4) —
+    // but not for every copy: replayed plaintext records would otherwise make us a reflector.
     retransmit();
+    flightSentMs = now;
   }
 }
 
@@ -624,12 +630,9 @@ function handleRecord(now: i64): void {
       C.count(C.C_DROP_BAD_VERSION);
       return;
     }
-    if (!replayCheck(WINDOW0, recSeq)) {
-      C.count(C.C_DROP_REPLAYED);
-      return;
-    }
-    // Epoch 0 is unauthenticated: the window only filters duplicates.
-    replayUpdate(WINDOW0, recSeq);
+    // No replay window in epoch 0: anyone can forge a high sequence number there, and moving a
+    // window with it would make us drop the genuine server flight. Duplicates are recognised by
+    // their handshake message_seq instead.
     handlePlaintext(now, recType, recBody, recBodyLen);
     return;
   }
@@ -758,7 +761,11 @@ function handleHandshakeRecord(now: i64, body: usize, len: i32): void {
       if (handleMessage(now, type, seq, frag, msgLen)) accepted = true;
     } else {
       const msg = reassemble(type, seq, msgLen, fragOff, frag, fragLen);
-      if (msg != 0 && handleMessage(now, type, seq, REASM, msgLen)) accepted = true;
+      if (msg == REASM) {
+        if (handleMessage(now, type, seq, REASM, msgLen)) accepted = true;
+      } else if (msg == FRAGMENT_STORED) {
+        accepted = true; // kept for reassembly
+      }
     }
     if (state == S_FAILED || state == S_CONNECTED) break;
   }
@@ -770,7 +777,9 @@ function firstServerMessage(): bool {
   return state == S_WAIT_SERVER_HELLO;
 }
 
-/** Adds a fragment; returns REASM when the message is complete, else 0. */
+const FRAGMENT_STORED: usize = 1;
+
+/** Adds a fragment; returns REASM when the message is complete, FRAGMENT_STORED, or 0 if refused. */
 function reassemble(type: u8, seq: u32, msgLen: i32, fragOff: i32, frag: usize, fragLen: i32): usize {
   if (msgLen > cfg.MAX_HANDSHAKE_MESSAGE_BYTES) {
     C.count(C.C_DROP_FRAGMENT_REFUSED);
@@ -789,7 +798,7 @@ function reassemble(type: u8, seq: u32, msgLen: i32, fragOff: i32, frag: usize, 
     store<u8>(b, load<u8>(b) | <u8>(1 << <u8>(i & 7)));
   }
   for (let i = 0; i < msgLen; i++) {
-    if (((<u32>load<u8>(REASM_BITMAP + <usize>(i >> 3)) >> <u32>(i & 7)) & 1) == 0) return 0;
+    if (((<u32>load<u8>(REASM_BITMAP + <usize>(i >> 3)) >> <u32>(i & 7)) & 1) == 0) return FRAGMENT_STORED;
   }
   reasmActive = false;
   C.count(C.C_FRAGMENTS_REASSEMBLED);
@@ -855,6 +864,12 @@ function onHelloVerifyRequest(now: i64, body: usize, len: i32): bool {
 }
 
 function onServerHello(now: i64, seq: u32, body: usize, len: i32): bool {
+  // The server numbers its ServerHello like the ClientHello it answers (RFC 6347 §4.2.2). One that
+  // answers an earlier ClientHello (before a second cookie round) would hash a different transcript.
+  if (seq != sendMessageSeq) {
+    C.count(C.C_DROP_UNEXPECTED_MESSAGE);
+    return false;
+  }
   // version(2) random(32) session_id<0..32> cipher_suite(2) compression(1) extensions<0..2^16-1>
   const end = body + <usize>len;
   if (len < 38) return malformed();

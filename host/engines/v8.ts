@@ -1,4 +1,4 @@
-import loader from '@assemblyscript/loader';
+import { instantiate } from '@assemblyscript/loader';
 import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError, describeAbort, readAsString } from './engine.ts';
 
 /** V8 (Node's own WebAssembly), through @assemblyscript/loader. */
@@ -8,7 +8,8 @@ export class V8Engine implements Engine {
   async load(wasm: Uint8Array): Promise<ModuleInstance> {
     let lastAbort: WasmTrapError['abort'];
     let memory: WebAssembly.Memory | undefined;
-    const imports = {
+    // The module's one import (docs/abi.md); not one of the loader's own env helpers.
+    const imports: Record<string, Record<string, unknown>> = {
       env: {
         trap: (messagePtr: number, filePtr: number, line: number, column: number) => {
           const mem = memory ? new Uint8Array(memory.buffer) : new Uint8Array(0);
@@ -16,7 +17,7 @@ export class V8Engine implements Engine {
         },
       },
     };
-    const { exports } = await loader.instantiate(wasm, imports);
+    const { exports } = await instantiate(wasm, imports);
     memory = exports.memory as WebAssembly.Memory;
     const fns = exports as unknown as Record<string, (...a: WasmValue[]) => WasmValue>;
     const names = Object.keys(exports).filter((k) => typeof (exports as Record<string, unknown>)[k] === 'function');
@@ -46,7 +47,9 @@ export class V8Engine implements Engine {
       },
       readMemory: (ptr, length) => {
         checkRange(memory!.buffer.byteLength, ptr, length);
-        return new Uint8Array(memory!.buffer.slice(ptr, ptr + length));
+        // Not a view of an empty ArrayBuffer for length 0: its null data pointer makes
+        // node:crypto's update() see "no input" (see host/engines/wasm3/index.ts).
+        return length > 0 ? new Uint8Array(memory!.buffer.slice(ptr, ptr + length)) : new Uint8Array(0);
       },
       dispose: () => {},
     };

@@ -228,15 +228,51 @@ for (const engineCase of ENGINES) {
       // The server times out and resends ServerHello..ServerHelloDone (same message_seq, new record seq).
       const resent = Buffer.from(serverFlight);
       resent.writeUIntBE(50, 5, 6);
-      c.handleDatagram(10, resent);
+      c.handleDatagram(1000, resent);
       const again = c.drainTransmit();
       assert.equal(again.length, 1, 'flight 5 sent again');
       assert.ok(c.counters().peerRetransmissions >= 1);
       // Retransmitted records carry new sequence numbers (the peer's replay window would drop copies).
       const seqs = (d: Uint8Array) => parseRecords(d).map((r) => `${r.epoch}:${r.seq}`);
       assert.equal(seqs(flight5).filter((x) => seqs(again[0]).includes(x)).length, 0);
-      for (const reply of peer.handle(again[0])) c.handleDatagram(20, reply);
+      for (const reply of peer.handle(again[0])) c.handleDatagram(1020, reply);
       assert.equal(c.state, 'connected');
+    });
+
+    it('a forged plaintext record with a huge sequence number cannot block the genuine server flight', async (t) => {
+      const s = await setup(t, { helloVerify: false });
+      if (!s) return;
+      const { c, peer } = s;
+      c.connect(0);
+      const [hello] = c.drainTransmit();
+      // garbage handshake record at sequence 2^48-1, sent before the real answer
+      c.handleDatagram(0, Buffer.from([22, 0xfe, 0xfd, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 3, 99, 1, 2]));
+      for (const reply of peer.handle(hello)) c.handleDatagram(1, reply);
+      pump(c, peer, 2);
+      assert.equal(c.state, 'connected');
+    });
+
+    it('after a second cookie round, a ServerHello answering the older ClientHello is ignored', async (t) => {
+      const s = await setup(t, { helloVerify: true });
+      if (!s) return;
+      const { c, peer } = s;
+      c.connect(0);
+      const [hello0] = c.drainTransmit();
+      const [hvr] = peer.handle(hello0);
+      c.handleDatagram(0, hvr);
+      const [hello1] = c.drainTransmit(); // with cookie, message_seq 1
+      const stale = new TestPeer({ psk: peer.opts.psk, helloVerify: false });
+      c.handleDatagram(1, hvr); // the server's second HelloVerifyRequest (e.g. our first hello arrived late)
+      const [hello2] = c.drainTransmit(); // message_seq 2
+      assert.equal(Buffer.from(hello2).readUInt16BE(13 + 4), 2, "ClientHello message_seq");
+      // a ServerHello for message_seq 1 arrives first: it must not be taken
+      const before = c.counters().dropUnexpectedMessage;
+      for (const reply of stale.handle(hello1)) c.handleDatagram(2, reply);
+      assert.equal(c.state, 'wait-server-hello');
+      assert.ok(c.counters().dropUnexpectedMessage > before);
+      for (const reply of peer.handle(hello2)) c.handleDatagram(3, reply);
+      pump(c, peer, 4);
+      assert.equal(c.state, 'connected', c.lastError);
     });
 
     it('a wrong server Finished fails the handshake and wipes the keys', async (t) => {
