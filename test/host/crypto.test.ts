@@ -74,7 +74,7 @@ for (const engineCase of ENGINES) {
           assert.ok(opened instanceof Uint8Array, `open failed with ${opened}`);
           assert.deepEqual(Buffer.from(opened), Buffer.from(plaintext));
           // one flipped bit anywhere that is authenticated must be rejected
-          let n = nonce, a = aad, s: Uint8Array = expected;
+          let n: Uint8Array = nonce, a: Uint8Array = aad, s: Uint8Array = expected;
           if (flipWhere === 'tag') s = Buffer.concat([expected.subarray(0, plaintext.length), flip(expected.subarray(plaintext.length), flipBit)]);
           else if (flipWhere === 'aad' && aad.length > 0) a = flip(aad, flipBit);
           else if (flipWhere === 'nonce') n = flip(nonce, flipBit);

@@ -39,7 +39,7 @@ export class TestPeer {
   private msgSeq = 0;
   private emsOffered = false;
   private cidOffered = false;
-  master = Buffer.alloc(0);
+  master: Buffer = Buffer.alloc(0);
   keys: KeyBlock | undefined;
   connected = false;
   identity = '';
