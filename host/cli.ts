@@ -101,11 +101,11 @@ async function start(args: string[]): Promise<number> {
   if (opts.endMs <= opts.wipeAtMs) throw new UsageError('start: --until must be later than --wipe-at');
   const reportPath = flags.report ?? 'reports/incident.json';
   const result = await runIncident(opts);
-  console.log(formatIncident(result));
   const dir = reportPath.includes('/') ? reportPath.slice(0, reportPath.lastIndexOf('/')) : '.';
   mkdirSync(dir, { recursive: true });
   writeFileSync(reportPath, JSON.stringify(result, null, 2));
-  console.log(`\nreport: ${reportPath}`);
+  // The verdicts close the output: the one thing to read when scrolling is short.
+  console.log(formatIncident(result, `report: ${reportPath}`));
   return 0;
 }
 /** Validates an enumerated flag value and names the allowed ones on error. */

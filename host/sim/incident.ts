@@ -168,7 +168,7 @@ function describeWake(w: WakeRecord): string {
   return `${parts.join(', ')}${queued}${delivered} · ${w.datagramsSent} datagrams/${w.bytesSent} B up`;
 }
 
-export function formatIncident(r: IncidentResult): string {
+export function formatIncident(r: IncidentResult, beforeVerdict?: string): string {
   const o = r.options;
   const lines: string[] = [];
   lines.push(`May 2019 replay — one device per profile, waking every ${o.wakeEveryMs / 60_000} min, engine ${r.engine}, seed "${o.seed}"`);
@@ -191,6 +191,7 @@ export function formatIncident(r: IncidentResult): string {
     }
   }
   lines.push('');
+  if (beforeVerdict) lines.push(beforeVerdict, '');
   lines.push('Verdict');
   for (const p of r.profiles) {
     lines.push(`  ${p.profile.padEnd(7)} ${p.verdict}; ${p.deliveredOnce}/${p.published} events delivered, ${p.duplicates} duplicates, ${p.handshakes} handshakes`);

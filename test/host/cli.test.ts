@@ -1,0 +1,40 @@
+// The `sleepy-session` command as a user runs it: the main job's output, and clear flag errors.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-session.mjs', ...args], { encoding: 'utf8' });
+
+describe('sleepy-session command', () => {
+  it('start prints the timeline and ends with one verdict line per profile, and writes the report', () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'sleepy-cli-')), 'incident.json');
+    const r = run('start', '--report', report);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /== legacy \(Device OS 1\.1\.0\)/);
+    assert.match(r.stdout, /cache wiped/);
+    const last = r.stdout.trimEnd().split('\n').slice(-3);
+    assert.match(last[0], /^ {2}legacy .*malformed datagram/);
+    assert.match(last[1], /^ {2}fixed .*unconfirmed-restores/);
+    assert.match(last[2], /^ {2}default .*first wake after the wipe.*no event lost/);
+    const json = JSON.parse(readFileSync(report, 'utf8'));
+    assert.equal(json.profiles.length, 3);
+  });
+
+  for (const [args, pattern] of [
+    [['start', '--engine', 'spidermonkey'], /--engine must be one of v8, wasm3/],
+    [['start', '--wake-every', 'soon'], /--wake-every must be a duration/],
+    [['start', '--colour', 'red'], /unknown flag --colour; allowed: --report/],
+    [['device', '--cloud', 'nowhere', '--id', 'x', '--psk', '00'], /--cloud must be HOST:PORT/],
+    [['device', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--profile', 'newest'], /--profile must be one of legacy, fixed, default/],
+    [['frobnicate'], /unknown command 'frobnicate'; allowed: start, device, connect, cloud, help/],
+  ] as [string[], RegExp][]) {
+    it(`refuses ${args.join(' ')} naming the flag and what is allowed`, () => {
+      const r = run(...args);
+      assert.equal(r.status, 2);
+      assert.match(r.stderr, pattern);
+    });
+  }
+});
