@@ -2,26 +2,9 @@
  * Typed wrappers for the module's crypto_* exports (layouts in docs/abi.md). Used by the
  * conformance tests and benchmarks so that every engine is driven the same way.
  */
-import type { ModuleInstance } from './engines/engine.ts';
+import { IoBuffer } from './io-buffer.ts';
 
-export class ModuleCrypto {
-  readonly io: number;
-  readonly ioCapacity: number;
-
-  constructor(readonly m: ModuleInstance) {
-    this.io = Number(m.call('io_ptr'));
-    this.ioCapacity = Number(m.call('io_capacity'));
-  }
-
-  private put(...parts: Uint8Array[]): number {
-    let off = this.io;
-    for (const p of parts) {
-      this.m.writeMemory(off, p);
-      off += p.length;
-    }
-    return off - this.io;
-  }
-
+export class ModuleCrypto extends IoBuffer {
   setKey(key: Uint8Array): void {
     if (key.length !== 16) throw new RangeError('AES-128 key must be 16 bytes');
     this.put(key);

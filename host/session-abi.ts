@@ -2,7 +2,7 @@
  * Typed access to the firmware's session exports (docs/abi.md). Names for states, errors and
  * counters mirror assembly/dtls/client.ts and assembly/dtls/counters.ts.
  */
-import type { ModuleInstance } from './engines/engine.ts';
+import { IoBuffer } from './io-buffer.ts';
 
 export const STATES = ['idle', 'wait-server-hello', 'wait-server-hello-done', 'wait-server-finished', 'connected', 'failed', 'closed'] as const;
 export type StateName = (typeof STATES)[number];
@@ -79,38 +79,22 @@ export interface StoreWrite {
 export const REGION_BYTES = 1280;
 export type ConfigName = keyof typeof CONFIG;
 
-export class FirmwareClient {
-  readonly io: number;
-  readonly ioCapacity: number;
-
-  constructor(readonly m: ModuleInstance) {
-    this.io = Number(m.call('io_ptr'));
-    this.ioCapacity = Number(m.call('io_capacity'));
-  }
-
-  private write(...parts: Uint8Array[]): void {
-    let off = this.io;
-    for (const p of parts) {
-      this.m.writeMemory(off, p);
-      off += p.length;
-    }
-  }
-
+export class FirmwareClient extends IoBuffer {
   provision(identity: Uint8Array, psk: Uint8Array): void {
-    this.write(identity, psk);
+    this.put(identity, psk);
     const rc = Number(this.m.call('provision', identity.length, psk.length));
     if (rc !== 0) throw new RangeError(`provision refused (${rc}): identity 1..128 bytes, PSK 1..64 bytes`);
   }
 
   seed(entropy: Uint8Array): void {
-    this.write(entropy);
+    this.put(entropy);
     const rc = Number(this.m.call('seed_entropy', entropy.length));
     if (rc !== 0) throw new RangeError(`seed_entropy refused (${rc}): at least 32 bytes of entropy`);
   }
 
   /** The CID the device offers (0..32 bytes); the server puts it in records to the device. */
   setConnectionId(cid: Uint8Array): void {
-    this.write(cid);
+    this.put(cid);
     const rc = Number(this.m.call('set_connection_id', cid.length));
     if (rc !== 0) throw new RangeError(`set_connection_id refused (${rc}): 0..32 bytes`);
   }
@@ -118,14 +102,14 @@ export class FirmwareClient {
   /** Factory provisioning: queues the credentials block (drain it with pollStore). */
   provisionDevice(profile: Profile, deviceId: string, identity: Uint8Array, psk: Uint8Array): void {
     const id = Buffer.from(deviceId);
-    this.write(id, identity, psk);
+    this.put(id, identity, psk);
     const rc = Number(this.m.call('provision_device', PROFILES.indexOf(profile), id.length, identity.length, psk.length));
     if (rc !== 0) throw new RangeError(`provision_device refused (${rc}): id 1..48 bytes, identity 1..64, PSK 1..64, profile one of ${PROFILES.join(', ')}`);
   }
 
   /** Cold start from the persisted region image. Returns the session state. */
   boot(nowMs: number, region: Uint8Array): SessionState {
-    this.write(region);
+    this.put(region);
     const rc = Number(this.m.call('boot', BigInt(nowMs), region.length));
     if (rc === -1) throw new Error('boot: no valid credentials in the persisted region (provision the device first)');
     if (rc === -5) throw new Error('boot: seed entropy first');
@@ -140,7 +124,7 @@ export class FirmwareClient {
   /** Queues an event; returns its sequence number. Throws when the outbox is full. */
   publish(nowMs: number, name: string, data: Uint8Array): number {
     const n = Buffer.from(name);
-    this.write(n, data);
+    this.put(n, data);
     const rc = Number(this.m.call('publish', BigInt(nowMs), n.length, data.length));
     if (rc === -3) throw new OutboxFullError('publish: the outbox is full (6 unconfirmed events); nothing was overwritten');
     if (rc < 0) throw new RangeError(`publish refused (${rc}): name 1..15 bytes, data 0..43 bytes, after boot`);
@@ -190,7 +174,7 @@ export class FirmwareClient {
 
   handleDatagram(nowMs: number, datagram: Uint8Array): StateName {
     if (datagram.length > this.ioCapacity) return this.state; // larger than any datagram we accept
-    this.write(datagram);
+    this.put(datagram);
     return STATES[Number(this.m.call('handle_datagram', BigInt(nowMs), datagram.length))];
   }
 
@@ -217,7 +201,7 @@ export class FirmwareClient {
   }
 
   send(data: Uint8Array): number {
-    this.write(data);
+    this.put(data);
     return Number(this.m.call('send', data.length));
   }
 
