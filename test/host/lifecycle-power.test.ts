@@ -87,6 +87,7 @@ describe('power loss during persisted writes', () => {
     assert.equal(new Set(sent).size, sent.length, 'nonce reused in the uncut run');
 
     const probe = new FirmwareClient(await new V8Engine().load(readFirmware()));
+    const heapBefore = probe.m.call('heap_offset');
     let image = new Uint8Array(REGION_BYTES).fill(0xff);
     const seen = new Set<string>();
     let writes = 0, boots = 0, continuations = 0;
@@ -154,5 +155,7 @@ describe('power loss during persisted writes', () => {
     assert.ok(writes > 40, `${writes} writes`);
     assert.ok(boots > 20_000, `${boots} boots`);
     assert.ok(continuations > 30, `${continuations} continuations`);
+    // Tens of thousands of boots, restores, publishes and persists later: not one allocation.
+    assert.equal(probe.m.call('heap_offset'), heapBefore);
   });
 });
