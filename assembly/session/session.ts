@@ -1,7 +1,9 @@
 // The session lifecycle across deep sleep: boot from the persisted record, resume without a
 // handshake, confirm, expire, destroy keys before sleep, heal. Every change of the session state
 // goes through `transition`, which also emits the application events and persists what changed.
-import { ctEqual, hmacDrbgGenerate, sha256, zeroize } from '../crypto/index';
+import {
+  SHA256_CTX_BYTES, ctEqual, hmacDrbgGenerate, sha256Final, sha256Init, sha256Update, zeroize,
+} from '../crypto/index';
 import { DRBG, isSeeded } from '../entropy';
 import * as dtls from '../dtls/client';
 import * as C from '../dtls/counters';
@@ -193,11 +195,13 @@ function resetVolatile(now: i64): void {
   dtls.discardConnection(now, 0);
 }
 
+const HASH_CTX: usize = memory.data(<i32>SHA256_CTX_BYTES, 8);
+
 function sha256Concat(a: usize, aLen: i32, b: usize, bLen: i32, out: usize): void {
-  // one-shot over a || b, with both pieces small: copy into the scratch tail first
-  memory.copy(SCRATCH + 0, a, <usize>aLen);
-  memory.copy(SCRATCH + <usize>aLen, b, <usize>min(bLen, 64 - aLen));
-  sha256(SCRATCH, aLen + min(bLen, 64 - aLen), out);
+  sha256Init(HASH_CTX);
+  sha256Update(HASH_CTX, a, aLen);
+  sha256Update(HASH_CTX, b, bLen);
+  sha256Final(HASH_CTX, out);
 }
 
 function hasSession(): bool {
