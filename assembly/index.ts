@@ -154,7 +154,9 @@ export function poll_transmit(): i32 {
 
 /** io = application data. Queues one record. 0, -1 not connected, -2 too long, -3 queue full. */
 export function send(len: i32): i32 {
-  return dtls.sendApplicationData(IO, len);
+  const rc = dtls.sendApplicationData(IO, len);
+  session.commit(); // after boot: a moved sequence reservation is persisted before the record leaves
+  return rc;
 }
 
 /** Moves the oldest received application data into io; returns its length, -1 when none. */
