@@ -69,12 +69,15 @@ export function parseFlags(args: string[], allowed: string[], command: string): 
   return flags;
 }
 
-/** Parses "15m", "90s", "2h", "500ms" or plain milliseconds. */
+/** Parses "15m", "90s", "2h40m", "500ms" or plain milliseconds. */
 export function duration(command: string, flag: string, value: string): number {
-  const m = value.match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
-  if (!m) throw new UsageError(`${command}: --${flag} must be a duration like 500ms, 90s, 15m or 2h (got '${value}')`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unit);
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  if (/^\d+$/.test(value)) return Number(value);
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) {
+    throw new UsageError(`${command}: --${flag} must be a duration like 500ms, 90s, 15m or 2h40m (got '${value}')`);
+  }
+  return Math.round(parts.reduce((ms, p) => ms + Number(p[1]) * units[p[2]], 0));
 }
 
 async function start(args: string[]): Promise<number> {
