@@ -180,8 +180,9 @@ async function deviceCommand(argv: string[]): Promise<number> {
   const cloud = hostPort('device', 'cloud', flags.cloud);
   if (!flags.id) throw new UsageError('device: --id ID is required');
   if (!flags.psk || !/^([0-9a-fA-F]{2}){16,64}$/.test(flags.psk)) throw new UsageError('device: --psk must be 16..64 bytes in hex');
-  const { DEVICE_PROFILES, runDevice } = await import('./device-cli.ts');
-  const profile = oneOf('device', 'profile', flags.profile ?? 'default', DEVICE_PROFILES);
+  const { runDevice } = await import('./device-cli.ts');
+  const { PROFILES } = await import('./session-abi.ts');
+  const profile = oneOf('device', 'profile', flags.profile ?? 'default', PROFILES);
   const speed = Number(flags.speed ?? 1);
   if (!(speed >= 1 && speed <= 1_000_000)) throw new UsageError(`device: --speed must be a number from 1 to 1000000 (got '${flags.speed}')`);
   const wakes = Number(flags.wakes ?? 0);

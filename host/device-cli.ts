@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Board } from './board/board.ts';
 import { Device } from './device.ts';
 import type { Engine } from './engines/engine.ts';
-import { PROFILES, REGION_BYTES, type Profile, type SessionEvent } from './session-abi.ts';
+import { REGION_BYTES, type Profile, type SessionEvent } from './session-abi.ts';
 
 export interface DeviceRunOptions {
   cloud: { host: string; port: number };
@@ -109,5 +109,3 @@ function describe(e: SessionEvent): string {
     case 'hint-ignored': return 'truncated record ignored (session confirmed or rate-limited)';
   }
 }
-
-export const DEVICE_PROFILES = PROFILES;

@@ -3,7 +3,6 @@
 // tokens, jitter) is stretched from it here, so runs are deterministic for a given seed.
 // Context: K (32) || V (32) || reseed counter u64 (64).
 import { HMAC_SHA256_CTX_BYTES, hmacSha256Final, hmacSha256Init, hmacSha256Update } from './hmac';
-import { zeroize } from './ct';
 
 export const DRBG_CTX_BYTES: usize = 72;
 export const DRBG_OK: i32 = 0;
@@ -68,8 +67,4 @@ export function hmacDrbgGenerate(ctx: usize, out: usize, outLen: i32, addl: usiz
   update(ctx, addl, addlLen, 0, 0, 0, 0);
   store<u64>(ctx + 64, counter + 1);
   return DRBG_OK;
-}
-
-export function hmacDrbgWipe(ctx: usize): void {
-  zeroize(ctx, <i32>DRBG_CTX_BYTES);
 }

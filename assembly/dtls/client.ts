@@ -7,7 +7,7 @@ import {
   sha256Init, sha256Update, tlsPrfSha256, zeroize,
 } from '../crypto/index';
 import * as cfg from '../config';
-import { getU16, getU24, putU16, putU24, putU8 } from './bytes';
+import { getU16, getU24, putU16, putU24, putU48, putU8 } from './bytes';
 import * as C from './counters';
 import {
   CT_ALERT, CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, EXPLICIT_NONCE_BYTES,
@@ -381,7 +381,7 @@ function buildClientFinishedFlight(): void {
 }
 
 /** key_block = PRF(master, "key expansion", server_random || client_random). */
-export function deriveKeys(): void {
+function deriveKeys(): void {
   memory.copy(SEED, SERVER_RANDOM, 32);
   memory.copy(SEED + 32, CLIENT_RANDOM, 32);
   tlsPrfSha256(MASTER_SECRET, 48, LABEL_KEY_EXPANSION, LABEL_KEY_EXPANSION_LEN, SEED, 64, KEY_BLOCK, 40);
@@ -429,17 +429,11 @@ function appendPlainRecord(type: u8, src: usize, len: i32): void {
   putU8(out, type);
   putU16(out + 1, VERSION_DTLS12);
   putU16(out + 3, 0);
-  putU48Seq(out + 5, writeSeq0++);
+  putU48(out + 5, writeSeq0++);
   putU16(out + 11, <u32>len);
   memory.copy(out + <usize>HEADER_BYTES, src, <usize>len);
   buildingLen += HEADER_BYTES + len;
   C.count(C.C_TX_RECORDS);
-}
-
-function putU48Seq(p: usize, seq: u64): void {
-  putU16(p, <u32>(seq >> 32));
-  putU16(p + 2, <u32>(seq >> 16));
-  putU16(p + 4, <u32>seq);
 }
 
 /** Appends an epoch-1 record carrying `len` bytes from `src`. False when it does not fit. */
@@ -978,9 +972,6 @@ function onServerFinished(now: i64, seq: u32, body: usize, len: i32): bool {
   return true;
 }
 
-export function rxQueuedBytes(): i32 {
-  return rxUsed;
-}
 
 // --- Session persistence (assembly/session) --------------------------------------------------------
 

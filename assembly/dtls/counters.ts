@@ -51,14 +51,7 @@ export function count(index: i32): void {
   store<u32>(p, load<u32>(p) + 1);
 }
 
-export function counterValue(index: i32): u32 {
-  return index >= 0 && index < COUNTER_COUNT ? load<u32>(COUNTERS + (<usize>index << 2)) : 0;
-}
-
 export function countersPtr(): usize {
   return COUNTERS;
 }
 
-export function countersReset(): void {
-  memory.fill(COUNTERS, 0, <usize>(COUNTER_COUNT * 4));
-}

@@ -2,7 +2,6 @@
  * Discrete-event virtual time with the cloud's sans-IO core and devices on a virtual network.
  * Deterministic: one clock, one ordered queue, seeded randomness everywhere.
  */
-import crypto from 'node:crypto';
 import { CloudCore, type CloudEvent, type CoreConfig, type HealFlags } from '../cloud/core.ts';
 import { DeviceRegistry } from '../cloud/devices.ts';
 import { MemoryStore, type SessionStore } from '../cloud/store.ts';
@@ -149,5 +148,3 @@ export class World {
   }
 }
 
-/** A random 16-byte PSK, for callers without a seeded world. */
-export const randomPsk = (): Uint8Array => crypto.randomBytes(16);
