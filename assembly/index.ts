@@ -13,6 +13,9 @@ import { policySet } from './session/policy';
 import { pollStore } from './session/persist';
 import { IO, IO_CAPACITY, fitsIo } from './io';
 
+/** Raw-mode exports refused once `boot` has run (the lifecycle owns what they would change). */
+const ERR_BOOTED: i32 = -6;
+
 export function io_ptr(): usize {
   return IO;
 }
@@ -38,6 +41,7 @@ export function heap_offset(): usize {
 /** io = identity || psk. The PSK bytes are wiped from the I/O buffer. Returns 0 or -2. */
 export function provision(identityLen: i32, pskLen: i32): i32 {
   if (!fitsIo(identityLen, pskLen)) return -2;
+  if (session.sessState != session.SS_OFF) return ERR_BOOTED; // the credentials block owns them
   const rc = dtls.provision(IO, identityLen, IO + <usize>identityLen, pskLen);
   zeroize(IO + <usize>identityLen, pskLen);
   return rc;
@@ -57,6 +61,7 @@ export function seed_entropy(len: i32): i32 {
  */
 export function set_connection_id(len: i32): i32 {
   if (len < 0 || len > 32) return -2;
+  if (session.sessState != session.SS_OFF) return ERR_BOOTED; // boot sets the device's own CID
   setOwnCid(IO, len);
   return 0;
 }
@@ -68,14 +73,18 @@ export function config_set(key: i32, value: i64): i32 {
 
 /** Starts a full handshake; the ClientHello is then ready for poll_transmit. Returns 0 or -error. */
 export function connect(now: i64): i32 {
-  return dtls.connect(now);
+  return session.reconnect(now);
 }
 
 /** io = one received datagram of `len` bytes. Returns the connection state afterwards. */
 export function handle_datagram(now: i64, len: i32): i32 {
-  if (len < 0 || len > IO_CAPACITY) return dtls.state;
+  if (!fitsIo(len)) {
+    dtls.refuseDatagram();
+    return dtls.state;
+  }
   if (session.sessState == session.SS_OFF) dtls.handleDatagram(now, IO, len);
   else session.handleDatagram(now, IO, len);
+  zeroize(IO, len); // records were decrypted in place: no plaintext stays behind
   return dtls.state;
 }
 
@@ -153,7 +162,8 @@ export function recv(): i32 {
 
 /** Sends close_notify when connected and destroys the connection keys. */
 export function close(now: i64): i32 {
-  dtls.close(now);
+  if (session.sessState == session.SS_OFF) dtls.close(now);
+  else session.closeSession(now);
   return dtls.state;
 }
 
