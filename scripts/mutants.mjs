@@ -152,7 +152,7 @@ export const MUTANTS = [
   {
     id: 'truncated-not-fatal-legacy', why: 'legacy/fixed treat the 2019 truncated record as a hint (the 2019 heal would not work)',
     edits: [{ file: 'assembly/session/policy.ts', from: '  return profile != PROFILE_DEFAULT;', to: '  return false;' }],
-    tests: [LIFECYCLE], pattern: 'legacy stays stuck',
+    tests: [LIFECYCLE, HARDENING], pattern: 'legacy stays stuck|truncated record is fatal',
   },
   {
     id: 'hint-rate-limit-removed', why: 'every truncated-record hint is acted on',
@@ -183,7 +183,7 @@ export const MUTANTS = [
   {
     id: 'reservation-not-persisted', why: 'records beyond the reservation leave before it is on flash',
     edits: [{ file: 'assembly/dtls/client.ts', from: '    reservationMoved = true;', to: '' }],
-    tests: [POWER, MODEL],
+    tests: [HARDENING, POWER], pattern: 'reserved on flash|every cut',
   },
   {
     id: 'restore-from-zero', why: 'a restored session sends from sequence 0 again',
@@ -193,7 +193,7 @@ export const MUTANTS = [
   {
     id: 'outbox-overwrites', why: 'publish past a full outbox overwrites an unconfirmed event',
     edits: [{ file: 'assembly/session/session.ts', from: '  if (n >= P.OUTBOX_SLOTS) return ERR_OUTBOX_FULL;', to: '  if (n >= P.OUTBOX_SLOTS + 1) return ERR_OUTBOX_FULL;' }],
-    tests: [MODEL],
+    tests: [HARDENING, MODEL],
   },
   {
     id: 'refused-slot-not-erased', why: 'a refused record keeps its keys on flash',
