@@ -113,6 +113,11 @@ export const MUTANTS = [
     edits: [{ file: 'assembly/config.ts', from: 'requireExtendedMasterSecret = isDefaultProfile;', to: 'requireExtendedMasterSecret = false;' }],
     tests: [HARDENING],
   },
+  {
+    id: 'stale-hello-verify-accepted', why: 'a second HelloVerifyRequest for the first ClientHello starts another cookie round',
+    edits: [{ file: 'assembly/dtls/handshake.ts', from: '  if (seq != sendMessageSeq) {\n    C.count(C.C_DROP_UNEXPECTED_MESSAGE);\n    return false;\n  }\n  if (len < 3) {', to: '  if (len < 3) {' }],
+    tests: [HARDENING], pattern: 'second HelloVerifyRequest',
+  },
   // --- expiry rules -----------------------------------------------------------------------------------
   {
     id: 'max-age-removed', why: 'sessions older than maxSessionAgeMs are kept',
