@@ -93,14 +93,18 @@ function loadHostState(path: string | null): HostState | null {
 }
 
 /**
- * The credentials in the flash image against what provisioning with these flags writes:
- * 'erased' (never provisioned), 'same', or 'other' (another device, PSK or profile, or damaged).
+ * The credentials block in the flash image (offset 0, docs/abi.md) against the one provisioning with
+ * these flags writes: 'erased' (never provisioned), 'same', or 'other' (another device, PSK or
+ * profile, or damaged). Provisioning's other writes (blank session slots) are not compared: the
+ * device has used them since.
  */
 function credentialsMatch(image: Uint8Array, writes: StoreWrite[]): 'erased' | 'same' | 'other' {
-  const stored = writes.map((w) => image.subarray(w.offset, w.offset + w.bytes.length));
-  if (stored.every((s) => s.every((b) => b === ERASED_BYTE))) return 'erased';
+  const creds = writes.find((w) => w.offset === 0);
+  if (!creds) throw new Error('provisioning wrote no credentials block at offset 0 (docs/abi.md)');
+  const stored = image.subarray(0, creds.bytes.length);
+  if (stored.every((b) => b === ERASED_BYTE)) return 'erased';
   // Constant time: both sides hold the PSK.
-  return writes.every((w, i) => crypto.timingSafeEqual(w.bytes, stored[i])) ? 'same' : 'other';
+  return crypto.timingSafeEqual(creds.bytes, stored) ? 'same' : 'other';
 }
 
 export async function runDevice(o: DeviceRunOptions): Promise<void> {

@@ -92,12 +92,14 @@ describe('device --flash killed with SIGKILL at random moments', () => {
       if ((await last.exited) !== 0) failedStarts.push(`last run: ${last.err.trim()}`);
       const audit = auditCapture(net.capture, psk);
       const acked = audit.events.filter((e) => e.acked);
-      const deliveredData = (seq: number) => hook.accepted().filter((r) => r.body.seq === seq).map((r) => r.body.data as string);
-      await until(() => acked.every((e) => deliveredData(e.seq).length > 0), 15_000, 'the webhook to receive every ACKed event').catch(() => {});
+      // The cloud's idempotency key is (device, incarnation, seq); one device here.
+      const eventKey = (incarnation: unknown, seq: unknown) => `${incarnation ?? '-'}:${seq}`;
+      const deliveredData = (key: string) => hook.accepted().filter((r) => eventKey(r.body.incarnation, r.body.seq) === key).map((r) => r.body.data as string);
+      await until(() => acked.every((e) => deliveredData(eventKey(e.incarnation, e.seq)).length > 0), 15_000, 'the webhook to receive every ACKed event').catch(() => {});
       const seed = `CRASH_SEED=${SEED} CRASH_CYCLES=${CYCLES}`;
       const unreserved = audit.unreserved.map((u) => `seq ${u.seq} sent at ${u.atMs} ms with ${u.reserved} reserved on flash`);
-      const lost = acked.filter((e) => !deliveredData(e.seq).includes(e.data)).map((e) => `#${e.seq} ${Buffer.from(e.data, 'base64')}`);
-      const conflicting = [...new Set(hook.accepted().map((r) => r.body.seq as number))].filter((s) => new Set(deliveredData(s)).size > 1);
+      const lost = acked.filter((e) => !deliveredData(eventKey(e.incarnation, e.seq)).includes(e.data)).map((e) => `#${e.seq} ${Buffer.from(e.data, 'base64')}`);
+      const conflicting = [...new Set(hook.accepted().map((r) => eventKey(r.body.incarnation, r.body.seq)))].filter((k) => new Set(deliveredData(k)).size > 1);
       console.log(`# ${seed}: ${audit.keys.length} sessions; ${audit.recordsChecked} device records audited; ${audit.reuses.length} nonce reuses; ` +
         `${audit.unreserved.length} of ${audit.reservationChecks} records sent before flash reserved their sequence number; ` +
         `${audit.events.length} event POSTs, ${acked.length} ACKed, ${lost.length} of them lost; ${hook.accepted().length} webhook deliveries; ` +

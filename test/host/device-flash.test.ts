@@ -13,7 +13,7 @@ import { V8Engine } from '../../host/engines/v8.ts';
 import { World } from '../../host/sim/world.ts';
 import { startWakeCycle } from '../../host/sim/wake-cycle.ts';
 import { parseRecords } from './dtls-ref.ts';
-import { newestSlot } from './fixtures/flash-layout.ts';
+import { newestSlot } from './fixtures/persisted.ts';
 
 const tmp = () => fs.mkdtempSync(join(tmpdir(), 'sleepy-flash-'));
 
