@@ -6,7 +6,8 @@
  * process (memory store, webhook to a receiver in this test). A UDP relay in this test sits
  * between device and cloud and captures both directions; in a quarter of the runs it passes
  * nothing back to the device, so sessions also end (unconfirmed restores) and new handshakes
- * happen. Checked on the capture, with keys derived independently from the PSK and the handshakes seen on the wire (fixtures/wire-audit.ts):
+ * happen. Checked on the capture, with keys derived independently from the PSK and the handshakes
+ * seen on the wire (fixtures/wire-audit.ts):
  *   - no (key, epoch, sequence) nonce ever carries two different ciphertexts;
  *   - every device record opens under a key from a handshake on the wire (nothing unaudited);
  *   - every record left while flash already reserved its sequence number (the relay reads the flash
