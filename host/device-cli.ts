@@ -6,7 +6,9 @@
  *     any datagram goes out (the host contract, docs/abi.md) — a kill tears at most one block;
  *   - FILE.host keeps the host's own state, replaced atomically (temp, fsync, rename): the RTC
  *     anchor (host/board/rtc.ts: time keeps running across restarts) and the readings that wait
- *     for room in the firmware's outbox.
+ *     for room in the firmware's outbox. A reading enters FILE.host before its wake boots and
+ *     leaves it after `publish` returned (the firmware's outbox write is durable by then): a kill
+ *     between the two publishes it again under a new event number — at least once, never lost.
  * Without --flash both live in this process only: a restart is a new, freshly provisioned device.
  */
 import crypto from 'node:crypto';
@@ -109,7 +111,8 @@ function credentialsMatch(image: Uint8Array, writes: StoreWrite[]): 'erased' | '
 
 export async function runDevice(o: DeviceRunOptions): Promise<void> {
   const statePath = o.flash ? `${o.flash.path}.host` : null;
-  const saved = loadHostState(statePath);
+  // A flash image created just now is a new device: host state left by an older one is not its own.
+  const saved = o.flash?.created ? null : loadHostState(statePath);
   const clock = new ScaledClock(saved?.clock ?? null, o.speed);
   const state: HostState = saved
     ? { ...saved, clock: clock.mark() }

@@ -14,7 +14,9 @@
  *     file as each datagram arrives; judged when the newest slot holds the record's key);
  * and on the webhook:
  *   - every event the cloud ACKed (2.04 on the wire) was delivered, with the data the device sent;
- *   - no event number is delivered twice with different data.
+ *   - no event number is delivered twice with different data;
+ *   - no reading is lost: each wake counted in FILE.host reached the webhook (or still waits in the
+ *     host queue, or the log says the queue bound dropped it).
  * CRASH_SEED and CRASH_CYCLES select the run; a failure prints the seed.
  *
  * How it was checked: against the unfixed device runner (main at 96b8469, which wrote FILE only at
@@ -31,7 +33,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,10 +65,15 @@ describe('device --flash killed with SIGKILL at random moments', () => {
     const hook = await webhookServer();
     const cloud = Proc.spawn(process.execPath, [BIN, 'cloud', '--devices', devicesFile, '--port', '0', '--webhook', hook.url]);
     let net: Awaited<ReturnType<typeof udpRelay>> | undefined;
-    const device = (extra: string[]) => Proc.spawn(process.execPath, [
-      BIN, 'device', '--cloud', `127.0.0.1:${net!.port}`, '--id', 'crash-dev', '--psk', psk.toString('hex'),
-      '--wake-every', '10s', '--publish-every-wake', '--speed', String(SPEED), '--flash', flash, ...extra,
-    ]);
+    const runs: Proc[] = [];
+    const device = (extra: string[]) => {
+      const p = Proc.spawn(process.execPath, [
+        BIN, 'device', '--cloud', `127.0.0.1:${net!.port}`, '--id', 'crash-dev', '--psk', psk.toString('hex'),
+        '--wake-every', '10s', '--publish-every-wake', '--speed', String(SPEED), '--flash', flash, ...extra,
+      ]);
+      runs.push(p);
+      return p;
+    };
     const failedStarts: string[] = [];
     // Some runs hear nothing from the cloud: after 3 unconfirmed restores the device drops its
     // session and handshakes again, so kills also land in later handshakes and fresh sessions.
@@ -108,10 +115,19 @@ describe('device --flash killed with SIGKILL at random moments', () => {
       const seed = `CRASH_SEED=${SEED} CRASH_CYCLES=${CYCLES}`;
       const unreserved = audit.unreserved.map((u) => `seq ${u.seq} sent at ${u.atMs} ms with ${u.reserved} reserved on flash`);
       const lost = acked.filter((e) => !deliveredData(eventKey(e.incarnation, e.seq)).includes(e.data)).map((e) => `#${e.seq} ${Buffer.from(e.data, 'base64')}`);
+      // Readings: each wake's reading is in FILE.host before that wake boots, so every wake counted
+      // there was published (or is still queued, or was dropped by the queue bound, which the log says).
+      const host = JSON.parse(readFileSync(`${flash}.host`, 'utf8')) as { wakes: number; readings: { data: string }[] };
+      const readingsDelivered = hook.accepted().map((r) => Buffer.from(r.body.data as string, 'base64').toString());
+      const notLost = new Set([...readingsDelivered, ...host.readings.map((r) => r.data),
+        ...runs.flatMap((p) => [...p.out.toString().matchAll(/reading of wake (\d+) dropped/g)].map((m) => `wake ${m[1]}`))]);
+      const readingsLost = Array.from({ length: host.wakes }, (_, i) => `wake ${i + 1}`).filter((r) => !notLost.has(r));
+      const readingsTwice = readingsDelivered.length - new Set(readingsDelivered).size;
       const conflicting = [...new Set(hook.accepted().map((r) => eventKey(r.body.incarnation, r.body.seq)))].filter((k) => new Set(deliveredData(k)).size > 1);
       console.log(`# ${seed}: ${audit.keys.length} sessions; ${audit.recordsChecked} device records audited; ${audit.reuses.length} nonce reuses; ` +
         `${audit.unreserved.length} of ${audit.reservationChecks} records sent before flash reserved their sequence number; ` +
         `${audit.events.length} event POSTs, ${acked.length} ACKed, ${lost.length} of them lost; ${hook.accepted().length} webhook deliveries; ` +
+        `${host.wakes} readings, ${readingsLost.length} lost, ${readingsTwice} delivered under two event numbers; ` +
         `${failedStarts.length} runs stopped by themselves`);
       assert.deepEqual(failedStarts, [], `${seed}: device runs that stopped by themselves (a kill must never leave a file it cannot start from)`);
       assert.ok(audit.keys.length > 0 && acked.length > 0, `${seed}: no session or no ACKed event on the wire; the test proved nothing`);
@@ -121,6 +137,7 @@ describe('device --flash killed with SIGKILL at random moments', () => {
       assert.deepEqual(unreserved, [], `${seed}: records sent before their sequence number was reserved on flash`);
       assert.deepEqual(lost, [], `${seed}: events ACKed to the device but never delivered with that data`);
       assert.deepEqual(conflicting, [], `${seed}: event numbers delivered twice with different data`);
+      assert.deepEqual(readingsLost, [], `${seed}: readings taken (counted in FILE.host) but never published`);
     } finally {
       net?.close();
       cloud.kill('SIGTERM');
