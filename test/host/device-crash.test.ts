@@ -27,8 +27,8 @@
  * reservation check then read that firmware's SLP1 slots) found on the same code 9 reuses, 70 of
  * 70 judged records sent before flash reserved them, 16 of 68 ACKed events lost, and a kill inside
  * writeFileSync that left a 0-byte file the device then refused to start from. Kill timing varies
- * between runs, so the counts do too. With the fix: none of these, about 110 events ACKed and
- * delivered over 4 sessions, about 60 s on this 2-core machine.
+ * between runs, so the counts do too. With the fix: none of these, 70–110 events ACKed and
+ * delivered over 4–5 sessions, no reading lost, about 60 s on this 2-core machine.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
