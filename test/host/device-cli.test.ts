@@ -14,7 +14,11 @@ import { DeviceRegistry } from '../../host/cloud/devices.ts';
 import { startCloud } from '../../host/cloud/server.ts';
 import { Proc, until, webhookServer } from './fixtures/cloud-tools.ts';
 import { udpRelay } from './fixtures/udp-relay.ts';
-import { newestSlot } from './fixtures/persisted.ts';
+import { SLOT, SLOT_AT, SLOT_BYTES, SLOT_MAGIC, newestSlot, resealSlot } from './fixtures/persisted.ts';
+import { FlashFile } from '../../host/board/flash-file.ts';
+import { Device } from '../../host/device.ts';
+import { runDevice } from '../../host/device-cli.ts';
+import { V8Engine } from '../../host/engines/v8.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/sleepy-session.mjs', import.meta.url));
 const PSK = 'a1'.repeat(16);
@@ -76,6 +80,51 @@ describe('device --flash: bad files are refused before anything starts', () => {
     assert.equal(await again.exited, 0, again.err);
     assert.doesNotMatch(again.out.toString(), /provisioned into/);
     cloud.close();
+  });
+});
+
+describe('device --flash: any 1280 bytes behind genuine credentials', () => {
+  it('CRC-valid session slots with random fields and lengths: the host runs its wake and stops cleanly, no PSK on the wire', { timeout: 120_000 }, async () => {
+    const psk = Buffer.from(PSK, 'hex');
+    const opts = { id: 'cli-dev', identity: 'cli-dev', psk, profile: 'default' as const, engine: new V8Engine() };
+    const creds = (await new Device({ ...opts, send: () => {} }).provisioningWrites()).find((w) => w.offset === 0)!;
+    const silent = dgram.createSocket('udp4');
+    const sent: Buffer[] = [];
+    silent.on('message', (m) => sent.push(m));
+    silent.bind(0, '127.0.0.1');
+    await once(silent, 'listening');
+    let counter = 0; // seeded: a failing sample reproduces
+    const random = (n: number) => Buffer.concat(Array.from({ length: Math.ceil(n / 64) },
+      () => crypto.createHash('sha512').update(`any-1280/${counter++}`).digest())).subarray(0, n);
+    try {
+      for (let sample = 0; sample < 25; sample++) {
+        const image = new Uint8Array(1280).fill(0xff);
+        image.set(creds.bytes, 0);
+        for (const at of SLOT_AT) {
+          if (sample % 4 === 3 && at === SLOT_AT[1]) continue; // sometimes one slot erased
+          const slot = Buffer.from(image.buffer, at, SLOT_BYTES);
+          random(SLOT_BYTES).copy(slot);
+          slot.writeUInt32LE(SLOT_MAGIC, 0);
+          slot.set(creds.bytes.subarray(184, 188), SLOT.credsCrc); // belongs to these credentials
+          slot[SLOT.flags] = sample % 2 === 0 ? 0x0f : random(1)[0];
+          resealSlot(image, at);
+        }
+        const path = join(tmp(), 'f.bin');
+        fs.writeFileSync(path, image);
+        const flash = FlashFile.open(path, 1280, 0xff);
+        const log: string[] = [];
+        await runDevice({
+          ...opts, cloud: { host: '127.0.0.1', port: silent.address().port }, wakeEveryMs: 1000, publishEveryWake: true,
+          speed: 1000, wakes: 1, appAwakeMs: 3000, flash, log: (l) => log.push(l),
+        }).catch((e: Error) => assert.fail(`sample ${sample}: the host stopped with ${e.message}\n${log.join('\n')}`));
+        assert.ok(log.some((l) => / wake 1: /.test(l)), `sample ${sample}: no wake\n${log.join('\n')}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(sent.length > 0, 'the device sent something');
+      for (const d of sent) assert.equal(d.indexOf(psk), -1, 'the PSK in a datagram');
+    } finally {
+      silent.close();
+    }
   });
 });
 
