@@ -139,6 +139,7 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
     const match = credentialsMatch(o.flash.initial, writes);
     if (match === 'other') {
       writes.forEach((w) => w.bytes.fill(0));
+      o.flash.close();
       throw new DeviceStartError(`--flash ${o.flash.path}: holds the credentials of another device (--id, --identity, --psk and --profile must be the ones it was provisioned with) or damaged ones; use another file`);
     }
     board.memory.bytes.set(o.flash.initial);
