@@ -133,11 +133,11 @@ describe('device --flash across restarts', () => {
     const cloud = await startCloud({ port: 0, devices: new DeviceRegistry([{ id: 'cli-dev', identity: 'cli-dev', psk: Buffer.from(PSK, 'hex') }]) });
     try {
       const path = join(tmp(), 'f.bin');
-      const first = device(cloud.port, path, '--wakes', '2', '--speed', '50');
+      const first = device(cloud.port, path, '--wakes', '2', '--speed', '20');
       assert.equal(await first.exited, 0, first.err);
       const session = newestSlot(fs.readFileSync(path));
       assert.ok(session?.hasSession, `the first run made a session: ${first.out}`);
-      const second = device(cloud.port, path, '--wakes', '1', '--speed', '50');
+      const second = device(cloud.port, path, '--wakes', '1', '--speed', '20');
       assert.equal(await second.exited, 0, second.err);
       const a = stamps(first.out.toString()), b = stamps(second.out.toString());
       assert.ok(b[0] >= a[a.length - 1], `the second run starts at ${b[0]} s, before the first run's last stamp ${a[a.length - 1]} s`);
@@ -158,7 +158,7 @@ describe('device --flash across restarts', () => {
     const net = await udpRelay(cloud.port, { dropUplink: () => wakesSeen() < 9 });
     try {
       const path = join(tmp(), 'f.bin');
-      d = device(net.port, path, '--wakes', '14', '--speed', '100');
+      d = device(net.port, path, '--wakes', '14', '--speed', '50');
       assert.equal(await d.exited, 0, d.err);
       const out = d.out.toString();
       const expected = Array.from({ length: 14 }, (_, i) => `wake ${i + 1}`);
