@@ -39,7 +39,8 @@ commands:
       --publish-every-wake   publish a reading at every wake
       --speed N              virtual time runs N times faster than the wall clock (default 1)
       --wakes N              stop after N wakes (default 0: until interrupted)
-      --flash FILE           keep persistent memory in FILE across runs
+      --flash FILE           keep persistent memory in FILE across runs and kills (created when
+                             missing; FILE.host keeps the clock and readings waiting for the outbox)
       --engine v8|wasm3      engine for the firmware (default v8)
   cloud --devices FILE [--port 5684] [--store memory|redis://HOST:PORT] [--webhook URL]
         [--heal reset-token,malformed|none] [--metrics-port N]
@@ -188,12 +189,22 @@ async function deviceCommand(argv: string[]): Promise<number> {
   const wakes = Number(flags.wakes ?? 0);
   if (!Number.isInteger(wakes) || wakes < 0) throw new UsageError(`device: --wakes must be a whole number ≥ 0 (got '${flags.wakes}')`);
   const engine = await engineByName(oneOf('device', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
-  await runDevice({
-    cloud, id: flags.id, identity: flags.identity ?? flags.id, psk: Buffer.from(flags.psk, 'hex'), profile,
-    wakeEveryMs: flags['wake-every'] ? duration('device', 'wake-every', flags['wake-every']) : 15 * 60_000,
-    publishEveryWake, speed, wakes, appAwakeMs: 3000, flashPath: flags.flash ?? null, engine,
-    log: (line) => console.log(line),
-  });
+  const wakeEveryMs = flags['wake-every'] ? duration('device', 'wake-every', flags['wake-every']) : 15 * 60_000;
+  const { openFlash, DeviceStartError } = await import('./device-cli.ts');
+  try {
+    // The flash file is checked (and created erased when missing) before anything starts.
+    const flash = flags.flash !== undefined ? openFlash(flags.flash) : null;
+    await runDevice({
+      cloud, id: flags.id, identity: flags.identity ?? flags.id, psk: Buffer.from(flags.psk, 'hex'), profile,
+      wakeEveryMs, publishEveryWake, speed, wakes, appAwakeMs: 3000, flash, engine,
+      log: (line) => console.log(line),
+    });
+  } catch (e) {
+    if (e instanceof DeviceStartError) throw new UsageError(`device: ${e.message}`);
+    // A failure while running (a firmware trap, a disk error): one line, not a stack trace.
+    console.error(`sleepy-session: device: ${(e as Error).message}`);
+    return 1;
+  }
   return 0;
 }
 
