@@ -10,6 +10,7 @@ import { MemoryEventLog, idempotencyKey } from '../../host/cloud/events.ts';
 import { parseClientHello } from '../../host/cloud/handshake.ts';
 import { CloudSecrets } from '../../host/cloud/heal.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
+import { createMetrics } from '../../host/cloud/metrics.ts';
 import { CLOUD_SECRET, Link, connected, dev1, kinds, makeCore } from './fixtures/cloud-harness.ts';
 import { TestDtlsClient, coapHeader } from './fixtures/cloud-client.ts';
 import type { CloudCore } from '../../host/cloud/core.ts';
@@ -175,6 +176,22 @@ describe('cloud core: behind the cookie', () => {
     const link = new Link(core, new TestDtlsClient(dev1()), '10.0.0.1:5684');
     link.now = 1000;
     await link.handshake();
+  });
+});
+
+describe('undecryptable records with a known CID (for issue 13)', () => {
+  it('are counted per device and exported as sleepy_cloud_undecryptable_records_total{device}', async () => {
+    const link = await connected();
+    const bad = link.client.ping();
+    bad[bad.length - 1] ^= 1; // the tag no longer matches
+    await link.send(bad, bad);
+    const unknownCid = link.client.ping();
+    unknownCid[11] ^= 0xff; // a CID of no session: not counted here (it is an unknown session)
+    await link.send(unknownCid);
+    assert.equal(link.core.stats.get('undecryptable_records', 'dev-1'), 2);
+    const m = createMetrics();
+    m.attach(link.core);
+    assert.match(await m.registry.metrics(), /^sleepy_cloud_undecryptable_records_total\{device="dev-1"\} 2$/m);
   });
 });
 
