@@ -91,23 +91,59 @@ class Pending {
   /** Set once the client's Finished verified; a failed store write is retried with it. */
   completion: Completion | null = null;
   fragments: Map<number, Reassembly> | null = null;
+  /**
+   * The ClientHello message (as hashed into the transcript), our flight (records; the server
+   * messages are inside it) and both CIDs, packed into one allocation of its own: small slices of
+   * Node's shared buffer pool would each pin an 8 KiB pool chunk for the entry's lifetime.
+   */
+  readonly #bytes: Buffer;
+  readonly #helloLen: number;
+  readonly #flightLen: number;
+  readonly #clientCidLen: number;
+  readonly #serverCidLen: number;
+
   constructor(
     readonly from: string,
     readonly ip: string,
     readonly createdMs: number,
     public deadlineMs: number,
-    /** The client's ClientHello message, as hashed into the transcript. */
-    readonly hello: Buffer,
-    /** Our flight (records); the server messages are inside it. */
-    readonly flight: Buffer,
-    readonly clientCid: Buffer | null,
-    readonly serverCid: Buffer | null,
+    hello: Buffer,
+    flight: Buffer,
+    clientCid: Buffer | null,
+    serverCid: Buffer | null,
     readonly helloSeq: number,
     public nextRecvSeq: number,
     readonly serverMsgSeq: number,
     /** Next epoch-0 record sequence number of ours. */
     public serverSeq0: number,
-  ) {}
+  ) {
+    const parts = [hello, flight, clientCid ?? Buffer.alloc(0), serverCid ?? Buffer.alloc(0)];
+    this.#bytes = Buffer.allocUnsafeSlow(parts.reduce((n, b) => n + b.length, 0));
+    let off = 0;
+    for (const b of parts) off += b.copy(this.#bytes, off);
+    this.#helloLen = hello.length;
+    this.#flightLen = flight.length;
+    this.#clientCidLen = clientCid ? clientCid.length : -1;
+    this.#serverCidLen = serverCid ? serverCid.length : -1;
+  }
+
+  get hello(): Buffer {
+    return this.#bytes.subarray(0, this.#helloLen);
+  }
+
+  get flight(): Buffer {
+    return this.#bytes.subarray(this.#helloLen, this.#helloLen + this.#flightLen);
+  }
+
+  get clientCid(): Buffer | null {
+    const at = this.#helloLen + this.#flightLen;
+    return this.#clientCidLen < 0 ? null : this.#bytes.subarray(at, at + this.#clientCidLen);
+  }
+
+  get serverCid(): Buffer | null {
+    const at = this.#helloLen + this.#flightLen + Math.max(0, this.#clientCidLen);
+    return this.#serverCidLen < 0 ? null : this.#bytes.subarray(at, at + this.#serverCidLen);
+  }
 
   get clientRandom(): Buffer {
     return this.hello.subarray(HANDSHAKE_HEADER_BYTES + 2, HANDSHAKE_HEADER_BYTES + 34);
@@ -120,9 +156,10 @@ class Pending {
   /** Handshake messages hashed so far (the flight without its record headers). */
   transcript(...more: Buffer[]): Buffer {
     const parts = [this.hello];
-    for (let off = 0; off < this.flight.length; ) {
-      const len = this.flight.readUInt16BE(off + RECORD_HEADER_BYTES - 2);
-      parts.push(this.flight.subarray(off + RECORD_HEADER_BYTES, off + RECORD_HEADER_BYTES + len));
+    const flight = this.flight;
+    for (let off = 0; off < flight.length; ) {
+      const len = flight.readUInt16BE(off + RECORD_HEADER_BYTES - 2);
+      parts.push(flight.subarray(off + RECORD_HEADER_BYTES, off + RECORD_HEADER_BYTES + len));
       off += RECORD_HEADER_BYTES + len;
     }
     if (this.cke) parts.push(this.cke);
