@@ -43,12 +43,6 @@ export const EVENTS_SPEC: CommandSpec = {
   notes: '  Without --retry, lists the dead letters (one JSON line each) and exits.',
 };
 
-/** @deprecated name kept for callers: the usage text of `cloud`. */
-export const CLOUD_USAGE = helpText(CLOUD_SPEC);
-
-/** Kept for callers that catch it; every usage error is a UsageError now. */
-export { UsageError as CloudUsageError };
-
 function positiveDuration(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = duration('cloud', flag, value);

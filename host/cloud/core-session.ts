@@ -226,6 +226,14 @@ export class Sessions {
     const { heal, stats } = this.ctx;
     const withCid = rec.type === CT_TLS12_CID;
     stats.inc('unknown_session_records', withCid ? 'cid' : 'address');
+    if (withCid) {
+      // A CID that names a device (by this process's memory or by its handle) whose session the
+      // store lacks: that device's records cannot be decrypted — the 2019 incident, per device.
+      const known = this.#cidDirectory.get(rec.cid!.toString('hex'));
+      const byHandle = known ? null : this.ctx.devices.byHandle(handleOfCid(rec.cid!));
+      const deviceId = known?.deviceId ?? (byHandle && byHandle.length === 1 ? byHandle[0].id : null);
+      if (deviceId !== null) stats.inc('undecryptable_records', deviceId);
+    }
     if (heal.resetToken) {
       if (!withCid) stats.inc('heals_suppressed', 'reset-token/no_cid');
       else this.#sendResets(rec, dgramBytes, from, nowMs, out);

@@ -44,7 +44,7 @@ export const COUNTER_CATALOGUE: Record<string, { help: string; labels: string[] 
   webhook_dead_letters: { help: 'Events the receiver refused permanently, moved to the dead-letter list, by reason', labels: ['reason'] },
   event_log_errors: { help: 'Event log operations that failed (the event is not ACKed / is retried), by op', labels: ['op'] },
   renegotiations_refused: { help: 'Handshake records on established sessions answered with no_renegotiation', labels: [] },
-  undecryptable_records: { help: 'Records with the CID of a known session that did not decrypt, by device', labels: ['device'] },
+  undecryptable_records: { help: 'Records with a CID naming a device that could not be decrypted (bad MAC, or no session for that CID), by device', labels: ['device'] },
 };
 
 /** Times every store operation into a histogram. */

@@ -180,7 +180,7 @@ describe('cloud core: behind the cookie', () => {
 });
 
 describe('undecryptable records with a known CID (for issue 13)', () => {
-  it('are counted per device and exported as sleepy_cloud_undecryptable_records_total{device}', async () => {
+  it('are counted per device (bad MAC, or a lost session) and exported as sleepy_cloud_undecryptable_records_total{device}', async () => {
     const link = await connected();
     const bad = link.client.ping();
     bad[bad.length - 1] ^= 1; // the tag no longer matches
@@ -189,9 +189,17 @@ describe('undecryptable records with a known CID (for issue 13)', () => {
     unknownCid[11] ^= 0xff; // a CID of no session: not counted here (it is an unknown session)
     await link.send(unknownCid);
     assert.equal(link.core.stats.get('undecryptable_records', 'dev-1'), 2);
+    // The incident: the cache lost the session; the CID still names the device (by its handle,
+    // also in a process that never saw the session), so its records count for it.
+    await link.core.store.wipe();
+    await link.send(link.client.ping());
+    const fresh = makeCore();
+    await fresh.handleDatagram(link.client.ping(), '10.0.0.1:5684', 0);
+    assert.equal(fresh.stats.get('undecryptable_records', 'dev-1'), 1);
+    assert.equal(link.core.stats.get('undecryptable_records', 'dev-1'), 3);
     const m = createMetrics();
     m.attach(link.core);
-    assert.match(await m.registry.metrics(), /^sleepy_cloud_undecryptable_records_total\{device="dev-1"\} 2$/m);
+    assert.match(await m.registry.metrics(), /^sleepy_cloud_undecryptable_records_total\{device="dev-1"\} 3$/m);
   });
 });
 

@@ -21,7 +21,8 @@ import { parseClientHello, parseHandshakeFragments } from '../../host/cloud/hand
 import { encodeCoap, parseCoap } from '../../host/cloud/coap.ts';
 import { HealRateLimiter, MALFORMED_LENGTH_FIELD, malformedDatagram, resetDatagram } from '../../host/cloud/heal.ts';
 import { DevicesError, Secret, parseDevicesJson } from '../../host/cloud/devices.ts';
-import { CloudUsageError, cloudOptionsFromArgs, runCloudCommand } from '../../host/cloud/cli.ts';
+import { cloudOptionsFromArgs, runCloudCommand } from '../../host/cloud/cli.ts';
+import { UsageError } from '../../host/cli-flags.ts';
 import { parseHeal } from '../../host/cloud/server.ts';
 
 describe('cloud crypto', () => {
@@ -251,7 +252,7 @@ async function freeUdpPort(): Promise<number> {
 }
 
 describe('cloud CLI flags', () => {
-  const err = (args: string[], match: RegExp) => assert.throws(() => cloudOptionsFromArgs(args), (e: Error) => e instanceof CloudUsageError && match.test(e.message));
+  const err = (args: string[], match: RegExp) => assert.throws(() => cloudOptionsFromArgs(args), (e: Error) => e instanceof UsageError && match.test(e.message));
   it('name the flag and what is allowed', () => {
     err([], /--devices FILE is required/);
     err(['--devices', 'f', '--store', 'mongo'], /--store must be memory or redis:\/\/HOST:PORT \(got 'mongo'\)/);
