@@ -159,6 +159,9 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
   const ownEvents = typeof opts.events !== 'object';
   const events = typeof opts.events === 'object' ? opts.events : await openEventLog(opts.events ?? 'memory', !!webhookOpts).catch(fail);
   if (ownEvents) opened.push(events);
+  if (events.kind === 'redis' && !webhookOpts) {
+    log('cloud: event log in Redis but no --webhook: events wait in the log for a process that delivers them (the log holds 10,000,000; then devices are not ACKed)');
+  }
   if (events.kind === 'memory' && rawStore.kind === 'redis') {
     log('cloud: event log in memory while sessions are in Redis: events are not shared between processes and do not survive a restart (use --events redis://…)');
   }
