@@ -392,13 +392,13 @@ export class Handshakes {
     return reason;
   }
 
-  #failPending(p: Pending, reason: string, alert: number | null, out: CoreOutput): Verdict {
+  #failPending(p: Pending, reason: string, alert: number | null, out: CoreOutput, identity: string | null = p.device?.identity ?? null): Verdict {
     if (alert !== null) {
       out.transmits.push({ to: p.from, data: plainRecord(CT_ALERT, p.serverSeq0++, alertBody(ALERT_FATAL, alert)) });
       this.ctx.stats.inc('records_out', 'alert');
     }
     this.#forget(p);
-    this.#failed(p.from, reason, p.device?.identity ?? null, out);
+    this.#failed(p.from, reason, identity, out);
     return reason;
   }
 
@@ -449,7 +449,8 @@ export class Handshakes {
     const identity = parseClientKeyExchange(body);
     if (!identity) return this.#failPending(p, 'bad_client_key_exchange', ALERT_DECODE_ERROR, out);
     const device = this.ctx.devices.byIdentity(identity);
-    if (!device) return this.#failPending(p, 'unknown_psk_identity', ALERT_UNKNOWN_PSK_IDENTITY, out);
+    // For the log: what the client claimed to be, cut short (it is unauthenticated input).
+    if (!device) return this.#failPending(p, 'unknown_psk_identity', ALERT_UNKNOWN_PSK_IDENTITY, out, identity.subarray(0, 64).toString('utf8'));
     p.cke = handshakeMessage(HT_CLIENT_KEY_EXCHANGE, f.messageSeq, body);
     const sessionHash = crypto.createHash('sha256').update(p.transcript()).digest();
     p.master = extendedMasterSecret(pskPremaster(device.psk.reveal()), sessionHash);

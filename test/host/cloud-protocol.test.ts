@@ -12,9 +12,11 @@ import { CloudSecrets } from '../../host/cloud/heal.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
 import { createMetrics } from '../../host/cloud/metrics.ts';
 import { CLOUD_SECRET, Link, connected, dev1, kinds, makeCore } from './fixtures/cloud-harness.ts';
-import { TestDtlsClient, coapHeader } from './fixtures/cloud-client.ts';
+import { TestDtlsClient, UdpCloudClient, coapHeader, type ClientOptions } from './fixtures/cloud-client.ts';
+import { DeviceRegistry } from '../../host/cloud/devices.ts';
+import { startCloud } from '../../host/cloud/server.ts';
 import type { CloudCore } from '../../host/cloud/core.ts';
-import { prng } from './fixtures/cloud-tools.ts';
+import { prng, until } from './fixtures/cloud-tools.ts';
 
 describe('BoundedMap', () => {
   it('keeps the newest maxEntries, evicts oldest first (re-set moves to newest), and stays consistent through 300k inserts at the bound', () => {
@@ -200,6 +202,34 @@ describe('undecryptable records with a known CID (for issue 13)', () => {
     const m = createMetrics();
     m.attach(link.core);
     assert.match(await m.registry.metrics(), /^sleepy_cloud_undecryptable_records_total\{device="dev-1"\} 3$/m);
+  });
+});
+
+describe('failed handshakes are logged, one line each, with the reason', () => {
+  it('no EMS, no shared cipher suite, unknown identity, wrong PSK', async () => {
+    const lines: string[] = [];
+    const cloud = await startCloud({ port: 0, devices: new DeviceRegistry([{ id: 'log-dev', identity: 'log-id', psk: Buffer.alloc(16, 1) }]), log: (l) => lines.push(l) });
+    const attempt = async (opts: ClientOptions) => {
+      const c = await UdpCloudClient.open(cloud.port, opts);
+      c.send(c.client.start());
+      await new Promise((r) => setTimeout(r, 300));
+      c.close();
+    };
+    try {
+      await attempt({ identity: 'log-id', psk: Buffer.alloc(16, 1), ems: false });
+      await attempt({ identity: 'log-id', psk: Buffer.alloc(16, 1), suites: [0xc0ae] });
+      await attempt({ identity: 'nobody', psk: Buffer.alloc(16, 1) });
+      await attempt({ identity: 'log-id', psk: Buffer.alloc(16, 2) });
+      await until(() => lines.filter((l) => l.includes('handshake failed')).length >= 4, 3000, 'four failure lines');
+    } finally {
+      await cloud.close();
+    }
+    const failed = lines.filter((l) => l.includes('handshake failed'));
+    assert.equal(failed.length, 4, failed.join('\n'));
+    assert.match(failed[0], /^cloud: handshake failed from=127\.0\.0\.1:\d+ reason=no_extended_master_secret$/);
+    assert.match(failed[1], /reason=no_shared_cipher_suite$/);
+    assert.match(failed[2], /identity="nobody" reason=unknown_psk_identity$/);
+    assert.match(failed[3], /identity="log-id" reason=finished_not_authentic \(wrong PSK\?\)$/);
   });
 });
 
