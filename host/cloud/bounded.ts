@@ -44,13 +44,19 @@ export class BoundedMap<K, V> {
 
   /** Inserts or replaces (the key becomes the newest), then evicts the oldest beyond the bound. */
   set(key: K, value: V): void {
-    const old = this.#map.get(key);
-    if (old) this.#unlink(old);
-    const n: Node<K, V> = { key, value, prev: this.#tail, next: null };
+    let n = this.#map.get(key);
+    if (n) {
+      // Reuse the node (hot path: a session touched by every record).
+      this.#unlink(n);
+      n.value = value;
+      n.prev = this.#tail;
+    } else {
+      n = { key, value, prev: this.#tail, next: null };
+      this.#map.set(key, n);
+    }
     if (this.#tail) this.#tail.next = n;
     else this.#head = n;
     this.#tail = n;
-    this.#map.set(key, n);
     while (this.#map.size > this.maxEntries) this.evictOldest();
   }
 
