@@ -37,6 +37,8 @@ export interface CloudBenchRow {
   last10s: number;
   /** Rate of every 10 s window. */
   windows: number[];
+  /** Operations per second of cloud CPU in every window: what a cliff (a rising cost per operation) shows in, whatever else runs on the machine. */
+  perCpuSecond: number[];
   /** RSS (MiB) of each front end at each sample, summed over front ends. */
   rssMiB: number[];
   cloudCpu: number;
@@ -149,19 +151,30 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
   let last = await count(fes, measure);
   const first = last;
   const windows: number[] = [];
+  const perCpuSecond: number[] = [];
   const rss: number[] = [fes.reduce((s, f) => s + rssMiB(f.proc.pid!), 0)];
   let tPrev = t0;
+  let cpuPrev = c0.cloud;
   for (let w = 0; w < seconds * 1000 / WINDOW_MS; w++) {
     await new Promise((r) => setTimeout(r, t0 + (w + 1) * WINDOW_MS - performance.now()));
     const now = performance.now();
     const n = await count(fes, measure);
     windows.push((n - last) / ((now - tPrev) / 1000));
+    const cpuNow = cpu().cloud;
+    perCpuSecond.push((n - last) / Math.max(0.01, cpuNow - cpuPrev));
+    cpuPrev = cpuNow;
     rss.push(fes.reduce((s, f) => s + rssMiB(f.proc.pid!), 0));
     last = n;
     tPrev = now;
   }
   const secs = (tPrev - t0) / 1000;
   const c1 = cpu();
+  if (process.env.CLOUD_BENCH_DEBUG) {
+    for (const fe of fes) {
+      const text = await (await fetch(`http://127.0.0.1:${fe.metricsPort}/metrics`)).text();
+      console.error(text.split('\n').filter((l) => /^sleepy_cloud_(drops|handshake|store_errors|store_latency_seconds_(sum|count)|hello|internal)/.test(l)).join('\n'));
+    }
+  }
   await exited;
   for (const f of fes) f.proc.kill('SIGKILL');
   await Promise.all(fes.map((f) => once(f.proc, 'exit')));
@@ -175,6 +188,7 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
     first10s: windows[0],
     last10s: windows[windows.length - 1],
     windows,
+    perCpuSecond,
     rssMiB: rss.map((r) => Math.round(r)),
     cloudCpu: pct(c1.cloud, c0.cloud),
     loadCpu: pct(c1.load, c0.load),
@@ -227,8 +241,13 @@ export async function benchBoundedMap(): Promise<{ text: string; oldMs: number; 
 export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[] }> {
   const seconds = Number(process.env.CLOUD_BENCH_SECONDS ?? 60);
   const rows: CloudBenchRow[] = [];
-  const log = (r: CloudBenchRow) => console.error(`  ${r.measure} ${r.store} ×${r.frontEnds}: ${fmt(r.rate)} (10 s windows: ${r.windows.map((w) => fmt(w)).join(', ')}; RSS MiB ${r.rssMiB.join(' → ')})`);
+  const log = (r: CloudBenchRow) =>
+    console.error(`  ${r.measure} ${r.store} ×${r.frontEnds}: ${fmt(r.rate)} (10 s windows: ${r.windows.map((w) => fmt(w)).join(', ')}; per cloud CPU-second: ${r.perCpuSecond.map((w) => fmt(w)).join(', ')}; RSS MiB ${r.rssMiB.join(' → ')})`);
+  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one).
+  const only = process.env.CLOUD_BENCH_ONLY;
+  const wanted = (m: string, st: string, fe: number) => !only || only === `${m}:${st}:${fe}`;
   for (const measure of ['records/s', 'handshakes/s'] as const) {
+    if (!wanted(measure, 'memory', 1)) continue;
     rows.push(await phase(measure, 'memory', 1, seconds, null));
     log(rows.at(-1)!);
   }
@@ -238,6 +257,7 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
     try {
       for (const measure of ['records/s', 'handshakes/s'] as const) {
         for (const fe of [1, 2]) {
+          if (!wanted(measure, 'redis', fe)) continue;
           await flush(redis);
           rows.push(await phase(measure, 'redis', fe, seconds, redis));
           log(rows.at(-1)!);
@@ -251,8 +271,21 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
   const text =
     `Cloud over loopback UDP, sustained: ${seconds} s per phase after 2 s warm-up; load from a separate process; CPU in % of one core (summed over front ends); RSS summed over front ends\n` +
     table(
-      ['measure', 'store', 'front ends', 'mean rate', 'first 10 s', 'last 10 s', 'last/first', 'RSS start → end', 'cloud CPU', 'load CPU', 'redis CPU'],
-      rows.map((r) => [r.measure, r.store, String(r.frontEnds), fmt(r.rate), fmt(r.first10s), fmt(r.last10s), `${Math.round((100 * r.last10s) / r.first10s)}%`, `${r.rssMiB[0]} → ${r.rssMiB.at(-1)} MiB`, cpu(r.cloudCpu), cpu(r.loadCpu), cpu(r.redisCpu)]),
+      ['measure', 'store', 'front ends', 'mean rate', 'first 10 s', 'last 10 s', 'per CPU-s first → last', 'last/first per CPU-s', 'RSS start → end', 'cloud CPU', 'load CPU', 'redis CPU'],
+      rows.map((r) => [
+        r.measure,
+        r.store,
+        String(r.frontEnds),
+        fmt(r.rate),
+        fmt(r.first10s),
+        fmt(r.last10s),
+        `${fmt(r.perCpuSecond[0])} → ${fmt(r.perCpuSecond.at(-1)!)}`,
+        `${Math.round((100 * r.perCpuSecond.at(-1)!) / r.perCpuSecond[0])}%`,
+        `${r.rssMiB[0]} → ${r.rssMiB.at(-1)} MiB`,
+        cpu(r.cloudCpu),
+        cpu(r.loadCpu),
+        cpu(r.redisCpu),
+      ]),
     ) +
     note;
   return { text, rows };

@@ -114,3 +114,13 @@ export class BoundedMap<K, V> {
     n.prev = n.next = null;
   }
 }
+
+/**
+ * A copy of `b` in an allocation of its own. Small Buffers come out of Node's shared 8 KiB pool,
+ * and one kept for long pins its whole chunk; what a table keeps for minutes is copied out first.
+ */
+export function compact(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}

@@ -57,8 +57,12 @@ export interface CoapPlan {
   kind: string;
 }
 
-/** Answers already given per (session, message id), for EXCHANGE_LIFETIME (RFC 7252 §4.5). */
-export type DedupeTable = BoundedMap<string, { response: Buffer | null; expiresMs: number }>;
+/**
+ * Answers already given per (session, message id), for EXCHANGE_LIFETIME (RFC 7252 §4.5). The
+ * answer is kept as a latin1 string: a few bytes in the heap rather than a pool slice that pins
+ * 8 KiB (100,000 entries).
+ */
+export type DedupeTable = BoundedMap<string, { response: string | null; expiresMs: number }>;
 
 /** Decides the CoAP reaction before the window update, so the reply's sequence number is reserved with it. */
 export function planCoap(dedupe: DedupeTable, sid: string, content: Buffer, nowMs: number): CoapPlan {
@@ -70,7 +74,7 @@ export function planCoap(dedupe: DedupeTable, sid: string, content: Buffer, nowM
   const dedupeKey = `${sid}|${m.mid}`;
   const seen = dedupe.get(dedupeKey);
   if (seen && seen.expiresMs > nowMs) {
-    return { outCount: seen.response ? 1 : 0, response: seen.response, kind: 'duplicate' };
+    return { outCount: seen.response !== null ? 1 : 0, response: seen.response !== null ? Buffer.from(seen.response, 'latin1') : null, kind: 'duplicate' };
   }
   if (m.type === COAP_CON) {
     if (m.code === CODE_EMPTY) {

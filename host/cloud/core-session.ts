@@ -6,7 +6,7 @@
  */
 import { planCoap, type CoapPlan, type DedupeTable } from './core-coap.ts';
 import type { CoreContext, CoreOutput, Verdict } from './core.ts';
-import { BoundedMap } from './bounded.ts';
+import { BoundedMap, compact } from './bounded.ts';
 import { openRecord, sealRecord, trafficKeys, type TrafficKeys } from './crypto.ts';
 import { ALERT_CLOSE_NOTIFY, ALERT_FATAL, HT_FINISHED, alertBody, parseHandshakeFragments } from './handshake.ts';
 import { HealRateLimiter, handleOfCid, malformedDatagram, resetDatagram } from './heal.ts';
@@ -79,11 +79,12 @@ export class Sessions {
   completed(done: Completion, keys: TrafficKeys, from: string, nowMs: number, out: CoreOutput): void {
     const { config: c, stats } = this.ctx;
     const { sid, session, records, con } = done;
-    const flight = Buffer.concat(records);
+    const flight = compact(Buffer.concat(records));
     this.#finalFlights.set(sid, { flight, to: from, expiresMs: nowMs + c.finalFlightLifetimeMs });
     this.#keyCache.set(session.keys, keys);
     if (con) {
       con.deadlineMs = nowMs + c.coapAckTimeoutMs;
+      con.message = compact(con.message);
       this.#serverCons.set(sid, con);
     }
     if (session.cid) this.#cidDirectory.set(session.cid, { deviceId: session.deviceId, peerCid: session.peerCid });
@@ -188,7 +189,7 @@ export class Sessions {
       if (result === 'appended') out.events.push({ kind: 'event', ...ev, from });
     }
     stats.inc('coap', plan.kind);
-    if (plan.dedupeKey) this.#dedupe.set(plan.dedupeKey, { response: plan.response, expiresMs: nowMs + c.coapDedupeLifetimeMs });
+    if (plan.dedupeKey) this.#dedupe.set(plan.dedupeKey, { response: plan.response && plan.response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs });
     if (plan.response) {
       out.transmits.push({ to: from, data: sealRecord(keys.server, CT_APPLICATION_DATA, s.epoch, acc.outSeq, plan.response, peerCid) });
       stats.inc('records_out', 'application_data');

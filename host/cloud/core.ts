@@ -90,7 +90,7 @@ export const DEFAULT_CONFIG: CoreConfig = {
   coapDedupeLifetimeMs: 247_000, // RFC 7252 EXCHANGE_LIFETIME
   coapDedupeEntries: 100_000,
   eventClaimTtlMs: 7 * 24 * 3600_000,
-  keyCacheEntries: 100_000,
+  keyCacheEntries: 20_000,
   cidDirectoryEntries: 100_000,
   identityHint: null,
 };
