@@ -172,7 +172,7 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
   if (process.env.CLOUD_BENCH_DEBUG) {
     for (const fe of fes) {
       const text = await (await fetch(`http://127.0.0.1:${fe.metricsPort}/metrics`)).text();
-      console.error(text.split('\n').filter((l) => /^sleepy_cloud_(drops|handshake|store_errors|store_latency_seconds_(sum|count)|hello|internal)/.test(l)).join('\n'));
+      console.error(text.split('\n').filter((l) => /^sleepy_cloud_(drops|handshake|store_errors|store_latency_seconds_(sum|count)|hello|internal|nodejs_heap_size_used|nodejs_external|process_resident|nodejs_gc_duration_seconds_sum|table_entries)/.test(l)).join('\n'));
     }
   }
   await exited;
