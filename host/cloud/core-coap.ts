@@ -14,6 +14,7 @@ import {
   CODE_METHOD_NOT_ALLOWED,
   CODE_NOT_FOUND,
   CODE_POST,
+  OPT_EVENT_INCARNATION,
   OPT_URI_PATH,
   encodeCoap,
   parseCoap,
@@ -28,19 +29,13 @@ export const EVENT_PATH = 'e';
 export const RESET_TOKEN_PATH = 'rt';
 export const EVENT_SEQ_BYTES = 4;
 export const MAX_EVENT_NAME_BYTES = 64;
-/**
- * Event-Incarnation option (docs/protocol.md §5.2): 8 random bytes the device chose when it was
- * provisioned. Critical (odd number, RFC 7252 §5.4.6) so a cloud that does not know it refuses the
- * event with 4.02 instead of de-duplicating it by sequence number alone; from the experimental
- * range (RFC 7252 §12.2) as it is private to this protocol.
- */
-export const OPT_EVENT_INCARNATION = 65001;
-export const INCARNATION_BYTES = 8;
+/** Bytes of the Event-Incarnation option (OPT_EVENT_INCARNATION, docs/protocol.md §5.2), as the firmware sends it. */
+export const INCARNATION_BYTES = 4;
 
 export interface EventRequest {
   name: string;
   seq: number;
-  /** Hex of the 8-byte incarnation, or null for devices that do not send one. */
+  /** Hex of the 4-byte incarnation, or null for devices that do not send one. */
   incarnation: string | null;
   data: Buffer;
 }
@@ -100,7 +95,7 @@ function request(m: CoapMessage): { code: number; event?: EventRequest; kind: st
   let incarnation: string | null = null;
   for (const o of m.options) {
     if (o.number === OPT_EVENT_INCARNATION) {
-      if (incarnation !== null || o.value.length !== INCARNATION_BYTES) return { code: CODE_BAD_OPTION, kind: 'bad_option' };
+      if (incarnation !== null || o.value.length !== INCARNATION_BYTES) return { code: CODE_BAD_REQUEST, kind: 'bad_event' };
       incarnation = o.value.toString('hex');
     } else if (o.number & 1 && !KNOWN_CRITICAL.has(o.number)) {
       // An unknown critical option must not be ignored (RFC 7252 §5.4.1).

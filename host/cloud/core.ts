@@ -20,7 +20,8 @@ import { CloudSecrets } from './heal.ts';
 import type { SessionStore } from './store.ts';
 import { CT_ALERT, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, CT_TLS12_CID, RECORD_HEADER_BYTES, parseRecord, type RecordView } from './wire.ts';
 
-export { EVENT_PATH, RESET_TOKEN_PATH, EVENT_SEQ_BYTES, MAX_EVENT_NAME_BYTES, OPT_EVENT_INCARNATION, INCARNATION_BYTES } from './core-coap.ts';
+export { EVENT_PATH, RESET_TOKEN_PATH, EVENT_SEQ_BYTES, MAX_EVENT_NAME_BYTES, INCARNATION_BYTES } from './core-coap.ts';
+export { OPT_EVENT_INCARNATION } from './coap.ts';
 
 /** Which heal features answer records for unknown sessions. */
 export interface HealFlags {

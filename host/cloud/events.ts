@@ -15,7 +15,7 @@ import { BoundedMap } from './bounded.ts';
 /** An accepted device event and its idempotency key (deviceId, incarnation, seq). */
 export interface DeviceEvent {
   deviceId: string;
-  /** Hex of the device's 8-byte incarnation (chosen at provisioning), or null when it sent none. */
+  /** Hex of the device's 4-byte event-stream incarnation, or null when it sent none. */
   incarnation: string | null;
   seq: number;
   name: string;

@@ -128,7 +128,7 @@ describe('durable events across process and Redis crashes (real processes)', () 
     hook = await webhookServer((key) => (refuse.has(key) ? 422 : hookMode === 'up' ? 200 : 503));
     devicesFile = writeDevicesFile({ cloudSecret: SECRET.toString('hex'), devices: PSKS.map((psk, i) => ({ id: id(i), psk: psk.toString('hex') })) });
     await Promise.all([startCloud(0), startCloud(1)]);
-    devices = Array.from({ length: DEVICES }, (_, i) => new EventDevice(i, crypto.randomBytes(8), () => live().map((c) => c.port)));
+    devices = Array.from({ length: DEVICES }, (_, i) => new EventDevice(i, crypto.randomBytes(4), () => live().map((c) => c.port)));
   });
   after(async () => {
     for (const d of devices ?? []) d.close();
@@ -210,7 +210,7 @@ describe('durable events across process and Redis crashes (real processes)', () 
     const d = devices[0];
     const oldKeys = [...d.acked];
     d.close();
-    const again = new EventDevice(0, crypto.randomBytes(8), () => live().map((c) => c.port));
+    const again = new EventDevice(0, crypto.randomBytes(4), () => live().map((c) => c.port));
     devices.push(again);
     await again.publish(10);
     assert.ok(oldKeys.length > 10, 'the old incarnation had used these sequence numbers');

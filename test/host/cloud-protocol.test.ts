@@ -284,8 +284,8 @@ describe('events: idempotency key with the device incarnation', () => {
   it('a re-provisioned device (new incarnation, seq from 0 again) is delivered; a retransmission with the same key is not; legacy devices keep device:seq', async () => {
     const core = makeCore();
     const link = await connected(dev1(), core);
-    const inc1 = Buffer.from('0102030405060708', 'hex');
-    const inc2 = Buffer.from('a1a2a3a4a5a6a7a8', 'hex');
+    const inc1 = Buffer.from('01020304', 'hex');
+    const inc2 = Buffer.from('a1a2a3a4', 'hex');
     const send = async (seq: number, incarnation?: Buffer) => {
       const ev = await link.send(link.client.event('t', seq, Buffer.from('x'), { incarnation }));
       return coapHeader((ev.find((e) => e.kind === 'coap') as { message: Buffer }).message).code;
@@ -296,10 +296,10 @@ describe('events: idempotency key with the device incarnation', () => {
     assert.equal(await send(0, inc2), 0x44); // erased and provisioned again
     assert.equal(await send(0), 0x44); // a legacy device
     const delivered = link.cloudEvents.filter((e) => e.kind === 'event').map((e) => idempotencyKey(e as { deviceId: string; incarnation: string | null; seq: number }));
-    assert.deepEqual(delivered, ['dev-1:0102030405060708:0', 'dev-1:0102030405060708:1', 'dev-1:a1a2a3a4a5a6a7a8:0', 'dev-1:0']);
+    assert.deepEqual(delivered, ['dev-1:01020304:0', 'dev-1:01020304:1', 'dev-1:a1a2a3a4:0', 'dev-1:0']);
     assert.equal(core.stats.get('events', 'duplicate'), 1);
-    // A wrong-length incarnation is refused with 4.02 Bad Option, not taken as a legacy event.
-    assert.equal(await send(5, Buffer.from('0102', 'hex')), 0x82);
+    // A wrong-length incarnation is refused with 4.00, not taken as a legacy event.
+    assert.equal(await send(5, Buffer.from('0102', 'hex')), 0x80);
   });
 
   it('claims survive a wipe of the session cache (they live in the event log); the memory log is bounded and says full instead of dropping', async () => {
