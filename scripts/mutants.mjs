@@ -209,12 +209,12 @@ export const MUTANTS = [
   // --- the cloud --------------------------------------------------------------------------------------------
   {
     id: 'cloud-claims-ignore-incarnation', why: "a re-provisioned device's events are swallowed as duplicates",
-    edits: [{ file: 'host/cloud/core.ts', from: "const stream = plan.event.incarnation === null ? s.deviceId : `${s.deviceId}/${plan.event.incarnation}`;", to: 'const stream = s.deviceId;' }],
+    edits: [{ file: 'host/cloud/events.ts', from: "return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;", to: 'return `${ev.deviceId}:${ev.seq}`;' }],
     tests: [HARDENING], pattern: 're-provisioned device starts a new event stream',
   },
   {
     id: 'cloud-no-dedupe', why: 'every retransmitted event is delivered again',
-    edits: [{ file: 'host/cloud/core.ts', from: "this.stats.inc('events', first ? 'accepted' : 'duplicate');", to: "first = true; this.stats.inc('events', first ? 'accepted' : 'duplicate');" }],
+    edits: [{ file: 'host/cloud/events.ts', from: "if (exp !== undefined && exp > nowMs) return 'duplicate';", to: '' }],
     tests: [WEBHOOK],
   },
 ];
