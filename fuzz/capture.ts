@@ -57,6 +57,15 @@ class Recorder {
     this.ops.push(Buffer.concat([Buffer.from([code]), ...parts]));
   }
 
+  /** Read through a call so TypeScript does not narrow it across the calls that change it. */
+  state(): string {
+    return this.fw.state;
+  }
+
+  session(): string {
+    return this.fw.sessionState;
+  }
+
   mark(name: (typeof MARKS)[number]): void {
     this.op(OP.MARK, Buffer.from([MARKS.indexOf(name)]));
   }
@@ -176,15 +185,15 @@ export async function captureLifecycle(wasm: Uint8Array): Promise<{ ops: Buffer;
   if (f4records.length < 2) throw new Error(`capture: server flight has ${f4records.length} records`);
   rec.nowMs += 20;
   rec.datagram(f4records[0]); // ServerHello alone: now waiting for ServerHelloDone
-  if (rec.fw.state !== 'wait-server-hello-done') throw new Error(`capture: after ServerHello: ${rec.fw.state}`);
+  if (rec.state() !== 'wait-server-hello-done') throw new Error(`capture: after ServerHello: ${rec.fw.state}`);
   rec.mark('wait-server-hello-done');
   rec.datagram(Buffer.concat(f4records.slice(1)));
-  if (rec.fw.state !== 'wait-server-finished') throw new Error(`capture: after flight 4: ${rec.fw.state}`);
+  if (rec.state() !== 'wait-server-finished') throw new Error(`capture: after flight 4: ${rec.fw.state}`);
   rec.mark('wait-finished');
   const finished = await toCloud();
   rec.nowMs += 20;
   for (const d of finished) rec.datagram(d);
-  if (rec.fw.state !== 'connected') throw new Error(`capture: after Finished: ${rec.fw.state}`);
+  if (rec.state() !== 'connected') throw new Error(`capture: after Finished: ${rec.fw.state}`);
   rec.mark('connected');
   rec.publish('temp', Buffer.from('21.5'));
   await pumpUntilQuiet(rec, toCloud);
@@ -197,11 +206,11 @@ export async function captureLifecycle(wasm: Uint8Array): Promise<{ ops: Buffer;
   rec.nowMs += 15 * 60_000;
   rec.seed(entropy(48));
   rec.boot();
-  if (rec.fw.sessionState !== 'resumed') throw new Error(`capture: wake: ${rec.fw.sessionState}`);
+  if (rec.session() !== 'resumed') throw new Error(`capture: wake: ${rec.fw.sessionState}`);
   rec.mark('resumed');
   rec.publish('temp', Buffer.from('22.0'));
   await pumpUntilQuiet(rec, toCloud);
-  if (rec.fw.sessionState !== 'confirmed') throw new Error(`capture: after the ACK: ${rec.fw.sessionState}`);
+  if (rec.session() !== 'confirmed') throw new Error(`capture: after the ACK: ${rec.fw.sessionState}`);
   rec.mark('confirmed');
   rec.fw.m.dispose();
   return { ops: Buffer.concat(rec.ops), cloudToDevice, deviceToCloud, flash: Uint8Array.from(rec.flash) };

@@ -8,7 +8,7 @@
 // is build/fuzz/work/TARGET, seeded from fuzz/corpus/TARGET and fuzz/regressions/TARGET. Crashes
 // land in build/fuzz/crashes/TARGET/ with a one-line reproduction command printed for each.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -67,7 +67,12 @@ function fuzz(t, seconds, keepGoing) {
   if (keepGoing) args.push('-fork=1', '-ignore_crashes=1', '-ignore_ooms=1', '-ignore_timeouts=1');
   args.push(work);
   console.log(`fuzz: ${t} for ${seconds} s (corpus ${relative(ROOT, work)}, crashes ${relative(ROOT, crashes)})`);
-  const r = spawnSync(join(BUILD, `fuzz-${t}`), args, { stdio: 'inherit' });
+  // A private copy: rebuilding the targets must not swap the binary under a running (forking) fuzzer.
+  const bin = join(BUILD, 'run', `fuzz-${t}-${process.pid}`);
+  mkdirSync(dirname(bin), { recursive: true });
+  copyFileSync(join(BUILD, `fuzz-${t}`), bin);
+  const r = spawnSync(bin, args, { stdio: 'inherit' });
+  rmSync(bin, { force: true });
   const found = files(crashes).filter((f) => !before.has(f));
   for (const f of found) console.log(`fuzz: crash saved: ${relative(ROOT, f)}\n  reproduce: ${reproCommand(t, f)}`);
   if (found.length > 0 || (r.status !== 0 && !keepGoing)) process.exit(1);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { COAP_ACK, COAP_CON, COAP_RST, CODE_CHANGED, CODE_EMPTY, CODE_POST, encodeCoap, pathOptions } from '../host/cloud/coap.ts';
 import { readFirmware } from '../host/firmware.ts';
 import { captureLifecycle } from './capture.ts';
+import { eventMessage } from '../test/host/fixtures/cloud-client.ts';
 import { MARKS } from './ops.ts';
 
 const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
@@ -49,6 +50,15 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   for (const [name, m] of msgs) {
     for (const flags of [0, 2, 1 | 2 | 4]) add('coap', `${name}-f${flags}`, Buffer.concat([Buffer.from([flags, m.length]), m]));
   }
+  // The cloud (Jazzer.js, fuzz/cloud/target.ts): what the firmware sent it, its ClientHello with
+  // a cookie, CoAP events over an established session, and the timer.
+  life.deviceToCloud.forEach((d, i) => add('cloud', `firmware${i}`, Buffer.concat([Buffer.from([0, i % 4]), u16(d.length), d])));
+  const ch = life.deviceToCloud[0];
+  add('cloud', 'firmware-hello-with-cookie', Buffer.concat([Buffer.from([1]), u16(ch.length), ch, Buffer.from([3, 10, 0])]));
+  const event = eventMessage('temp', 7, Buffer.from('21.5'), 0x4242);
+  add('cloud', 'session-event', Buffer.concat([Buffer.from([2]), u16(event.length), event, Buffer.from([3, 50, 0])]));
+  const ping = encodeCoap({ type: COAP_CON, code: CODE_EMPTY, mid: 0x1111 });
+  add('cloud', 'session-ping-twice', Buffer.concat([Buffer.from([2]), u16(ping.length), ping, Buffer.from([2]), u16(ping.length), ping]));
   for (const [target, name, data] of files) {
     mkdirSync(join(dir, target), { recursive: true });
     writeFileSync(join(dir, target, `seed-${name}`), data);

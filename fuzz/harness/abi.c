@@ -86,8 +86,7 @@ static void wake(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT();
-  if (size < 1) return 0;
+  BEGIN_INPUT(size);
   reader_t r = {data, size, 0};
   restore(rd_u8(&r) % NMARKS);
   g_nsent = 0;

@@ -5,7 +5,9 @@
  *   1 WAIT       dt u16 (ms ×16); handle_timeout when the module's timer is due
  *   2 TIMER      jump to next_timeout() and handle_timeout
  *   3 REPLAY     i u8: a datagram the cloud sent in the captured conversation, verbatim
- *   4 SEALED     type u8, len u16 (mod 1800), bytes: one record sealed with the session's server key
+ *   4 SEALED     type u8 (0-127: application data, alert, handshake, CCS by the low 2 bits; else
+ *                itself), len u16 (mod 1800), bytes (zeros where the input ends): one record sealed
+ *                with the session's server key, sequence numbers from just above the window
  *   5 SEALED+    as 4, followed in the same datagram by raw bytes: len u8, bytes
  *   6 PUBLISH    an event (name "f", 1 byte of data)
  * Invariants (besides no trap and no secret on the wire): every datagram is counted in
@@ -22,12 +24,13 @@ static uint64_t g_seal_seq;
 FUZZ_INIT(seal_init())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT();
-  if (size < 1) return 0;
+  BEGIN_INPUT(size);
   reader_t r = {data, size, 0};
   int mark = rd_u8(&r) % NMARKS;
   restore(mark);
-  g_seal_seq = 0x10000;
+  /* Just above the highest sequence number the session received (the replay window's edge). */
+  const uint8_t *slot = newest_slot(g_flash);
+  g_seal_seq = slot ? (uint64_t)rd64(slot + 68) + 1 : 1;
   static uint8_t buf[4096], rec[4096];
   for (int ops = 0; more(&r) && ops < 64; ops++) {
     const uint8_t *p;
@@ -60,9 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 4:
       case 5: {
         int extra = r.p[r.at - 1] % 7 == 5;
-        uint8_t type = rd_u8(&r);
-        uint32_t n = take(&r, rd_u16(&r) % 1800, &p);
-        memcpy(buf, p, n);
+        /* Mostly the content types the firmware handles, so the fuzzer does not guess them. */
+        uint8_t t = rd_u8(&r), type = t < 128 ? (uint8_t[]){23, 21, 22, 20}[t & 3] : t;
+        /* Bytes the input does not hold are zeros: a short input can still make a long record. */
+        uint32_t n = rd_u16(&r) % 1800, got = take(&r, n, &p);
+        memcpy(buf, p, got);
+        memset(buf + got, 0, n - got);
         uint32_t len = seal_record(rec, type, g_seal_seq++, buf, n);
         if (len == 0) break;
         if (extra) {
