@@ -63,7 +63,7 @@ function fuzz(t, seconds, keepGoing) {
     if (!existsSync(dst)) copyFileSync(f, dst);
   }
   const before = new Set(files(crashes));
-  const args = [`-max_total_time=${seconds}`, `-artifact_prefix=${crashes}/`, '-print_final_stats=1', `-dict=${join(ROOT, 'fuzz/harness/dtls.dict')}`];
+  const args = [`-max_total_time=${seconds}`, `-artifact_prefix=${crashes}/`, '-print_final_stats=1', '-use_value_profile=1', `-dict=${join(ROOT, 'fuzz/harness/dtls.dict')}`];
   if (keepGoing) args.push('-fork=1', '-ignore_crashes=1', '-ignore_ooms=1', '-ignore_timeouts=1');
   args.push(work);
   console.log(`fuzz: ${t} for ${seconds} s (corpus ${relative(ROOT, work)}, crashes ${relative(ROOT, crashes)})`);

@@ -36,6 +36,8 @@ static void find_key_address(void) {
 FUZZ_INIT(find_key_address())
 
 static const char *g_op = "start";
+/* Whether connect or close (the raw DTLS exports) ran while a session was booted, this input. */
+static int g_raw_in_session;
 
 #define MAX_SENT 4096
 static struct { uint8_t key[16]; uint64_t epochSeq; } g_sent[MAX_SENT];
@@ -59,8 +61,9 @@ static void on_transmit(const uint8_t *d, uint32_t n) {
       const uint8_t *key = g_mem + g_key_addr;
       for (int i = 0; i < g_nsent; i++)
         if (g_sent[i].epochSeq == epochSeq && !memcmp(g_sent[i].key, key, 16))
-          fail("record sent twice under one key: epoch %u sequence %llu (the second by op %s)", (unsigned)(epochSeq >> 48),
-               (unsigned long long)(epochSeq & 0xffffffffffffull), g_op);
+          fail("record sent twice under one key: epoch %u sequence %llu (the second by op %s)%s", (unsigned)(epochSeq >> 48),
+               (unsigned long long)(epochSeq & 0xffffffffffffull), g_op,
+               g_raw_in_session ? "; connect/close ran in a booted session before" : "");
       if (g_nsent < MAX_SENT) {
         memcpy(g_sent[g_nsent].key, key, 16);
         g_sent[g_nsent++].epochSeq = epochSeq;
@@ -91,6 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   restore(rd_u8(&r) % NMARKS);
   g_nsent = 0;
   g_wakes = 0;
+  g_raw_in_session = 0;
   g_on_transmit = on_transmit;
   static uint8_t buf[2048];
   for (int ops = 0; more(&r) && ops < 48; ops++) {
@@ -100,12 +104,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     switch (op) {
       case 0: do_boot(g_now); break;
       case 1: {
+        g_raw_in_session |= session_state() != SS_OFF;
         int32_t rc = (int32_t)CALLN(connect, g_now);
         TRACED(rc, "connect", 1, g_now);
         drain();
         break;
       }
       case 2: {
+        g_raw_in_session |= session_state() != SS_OFF;
         int32_t rc = (int32_t)CALLN(close, g_now);
         TRACED(rc, "close", 1, g_now);
         drain();

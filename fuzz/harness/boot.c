@@ -68,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Power-on: a fresh instance, seeded as the captured wake was. */
   restore(0);
   memcpy(g_flash, region, REGION_BYTES);
+  set_input_region(region);
   int32_t rc = do_boot(g_now);
   char why[128];
   if (rc < -1 || rc > SS_NO_SESSION) fail("boot returned %d", rc);
