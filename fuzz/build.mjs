@@ -3,30 +3,30 @@
 //   1. captures the conversations the targets start from (fuzz/capture.ts → build/fuzz/*.ops)
 //   2. translates the shipped module to C with wasm2c (build/fuzz/session.c, never committed)
 //   3. compiles every target with clang's libFuzzer + ASan + UBSan (build/fuzz/fuzz-TARGET);
-//      with --coverage also a coverage build (build/fuzz/cov-TARGET, llvm source-based coverage).
-// Usage: node fuzz/build.mjs [--coverage] [--wasm FILE]
+//      (coverage: fuzz/coverage.mjs builds its own).
+// Usage: node fuzz/build.mjs [--wasm FILE] [--out DIR] (default build/fuzz; another
+// module, e.g. an older firmware, builds its own targets elsewhere)
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = join(ROOT, 'build/fuzz');
+let OUT = join(ROOT, 'build/fuzz');
 export const TARGETS = ['datagram', 'abi', 'boot', 'coap'];
 const RUNTIME_DIR = '/usr/share/wabt/wasm2c';
 
 function usage(msg) {
-  console.error(`fuzz/build.mjs: ${msg}\nusage: node fuzz/build.mjs [--coverage] [--wasm FILE]`);
+  console.error(`fuzz/build.mjs: ${msg}\nusage: node fuzz/build.mjs [--wasm FILE] [--out DIR]`);
   process.exit(2);
 }
 
 const args = process.argv.slice(2);
-let coverage = false;
 let wasm = join(ROOT, 'build/session.wasm');
 for (let i = 0; i < args.length; i++) {
-  if (args[i] === '--coverage') coverage = true;
-  else if (args[i] === '--wasm') wasm = args[++i] ?? usage('--wasm needs a file');
-  else usage(`unknown argument '${args[i]}' (allowed: --coverage, --wasm FILE)`);
+  if (args[i] === '--wasm') wasm = args[++i] ?? usage('--wasm needs a file');
+  else if (args[i] === '--out') OUT = args[++i] ?? usage('--out needs a directory');
+  else usage(`unknown argument '${args[i]}' (allowed: --wasm FILE, --out DIR)`);
 }
 if (!existsSync(wasm)) usage(`${wasm} not found: run 'npm run build' first`);
 for (const tool of ['wasm2c', 'clang']) {
@@ -58,7 +58,7 @@ run('wasm2c', [wasm, '-n', 'session', '-o', join(OUT, 'session.c')]);
 // 3. compile: the runtime and the module once per flavour, then each harness
 const common = ['-g', '-I', OUT, '-I', RUNTIME_DIR, '-DWASM_RT_MEMCHECK_SIGNAL_HANDLER=0', '-D_GNU_SOURCE'];
 const flavours = [{ name: 'fuzz', flags: ['-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=undefined'] }];
-if (coverage) flavours.push({ name: 'cov', flags: ['-O0', '-fsanitize=fuzzer', '-fprofile-instr-generate', '-fcoverage-mapping'] });
+// (one flavour today; the loop keeps room for e.g. an MSan build)
 for (const f of flavours) {
   const objFlags = f.flags.map((x) => x.replace('-fsanitize=fuzzer,', '-fsanitize=fuzzer-no-link,').replace(/^-fsanitize=fuzzer$/, '-fsanitize=fuzzer-no-link'));
   const rt = join(OUT, `${f.name}-wasm-rt-impl.o`);

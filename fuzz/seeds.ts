@@ -68,7 +68,7 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
 
 function newestSlot(flash: Uint8Array): Buffer | null {
   const b = Buffer.from(flash);
-  const slots = [192, 736].map((at) => b.subarray(at, at + 544)).filter((s) => s.readUInt32LE(0) === 0x31504c53);
+  const slots = [192, 736].map((at) => b.subarray(at, at + 544)).filter((s) => (s.readUInt32LE(0) & 0xffffff) === 0x504c53) // "SLP" + layout version;
   if (slots.length === 0) return null;
   return slots.reduce((a, s) => ((s.readUInt32LE(4) - a.readUInt32LE(4)) | 0) > 0 ? s : a);
 }
