@@ -9,6 +9,7 @@
 // from the exports handle_datagram, boot and handle_timeout.
 //
 // Writes reports/fuzz-coverage.json; prints the summary and the functions not reached.
+// --with-work: count the working corpora of build/fuzz/work too (before minimizing them in).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -24,6 +25,9 @@ function die(msg) {
   console.error(`fuzz:coverage: ${msg}`);
   process.exit(2);
 }
+const cli = process.argv.slice(2);
+const withWork = cli.includes('--with-work');
+for (const a of cli) if (a !== '--with-work') die(`unknown argument '${a}' (allowed: --with-work: also the working corpora in build/fuzz/work)`);
 for (const tool of ['wasm2c', 'wasm-strip', 'clang', 'llvm-profdata', 'llvm-cov']) {
   if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) die(`${tool} not found (Debian packages: wabt, clang, llvm)`);
 }
@@ -52,12 +56,12 @@ const known = JSON.parse(readFileSync(join(ROOT, 'fuzz/regressions/known-open.js
 for (const t of TARGETS) {
   const bin = join(OUT, `cov-${t}`);
   run('clang', [...flags, '-fsanitize=fuzzer', join(ROOT, 'fuzz/harness', `${t}.c`), join(OUT, 'session.o'), join(OUT, 'wasm-rt-impl.o'), '-o', bin, '-lcrypto', '-lm']);
-  const dirs = ['fuzz/corpus', 'fuzz/regressions'].map((d) => join(ROOT, d, t)).filter(existsSync);
-  const files = dirs.flatMap((d) => readdirSync(d).filter((f) => !f.startsWith('.')).map((f) => join(d, f)));
+  const dirs = ['fuzz/corpus', 'fuzz/regressions', ...(withWork ? ['build/fuzz/work'] : [])].map((d) => join(ROOT, d, t)).filter(existsSync);
   // Known-open defects abort by design; suppressed here so one process runs every input.
   const suppress = known.filter((k) => k.target === t).map((k) => k.message).join('|');
   for (const f of readdirSync(OUT).filter((x) => x.startsWith(`${t}-`) && x.endsWith('.profraw'))) rmSync(join(OUT, f));
-  const r = spawnSync(bin, ['-runs=1', ...files], { env: { ...process.env, FUZZ_SUPPRESS: suppress, LLVM_PROFILE_FILE: join(OUT, `${t}-%p.profraw`) }, encoding: 'utf8' });
+  // -runs=0 over the directories: every input executes once, nothing is mutated.
+  const r = spawnSync(bin, ['-runs=0', ...dirs], { env: { ...process.env, FUZZ_SUPPRESS: suppress, LLVM_PROFILE_FILE: join(OUT, `${t}-%p.profraw`) }, encoding: 'utf8' });
   if (r.status !== 0) die(`${t}: an input failed under coverage: ${r.stderr.match(/^INVARIANT: .*$/m)?.[0] ?? r.stderr.slice(-500)}`);
   profiles.push(...readdirSync(OUT).filter((f) => f.startsWith(`${t}-`) && f.endsWith('.profraw')).map((f) => join(OUT, f)));
 }

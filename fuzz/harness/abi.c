@@ -8,6 +8,8 @@
  *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
  *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
  *  11 deep sleep (RAM lost) and wake
+ * The byte 0xEF instead holds (or releases) the datagrams in the firmware's transmit queue: the
+ * host polls lazily, still draining persistent writes first.
  * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
  * across power cuts and sleeps — the reservation on flash must cover every sequence number used.
  */
@@ -99,7 +101,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t buf[2048];
   for (int ops = 0; more(&r) && ops < 48; ops++) {
     const uint8_t *p;
-    uint8_t op = rd_u8(&r) % 12;
+    uint8_t b = rd_u8(&r);
+    if (b == 0xef) {
+      /* Hold/release the transmit queue: the firmware's queue-full paths need a lazy host. */
+      g_hold_tx = !g_hold_tx;
+      continue;
+    }
+    uint8_t op = b % 12;
     g_op = OP_NAMES[op];
     switch (op) {
       case 0: do_boot(g_now); break;

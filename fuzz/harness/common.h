@@ -299,6 +299,8 @@ static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
 /* Power-cut injection: with g_cut >= 0 the next persistent write stops after g_cut bytes and
  * nothing after it happens (g_power_lost is set; the caller wakes the device again). */
 static int g_cut = -1, g_power_lost;
+/* While set, datagrams stay in the firmware's transmit queue (a host that polls lazily). */
+static int g_hold_tx;
 
 /* Persistent writes first, then events, then datagrams (docs/abi.md, "Host contract"). */
 static void drain(void) {
@@ -334,7 +336,7 @@ static void drain(void) {
       g_nevents++;
     }
   }
-  for (;;) {
+  for (; !g_hold_tx;) {
     uint32_t n = CALL0(poll_transmit);
     trace_call("poll_transmit", 0, NULL, n);
     if (n == 0) break;
@@ -473,6 +475,7 @@ static void restore(int mark) {
   g_have_input_region = 0;
   g_cut = -1;
   g_power_lost = 0;
+  g_hold_tx = 0;
   g_nkeys = g_nkeys_base;
   if (!g_trace) {
     const snapshot_t *s = &g_snaps[mark];
