@@ -5,12 +5,14 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFirmware } from '../../host/firmware.ts';
 import { replayTrace } from '../../fuzz/replay.ts';
 import { writeSeeds } from '../../fuzz/seeds.ts';
+import { opensslConversation } from '../../fuzz/openssl-seeds.ts';
+import { opensslAvailable } from './openssl.ts';
 import { fuzz as cloudFuzz } from '../../fuzz/cloud/target.ts';
 import { ENGINES, skipOrFail } from './engines.ts';
 
@@ -126,6 +128,25 @@ describe('fuzz corpora (native build, V8, wasm3)', () => {
         const r = spawnSync(join(BUILD, `fuzz-${t}`), ['-runs=1', ...files], { encoding: 'utf8' });
         assert.equal(r.status, 0, `${t}: ${r.stderr.match(/^INVARIANT: .*$/m)?.[0] ?? r.stderr.slice(-1000)}`);
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a conversation with openssl s_server gives datagram seeds that keep every invariant', async (ctx) => {
+    if (missing) return skipOrFail(ctx, missing);
+    const noOpenssl = opensslAvailable();
+    if (noOpenssl) return skipOrFail(ctx, noOpenssl);
+    const { fromServer } = await opensslConversation();
+    assert.ok(fromServer.length >= 2, 'HelloVerifyRequest and the server flights');
+    const dir = mkdtempSync(join(tmpdir(), 'fuzz-openssl-'));
+    try {
+      fromServer.forEach((d, i) => {
+        const len = Buffer.from([d.length & 0xff, d.length >> 8]);
+        writeFileSync(join(dir, `s${i}`), Buffer.concat([Buffer.from([1, 0]), len, d])); // from 'client-hello'
+      });
+      const r = spawnSync(join(BUILD, 'fuzz-datagram'), ['-runs=1', ...fromServer.map((_, i) => join(dir, `s${i}`))], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr.match(/^INVARIANT: .*$/m)?.[0] ?? r.stderr.slice(-1000));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
