@@ -37,6 +37,7 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   // The persisted region as the conversation left it: flags 0 (CRCs fixed up), each follow-up.
   for (let what = 0; what < 4; what++) add('boot', `captured-then-${what}`, Buffer.concat([Buffer.from([what << 2]), life.flash]));
   add('boot', 'captured-crc-as-is', Buffer.concat([Buffer.from([1]), life.flash]));
+  add('boot', 'captured-unseeded', Buffer.concat([Buffer.from([16]), life.flash]));
 
   // CoAP from the cloud: acknowledgements of the device's next message ID, resets, requests.
   const slot = newestSlot(life.flash);

@@ -7,6 +7,7 @@
  *                lies behind a valid CRC — where a length is trusted; and a slot whose magic says
  *                "SLP" of any layout version gets the current version's magic.
  *   flags bits 2-3: what follows boot: a publish, the timer, prepare_sleep (all of them for 3).
+ *   flags bit 4: boot without seeding the entropy first (boot must refuse: -5).
  * Invariants: no trap; boot accepts credentials only with every length within its field, resumes
  * a slot only with every length within its field; every slot it writes back has lengths within
  * their fields; nothing above the static buffers is written; no secret on the wire; the heap
@@ -70,13 +71,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(region, data + 1, n);
   uint8_t flags = data[0];
   if (!(flags & 1)) fix_crcs(region, flags & 2);
-  /* Power-on: a fresh instance, seeded as the captured wake was. */
+  /* Power-on: a fresh instance, seeded as the captured wake was (flag bit 4: not seeded). */
   restore(0);
+  if (flags & 16) do_reset();
   memcpy(g_flash, region, REGION_BYTES);
   set_input_region(region);
   int32_t rc = do_boot(g_now);
   char why[128];
-  if (rc < -1 || rc > SS_NO_SESSION) fail("boot returned %d", rc);
+  if (rc < -1 && !(rc == -5 && (flags & 16))) fail("boot returned %d", rc);
+  if (rc > SS_NO_SESSION) fail("boot returned %d", rc);
+  if ((flags & 16) && rc != -5 && rc != -1) fail("boot without entropy returned %d, not -5 (not seeded) or -1", rc);
   int credsOk = *(const uint32_t *)region == 0x31445243u && crc32_ieee(region, 184) == *(const uint32_t *)(region + 184);
   if (rc >= 0 && credsOk && creds_lengths_bad(region, why, sizeof why)) fail("boot trusted a persisted credentials %s", why);
   int resumed = 0;
