@@ -115,6 +115,10 @@ function regress(targets) {
 
 function minimize(t) {
   checkTarget(t);
+  if (t === 'cloud') {
+    const r = spawnSync(process.execPath, [join(ROOT, 'fuzz/cloud/run.mjs'), '--minimize'], { stdio: 'inherit', cwd: ROOT });
+    process.exit(r.status ?? 1);
+  }
   ensureBuilt(t);
   const dst = join(ROOT, 'fuzz/corpus', t);
   const work = join(BUILD, 'work', t);

@@ -4,8 +4,9 @@
 //   node fuzz/cloud/run.mjs --time S      fuzz; crashes in build/fuzz/crashes/cloud/
 //   node fuzz/cloud/run.mjs --regress     run every input of fuzz/corpus/cloud once (no Jazzer)
 //   node fuzz/cloud/run.mjs --repro FILE  run one input (no Jazzer)
+//   node fuzz/cloud/run.mjs --minimize    merge the working corpus into fuzz/corpus/cloud
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jazzerEnv } from './jazzer-compat.mjs';
@@ -49,6 +50,22 @@ if (args[0] === '--repro' || args[0] === '--regress') {
   console.log(`fuzz cloud: ${files.length} inputs, ${failures.length} failing`);
   for (const f of failures) console.log(`  ${f}`);
   process.exit(failures.length ? 1 : 0);
+}
+if (args[0] === '--minimize') {
+  // Merge the working corpus into fuzz/corpus/cloud, keeping only inputs that add coverage.
+  await bundle();
+  const work = join(BUILD, 'work/cloud');
+  const fresh = join(BUILD, 'min/cloud');
+  rmSync(fresh, { recursive: true, force: true });
+  mkdirSync(fresh, { recursive: true });
+  const r = spawnSync(join(ROOT, 'node_modules/.bin/jazzer'), [BUNDLE, fresh, CORPUS, ...(existsSync(work) ? [work] : []), '-i', 'cloud-target', '--', '-merge=1'],
+    { stdio: 'inherit', env: { ...process.env, ...jazzerEnv(BUILD) } });
+  if (r.status !== 0) die('merge failed');
+  rmSync(CORPUS, { recursive: true, force: true });
+  mkdirSync(CORPUS, { recursive: true });
+  for (const f of readdirSync(fresh)) copyFileSync(join(fresh, f), join(CORPUS, f));
+  console.log(`fuzz cloud: ${readdirSync(CORPUS).length} inputs in ${relative(ROOT, CORPUS)}`);
+  process.exit(0);
 }
 let seconds = 60;
 for (let i = 0; i < args.length; i++) {
