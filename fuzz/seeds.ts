@@ -30,6 +30,8 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
     add('abi', `${mark}-sleep-wake-publish`, Buffer.from([m, 5, 11, 3, 4, 2, ...Buffer.from('evt1ab'), 9, 8, 0x10, 0]));
     add('abi', `${mark}-cut-publish`, Buffer.from([m, 10, 7, 3, 2, 1, 0x61, 0x62, 0x63, 11, 3, 2, 1, 0x61, 0x62, 0x63]));
     const sends = ['a', 'b', 'c', 'd', 'e'].map((c) => Buffer.concat([Buffer.from([4, 5, 0]), Buffer.from(c.repeat(5))]));
+    const pubs = [1, 2, 3, 4, 5, 6, 7].map((i) => Buffer.from([3, 1, 1, 0x60 + i, i]));
+    add('abi', `${mark}-all-held-publishes`, Buffer.concat([Buffer.from([m, 0xee]), ...pubs, Buffer.from([9, 9, 0xee])]));
     add('abi', `${mark}-held-sends`, Buffer.concat([Buffer.from([m, 0xef]), ...sends, Buffer.from([0xef])]));
     add('abi', `${mark}-connect-send-close`, Buffer.from([m, 1, 9, 4, 3, 0, 0x61, 0x62, 0x63, 2]));
   });

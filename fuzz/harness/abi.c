@@ -8,8 +8,8 @@
  *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
  *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
  *  11 deep sleep (RAM lost) and wake
- * The byte 0xEF instead holds (or releases) the datagrams in the firmware's transmit queue: the
- * host polls lazily, still draining persistent writes first.
+ * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
+ * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
  * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
  * across power cuts and sleeps — the reservation on flash must cover every sequence number used.
  */
@@ -102,9 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int ops = 0; more(&r) && ops < 48; ops++) {
     const uint8_t *p;
     uint8_t b = rd_u8(&r);
-    if (b == 0xef) {
-      /* Hold/release the transmit queue: the firmware's queue-full paths need a lazy host. */
-      g_hold_tx = !g_hold_tx;
+    if (b == 0xef || b == 0xee) {
+      /* Hold/release the firmware's output queues: their queue-full paths need a lazy host. */
+      if (b == 0xef) g_hold_tx = !g_hold_tx;
+      else g_hold_all = !g_hold_all;
+      if (!g_hold_tx && !g_hold_all) drain();
       continue;
     }
     uint8_t op = b % 12;

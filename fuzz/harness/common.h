@@ -299,14 +299,15 @@ static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
 /* Power-cut injection: with g_cut >= 0 the next persistent write stops after g_cut bytes and
  * nothing after it happens (g_power_lost is set; the caller wakes the device again). */
 static int g_cut = -1, g_power_lost;
-/* While set, datagrams stay in the firmware's transmit queue (a host that polls lazily). */
-static int g_hold_tx;
+/* A host that polls lazily: with g_hold_tx, datagrams and events stay in the firmware's queues;
+ * with g_hold_all, persistent writes too (the contract only orders writes before datagrams). */
+static int g_hold_tx, g_hold_all;
 
 /* Persistent writes first, then events, then datagrams (docs/abi.md, "Host contract"). */
 static void drain(void) {
   g_nevents = 0;
   if (g_power_lost) return;
-  for (;;) {
+  for (; !g_hold_all;) {
     uint32_t n = CALL0(poll_store);
     trace_call("poll_store", 0, NULL, n);
     if (n == 0) break;
@@ -324,7 +325,7 @@ static void drain(void) {
     memcpy(g_flash + off, g_mem + g_io + 4, n - 4);
   }
   learn_keys(g_flash);
-  for (;;) {
+  for (; !g_hold_tx && !g_hold_all;) {
     uint32_t n = CALL0(poll_event);
     trace_call("poll_event", 0, NULL, n);
     if (n == 0) break;
@@ -336,7 +337,7 @@ static void drain(void) {
       g_nevents++;
     }
   }
-  for (; !g_hold_tx;) {
+  for (; !g_hold_tx && !g_hold_all;) {
     uint32_t n = CALL0(poll_transmit);
     trace_call("poll_transmit", 0, NULL, n);
     if (n == 0) break;
@@ -475,7 +476,7 @@ static void restore(int mark) {
   g_have_input_region = 0;
   g_cut = -1;
   g_power_lost = 0;
-  g_hold_tx = 0;
+  g_hold_tx = g_hold_all = 0;
   g_nkeys = g_nkeys_base;
   if (!g_trace) {
     const snapshot_t *s = &g_snaps[mark];
