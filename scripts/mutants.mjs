@@ -8,6 +8,7 @@
 //   npm run test:mutants                  every mutant
 //   npm run test:mutants -- ID [ID ...]   only these
 //   … -- --tests FILE[,FILE] ID …         those mutants against other tests (e.g. only the model test)
+//   … -- --check                          only check that every patch still applies
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -283,6 +284,11 @@ async function main() {
   const argv = process.argv.slice(2);
   const t = argv.indexOf('--tests');
   const testsOverride = t >= 0 ? argv.splice(t, 2)[1].split(',') : null;
+  if (argv[0] === '--check') {
+    for (const m of MUTANTS) for (const e of m.edits) patch(readFileSync(join(root, e.file), 'utf8'), e, m.id);
+    console.log(`${MUTANTS.length} mutants, every patch applies`);
+    return;
+  }
   const only = argv;
   if (testsOverride) for (const m of MUTANTS) { m.tests = testsOverride; delete m.pattern; }
   const list = only.length ? MUTANTS.filter((m) => only.includes(m.id)) : MUTANTS;
