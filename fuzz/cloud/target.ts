@@ -1,0 +1,153 @@
+/**
+ * Jazzer.js target `cloud`: the cloud's sans-IO core (CloudCore.handleDatagram / handleTimeout)
+ * and its wire parsers, with a fixed clock, cloud secret and randomness. Only the public entry
+ * points are used, so the harness survives refactors inside host/cloud/.
+ *
+ * Input: ops until the input ends (op byte mod 5):
+ *   0 RAW        from u8 (one of 4 addresses), len u16, bytes: one datagram as it arrives
+ *   1 COOKIE     len u16, bytes: a ClientHello datagram; when the cloud answers with a
+ *                HelloVerifyRequest, the same datagram is sent again carrying that cookie — so
+ *                what lies behind the stateless cookie check is reached
+ *   2 SESSION    len u16, bytes: application data sealed by a client that completed a real
+ *                handshake (done on first use), i.e. CoAP behind record authentication
+ *   3 TIMER      dt u16 (×100 ms): advance the clock and run handleTimeout
+ *   4 PARSERS    len u16, bytes: parseRecord and parseCoap directly
+ * Invariants: no exception escapes; `internal_errors` stays 0; every in-process table stays
+ * within its configured bound.
+ */
+import { CloudCore, type CoreConfig } from '../../host/cloud/core.ts';
+import { parseCoap } from '../../host/cloud/coap.ts';
+import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
+import { MemoryStore } from '../../host/cloud/store.ts';
+import { parseRecord } from '../../host/cloud/wire.ts';
+import { SeededEntropy } from '../../host/board/board.ts';
+import { TestDtlsClient } from '../../test/host/fixtures/cloud-client.ts';
+
+export const PSK = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
+const SECRET = Buffer.alloc(32, 0x42);
+const ADDRESSES = ['10.0.0.1:5683', '10.0.0.2:5683', '10.0.0.3:40000', '[::1]:5684'];
+/** Small bounds, so that exceeding one is reachable in a short input. */
+export const BOUNDS: Partial<CoreConfig> = {
+  maxPendingHandshakes: 3,
+  coapDedupeEntries: 4,
+  keyCacheEntries: 2,
+  cidDirectoryEntries: 2,
+  healRateEntries: 4,
+};
+const TABLE_BOUND: Record<string, number> = {
+  pending: BOUNDS.maxPendingHandshakes!,
+  dedupe: BOUNDS.coapDedupeEntries!,
+  keyCache: BOUNDS.keyCacheEntries!,
+  cidDirectory: BOUNDS.cidDirectoryEntries!,
+  resetLimiter: BOUNDS.healRateEntries!,
+  malformedLimiter: BOUNDS.healRateEntries!,
+};
+
+class Reader {
+  at = 0;
+  constructor(readonly b: Buffer) {}
+  get more(): boolean {
+    return this.at < this.b.length;
+  }
+  u8(): number {
+    return this.at < this.b.length ? this.b[this.at++] : 0;
+  }
+  u16(): number {
+    return this.u8() | (this.u8() << 8);
+  }
+  bytes(n: number): Buffer {
+    const out = this.b.subarray(this.at, Math.min(this.b.length, this.at + n));
+    this.at += out.length;
+    return out;
+  }
+}
+
+function check(core: CloudCore, what: string): void {
+  const errors = core.stats.get('internal_errors');
+  if (errors !== 0) throw new Error(`cloud fuzz: internal_errors = ${errors} after ${what}`);
+  for (const [table, size] of Object.entries(core.tableSizes())) {
+    const bound = TABLE_BOUND[table];
+    if (bound !== undefined && size > bound) throw new Error(`cloud fuzz: table ${table} holds ${size} entries (bound ${bound}) after ${what}`);
+  }
+}
+
+/** The cookie of a HelloVerifyRequest datagram, or null. */
+function hvrCookie(d: Buffer): Buffer | null {
+  if (d.length < 13 + 12 + 3 || d[0] !== 22 || d[13] !== 3) return null;
+  const len = d[13 + 12 + 2];
+  return d.length >= 13 + 12 + 3 + len ? d.subarray(13 + 12 + 3, 13 + 12 + 3 + len) : null;
+}
+
+/** The same ClientHello record with `cookie` in place of its cookie, lengths fixed up; null if it does not parse that far. */
+function withCookie(d: Buffer, cookie: Buffer): Buffer | null {
+  if (d.length < 13 + 12 + 35 || d[0] !== 22 || d[13] !== 1) return null;
+  const body = 13 + 12;
+  const sidLen = d[body + 34];
+  const cookieAt = body + 35 + sidLen;
+  if (cookieAt >= d.length) return null;
+  const oldLen = d[cookieAt];
+  if (cookieAt + 1 + oldLen > d.length) return null;
+  const out = Buffer.concat([d.subarray(0, cookieAt), Buffer.from([cookie.length]), cookie, d.subarray(cookieAt + 1 + oldLen)]);
+  const bodyLen = out.length - body;
+  out.writeUIntBE(bodyLen, 14, 3); // handshake length
+  out.writeUIntBE(0, 19, 3); // fragment offset
+  out.writeUIntBE(bodyLen, 22, 3); // fragment length
+  out.writeUInt16BE(out.length - 13, 11); // record length
+  return out;
+}
+
+export async function fuzz(data: Buffer): Promise<void> {
+  const entropy = new SeededEntropy('cloud-fuzz');
+  const core = new CloudCore({
+    devices: new DeviceRegistry([{ id: 'dev-1', identity: 'id-1', psk: PSK }]),
+    store: new MemoryStore(),
+    cloudSecret: SECRET,
+    config: BOUNDS,
+    random: (n) => entropy.bytes(n),
+  });
+  let nowMs = 1_000_000;
+  let client: TestDtlsClient | null = null;
+  const send = async (d: Buffer, from: string) => core.handleDatagram(d, from, nowMs);
+  const r = new Reader(data);
+  for (let ops = 0; r.more && ops < 32; ops++) {
+    const op = r.u8() % 5;
+    if (op === 0) {
+      const from = ADDRESSES[r.u8() % ADDRESSES.length];
+      await send(r.bytes(r.u16()), from);
+    } else if (op === 1) {
+      const ch = r.bytes(r.u16());
+      const out = await send(ch, ADDRESSES[1]);
+      const cookie = out.transmits.map((t) => hvrCookie(Buffer.from(t.data))).find((c) => c);
+      const again = cookie ? withCookie(ch, cookie) : null;
+      if (again) await send(again, ADDRESSES[1]);
+    } else if (op === 2) {
+      const content = r.bytes(r.u16());
+      if (!client) client = await handshake(core, () => nowMs);
+      if (client) await send(client.app(content), ADDRESSES[0]);
+    } else if (op === 3) {
+      nowMs += r.u16() * 100;
+      await core.handleTimeout(nowMs);
+    } else {
+      const b = r.bytes(r.u16());
+      parseRecord(b, 0);
+      parseCoap(b);
+    }
+    check(core, `op ${op}`);
+  }
+}
+
+/** A real client's full handshake with the core (HelloVerifyRequest, CID); null if it fails. */
+async function handshake(core: CloudCore, now: () => number): Promise<TestDtlsClient | null> {
+  const entropy = new SeededEntropy('cloud-fuzz-client');
+  const c = new TestDtlsClient({ identity: 'id-1', psk: PSK, offerCid: deviceHandle('dev-1'), random: (n) => entropy.bytes(n) });
+  let outbox = [c.start()];
+  for (let round = 0; round < 8 && c.state !== 'connected' && outbox.length > 0; round++) {
+    const next: Buffer[] = [];
+    for (const d of outbox) {
+      const out = await core.handleDatagram(d, ADDRESSES[0], now());
+      for (const t of out.transmits) next.push(...c.receive(Buffer.from(t.data)).send);
+    }
+    outbox = next;
+  }
+  return c.state === 'connected' ? c : null;
+}

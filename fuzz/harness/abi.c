@@ -1,0 +1,184 @@
+/*
+ * Target `abi`: sequences of export calls with arguments, including power cuts in the middle of
+ * a persistent write and deep-sleep cycles, from any captured state.
+ * Input: byte 0 picks the starting snapshot; then ops (op byte mod 12):
+ *   0 boot            1 connect           2 close            3 publish nameLen, dataLen, bytes
+ *   4 send len, bytes 5 prepare_sleep     6 datagram len u16, bytes  7 replay cloud datagram i
+ *   8 wait dt u16×16, then the timer if due                   9 the timer now (jump to it)
+ *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
+ *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
+ *  11 deep sleep (RAM lost) and wake
+ * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
+ * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
+ * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
+ * across power cuts and sleeps — the reservation on flash must cover every sequence number used.
+ */
+#include "common.h"
+
+/* Where the DTLS layer keeps its client write key (the AES context starts with round key 0). */
+static uint32_t g_key_addr;
+
+/* Finds the client write key in RAM: where the 'confirmed' snapshot holds the key the flash slot
+ * holds, other than inside the RAM image of the slot itself. */
+static void find_key_address(void) {
+  const snapshot_t *s = &g_snaps[7];
+  const uint8_t *slot = newest_slot(s->flash);
+  if (!slot) fail("abi: no session slot in the 'confirmed' snapshot");
+  const uint8_t *image = memmem(s->mem, MEM_BYTES, slot, 60);
+  uint32_t found = 0, count = 0;
+  for (const uint8_t *p = s->mem; (p = memmem(p, s->mem + MEM_BYTES - p, slot + 20, 16)); p++) {
+    if (image && p == image + 20) continue;
+    if (p >= s->mem + g_io && p < s->mem + g_io + g_iocap) continue;
+    found = (uint32_t)(p - s->mem), count++;
+  }
+  if (count != 1) fail("abi: client write key found %u times in RAM (expected once outside the slot image)", count);
+  g_key_addr = found;
+}
+
+FUZZ_INIT(find_key_address())
+
+static const char *g_op = "start";
+/* Whether connect or close (the raw DTLS exports) ran while a session was booted, this input. */
+static int g_raw_in_session;
+
+#define MAX_SENT 4096
+static struct { uint8_t key[16]; uint64_t epochSeq; } g_sent[MAX_SENT];
+static int g_nsent;
+
+/* Records in a datagram the device sent: epoch-1 records must never repeat (key, sequence). */
+static void on_transmit(const uint8_t *d, uint32_t n) {
+  for (uint32_t at = 0; at + 13 <= n;) {
+    uint8_t type = d[at];
+    uint32_t cidLen = 0;
+    if (type == 25) {
+      const uint8_t *slot = newest_slot(g_flash);
+      cidLen = slot ? slot[96] : 0;
+      if (cidLen > 32) return;
+    }
+    if (at + 13 + cidLen > n) return;
+    uint64_t epochSeq = 0;
+    for (int i = 0; i < 8; i++) epochSeq = epochSeq << 8 | d[at + 3 + i];
+    uint32_t len = (uint32_t)d[at + 11 + cidLen] << 8 | d[at + 12 + cidLen];
+    if ((epochSeq >> 48) != 0) {
+      const uint8_t *key = g_mem + g_key_addr;
+      for (int i = 0; i < g_nsent; i++)
+        if (g_sent[i].epochSeq == epochSeq && !memcmp(g_sent[i].key, key, 16))
+          fail("record sent twice under one key: epoch %u sequence %llu (the second by op %s)%s", (unsigned)(epochSeq >> 48),
+               (unsigned long long)(epochSeq & 0xffffffffffffull), g_op,
+               g_raw_in_session ? "; connect/close ran in a booted session before" : "");
+      if (g_nsent < MAX_SENT) {
+        memcpy(g_sent[g_nsent].key, key, 16);
+        g_sent[g_nsent++].epochSeq = epochSeq;
+      }
+    }
+    at += 13 + cidLen + len;
+  }
+}
+
+static uint32_t g_wakes;
+static const char *OP_NAMES[12] = {"boot", "connect", "close", "publish", "send", "prepare_sleep", "datagram", "replay",
+                                   "wait", "timer", "power-cut", "sleep"};
+
+
+/* RAM lost (power cut or deep sleep): fresh state, seeded, booted from what flash holds. */
+static void wake(void) {
+  do_reset();
+  uint8_t entropy[48];
+  for (int i = 0; i < 48; i++) entropy[i] = (uint8_t)(i * 31 + g_wakes * 7);
+  g_wakes++;
+  do_seed(entropy, sizeof entropy);
+  do_boot(g_now);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  BEGIN_INPUT(size);
+  reader_t r = {data, size, 0};
+  restore(rd_u8(&r) % NMARKS);
+  g_nsent = 0;
+  g_wakes = 0;
+  g_raw_in_session = 0;
+  g_on_transmit = on_transmit;
+  static uint8_t buf[2048];
+  for (int ops = 0; more(&r) && ops < 48; ops++) {
+    const uint8_t *p;
+    uint8_t b = rd_u8(&r);
+    if (b == 0xef || b == 0xee) {
+      /* Hold/release the firmware's output queues: their queue-full paths need a lazy host. */
+      if (b == 0xef) g_hold_tx = !g_hold_tx;
+      else g_hold_all = !g_hold_all;
+      if (!g_hold_tx && !g_hold_all) drain();
+      continue;
+    }
+    uint8_t op = b % 12;
+    g_op = OP_NAMES[op];
+    switch (op) {
+      case 0: do_boot(g_now); break;
+      case 1: {
+        g_raw_in_session |= session_state() != SS_OFF;
+        int32_t rc = (int32_t)CALLN(connect, g_now);
+        TRACED(rc, "connect", 1, g_now);
+        drain();
+        break;
+      }
+      case 2: {
+        g_raw_in_session |= session_state() != SS_OFF;
+        int32_t rc = (int32_t)CALLN(close, g_now);
+        TRACED(rc, "close", 1, g_now);
+        drain();
+        break;
+      }
+      case 3: {
+        uint32_t nl = rd_u8(&r) % 17, dl = rd_u8(&r) % 45;
+        uint32_t got = take(&r, nl + dl, &p);
+        memset(buf, 'x', nl + dl);
+        memcpy(buf, p, got);
+        do_publish(g_now, buf, nl, buf + nl, dl);
+        break;
+      }
+      case 4: {
+        uint32_t n = take(&r, rd_u16(&r) % 900, &p);
+        io_put(0, p, n);
+        int32_t rc = (int32_t)CALLN(send, n);
+        TRACED(rc, "send", 1, n);
+        drain();
+        break;
+      }
+      case 5: do_prepare_sleep(g_now); break;
+      case 6: {
+        uint16_t len = rd_u16(&r) % 2100;
+        uint32_t have = take(&r, len, &p);
+        do_datagram(g_now, len, p, have);
+        break;
+      }
+      case 7: {
+        int i = rd_u8(&r) % g_ncloud;
+        do_datagram(g_now, g_cloud_len[i], g_cloud[i], g_cloud_len[i]);
+        break;
+      }
+      case 8: {
+        g_now += (int64_t)rd_u16(&r) * 16;
+        int64_t t = next_timeout();
+        if (t >= 0 && g_now >= t) do_timeout(g_now);
+        break;
+      }
+      case 9: {
+        int64_t t = next_timeout();
+        if (t >= 0) do_timeout(t > g_now ? t : g_now);
+        break;
+      }
+      case 10: g_cut = rd_u8(&r) * 3; break;
+      case 11:
+        g_now += 15 * 60000;
+        wake();
+        break;
+    }
+    if (g_power_lost) {
+      g_power_lost = 0;
+      wake();
+    }
+  }
+  g_on_transmit = NULL;
+  check_heap();
+  trace_checkpoint();
+  return 0;
+}

@@ -1,0 +1,636 @@
+/*
+ * Shared harness for the native fuzz targets: build/session.wasm translated by wasm2c, one
+ * instance for the whole run, a snapshot of memory + globals restored before each input (a fresh
+ * instance per input would exhaust address space), the host contract (drain poll_store before
+ * transmitting) and the invariants every target checks. A failed invariant prints one line
+ * starting "INVARIANT:" and aborts, which libFuzzer reports as a crash and saves.
+ *
+ * With FUZZ_TRACE=FILE every ABI call, its io input and its outputs are written to FILE; the
+ * differential test replays that log on V8 and wasm3 and compares every byte.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+#include "wasm-rt-impl.h"
+#include "transcripts.h" /* generated: lifecycle_ops[], lifecycle_ops_len, fuzz_psk[] */
+
+#define REGION_BYTES 1280
+#define SLOT_A_AT 192
+#define SLOT_BYTES 544
+#define MEM_BYTES 65536
+#define NMARKS 8
+#define MAX_COUNTERS 64
+/* Counter indexes (docs/abi.md). */
+enum { C_RX_DATAGRAMS = 0, C_RX_RECORDS_OK = 1, C_DROP_FIRST = 2, C_DROP_LAST = 13, C_PEER_RETRANSMISSIONS = 20,
+       C_DROP_UNKNOWN_CID = 26, C_DROP_DATAGRAM_TOO_LONG = 40, C_DROP_RX_TOO_LARGE = 41, C_DATAGRAMS_ACCEPTED = 45,
+       C_DATAGRAMS_RETRANSMITTED = 46, C_DATAGRAMS_DROPPED = 47 };
+enum { SS_OFF, SS_HANDSHAKING, SS_RESUMED, SS_CONFIRMED, SS_NO_SESSION };
+enum { EV_RESUMED = 1, EV_HANDSHAKE_STARTED, EV_CONNECTED, EV_CONFIRMED, EV_EVENT_ACKED, EV_SESSION_DISCARDED,
+       EV_HANDSHAKE_FAILED, EV_EVENT_DROPPED, EV_HINT_IGNORED };
+enum { OP_RESET = 1, OP_PROVISION_DEVICE, OP_SEED, OP_BOOT, OP_DATAGRAM, OP_TIMEOUT, OP_PUBLISH, OP_PREPARE_SLEEP, OP_MARK };
+static const char *MARK_NAMES[NMARKS] = {"idle", "client-hello", "hello-verify", "wait-server-hello-done",
+                                         "wait-finished", "connected", "resumed", "confirmed"};
+
+struct Z_env_instance_t {
+  char abort_message[256];
+};
+
+typedef struct {
+  Z_session_instance_t inst;
+  uint8_t mem[MEM_BYTES];
+  uint8_t flash[REGION_BYTES];
+  int64_t now;
+  int valid;
+} snapshot_t;
+
+static Z_session_instance_t g_inst;
+static struct Z_env_instance_t g_env;
+static uint8_t *g_mem;
+static uint32_t g_io, g_iocap, g_heap;
+static uint8_t g_flash[REGION_BYTES];
+static int64_t g_now;
+static FILE *g_trace;
+static const char *g_call = "(none)";
+static snapshot_t g_fresh, g_snaps[NMARKS];
+
+/* What the last drain saw. */
+#define MAX_EVENTS 64
+static struct { uint8_t type; uint32_t a; } g_events[MAX_EVENTS];
+static int g_nevents;
+static void (*g_on_transmit)(const uint8_t *d, uint32_t n);
+
+/* Datagrams the cloud sent in the captured conversation (inputs may replay them). */
+#define MAX_CLOUD 32
+static const uint8_t *g_cloud[MAX_CLOUD];
+static uint32_t g_cloud_len[MAX_CLOUD];
+static int g_ncloud;
+
+/* FUZZ_SUPPRESS="text1|text2": a failed invariant whose message contains one of them abandons
+ * the input instead of crashing (to keep fuzzing past a known defect until its fix is merged). */
+static jmp_buf g_input_jmp;
+static int g_in_input;
+
+__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const char *sup = getenv("FUZZ_SUPPRESS");
+  if (sup && *sup && g_in_input) {
+    char list[512];
+    snprintf(list, sizeof list, "%s", sup);
+    for (char *save = NULL, *t = strtok_r(list, "|", &save); t; t = strtok_r(NULL, "|", &save))
+      if (*t && strstr(msg, t)) longjmp(g_input_jmp, 1);
+  }
+  fprintf(stderr, "INVARIANT: %s\n", msg);
+  if (g_trace) fflush(g_trace);
+  abort();
+}
+
+/* The module's one import: remember the abort message; the module traps right after. */
+void Z_envZ_trap(struct Z_env_instance_t *env, u32 msg, u32 file, u32 line, u32 col) {
+  size_t o = 0;
+  for (int which = 0; which < 2; which++) {
+    u32 p = which ? file : msg;
+    if (p < 4 || p >= MEM_BYTES) continue;
+    u32 n;
+    memcpy(&n, g_mem + p - 4, 4);
+    for (u32 i = 0; i < n && p + i < MEM_BYTES && o + 2 < sizeof env->abort_message; i += 2) env->abort_message[o++] = (char)g_mem[p + i];
+    if (o + 2 < sizeof env->abort_message) env->abort_message[o++] = which ? ':' : ' ';
+  }
+  env->abort_message[o] = 0;
+  snprintf(env->abort_message + o, sizeof env->abort_message - o, "%u:%u", line, col);
+}
+
+static const char *trap_name(wasm_rt_trap_t t) {
+  switch (t) {
+    case WASM_RT_TRAP_OOB: return "out-of-bounds memory access";
+    case WASM_RT_TRAP_INT_OVERFLOW: return "integer overflow";
+    case WASM_RT_TRAP_DIV_BY_ZERO: return "division by zero";
+    case WASM_RT_TRAP_UNREACHABLE: return "unreachable (firmware abort)";
+    case WASM_RT_TRAP_EXHAUSTION: return "call stack exhausted";
+    default: return "trap";
+  }
+}
+
+/* Every entry point sets the landing place for traps; a trap is always a crash. */
+#define CATCH_TRAPS()                                                                                  \
+  do {                                                                                                 \
+    wasm_rt_trap_t code_ = wasm_rt_impl_try();                                                         \
+    if (code_ != WASM_RT_TRAP_NONE) fail("trap in %s: %s %s", g_call, trap_name(code_), g_env.abort_message); \
+  } while (0)
+
+/* Start of every input: traps land here, suppressed invariants abandon the input here. */
+#define BEGIN_INPUT(size)                   \
+  do {                                      \
+    if ((size) == 0) return 0;              \
+    g_in_input = 0;                         \
+    if (g_trace) fputs("I\n", g_trace);     \
+    if (setjmp(g_input_jmp)) return 0;      \
+    CATCH_TRAPS();                          \
+    g_in_input = 1;                         \
+  } while (0)
+
+/* ---- trace ---------------------------------------------------------------------------------- */
+
+static void trace_hex(char tag, const uint8_t *p, uint32_t n) {
+  if (!g_trace) return;
+  fputc(tag, g_trace);
+  fputc(' ', g_trace);
+  for (uint32_t i = 0; i < n; i++) fprintf(g_trace, "%02x", p[i]);
+  fputc('\n', g_trace);
+}
+
+static void trace_call(const char *name, int nargs, const int64_t *args, int64_t ret) {
+  if (!g_trace) return;
+  fprintf(g_trace, "C %s", name);
+  for (int i = 0; i < nargs; i++) fprintf(g_trace, " %lld", (long long)args[i]);
+  fprintf(g_trace, " = %lld\n", (long long)ret);
+}
+
+static uint64_t mem_hash(void) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint32_t i = 0; i < MEM_BYTES; i++) h = (h ^ g_mem[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static void trace_checkpoint(void) {
+  if (g_trace) fprintf(g_trace, "M %016llx\n", (unsigned long long)mem_hash());
+}
+
+/* ---- calls ---------------------------------------------------------------------------------- */
+
+#define CALL0(name) (g_call = #name, Z_sessionZ_##name(&g_inst))
+#define CALLN(name, ...) (g_call = #name, Z_sessionZ_##name(&g_inst, __VA_ARGS__))
+#define TRACED(ret, name, nargs, ...)                               \
+  do {                                                              \
+    int64_t a_[] = {__VA_ARGS__};                                   \
+    trace_call(name, nargs, a_, (int64_t)(ret));                    \
+  } while (0)
+
+static void io_put(uint32_t at, const uint8_t *p, uint32_t n) {
+  if (at + n > g_iocap) n = at < g_iocap ? g_iocap - at : 0;
+  memcpy(g_mem + g_io + at, p, n);
+  if (g_trace) {
+    fprintf(g_trace, "W %u ", at);
+    for (uint32_t i = 0; i < n; i++) fprintf(g_trace, "%02x", p[i]);
+    fputc('\n', g_trace);
+  }
+}
+
+static uint32_t read_counters(uint32_t *out) {
+  uint32_t n = (uint32_t)CALL0(counters_read);
+  trace_call("counters_read", 0, NULL, n);
+  if (n > MAX_COUNTERS || n * 4 > g_iocap) fail("counters_read returned %u", n);
+  memcpy(out, g_mem + g_io, n * 4);
+  trace_hex('O', g_mem + g_io, n * 4);
+  for (uint32_t i = n; i < MAX_COUNTERS; i++) out[i] = 0;
+  return n;
+}
+
+static int32_t session_state(void) {
+  int32_t s = (int32_t)CALL0(session_state);
+  trace_call("session_state", 0, NULL, s);
+  return s;
+}
+
+static int64_t next_timeout(void) {
+  int64_t t = (int64_t)CALL0(next_timeout);
+  trace_call("next_timeout", 0, NULL, t);
+  return t;
+}
+
+static uint32_t heap_offset(void) {
+  uint32_t h = CALL0(heap_offset);
+  trace_call("heap_offset", 0, NULL, h);
+  return h;
+}
+
+/* ---- keys and secrets ----------------------------------------------------------------------- */
+
+static uint32_t crc32_ieee(const uint8_t *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+  }
+  return ~c;
+}
+
+/* The slot magic ("SLP1", "SLP2", …) is taken from the first slot with a valid CRC the firmware
+ * writes in the captured conversation, so a layout version bump needs no harness change. */
+static uint32_t g_slot_magic;
+
+static int slot_valid(const uint8_t *s) {
+  uint32_t magic, crc;
+  memcpy(&magic, s, 4);
+  memcpy(&crc, s + 540, 4);
+  if (crc != crc32_ieee(s, 540) || (magic & 0xffffff) != 0x504c53u /* "SLP" */) return 0;
+  if (!g_slot_magic) g_slot_magic = magic;
+  return magic == g_slot_magic;
+}
+
+/* The valid slot with the newest generation (wrap-around compare), or NULL. */
+static const uint8_t *newest_slot(const uint8_t *flash) {
+  const uint8_t *a = flash + SLOT_A_AT, *b = flash + SLOT_A_AT + SLOT_BYTES;
+  int va = slot_valid(a), vb = slot_valid(b);
+  if (!va) return vb ? b : NULL;
+  if (!vb) return a;
+  uint32_t ga, gb;
+  memcpy(&ga, a + 4, 4);
+  memcpy(&gb, b + 4, 4);
+  return (int32_t)(gb - ga) > 0 ? b : a;
+}
+
+/* Secrets nothing transmitted may contain: the PSK and every write key seen on flash this run. */
+#define MAX_KEYS 64
+static uint8_t g_keys[MAX_KEYS][16];
+static int g_nkeys, g_nkeys_base;
+
+/* Where a target takes the persisted region from its input (boot): secrets the input also holds
+ * outside their own fields are the input's data, not something the firmware leaked. */
+static uint8_t g_input_plain[REGION_BYTES];
+static int g_have_input_region;
+
+static void set_input_region(const uint8_t *region) {
+  memcpy(g_input_plain, region, REGION_BYTES);
+  memset(g_input_plain + 120, 0, 64); /* the credentials' PSK field */
+  for (int s = 0; s < 2; s++) memset(g_input_plain + SLOT_A_AT + s * SLOT_BYTES + 20, 0, 40); /* keys and IVs */
+  g_have_input_region = 1;
+}
+
+static int input_holds(const uint8_t *secret, size_t n) {
+  return g_have_input_region && memmem(g_input_plain, REGION_BYTES, secret, n) != NULL;
+}
+
+static int is_zero(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) if (p[i]) return 0;
+  return 1;
+}
+
+static void learn_keys(const uint8_t *flash) {
+  for (int s = 0; s < 2; s++) {
+    const uint8_t *slot = flash + SLOT_A_AT + s * SLOT_BYTES;
+    if (!slot_valid(slot)) continue;
+    for (int k = 0; k < 2; k++) {
+      const uint8_t *key = slot + 20 + 16 * k;
+      if (is_zero(key, 16) || input_holds(key, 16)) continue;
+      int known = 0;
+      for (int i = 0; i < g_nkeys && !known; i++) known = memcmp(g_keys[i], key, 16) == 0;
+      if (!known && g_nkeys < MAX_KEYS) memcpy(g_keys[g_nkeys++], key, 16);
+    }
+  }
+}
+
+static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
+  if (memmem(d, n, fuzz_psk, sizeof fuzz_psk) && !input_holds(fuzz_psk, sizeof fuzz_psk)) fail("%s contains the PSK", where);
+  for (int i = 0; i < g_nkeys; i++)
+    if (memmem(d, n, g_keys[i], 16) && !input_holds(g_keys[i], 16)) fail("%s contains a write key (key #%d)", where, i);
+}
+
+/* ---- host contract -------------------------------------------------------------------------- */
+
+/* Power-cut injection: with g_cut >= 0 the next persistent write stops after g_cut bytes and
+ * nothing after it happens (g_power_lost is set; the caller wakes the device again). */
+static int g_cut = -1, g_power_lost;
+/* A host that polls lazily: with g_hold_tx, datagrams and events stay in the firmware's queues;
+ * with g_hold_all, persistent writes too (the contract only orders writes before datagrams). */
+static int g_hold_tx, g_hold_all;
+
+/* Persistent writes first, then events, then datagrams (docs/abi.md, "Host contract"). */
+static void drain(void) {
+  g_nevents = 0;
+  if (g_power_lost) return;
+  for (; !g_hold_all;) {
+    uint32_t n = CALL0(poll_store);
+    trace_call("poll_store", 0, NULL, n);
+    if (n == 0) break;
+    if (n < 4 || n > g_iocap) fail("poll_store returned %u", n);
+    trace_hex('O', g_mem + g_io, n);
+    uint32_t off;
+    memcpy(&off, g_mem + g_io, 4);
+    if ((uint64_t)off + (n - 4) > REGION_BYTES) fail("store write outside the persisted region: %u+%u", off, n - 4);
+    if (g_cut >= 0) {
+      memcpy(g_flash + off, g_mem + g_io + 4, (uint32_t)g_cut < n - 4 ? (uint32_t)g_cut : n - 4);
+      g_cut = -1;
+      g_power_lost = 1;
+      return;
+    }
+    memcpy(g_flash + off, g_mem + g_io + 4, n - 4);
+  }
+  learn_keys(g_flash);
+  for (; !g_hold_tx && !g_hold_all;) {
+    uint32_t n = CALL0(poll_event);
+    trace_call("poll_event", 0, NULL, n);
+    if (n == 0) break;
+    if (n != 12) fail("poll_event returned %u", n);
+    trace_hex('O', g_mem + g_io, n);
+    if (g_nevents < MAX_EVENTS) {
+      g_events[g_nevents].type = g_mem[g_io];
+      memcpy(&g_events[g_nevents].a, g_mem + g_io + 4, 4);
+      g_nevents++;
+    }
+  }
+  for (; !g_hold_tx && !g_hold_all;) {
+    uint32_t n = CALL0(poll_transmit);
+    trace_call("poll_transmit", 0, NULL, n);
+    if (n == 0) break;
+    if (n > g_iocap) fail("poll_transmit returned %u (> io capacity %u)", n, g_iocap);
+    trace_hex('O', g_mem + g_io, n);
+    check_no_secrets(g_mem + g_io, n, "a transmitted datagram");
+    if (g_on_transmit) g_on_transmit(g_mem + g_io, n);
+  }
+}
+
+/* ---- ops (the transcript encoding of fuzz/ops.ts) ------------------------------------------- */
+
+static void snapshot_save(snapshot_t *s) {
+  s->inst = g_inst;
+  memcpy(s->mem, g_mem, MEM_BYTES);
+  memcpy(s->flash, g_flash, REGION_BYTES);
+  s->now = g_now;
+  s->valid = 1;
+}
+
+static void do_reset(void) {
+  g_inst = g_fresh.inst;
+  memcpy(g_mem, g_fresh.mem, MEM_BYTES);
+  if (g_trace) fprintf(g_trace, "R\n");
+}
+
+static uint32_t do_datagram(int64_t now, uint32_t len, const uint8_t *bytes, uint32_t have) {
+  g_now = now;
+  io_put(0, bytes, have < g_iocap ? have : g_iocap);
+  uint32_t r = CALLN(handle_datagram, now, len);
+  TRACED(r, "handle_datagram", 2, now, len);
+  drain();
+  return r;
+}
+
+static uint32_t do_timeout(int64_t now) {
+  g_now = now;
+  uint32_t r = CALLN(handle_timeout, now);
+  TRACED(r, "handle_timeout", 1, now);
+  drain();
+  return r;
+}
+
+static int32_t do_boot(int64_t now) {
+  g_now = now;
+  io_put(0, g_flash, REGION_BYTES);
+  int32_t r = (int32_t)CALLN(boot, now, REGION_BYTES);
+  TRACED(r, "boot", 2, now, REGION_BYTES);
+  drain();
+  return r;
+}
+
+static int64_t do_publish(int64_t now, const uint8_t *name, uint32_t nameLen, const uint8_t *data, uint32_t dataLen) {
+  g_now = now;
+  io_put(0, name, nameLen);
+  io_put(nameLen, data, dataLen);
+  int64_t r = (int64_t)CALLN(publish, now, nameLen, dataLen);
+  TRACED(r, "publish", 3, now, nameLen, dataLen);
+  drain();
+  return r;
+}
+
+static int64_t do_prepare_sleep(int64_t now) {
+  g_now = now;
+  int64_t r = (int64_t)CALLN(prepare_sleep, now);
+  TRACED(r, "prepare_sleep", 1, now);
+  drain();
+  return r;
+}
+
+static int32_t do_seed(const uint8_t *e, uint32_t n) {
+  io_put(0, e, n);
+  int32_t r = (int32_t)CALLN(seed_entropy, n);
+  TRACED(r, "seed_entropy", 1, n);
+  drain();
+  return r;
+}
+
+static int64_t rd64(const uint8_t *p) {
+  int64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+/* Runs one transcript op at *pos; saves a snapshot at MARK when `save` is set. */
+static void run_transcript_op(const uint8_t *ops, size_t len, size_t *pos, int save) {
+  size_t p = *pos;
+  uint8_t op = ops[p++];
+  switch (op) {
+    case OP_RESET: do_reset(); break;
+    case OP_PROVISION_DEVICE: {
+      uint8_t profile = ops[p], idl = ops[p + 1], il = ops[p + 2], pl = ops[p + 3];
+      p += 4;
+      io_put(0, ops + p, idl + il + pl);
+      int32_t r = (int32_t)CALLN(provision_device, profile, idl, il, pl);
+      TRACED(r, "provision_device", 4, profile, idl, il, pl);
+      if (r != 0) fail("transcript: provision_device returned %d", r);
+      p += idl + il + pl;
+      drain();
+      break;
+    }
+    case OP_SEED: do_seed(ops + p + 1, ops[p]); p += 1 + ops[p]; break;
+    case OP_BOOT: do_boot(rd64(ops + p)); p += 8; break;
+    case OP_DATAGRAM: {
+      uint16_t n = (uint16_t)(ops[p + 8] | ops[p + 9] << 8);
+      if (save && g_ncloud < MAX_CLOUD) {
+        g_cloud[g_ncloud] = ops + p + 10;
+        g_cloud_len[g_ncloud++] = n;
+      }
+      do_datagram(rd64(ops + p), n, ops + p + 10, n);
+      p += 10 + n;
+      break;
+    }
+    case OP_TIMEOUT: do_timeout(rd64(ops + p)); p += 8; break;
+    case OP_PUBLISH: {
+      uint8_t nl = ops[p + 8], dl = ops[p + 9];
+      do_publish(rd64(ops + p), ops + p + 10, nl, ops + p + 10 + nl, dl);
+      p += 10 + nl + dl;
+      break;
+    }
+    case OP_PREPARE_SLEEP: do_prepare_sleep(rd64(ops + p)); p += 8; break;
+    case OP_MARK:
+      if (save && ops[p] < NMARKS) snapshot_save(&g_snaps[ops[p]]);
+      p += 1;
+      break;
+    default: fail("transcript: unknown op %u at %zu", op, p - 1);
+  }
+  if (p > len) fail("transcript: op at %zu runs past the end", *pos);
+  *pos = p;
+}
+
+/* Restores the state saved at `mark`. Traced runs replay the transcript instead of copying
+ * memory, so the log holds every call from a fresh instance and other engines can follow it. */
+static void restore(int mark) {
+  g_nevents = 0;
+  g_have_input_region = 0;
+  g_cut = -1;
+  g_power_lost = 0;
+  g_hold_tx = g_hold_all = 0;
+  g_nkeys = g_nkeys_base;
+  if (!g_trace) {
+    const snapshot_t *s = &g_snaps[mark];
+    g_inst = s->inst;
+    memcpy(g_mem, s->mem, MEM_BYTES);
+    memcpy(g_flash, s->flash, REGION_BYTES);
+    g_now = s->now;
+    return;
+  }
+  memset(g_flash, 0xff, REGION_BYTES);
+  g_now = 0;
+  do_reset();
+  for (size_t pos = 0; pos < lifecycle_ops_len;) {
+    if (lifecycle_ops[pos] == OP_MARK && lifecycle_ops[pos + 1] == mark) break;
+    run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 0);
+  }
+}
+
+/* One instance, the fresh snapshot, then the transcript replayed once to take every snapshot. */
+static void harness_init(void) {
+  const char *trace = getenv("FUZZ_TRACE");
+  if (trace && *trace) {
+    g_trace = fopen(trace, "w");
+    if (!g_trace) {
+      fprintf(stderr, "FUZZ_TRACE=%s: cannot open for writing\n", trace);
+      exit(2);
+    }
+    setvbuf(g_trace, NULL, _IOFBF, 1 << 20);
+  }
+  wasm_rt_init();
+  Z_session_init_module();
+  Z_session_instantiate(&g_inst, &g_env);
+  wasm_rt_memory_t *m = Z_sessionZ_memory(&g_inst);
+  if (m->size != MEM_BYTES) fail("memory is %llu bytes, expected one 64 KiB page", (unsigned long long)m->size);
+  g_mem = m->data;
+  CATCH_TRAPS();
+  CALL0(_start);
+  g_io = CALL0(io_ptr);
+  g_iocap = CALL0(io_capacity);
+  g_heap = CALL0(heap_offset);
+  if (g_io + g_iocap > MEM_BYTES) fail("io buffer %u+%u outside memory", g_io, g_iocap);
+  memset(g_flash, 0xff, REGION_BYTES);
+  snapshot_save(&g_fresh);
+  FILE *saved = g_trace;
+  g_trace = NULL; /* the set-up run is not part of any input's log */
+  for (size_t pos = 0; pos < lifecycle_ops_len;) run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 1);
+  g_trace = saved;
+  for (int i = 0; i < NMARKS; i++)
+    if (!g_snaps[i].valid) fail("transcript has no snapshot '%s' (regenerate: npm run fuzz:build)", MARK_NAMES[i]);
+  g_nkeys_base = g_nkeys;
+}
+
+/* ---- the per-datagram invariants (every target that feeds datagrams) ------------------------ */
+
+/* Per-record outcomes: accepted, a server retransmission, or a drop* reason. */
+static uint32_t outcomes(const uint32_t *c, uint32_t n) {
+  uint32_t s = c[C_RX_RECORDS_OK] + c[C_PEER_RETRANSMISSIONS] + c[C_DROP_UNKNOWN_CID];
+  for (int i = C_DROP_FIRST; i <= C_DROP_LAST; i++) s += c[i];
+  if (n > C_DROP_RX_TOO_LARGE) s += c[C_DROP_DATAGRAM_TOO_LONG] + c[C_DROP_RX_TOO_LARGE];
+  return s;
+}
+
+/* Reasons a session may end for, triggered by records that did not authenticate. */
+static int reason_allowed_unauthenticated(uint32_t reason) {
+  return reason == 4 /* failed-auth-limit: the policy itself */ || reason == 7 /* reset token, verified */;
+}
+/* Reasons that need an authenticated record. */
+static int reason_needs_auth(uint32_t reason) {
+  return reason == 3 /* record-limit */ || reason == 5 /* coap-rst */ || reason == 10 /* peer-closed */;
+}
+
+static void datagram_checked(const uint8_t *bytes, uint32_t have, uint32_t len) {
+  uint32_t before[MAX_COUNTERS], after[MAX_COUNTERS];
+  uint32_t nc = read_counters(before);
+  int32_t ss = session_state();
+  do_datagram(g_now, len, bytes, have);
+  read_counters(after);
+  int32_t ss2 = session_state();
+  if (after[C_RX_DATAGRAMS] != before[C_RX_DATAGRAMS] + 1)
+    fail("datagram of %u bytes counted %d times in rxDatagrams", len, (int)(after[C_RX_DATAGRAMS] - before[C_RX_DATAGRAMS]));
+  uint32_t d = outcomes(after, nc) - outcomes(before, nc);
+  if (nc > C_DATAGRAMS_DROPPED) {
+    /* Firmware with per-datagram outcome counters: exactly one of them, and a reason for a drop. */
+    uint32_t acc = after[C_DATAGRAMS_ACCEPTED] - before[C_DATAGRAMS_ACCEPTED];
+    uint32_t ret = after[C_DATAGRAMS_RETRANSMITTED] - before[C_DATAGRAMS_RETRANSMITTED];
+    uint32_t drop = after[C_DATAGRAMS_DROPPED] - before[C_DATAGRAMS_DROPPED];
+    if (acc + ret + drop != 1)
+      fail("datagram of %u bytes counted %u times (accepted %u, retransmitted %u, dropped %u): expected exactly once", len, acc + ret + drop, acc, ret, drop);
+    if (acc && after[C_RX_RECORDS_OK] == before[C_RX_RECORDS_OK]) fail("datagram counted accepted without an accepted record");
+    uint32_t reasons = d - (after[C_RX_RECORDS_OK] - before[C_RX_RECORDS_OK]) - (after[C_PEER_RETRANSMISSIONS] - before[C_PEER_RETRANSMISSIONS]);
+    if (drop && reasons == 0) fail("datagram of %u bytes counted dropped with no drop* reason", len);
+  } else {
+    /* Older firmware: counted once per record and per handshake message (each at least 12 bytes)
+     * plus a short tail, never more often than that. */
+    uint32_t maxUnits = len / 12 + 1;
+    if (d == 0) fail("datagram of %u bytes counted by no outcome counter (rxRecordsOk, peerRetransmissions, drop*)", len);
+    if (d > maxUnits) fail("datagram of %u bytes (at most %u records and handshake messages) counted %u times", len, maxUnits, d);
+  }
+  int authenticated = after[C_RX_RECORDS_OK] > before[C_RX_RECORDS_OK];
+  /* Any record that authenticates confirms a resumed session (docs/abi.md): from that record on,
+   * the session counts as confirmed, also for what follows it in the same datagram. */
+  int confirmed = ss == SS_CONFIRMED || (ss == SS_RESUMED && authenticated);
+  for (int i = 0; i < g_nevents; i++) {
+    if (g_events[i].type == EV_CONFIRMED) confirmed = 1;
+    if (g_events[i].type != EV_SESSION_DISCARDED || !confirmed) continue;
+    uint32_t r = g_events[i].a;
+    if (reason_allowed_unauthenticated(r)) continue;
+    if (reason_needs_auth(r) && authenticated) continue;
+    fail("confirmed session discarded (reason %u) by a record that did not authenticate (session state %d -> %d)", r, ss, ss2);
+  }
+  if (ss2 != SS_OFF) {
+    int32_t n = (int32_t)CALL0(recv);
+    trace_call("recv", 0, NULL, n);
+    if (n >= 0) fail("an authenticated record of %d bytes stayed in the receive queue after the session handled the datagram", n);
+  }
+  if (ss == SS_CONFIRMED && ss2 != SS_CONFIRMED) {
+    int discarded = 0;
+    for (int i = 0; i < g_nevents; i++) discarded |= g_events[i].type == EV_SESSION_DISCARDED;
+    if (!discarded) fail("confirmed session left state confirmed (-> %d) without a session-discarded event", ss2);
+  }
+}
+
+/* The libFuzzer entry every target shares: the snapshots, and the sealer when a target uses it. */
+#define FUZZ_INIT(extra)                                   \
+  int LLVMFuzzerInitialize(int *argc, char ***argv) {      \
+    (void)argc, (void)argv;                                \
+    harness_init();                                        \
+    extra;                                                 \
+    return 0;                                              \
+  }
+
+/* Checked after every input. */
+static void check_heap(void) {
+  uint32_t h = heap_offset();
+  if (h != g_heap) fail("heap_offset moved from %u to %u", g_heap, h);
+  /* Above the heap pointer lies no static buffer: a write there went past every buffer. */
+  if (memcmp(g_mem + g_heap, g_fresh.mem + g_heap, MEM_BYTES - g_heap))
+    for (uint32_t i = g_heap; i < MEM_BYTES; i++)
+      if (g_mem[i] != g_fresh.mem[i]) fail("memory at %u (above every static buffer, heap_offset %u) was written", i, g_heap);
+}
+
+/* A small reader over the fuzz input. */
+typedef struct {
+  const uint8_t *p;
+  size_t n, at;
+} reader_t;
+
+static int more(const reader_t *r) { return r->at < r->n; }
+static uint8_t rd_u8(reader_t *r) { return r->at < r->n ? r->p[r->at++] : 0; }
+static uint16_t rd_u16(reader_t *r) { uint16_t lo = rd_u8(r); return (uint16_t)(lo | (rd_u8(r) << 8)); }
+static uint32_t take(reader_t *r, uint32_t want, const uint8_t **out) {
+  size_t left = r->n - r->at;
+  uint32_t n = want < left ? want : (uint32_t)left;
+  *out = r->p + r->at;
+  r->at += n;
+  return n;
+}

@@ -1,0 +1,84 @@
+/**
+ * Writes the seed inputs of every native target into fuzz/corpus/TARGET/ from the captured
+ * conversation with the cloud (fuzz/capture.ts): each real cloud datagram from each starting
+ * state, the real persisted region, real CoAP exchanges. Formats: the comment at the top of
+ * each fuzz/harness/TARGET.c. Run after a firmware change; then `npm run fuzz -- TARGET` grows
+ * and `node fuzz/run.mjs minimize TARGET` shrinks the corpus.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { COAP_ACK, COAP_CON, COAP_RST, CODE_CHANGED, CODE_EMPTY, CODE_POST, encodeCoap, pathOptions } from '../host/cloud/coap.ts';
+import { readFirmware } from '../host/firmware.ts';
+import { captureLifecycle } from './capture.ts';
+import { eventMessage } from '../test/host/fixtures/cloud-client.ts';
+import { MARKS } from './ops.ts';
+
+const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
+
+export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<number> {
+  const life = await captureLifecycle(wasm);
+  const files: [string, string, Buffer][] = [];
+  const add = (target: string, name: string, data: Buffer) => files.push([target, name, data]);
+
+  MARKS.forEach((mark, m) => {
+    add('datagram', `${mark}-timer`, Buffer.from([m, 2, 2]));
+    add('datagram', `${mark}-publish`, Buffer.from([m, 6, 2]));
+    life.cloudToDevice.forEach((d, i) => {
+      add('datagram', `${mark}-cloud${i}`, Buffer.concat([Buffer.from([m, 0]), u16(d.length), d]));
+      add('abi', `${mark}-cloud${i}`, Buffer.concat([Buffer.from([m, 6]), u16(d.length), d, Buffer.from([9])]));
+    });
+    add('abi', `${mark}-sleep-wake-publish`, Buffer.from([m, 5, 11, 3, 4, 2, ...Buffer.from('evt1ab'), 9, 8, 0x10, 0]));
+    add('abi', `${mark}-cut-publish`, Buffer.from([m, 10, 7, 3, 2, 1, 0x61, 0x62, 0x63, 11, 3, 2, 1, 0x61, 0x62, 0x63]));
+    const sends = ['a', 'b', 'c', 'd', 'e'].map((c) => Buffer.concat([Buffer.from([4, 5, 0]), Buffer.from(c.repeat(5))]));
+    const pubs = [1, 2, 3, 4, 5, 6, 7].map((i) => Buffer.from([3, 1, 1, 0x60 + i, i]));
+    add('abi', `${mark}-all-held-publishes`, Buffer.concat([Buffer.from([m, 0xee]), ...pubs, Buffer.from([9, 9, 0xee])]));
+    add('abi', `${mark}-held-sends`, Buffer.concat([Buffer.from([m, 0xef]), ...sends, Buffer.from([0xef])]));
+    add('abi', `${mark}-connect-send-close`, Buffer.from([m, 1, 9, 4, 3, 0, 0x61, 0x62, 0x63, 2]));
+  });
+
+  // The persisted region as the conversation left it: flags 0 (CRCs fixed up), each follow-up.
+  for (let what = 0; what < 4; what++) add('boot', `captured-then-${what}`, Buffer.concat([Buffer.from([what << 2]), life.flash]));
+  add('boot', 'captured-crc-as-is', Buffer.concat([Buffer.from([1]), life.flash]));
+  add('boot', 'captured-unseeded', Buffer.concat([Buffer.from([16]), life.flash]));
+
+  // CoAP from the cloud: acknowledgements of the device's next message ID, resets, requests.
+  const slot = newestSlot(life.flash);
+  const mid = slot ? slot.readUInt16LE(14) : 0;
+  const msgs: [string, Buffer][] = [
+    ['ack-empty', encodeCoap({ type: COAP_ACK, code: CODE_EMPTY, mid })],
+    ['ack-changed', encodeCoap({ type: COAP_ACK, code: CODE_CHANGED, mid, token: Buffer.from([1, 2, 3, 4]) })],
+    ['rst', encodeCoap({ type: COAP_RST, code: CODE_EMPTY, mid })],
+    ['con-ping', encodeCoap({ type: COAP_CON, code: CODE_EMPTY, mid: 0x1234 })],
+    ['con-post-rt', encodeCoap({ type: COAP_CON, code: CODE_POST, mid: 0x2345, token: Buffer.from([9]), options: pathOptions(['rt']), payload: Buffer.alloc(16, 7) })],
+    ['con-post-e', encodeCoap({ type: COAP_CON, code: CODE_POST, mid: 0x3456, options: pathOptions(['e', 'x']), payload: Buffer.from('data') })],
+  ];
+  for (const [name, m] of msgs) {
+    for (const flags of [0, 2, 1 | 2 | 4]) add('coap', `${name}-f${flags}`, Buffer.concat([Buffer.from([flags, m.length]), m]));
+  }
+  // The cloud (Jazzer.js, fuzz/cloud/target.ts): what the firmware sent it, its ClientHello with
+  // a cookie, CoAP events over an established session, and the timer.
+  life.deviceToCloud.forEach((d, i) => add('cloud', `firmware${i}`, Buffer.concat([Buffer.from([0, i % 4]), u16(d.length), d])));
+  const ch = life.deviceToCloud[0];
+  add('cloud', 'firmware-hello-with-cookie', Buffer.concat([Buffer.from([1]), u16(ch.length), ch, Buffer.from([3, 10, 0])]));
+  const event = eventMessage('temp', 7, Buffer.from('21.5'), 0x4242);
+  add('cloud', 'session-event', Buffer.concat([Buffer.from([2]), u16(event.length), event, Buffer.from([3, 50, 0])]));
+  const ping = encodeCoap({ type: COAP_CON, code: CODE_EMPTY, mid: 0x1111 });
+  add('cloud', 'session-ping-twice', Buffer.concat([Buffer.from([2]), u16(ping.length), ping, Buffer.from([2]), u16(ping.length), ping]));
+  for (const [target, name, data] of files) {
+    mkdirSync(join(dir, target), { recursive: true });
+    writeFileSync(join(dir, target, `seed-${name}`), data);
+  }
+  return files.length;
+}
+
+function newestSlot(flash: Uint8Array): Buffer | null {
+  const b = Buffer.from(flash);
+  const slots = [192, 736].map((at) => b.subarray(at, at + 544)).filter((s) => (s.readUInt32LE(0) & 0xffffff) === 0x504c53) // "SLP" + layout version;
+  if (slots.length === 0) return null;
+  return slots.reduce((a, s) => ((s.readUInt32LE(4) - a.readUInt32LE(4)) | 0) > 0 ? s : a);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const dir = process.argv[2] ?? 'fuzz/corpus';
+  console.log(`seeds: ${await writeSeeds(dir)} files in ${dir}`);
+}
