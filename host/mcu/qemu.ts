@@ -1,0 +1,48 @@
+/**
+ * The Cortex-M4 image (mcu/, `npm run build:mcu`) under QEMU's mps2-an386: where the build puts
+ * it and how to start it. The UART goes to a host chardev (a pipe pair or a unix socket); the
+ * image's semihosting gives it its command line, its log (stdout) and host files (flash).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export type McuBuild = 'wasm3' | 'wasm2c';
+export const MCU_BUILD_DIR = fileURLToPath(new URL('../../build/mcu/', import.meta.url));
+
+export function imagePath(build: McuBuild): string {
+  return `${MCU_BUILD_DIR}${build}.elf`;
+}
+
+/** Why the MCU image cannot run here, or null when it can. */
+export function mcuUnavailable(build: McuBuild = 'wasm3'): string | null {
+  const q = spawnSync('qemu-system-arm', ['--version'], { stdio: 'ignore' });
+  if (q.error || q.status !== 0) return 'qemu-system-arm not installed (Debian: qemu-system-arm)';
+  if (!existsSync(imagePath(build))) return `${imagePath(build)} not built (npm run build:mcu)`;
+  return null;
+}
+
+/** The SHA-256 of the build/session.wasm the image was built from (build/mcu/size.json). */
+export function imageModuleSha256(): string {
+  return JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8')).moduleSha256;
+}
+
+export interface QemuArgs {
+  build: McuBuild;
+  /** QEMU -chardev backend options for the UART, e.g. `pipe,path=/tmp/x` or `socket,path=/tmp/s`. */
+  uart: string;
+  /** The image's command line (key=value words). */
+  cmdline: string;
+  /** Count instructions: the virtual clock advances 1 ns per instruction (-icount shift=0). */
+  icount?: boolean;
+}
+
+export function qemuArgs(a: QemuArgs): string[] {
+  return [
+    '-M', 'mps2-an386', '-nodefaults', '-nic', 'none', '-display', 'none', '-monitor', 'none',
+    '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
+    '-semihosting-config', 'enable=on,target=native',
+    ...(a.icount ? ['-icount', 'shift=0,sleep=off'] : []),
+    '-kernel', imagePath(a.build), '-append', a.cmdline,
+  ];
+}
