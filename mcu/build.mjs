@@ -207,7 +207,7 @@ function wasm2cDispatch(exports) {
     lines.push(`  if (strcmp(name, "${e.name}") == 0) {`);
     lines.push(`    if (argc != ${e.params.length}) return "wrong number of arguments";`);
     if (e.results.length === 0) lines.push(`    ${callExpr};`, '    *has_result = 0;');
-    else if (e.results[0] === 'i64') lines.push(`    *result = ${callExpr};`, '    *has_result = 1;');
+    else if (e.results[0] === 'i64') lines.push(`    *result = ${callExpr};`, '    *has_result = 2;');
     else lines.push(`    *result = (uint64_t)(int64_t)(int32_t)${callExpr};`, '    *has_result = 1;');
     lines.push('    return NULL;', '  }');
   }

@@ -59,12 +59,13 @@ const char *fw_call(const char *name, int argc, const uint64_t *args, uint64_t *
     const char *why = fw_take_abort();
     return why ? why : r;
   }
-  *has_result = m3_GetRetCount(f) > 0;
   *result = 0;
-  if (*has_result) {
+  *has_result = 0;
+  if (m3_GetRetCount(f) > 0) {
     uint64_t v64 = 0;
     uint32_t v32 = 0;
     int wide = m3_GetRetType(f, 0) == c_m3Type_i64;
+    *has_result = wide ? 2 : 1;
     const void *out[1] = { wide ? (void *)&v64 : (void *)&v32 };
     if ((r = m3_GetResults(f, 1, out))) return r;
     /* i32 results are sign-extended: the ABI's negative error codes stay negative. */

@@ -7,7 +7,7 @@
 /* Instantiates the module (from flash) and runs its `_start`. NULL or why it failed. */
 const char *fw_load(void);
 /* Calls an export. Returns NULL, or the trap message (the firmware's abort message if it gave one).
-   `*has_result` says whether the export returns a value. */
+   `*has_result` is 0 for no result, 1 for an i32 (sign-extended), 2 for an i64. */
 const char *fw_call(const char *name, int argc, const uint64_t *args, uint64_t *result, int *has_result);
 /* Linear memory: base and size in bytes. */
 uint8_t *fw_memory(uint32_t *size);

@@ -2,11 +2,15 @@
 import type { Engine } from '../../host/engines/engine.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { Wasm3Engine, wasm3Available } from '../../host/engines/wasm3/index.ts';
+import { McuEngine } from '../../host/mcu/engine.ts';
+import { mcuUnavailable } from '../../host/mcu/qemu.ts';
 
 export interface EngineCase {
   name: string;
   /** Creates the engine, or returns a reason why it cannot run on this machine. */
   create(): Engine | { skip: string };
+  /** Runs only seeds up to this one (an emulated engine is slow: a few seeds are enough). */
+  maxSeed?: number;
 }
 
 export const ENGINES: EngineCase[] = [
@@ -16,6 +20,22 @@ export const ENGINES: EngineCase[] = [
     create: () => (wasm3Available() ? new Wasm3Engine() : { skip: 'build/wasm3.node not built (npm run build:wasm3; needs cargo)' }),
   },
 ];
+
+/** wasm3 on the Cortex-M4 image in QEMU (mcu/, host/mcu/engine.ts): every call crosses an
+ * emulated UART, so only the conformance suites run it, on their first seeds. */
+export const MCU_ENGINE: EngineCase = {
+  name: 'mcu-wasm3',
+  create: () => {
+    const why = mcuUnavailable('wasm3');
+    return why ? { skip: why } : new McuEngine('wasm3');
+  },
+  maxSeed: 2,
+};
+
+/** The engines a conformance run with `seed` compares. */
+export function enginesForSeed(seed: number): EngineCase[] {
+  return [...ENGINES, MCU_ENGINE].filter((e) => e.maxSeed === undefined || seed <= e.maxSeed);
+}
 
 /** Outside CI a missing tool skips with a reason; in CI (CI=true) it fails the test. */
 export function skipOrFail(t: { skip(msg: string): void }, reason: string): void {
