@@ -41,6 +41,8 @@ commands:
       --wakes N              stop after N wakes (default 0: until interrupted)
       --flash FILE           keep persistent memory in FILE across runs
       --engine v8|wasm3      engine for the firmware (default v8)
+  mcu                        one device on the Cortex-M4 image in QEMU against a cloud (flags:
+                             sleepy-session mcu --help)
   cloud --devices FILE [--port 5684] [--store memory|redis://HOST:PORT] [--webhook URL]
         [--heal reset-token,malformed|none] [--metrics-port N]
                              the DTLS 1.2 PSK cloud (docs/protocol.md)
@@ -207,6 +209,10 @@ export async function main(argv: string[]): Promise<number> {
         return await connectCommand(rest);
       case 'device':
         return await deviceCommand(rest);
+      case 'mcu': {
+        const { mcuCommand } = await import('./mcu/cli.ts');
+        return await mcuCommand(rest);
+      }
       case 'cloud': {
         const { runCloudCommand } = await import('./cloud/cli.ts');
         return await runCloudCommand(rest);
@@ -218,7 +224,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'; allowed: start, device, connect, cloud, help`);
+        throw new UsageError(`unknown command '${command}'; allowed: start, device, mcu, connect, cloud, help`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -38,7 +38,7 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
   const device = new Device({
     id: o.id, identity: o.identity, psk: o.psk, profile: o.profile, engine: o.engine, board,
     send: (d) => socket.send(d, o.cloud.port, o.cloud.host),
-    onEvent: (e: SessionEvent) => o.log(`${stamp()} ${o.id} ${describe(e)}`),
+    onEvent: (e: SessionEvent) => o.log(`${stamp()} ${o.id} ${describeEvent(e)}`),
   });
   if (o.flashPath && existsSync(o.flashPath)) {
     const saved = readFileSync(o.flashPath);
@@ -96,7 +96,8 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
   }
 }
 
-function describe(e: SessionEvent): string {
+/** One line for a session event, as the device commands print it. */
+export function describeEvent(e: SessionEvent): string {
   switch (e.type) {
     case 'resumed': return `resumed the stored session (unconfirmed restores: ${e.useCounter})`;
     case 'handshake-started': return `handshake${e.reason !== 'none' ? ` (previous session: ${e.reason})` : ''}`;

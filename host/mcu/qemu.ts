@@ -39,7 +39,7 @@ export interface QemuArgs {
 
 export function qemuArgs(a: QemuArgs): string[] {
   return [
-    '-M', 'mps2-an386', '-nodefaults', '-nic', 'none', '-display', 'none', '-monitor', 'none',
+    '-M', 'mps2-an386', '-nodefaults', '-net', 'none', '-display', 'none', '-monitor', 'none',
     '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
     '-semihosting-config', 'enable=on,target=native',
     ...(a.icount ? ['-icount', 'shift=0,sleep=off'] : []),

@@ -21,19 +21,20 @@
 static uint8_t frame[FRAME_CAP];
 static uint64_t load_ns;
 
+/* The command line split once into words; arg("k") is the value of the word "k=value". */
+static char words_buf[256];
+static const char *words[16];
+static int nwords = -1;
+
 static const char *arg(const char *key) {
-  static char value[96];
-  const char *line = board_cmdline();
+  if (nwords < 0) {
+    strncpy(words_buf, board_cmdline(), sizeof words_buf - 1);
+    nwords = 0;
+    for (char *w = strtok(words_buf, " "); w && nwords < 16; w = strtok(NULL, " ")) words[nwords++] = w;
+  }
   size_t klen = strlen(key);
-  for (const char *p = line; (p = strstr(p, key)) != NULL; p += klen) {
-    if ((p == line || p[-1] == ' ') && p[klen] == '=') {
-      const char *v = p + klen + 1;
-      size_t n = strcspn(v, " ");
-      if (n >= sizeof value) n = sizeof value - 1;
-      memcpy(value, v, n);
-      value[n] = 0;
-      return value;
-    }
+  for (int i = 0; i < nwords; i++) {
+    if (strncmp(words[i], key, klen) == 0 && words[i][klen] == '=') return words[i] + klen + 1;
   }
   return NULL;
 }
@@ -70,7 +71,8 @@ static uint8_t *io(void) {
 static uint64_t rtc_base_ms;
 static uint64_t now_ms(void) { return rtc_base_ms + board_uptime_ms(); }
 
-static void say(const char *fmt, long long a, long long b) {
+/* newlib-nano's printf has no %lld: every value printed here fits 32 bits. */
+static void say(const char *fmt, unsigned long a, unsigned long b) {
   char line[80];
   snprintf(line, sizeof line, fmt, a, b);
   board_log(line);
@@ -88,7 +90,7 @@ static void drain(void) {
   for (int n; (n = (int)call0("poll_event")) > 0;) {
     uint8_t *b = io();
     uint32_t a = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
-    say("event %lld %lld", b[0], a);
+    say("event %lu %lu", b[0], a);
   }
   for (int n; (n = (int)call0("poll_transmit")) > 0;) slip_send(io(), (size_t)n);
 }
@@ -138,7 +140,7 @@ static int wake(void) {
   if (board_flash_read(0, io(), REGION_BYTES) != 0) board_fault("flash read failed");
   int64_t state = call2("boot", now_ms(), REGION_BYTES);
   if (state < 0) board_fault(state == -1 ? "boot: no valid credentials on flash" : "boot failed");
-  say("boot %lld boots=%lld", state, boots);
+  say("boot %lu boots=%lu", state, boots);
   drain();
 
   const char *event = arg("event");
@@ -152,7 +154,7 @@ static int wake(void) {
     memcpy(b, event, name_len);
     memcpy(b + name_len, data, (size_t)data_len);
     int64_t seq = call3("publish", now_ms(), name_len, (uint64_t)data_len);
-    say("published %lld %lld", seq, 0);
+    say("published %lu %lu", seq, 0);
     drain();
   }
 
@@ -181,8 +183,8 @@ static int wake(void) {
       drain();
     }
   }
-  say("sleep session=%lld heap=%lld", call0("session_state"), board_heap_high_water());
-  say("ram stack=%lld static=%lld", board_stack_high_water(), board_static_ram());
+  say("sleep session=%lu heap=%lu", call0("session_state"), board_heap_high_water());
+  say("ram stack=%lu static=%lu", board_stack_high_water(), board_static_ram());
   return 0;
 }
 
