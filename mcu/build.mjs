@@ -140,7 +140,7 @@ async function link(name, objs) {
   const elf = join(out, `${name}.elf`);
   const map = join(out, `${name}.map`);
   await run(CC, [...ARCH, '--specs=nano.specs', '--specs=rdimon.specs', '-nostartfiles', '-T', join(root, 'mcu/mps2-an386.ld'),
-    '-Wl,--gc-sections', `-Wl,-Map=${map}`, '-o', elf, ...objs]);
+    '-Wl,--gc-sections', '-Wl,--no-enum-size-warning', `-Wl,-Map=${map}`, '-o', elf, ...objs]);
   const bin = join(out, `${name}.bin`);
   const cp = spawnSync('arm-none-eabi-objcopy', ['-O', 'binary', elf, bin]);
   if (cp.status !== 0) fail(`objcopy ${elf} failed`);
@@ -181,7 +181,10 @@ const [boardObjs, w3Objs, moduleObj, w2cObjs] = await Promise.all([
   compile([...w3Files, join(src, 'engine_wasm3.c')], join(out, 'obj/wasm3'), [...inc, `-I${w3.dir}`, ...WASM3_DEFINES, '-Wno-unused-variable', '-Wno-unused-but-set-variable']),
   compile([join(out, 'session_wasm.c')], join(out, 'obj/module'), []),
   compile([join(out, 'session.c'), join(rt.implDir, 'wasm-rt-impl.c'), join(src, 'engine_wasm2c.c'), join(out, 'wasm2c_exports.c')],
-    join(out, 'obj/wasm2c'), [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${out}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable']),
+    join(out, 'obj/wasm2c'), [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${out}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable',
+      // The runtime reads its wasm_rt_type_t enum with va_arg: with arm-none-eabi's default short
+      // enums that is undefined and GCC emits a trap (udf) there.
+      '-fno-short-enums']),
 ]);
 const report = {
   wasm3Version: w3.version,

@@ -31,8 +31,8 @@ export interface McuStats {
 }
 
 export interface McuInstance extends ModuleInstance {
-  /** Instructions the last call took inside the image (meaningful with `icount`). */
-  readonly lastCallInsns: number;
+  /** Every call with the instructions it took inside the image (meaningful with `icount`). */
+  readonly calls: { name: string; insns: number }[];
   stats(): McuStats;
 }
 
@@ -66,7 +66,15 @@ export class McuEngine implements Engine {
       exited.then(() => { throw new Error(`${this.name}: QEMU exited at start: ${log.trim()}`); }),
     ]);
     const link = new UartLink(rx, tx, () => log);
-    const ready = link.receive();
+    let ready: Buffer;
+    try {
+      ready = link.receive();
+    } catch {
+      // The output handlers only run once this returns to the event loop: wait for QEMU's last words.
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+      link.close();
+      throw new Error(`${this.name}: the image stopped before it was ready (exit ${qemu.exitCode ?? qemu.signalCode}): ${log.trim() || 'no output'}`);
+    }
     if (ready[0] !== 0x52 /* R */ || ready[1] !== 0) {
       link.close();
       throw new Error(`${this.name}: the image could not load the module: ${ready.subarray(2).toString()}`);
@@ -110,7 +118,7 @@ class UartLink {
 }
 
 class Instance implements McuInstance {
-  lastCallInsns = 0;
+  readonly calls: { name: string; insns: number }[] = [];
   private names: string[] | null = null;
   private memBytes: number;
 
@@ -127,7 +135,7 @@ class Instance implements McuInstance {
     f[2 + n.length] = args.length;
     args.forEach((a, i) => f.writeBigUInt64LE(BigInt.asUintN(64, BigInt(a)), 3 + n.length + 8 * i));
     const r = this.link.request(f, 'r');
-    this.lastCallInsns = Number(r.readBigUInt64LE(11));
+    this.calls.push({ name, insns: Number(r.readBigUInt64LE(11)) });
     if (r[1] !== 0) {
       const why = r.subarray(19).toString();
       if (why === 'function lookup failed') throw new Error(`${this.engine}: module has no export named '${name}'`);

@@ -42,7 +42,7 @@ export function qemuArgs(a: QemuArgs): string[] {
     '-M', 'mps2-an386', '-nodefaults', '-net', 'none', '-display', 'none', '-monitor', 'none',
     '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
     '-semihosting-config', 'enable=on,target=native',
-    ...(a.icount ? ['-icount', 'shift=0,sleep=off'] : []),
+    ...(a.icount ? ['-icount', 'shift=0'] : []),
     '-kernel', imagePath(a.build), '-append', a.cmdline,
   ];
 }

@@ -23,7 +23,20 @@ void Default_Handler(void) {
   board_fault("unexpected interrupt or fault");
 }
 
-static void HardFault_Handler(void) { board_fault("hard fault"); }
+/* Names the faulting instruction: the stacked PC is word 6 of the exception frame. */
+__attribute__((used)) static void fault_report(const uint32_t *frame) {
+  static char msg[48];
+  static const char hex[] = "0123456789abcdef";
+  uint32_t pc = frame[6];
+  memcpy(msg, "hard fault at pc 0x", 19);
+  for (int i = 0; i < 8; i++) msg[19 + i] = hex[(pc >> (28 - 4 * i)) & 15u];
+  msg[27] = 0;
+  board_fault(msg);
+}
+
+__attribute__((naked)) static void HardFault_Handler(void) {
+  __asm volatile("tst lr, #4\n ite eq\n mrseq r0, msp\n mrsne r0, psp\n b fault_report");
+}
 
 /* Cortex-M core vectors, then the mps2-an386 interrupts: UART0 RX is IRQ 0. */
 __attribute__((section(".vectors"), used)) static void (*const vectors[16 + 32])(void) = {
