@@ -1,6 +1,6 @@
 // Lifecycle conformance: the incident replay (cloud wipe, heals, three profiles) run on every
 // engine with the same seed must give byte-identical datagrams, persisted writes and events
-// (the Cortex-M4 image in QEMU included: MCU_ENGINE in engines.ts).
+// (the Cortex-M4 image in QEMU included: MCU_ENGINES in engines.ts).
 import { describe, it } from 'node:test';
 import { DEFAULT_INCIDENT } from '../../host/sim/incident.ts';
 import { World } from '../../host/sim/world.ts';

@@ -3,7 +3,7 @@
 // engines must produce byte-identical traces (every transmitted datagram, every received
 // application record, every call result and state, the counters after every input, the crypto
 // outputs, the whole linear memory at the end). CONFORMANCE_SEEDS=n runs seeds 1..n instead.
-// The Cortex-M4 image (MCU_ENGINE) joins for seeds 1 and 2.
+// The Cortex-M4 image joins: wasm3 for seeds 1 and 2, the wasm2c build for seed 1 (MCU_ENGINES).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

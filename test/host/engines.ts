@@ -3,7 +3,7 @@ import type { Engine } from '../../host/engines/engine.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { Wasm3Engine, wasm3Available } from '../../host/engines/wasm3/index.ts';
 import { McuEngine } from '../../host/mcu/engine.ts';
-import { mcuUnavailable } from '../../host/mcu/qemu.ts';
+import { mcuUnavailable, type McuBuild } from '../../host/mcu/qemu.ts';
 
 export interface EngineCase {
   name: string;
@@ -21,20 +21,24 @@ export const ENGINES: EngineCase[] = [
   },
 ];
 
-/** wasm3 on the Cortex-M4 image in QEMU (mcu/, host/mcu/engine.ts): every call crosses an
- * emulated UART, so only the conformance suites run it, on their first seeds. */
-export const MCU_ENGINE: EngineCase = {
-  name: 'mcu-wasm3',
-  create: () => {
-    const why = mcuUnavailable('wasm3');
-    return why ? { skip: why } : new McuEngine('wasm3');
-  },
-  maxSeed: 2,
-};
+/** The Cortex-M4 image in QEMU (mcu/, host/mcu/engine.ts), with wasm3 and with the wasm2c
+ * baseline: every call crosses an emulated UART, so only the conformance suites run them, on
+ * their first seeds. */
+function mcuEngine(build: McuBuild, maxSeed: number): EngineCase {
+  return {
+    name: `mcu-${build}`,
+    create: () => {
+      const why = mcuUnavailable(build);
+      return why ? { skip: why } : new McuEngine(build);
+    },
+    maxSeed,
+  };
+}
+export const MCU_ENGINES: EngineCase[] = [mcuEngine('wasm3', 2), mcuEngine('wasm2c', 1)];
 
 /** The engines a conformance run with `seed` compares. */
 export function enginesForSeed(seed: number): EngineCase[] {
-  return [...ENGINES, MCU_ENGINE].filter((e) => e.maxSeed === undefined || seed <= e.maxSeed);
+  return [...ENGINES, ...MCU_ENGINES].filter((e) => e.maxSeed === undefined || seed <= e.maxSeed);
 }
 
 /** Outside CI a missing tool skips with a reason; in CI (CI=true) it fails the test. */
