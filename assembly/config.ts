@@ -11,6 +11,16 @@ export let handshakeMaxTransmissions: i32 = 5;
 export let offerConnectionId: bool = true;
 /** Refuse a server that does not negotiate the extended master secret (RFC 7627). */
 export let requireExtendedMasterSecret: bool = false;
+/** The host set requireExtendedMasterSecret itself: a profile's default does not override it. */
+let requireEmsSetByHost: bool = false;
+
+/**
+ * Profile defaults for the DTLS layer, applied at boot. Our cloud always negotiates the extended
+ * master secret (RFC 7627), so the default profile refuses a server that does not.
+ */
+export function applyProfileDefaults(isDefaultProfile: bool): void {
+  if (!requireEmsSetByHost) requireExtendedMasterSecret = isDefaultProfile;
+}
 
 export const CONFIG_HANDSHAKE_INITIAL_TIMEOUT_MS: i32 = 1;
 export const CONFIG_HANDSHAKE_MAX_TIMEOUT_MS: i32 = 2;
@@ -38,6 +48,7 @@ export function configSet(key: i32, value: i64): i32 {
       return 0;
     case CONFIG_REQUIRE_EXTENDED_MASTER_SECRET:
       requireExtendedMasterSecret = value != 0;
+      requireEmsSetByHost = true;
       return 0;
   }
   return -1;

@@ -1,9 +1,6 @@
 // The exported ABI of build/session.wasm (documented in docs/abi.md). Thin: decode arguments from
 // the shared I/O buffer, call into the layers below, encode results back into it.
-import {
-  AES128_CTX_BYTES, DRBG_CTX_BYTES, aes128EncryptBlock, aes128ExpandKey, ccmOpen, ccmSeal, hmacDrbgGenerate,
-  hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
-} from './crypto/index';
+import { zeroize } from './crypto/index';
 // Loads the abort handler that asconfig.json routes abort() to.
 import './trap';
 import { configSet } from './config';
@@ -14,10 +11,10 @@ import { setOwnCid } from './dtls/record';
 import * as session from './session/session';
 import { policySet } from './session/policy';
 import { pollStore } from './session/persist';
+import { IO, IO_CAPACITY, fitsIo } from './io';
 
-/** Bytes in the shared I/O buffer: one datagram of up to 1500 bytes plus headroom. */
-const IO_CAPACITY: i32 = 2048;
-const IO: usize = memory.data(IO_CAPACITY, 16);
+/** Raw-mode exports refused once `boot` has run (the lifecycle owns what they would change). */
+const ERR_BOOTED: i32 = -6;
 
 export function io_ptr(): usize {
   return IO;
@@ -38,19 +35,13 @@ export function heap_offset(): usize {
   return p - 16; // BLOCK_OVERHEAD in the stub runtime: the pointer sat at the block header
 }
 
-/** Diagnostics for engine tests: 1 = out-of-bounds load (engine trap), 2 = firmware abort. */
-export function selftest_trap(kind: i32): i32 {
-  if (kind == 1) return load<i32>(<usize>0xfffffff0);
-  if (kind == 2) abort('selftest: firmware abort requested');
-  return 0;
-}
-
 // --- Session ------------------------------------------------------------------------------------
 // Time is `now` in milliseconds from an RTC that keeps running through deep sleep (i64).
 
 /** io = identity || psk. The PSK bytes are wiped from the I/O buffer. Returns 0 or -2. */
 export function provision(identityLen: i32, pskLen: i32): i32 {
-  if (identityLen < 0 || pskLen < 0 || !fits(identityLen + pskLen)) return -2;
+  if (!fitsIo(identityLen, pskLen)) return -2;
+  if (session.sessState != session.SS_OFF) return ERR_BOOTED; // the credentials block owns them
   const rc = dtls.provision(IO, identityLen, IO + <usize>identityLen, pskLen);
   zeroize(IO + <usize>identityLen, pskLen);
   return rc;
@@ -58,7 +49,7 @@ export function provision(identityLen: i32, pskLen: i32): i32 {
 
 /** io = entropy (at least 32 bytes from the board's TRNG). Returns 0 or -2. */
 export function seed_entropy(len: i32): i32 {
-  if (!fits(len)) return -2;
+  if (!fitsIo(len)) return -2;
   const rc = seedEntropy(IO, len);
   zeroize(IO, len);
   return rc;
@@ -70,6 +61,7 @@ export function seed_entropy(len: i32): i32 {
  */
 export function set_connection_id(len: i32): i32 {
   if (len < 0 || len > 32) return -2;
+  if (session.sessState != session.SS_OFF) return ERR_BOOTED; // boot sets the device's own CID
   setOwnCid(IO, len);
   return 0;
 }
@@ -81,14 +73,18 @@ export function config_set(key: i32, value: i64): i32 {
 
 /** Starts a full handshake; the ClientHello is then ready for poll_transmit. Returns 0 or -error. */
 export function connect(now: i64): i32 {
-  return dtls.connect(now);
+  return session.reconnect(now);
 }
 
 /** io = one received datagram of `len` bytes. Returns the connection state afterwards. */
 export function handle_datagram(now: i64, len: i32): i32 {
-  if (len < 0 || len > IO_CAPACITY) return dtls.state;
+  if (!fitsIo(len)) {
+    dtls.refuseDatagram();
+    return dtls.state;
+  }
   if (session.sessState == session.SS_OFF) dtls.handleDatagram(now, IO, len);
   else session.handleDatagram(now, IO, len);
+  zeroize(IO, len); // records were decrypted in place: no plaintext stays behind
   return dtls.state;
 }
 
@@ -108,7 +104,7 @@ export function next_timeout(): i64 {
 
 /** io = device id || identity || psk. Queues the credentials block for poll_store. 0 or -2. */
 export function provision_device(profile: i32, idLen: i32, identityLen: i32, pskLen: i32): i32 {
-  if (profile < 0 || profile > 2 || idLen < 0 || identityLen < 0 || pskLen < 0 || !fits(idLen + identityLen + pskLen)) return -2;
+  if (profile < 0 || profile > 2 || !fitsIo(idLen, identityLen, pskLen)) return -2;
   const rc = session.provisionDevice(<u8>profile, IO, idLen, IO + <usize>idLen, identityLen, IO + <usize>(idLen + identityLen), pskLen);
   zeroize(IO, idLen + identityLen + pskLen);
   return rc;
@@ -128,7 +124,7 @@ export function session_state(): i32 {
 
 /** io = name || data. Queues an event; returns its sequence number, or -2 bad size, -3 outbox full, -4 not booted. */
 export function publish(now: i64, nameLen: i32, dataLen: i32): i64 {
-  if (nameLen < 0 || dataLen < 0 || !fits(nameLen + dataLen)) return -2;
+  if (!fitsIo(nameLen, dataLen)) return -2;
   return session.publish(now, IO, nameLen, IO + <usize>nameLen, dataLen);
 }
 
@@ -166,7 +162,8 @@ export function recv(): i32 {
 
 /** Sends close_notify when connected and destroys the connection keys. */
 export function close(now: i64): i32 {
-  dtls.close(now);
+  if (session.sessState == session.SS_OFF) dtls.close(now);
+  else session.closeSession(now);
   return dtls.state;
 }
 
@@ -188,79 +185,4 @@ export function last_alert(): i32 {
 export function counters_read(): i32 {
   memory.copy(IO, countersPtr(), <usize>(COUNTER_COUNT * 4));
   return COUNTER_COUNT;
-}
-
-// --- Crypto primitives over the I/O buffer, for conformance tests and benchmarks -------------
-// Inputs are laid out back to back from the start of the buffer in argument order; outputs follow
-// the inputs, except CCM, which works in place like the record layer does.
-
-const TEST_AES: usize = memory.data(<i32>AES128_CTX_BYTES, 16);
-const TEST_DRBG: usize = memory.data(<i32>DRBG_CTX_BYTES, 16);
-
-function fits(total: i32): bool {
-  return total >= 0 && total <= IO_CAPACITY;
-}
-
-/** io = key[16]. */
-export function crypto_aes_set_key(): void {
-  aes128ExpandKey(TEST_AES, IO);
-  zeroize(IO, 16);
-}
-
-/** io = block[16] → encrypted in place. */
-export function crypto_aes_encrypt_blocks(count: i32): void {
-  // Repeated encryption of one block: AES throughput without CCM's bookkeeping.
-  for (let i = 0; i < count; i++) aes128EncryptBlock(TEST_AES, IO, IO);
-}
-
-/** io = nonce || aad || plaintext → plaintext replaced by ciphertext || tag. Returns its length or < 0. */
-export function crypto_ccm_seal(nonceLen: i32, aadLen: i32, textLen: i32, tagLen: i32): i32 {
-  if (nonceLen < 0 || aadLen < 0 || textLen < 0 || !fits(nonceLen + aadLen + textLen + tagLen)) return -2;
-  const text = IO + <usize>(nonceLen + aadLen);
-  return ccmSeal(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, text, textLen, text, tagLen);
-}
-
-/** io = nonce || aad || ciphertext||tag → plaintext in place. Returns its length, -1 auth, -2 param. */
-export function crypto_ccm_open(nonceLen: i32, aadLen: i32, dataLen: i32, tagLen: i32): i32 {
-  if (nonceLen < 0 || aadLen < 0 || dataLen < 0 || !fits(nonceLen + aadLen + dataLen)) return -2;
-  const data = IO + <usize>(nonceLen + aadLen);
-  return ccmOpen(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, data, dataLen, data, tagLen);
-}
-
-/** io = data[len] → digest[32] after it. */
-export function crypto_sha256(len: i32): i32 {
-  if (len < 0 || !fits(len + 32)) return -2;
-  sha256(IO, len, IO + <usize>len);
-  return 32;
-}
-
-/** io = key || data → mac[32] after them. */
-export function crypto_hmac_sha256(keyLen: i32, len: i32): i32 {
-  if (keyLen < 0 || len < 0 || !fits(keyLen + len + 32)) return -2;
-  hmacSha256(IO, keyLen, IO + <usize>keyLen, len, IO + <usize>(keyLen + len));
-  return 32;
-}
-
-/** io = secret || label || seed → outLen bytes after them. */
-export function crypto_tls_prf(secretLen: i32, labelLen: i32, seedLen: i32, outLen: i32): i32 {
-  if (secretLen < 0 || labelLen < 0 || seedLen < 0 || outLen < 0) return -2;
-  const inLen = secretLen + labelLen + seedLen;
-  if (!fits(inLen + outLen)) return -2;
-  tlsPrfSha256(IO, secretLen, IO + <usize>secretLen, labelLen, IO + <usize>(secretLen + labelLen), seedLen,
-    IO + <usize>inLen, outLen);
-  return outLen;
-}
-
-/** io = entropy || nonce || personalization. */
-export function crypto_drbg_instantiate(entropyLen: i32, nonceLen: i32, persLen: i32): i32 {
-  if (entropyLen < 0 || nonceLen < 0 || persLen < 0 || !fits(entropyLen + nonceLen + persLen)) return -2;
-  hmacDrbgInstantiate(TEST_DRBG, IO, entropyLen, IO + <usize>entropyLen, nonceLen,
-    IO + <usize>(entropyLen + nonceLen), persLen);
-  return 0;
-}
-
-/** io = additional input → outLen bytes after it. */
-export function crypto_drbg_generate(outLen: i32, addlLen: i32): i32 {
-  if (outLen < 0 || addlLen < 0 || !fits(addlLen + outLen)) return -2;
-  return hmacDrbgGenerate(TEST_DRBG, IO + <usize>addlLen, outLen, IO, addlLen);
 }

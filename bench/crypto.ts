@@ -2,14 +2,14 @@
 // runs it: one createCipheriv/createDecipheriv per record, which includes the key schedule).
 import crypto from 'node:crypto';
 import type { Engine } from '../host/engines/engine.ts';
-import { readFirmware } from '../host/firmware.ts';
+import { TEST_WASM, readFirmware } from '../host/firmware.ts';
 import { ModuleCrypto } from '../host/crypto-abi.ts';
 import { compare, fmt, table } from './lib.ts';
 
 const TAG = 8;
 
 export async function benchCrypto(engine: Engine): Promise<{ text: string; rows: (string | number)[][] }> {
-  const mc = new ModuleCrypto(await engine.load(readFirmware()));
+  const mc = new ModuleCrypto(await engine.load(readFirmware(TEST_WASM)));
   const key = crypto.randomBytes(16), nonce = crypto.randomBytes(12), aad = crypto.randomBytes(13);
   mc.setKey(key);
   const rows: (string | number)[][] = [];

@@ -6,7 +6,7 @@ import type { Engine, ModuleInstance } from '../host/engines/engine.ts';
 import { V8Engine } from '../host/engines/v8.ts';
 import { Wasm3Engine, wasm3Available } from '../host/engines/wasm3/index.ts';
 import { ModuleCrypto } from '../host/crypto-abi.ts';
-import { readFirmware } from '../host/firmware.ts';
+import { TEST_WASM, readFirmware } from '../host/firmware.ts';
 import { FirmwareClient } from '../host/session-abi.ts';
 import { TestPeer, pump } from '../test/host/dtls-peer.ts';
 import { compare, fmt, median, table } from './lib.ts';
@@ -67,7 +67,7 @@ export async function benchEngines(): Promise<{ text: string; rows: (string | nu
   if (!wasm3Available()) {
     return { text: table(header, [['wasm3 addon not built (npm run build:wasm3)', '-', '-', '-']]), rows: [] };
   }
-  const wasm = readFirmware();
+  const wasm = readFirmware(TEST_WASM);
   const v8 = new ModuleCrypto(await new V8Engine().load(wasm));
   const w3 = new ModuleCrypto(await new Wasm3Engine().load(wasm));
   const key = crypto.randomBytes(16), nonce = crypto.randomBytes(12), aad = crypto.randomBytes(13);

@@ -5,6 +5,8 @@ import { V8Engine } from './engines/v8.ts';
 
 /** Where `npm run build` puts the release module. */
 export const RELEASE_WASM = fileURLToPath(new URL('../build/session.wasm', import.meta.url));
+/** The same firmware plus test-only exports (crypto_*, selftest_trap): tests and benchmarks only. */
+export const TEST_WASM = fileURLToPath(new URL('../build/session-test.wasm', import.meta.url));
 
 export function readFirmware(path = RELEASE_WASM): Uint8Array {
   try {

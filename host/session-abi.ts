@@ -25,10 +25,14 @@ export const COUNTERS = [
   'sessionRestores', 'sessionDiscards', 'resetTokensReceived', 'resetsAccepted', 'truncatedFatal',
   'hintsActed', 'hintsIgnored', 'coapRetransmissions', 'coapGiveUps', 'eventsAcked', 'eventsDropped',
   'coapMalformed', 'storeWrites',
+  'dropDatagramTooLong', 'dropRxTooLarge', 'coapStaleIgnored', 'coapNonIgnored', 'persistedRefused',
+  'datagramsAccepted', 'datagramsRetransmitted', 'datagramsDropped',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;
 export const DROP_COUNTERS = COUNTERS.filter((c) => c.startsWith('drop')) as CounterName[];
+/** Every datagram handed to handle_datagram ends in exactly one of these (docs/abi.md). */
+export const DATAGRAM_OUTCOMES = ['datagramsAccepted', 'datagramsRetransmitted', 'datagramsDropped'] as const satisfies readonly CounterName[];
 
 export const CONFIG = {
   handshakeInitialTimeoutMs: 1,
@@ -55,6 +59,7 @@ export type SessionState = (typeof SESSION_STATES)[number];
 export const DISCARD_REASONS = [
   'none', 'max-age', 'unconfirmed-restores', 'record-limit', 'failed-auth-limit', 'coap-rst', 'coap-give-up',
   'reset-token', 'truncated-record', 'credentials-changed', 'peer-closed', 'handshake-failed',
+  'closed', 'reconnect', 'persisted-invalid',
 ] as const;
 export type DiscardReason = (typeof DISCARD_REASONS)[number];
 
@@ -162,8 +167,8 @@ export class FirmwareClient extends IoBuffer {
   }
 
   handleDatagram(nowMs: number, datagram: Uint8Array): StateName {
-    if (datagram.length > this.ioCapacity) return this.state; // larger than any datagram we accept
-    this.put(datagram);
+    // Larger than the I/O buffer: the firmware counts it as dropped without reading it.
+    if (datagram.length <= this.ioCapacity) this.put(datagram);
     return STATES[Number(this.m.call('handle_datagram', BigInt(nowMs), datagram.length))];
   }
 

@@ -119,3 +119,19 @@ export function writeUriPath(out: usize, at: i32, prev: u32, segment: usize, seg
 }
 
 export const URI_PATH_OPTION: u32 = OPT_URI_PATH;
+/**
+ * Event-Incarnation (elective, from the experimental range of RFC 7252 §12.2): the 4-byte random
+ * identity of a device's event stream, chosen at provisioning (docs/protocol.md).
+ */
+export const EVENT_INCARNATION_OPTION: u32 = 65000;
+
+/** Appends an option whose number is at least 269 above `prev`, with a 4-byte value. */
+export function writeOptionU32(out: usize, at: i32, prev: u32, number: u32, value: usize): i32 {
+  const p = out + <usize>at;
+  const ext = number - prev - 269;
+  store<u8>(p, <u8>((14 << 4) | 4));
+  store<u8>(p + 1, <u8>(ext >> 8));
+  store<u8>(p + 2, <u8>ext);
+  memory.copy(p + 3, value, 4);
+  return at + 7;
+}

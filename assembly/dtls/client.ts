@@ -11,7 +11,7 @@ import { getU16, getU24, putU16, putU24, putU48, putU8 } from './bytes';
 import * as C from './counters';
 import {
   CT_ALERT, CT_APPLICATION_DATA, CT_CHANGE_CIPHER_SPEC, CT_HANDSHAKE, EXPLICIT_NONCE_BYTES,
-  HEADER_BYTES, MAX_SEQUENCE, PARSE_OK, REPLAY_WINDOW_BYTES, VERSION_DTLS10, VERSION_DTLS12,
+  HEADER_BYTES, MAX_SEQUENCE, PARSE_OK, PROTECTED_OVERHEAD, REPLAY_WINDOW_BYTES, VERSION_DTLS10, VERSION_DTLS12,
   parseRecord, protectRecord, protectedRecordBytes, recBody, recBodyLen, recEnd, recEpoch, recSeq,
   recType, recVersion, replayCheck, replayReset, replayUpdate, unprotectRecord, OWN_CID, ownCidLen,
   recCidLen,
@@ -117,6 +117,11 @@ export const WINDOW1: usize = memory.data(<i32>REPLAY_WINDOW_BYTES, 8);
 export let authenticatedRecords: u32 = 0;
 /** Records that failed authentication under the current keys. */
 export let failedAuthThisKey: u32 = 0;
+/**
+ * Moves whenever connection keys are installed or destroyed. The session layer remembers the value
+ * its persisted keys came with: any other value means that connection is gone, whoever ended it.
+ */
+export let keyGeneration: u32 = 0;
 /** Sequence numbers below this may be used without persisting first (reserved ahead). */
 export let writeSeqReserved: u64 = 0;
 /** The reservation moved: the session must persist it before the next datagram leaves. */
@@ -272,7 +277,23 @@ function wipeConnection(): void {
   authenticatedRecords = 0;
   failedAuthThisKey = 0;
   writeSeqReserved = 0;
+  keyGeneration++;
   disarmResetToken();
+}
+
+export function clearFailedAuth(): void {
+  failedAuthThisKey = 0;
+}
+
+/** Empties the transmit queue and the received-data ring (boot: nothing from before is sent or read). */
+export function resetQueues(): void {
+  zeroize(TX, TX_SLOTS * TX_SLOT_BYTES);
+  txHead = 0;
+  txCount = 0;
+  building = 0;
+  buildingLen = 0;
+  zeroize(RX, RX_BYTES);
+  rxUsed = 0;
 }
 
 /** Starts a full handshake. Any previous connection is destroyed first. */
@@ -389,6 +410,7 @@ function deriveKeys(): void {
   aes128ExpandKey(SERVER_WRITE, KEY_BLOCK + 16);
   memory.copy(CLIENT_IV, KEY_BLOCK + 32, 4);
   memory.copy(SERVER_IV, KEY_BLOCK + 36, 4);
+  keyGeneration++;
   zeroize(KEY_BLOCK, 40);
   zeroize(SEED, 64);
 }
@@ -519,16 +541,27 @@ export function sendApplicationData(src: usize, len: i32): i32 {
   return 0;
 }
 
-/** Moves the oldest received application record to `out`; returns its length, -1 when none. */
+export const RX_NONE: i32 = -1;
+export const RX_TOO_LARGE: i32 = -2;
+
+/**
+ * Moves the oldest received application record to `out`; returns its length, RX_NONE when none,
+ * or RX_TOO_LARGE when it does not fit `capacity` (it is dropped and counted, so it cannot block
+ * the records behind it).
+ */
 export function receiveApplicationData(out: usize, capacity: i32): i32 {
-  if (rxUsed == 0) return -1;
+  if (rxUsed == 0) return RX_NONE;
   const len = load<i32>(RX);
-  if (len > capacity) return -2;
-  memory.copy(out, RX + 4, <usize>len);
+  const fits = len <= capacity;
+  if (fits) memory.copy(out, RX + 4, <usize>len);
   const entry = 4 + len;
   memory.copy(RX, RX + <usize>entry, <usize>(rxUsed - entry));
   rxUsed -= entry;
   zeroize(RX + <usize>rxUsed, entry);
+  if (!fits) {
+    C.count(C.C_DROP_RX_TOO_LARGE);
+    return RX_TOO_LARGE;
+  }
   return len;
 }
 
@@ -557,6 +590,26 @@ const CLOSE_NOTIFY_ALERT: usize = memory.data<u8>([1, 0]);
 
 /** Processes one datagram of `len` bytes at `p` (modified in place: records decrypt in place). */
 export function handleDatagram(now: i64, p: usize, len: i32): void {
+  const acceptedBefore = C.value(C.C_RX_RECORDS_OK);
+  const retransmissionsBefore = C.value(C.C_PEER_RETRANSMISSIONS);
+  handleRecords(now, p, len);
+  // One outcome per datagram, whatever its records did.
+  if (C.value(C.C_RX_RECORDS_OK) != acceptedBefore) C.count(C.C_DATAGRAMS_ACCEPTED);
+  else if (C.value(C.C_PEER_RETRANSMISSIONS) != retransmissionsBefore) C.count(C.C_DATAGRAMS_RETRANSMITTED);
+  else C.count(C.C_DATAGRAMS_DROPPED);
+}
+
+/** A datagram the host handed over with a length the I/O buffer cannot hold: counted, not read. */
+export function refuseDatagram(): void {
+  C.count(C.C_RX_DATAGRAMS);
+  C.count(C.C_DROP_DATAGRAM_TOO_LONG);
+  C.count(C.C_DATAGRAMS_DROPPED);
+  peerRetransmitted = false;
+  resetTokenSeen = false;
+  truncatedRecordSeen = false;
+}
+
+function handleRecords(now: i64, p: usize, len: i32): void {
   C.count(C.C_RX_DATAGRAMS);
   const end = p + <usize>len;
   let at = p;
@@ -598,10 +651,9 @@ function looksLikeTruncatedRecord(): bool {
   if (state != S_CONNECTED || readEpoch != 1) return false;
   if (recType != CT_APPLICATION_DATA && !(recCidLen > 0 && cidInUse)) return false;
   if (recVersion != VERSION_DTLS12 || recEpoch != 1) return false;
-  if (recBodyLen < PROTECTED_OVERHEAD_BYTES || recBodyLen > MAX_RECORD_BODY_BYTES) return false;
+  if (recBodyLen < PROTECTED_OVERHEAD || recBodyLen > MAX_RECORD_BODY_BYTES) return false;
   return recSeq > load<u64>(WINDOW1) || load<u64>(WINDOW1, 8) == 0;
 }
-const PROTECTED_OVERHEAD_BYTES: i32 = 16;
 const MAX_RECORD_BODY_BYTES: i32 = 2048;
 
 /** A record of ours that did not authenticate: is it the stateless reset carrying our token? */
@@ -1002,6 +1054,7 @@ export function restoreConnection(keys: usize, peerCid: usize, cidLen: i32, with
   aes128ExpandKey(SERVER_WRITE, keys + 16);
   memory.copy(CLIENT_IV, keys + 32, 4);
   memory.copy(SERVER_IV, keys + 36, 4);
+  keyGeneration++;
   memory.copy(PEER_CID, peerCid, <usize>cidLen);
   peerCidLen = cidLen;
   cidInUse = withOwnCid;

@@ -42,13 +42,26 @@ export const C_EVENTS_ACKED: i32 = 36;
 export const C_EVENTS_DROPPED: i32 = 37;
 export const C_COAP_MALFORMED: i32 = 38;
 export const C_STORE_WRITES: i32 = 39;
-export const COUNTER_COUNT: i32 = 40;
+export const C_DROP_DATAGRAM_TOO_LONG: i32 = 40; // handle_datagram with a length outside the I/O buffer
+export const C_DROP_RX_TOO_LARGE: i32 = 41; // authenticated application record larger than its reader's buffer
+export const C_COAP_STALE_IGNORED: i32 = 42; // CoAP ACK/RST for nothing in flight
+export const C_COAP_NON_IGNORED: i32 = 43; // CoAP NON from the cloud (nothing the device acts on)
+export const C_PERSISTED_REFUSED: i32 = 44; // newest slot sealed but out of range: session refused, keys erased
+// Every datagram ends in exactly one of these three (and rxDatagrams is their sum).
+export const C_DATAGRAMS_ACCEPTED: i32 = 45; // at least one record in it was accepted
+export const C_DATAGRAMS_RETRANSMITTED: i32 = 46; // nothing new: a server flight seen again
+export const C_DATAGRAMS_DROPPED: i32 = 47; // nothing accepted; the drop* counters say why
+export const COUNTER_COUNT: i32 = 48;
 
 const COUNTERS: usize = memory.data(COUNTER_COUNT * 4, 4);
 
 export function count(index: i32): void {
   const p = COUNTERS + (<usize>index << 2);
   store<u32>(p, load<u32>(p) + 1);
+}
+
+export function value(index: i32): u32 {
+  return load<u32>(COUNTERS + (<usize>index << 2));
 }
 
 export function countersPtr(): usize {

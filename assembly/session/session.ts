@@ -5,6 +5,7 @@ import {
   SHA256_CTX_BYTES, ctEqual, hmacDrbgGenerate, sha256Final, sha256Init, sha256Update, zeroize,
 } from '../crypto/index';
 import { DRBG, isSeeded } from '../entropy';
+import * as cfg from '../config';
 import * as dtls from '../dtls/client';
 import * as C from '../dtls/counters';
 import { setOwnCid } from '../dtls/record';
@@ -31,6 +32,9 @@ export const R_TRUNCATED_RECORD: u32 = 8;
 export const R_CREDENTIALS_CHANGED: u32 = 9;
 export const R_PEER_CLOSED: u32 = 10;
 export const R_HANDSHAKE_FAILED: u32 = 11;
+export const R_CLOSED: u32 = 12; // the application closed the connection (close) or it ended under the session
+export const R_RECONNECT: u32 = 13; // the application asked for a new handshake (connect)
+export const R_PERSISTED_INVALID: u32 = 14; // the newest slot's CRC matched but its content is out of range
 export const R_NONE: u32 = 0;
 
 // Application events (poll_event): type, then two u32 arguments
@@ -53,7 +57,9 @@ export const ERR_NOT_BOOTED: i32 = -4;
 export let sessState: i32 = SS_OFF;
 let wokeAtMs: i64 = 0;
 let seenAuthenticated: u32 = 0;
-let lastHintActedMs: i64 = i64.MIN_VALUE;
+/** dtls.keyGeneration when the current session's keys were installed: any other value means the
+ * connection under the persisted keys is gone, whichever export ended it. */
+let sessionKeyGeneration: u32 = 0;
 let dirty: bool = false;
 let wakePingDue: bool = false;
 /**
@@ -73,7 +79,8 @@ let outEventSeq: u32 = 0;
 let outTransmissions: i32 = 0;
 let outTimeoutMs: i64 = 0;
 let outDeadlineMs: i64 = -1;
-const MESSAGE: usize = memory.data(128, 8);
+const MESSAGE_BYTES: i32 = 128;
+const MESSAGE: usize = memory.data(MESSAGE_BYTES, 8);
 let messageLen: i32 = 0;
 
 // Recently answered confirmable requests from the cloud, for de-duplication (mid, response code)
@@ -90,6 +97,8 @@ let eventHead: i32 = 0;
 let eventCount: i32 = 0;
 
 const SCRATCH: usize = memory.data(64, 8);
+const SCRATCH_RX_BYTES: i32 = 1024;
+const SCRATCH_RX: usize = memory.data(SCRATCH_RX_BYTES, 8);
 const HANDLE_LABEL: usize = memory.data<u8>([
   0x73, 0x6c, 0x65, 0x65, 0x70, 0x79, 0x2d, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x20, 0x68, 0x61, 0x6e, 0x64, 0x6c, 0x65,
 ]); // "sleepy-session handle"
@@ -122,15 +131,20 @@ export function pollEvent(out: usize): i32 {
 /** Writes the credentials block (a factory step). Any stored session is refused at the next boot. */
 export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: usize, identityLen: i32, psk: usize, pskLen: i32): i32 {
   if (profileId > policy.PROFILE_DEFAULT || idLen < 1 || idLen > P.MAX_DEVICE_ID_BYTES) return ERR_BAD_ARGUMENT;
-  if (identityLen < 1 || identityLen > 64 || pskLen < 1 || pskLen > 64) return ERR_BAD_ARGUMENT;
-  memory.fill(P.CREDS, 0, <usize>P.CREDS_BYTES);
-  store<u8>(P.CREDS + P.C_PROFILE, profileId);
-  store<u8>(P.CREDS + P.C_ID_LEN, <u8>idLen);
-  store<u8>(P.CREDS + P.C_IDENTITY_LEN, <u8>identityLen);
-  store<u8>(P.CREDS + P.C_PSK_LEN, <u8>pskLen);
-  memory.copy(P.CREDS + P.C_DEVICE_ID, id, <usize>idLen);
-  memory.copy(P.CREDS + P.C_IDENTITY, identity, <usize>identityLen);
-  memory.copy(P.CREDS + P.C_PSK, psk, <usize>pskLen);
+  if (identityLen < 1 || identityLen > P.MAX_STORED_IDENTITY_BYTES || pskLen < 1 || pskLen > P.MAX_STORED_PSK_BYTES) return ERR_BAD_ARGUMENT;
+  // Booted: the session belongs to the old credentials; its keys go before the new block is queued.
+  if (sessState != SS_OFF) {
+    if (hasSession()) destroySession(R_CREDENTIALS_CHANGED);
+    transition(SS_OFF, R_NONE, 0);
+  }
+  memory.fill(P.CREDS_IMAGE, 0, <usize>P.CREDS_BYTES);
+  store<u8>(P.CREDS_IMAGE + P.CRED_PROFILE, profileId);
+  store<u8>(P.CREDS_IMAGE + P.CRED_ID_LEN, <u8>idLen);
+  store<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN, <u8>identityLen);
+  store<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN, <u8>pskLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_DEVICE_ID, id, <usize>idLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_IDENTITY, identity, <usize>identityLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_PSK, psk, <usize>pskLen);
   P.sealCreds();
   P.writeCreds();
   C.count(C.C_STORE_WRITES);
@@ -145,27 +159,47 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   if (len < P.REGION_BYTES) return ERR_NOT_PROVISIONED;
   if (!P.credsValid(region)) return ERR_NOT_PROVISIONED;
   if (!isSeeded()) return ERR_NOT_SEEDED;
-  memory.copy(P.CREDS, region, <usize>P.CREDS_BYTES);
-  policy.setProfile(load<u8>(P.CREDS + P.C_PROFILE));
-  dtls.provision(P.CREDS + P.C_IDENTITY, <i32>load<u8>(P.CREDS + P.C_IDENTITY_LEN),
-    P.CREDS + P.C_PSK, <i32>load<u8>(P.CREDS + P.C_PSK_LEN));
+  memory.copy(P.CREDS_IMAGE, region, <usize>P.CREDS_BYTES);
+  policy.setProfile(load<u8>(P.CREDS_IMAGE + P.CRED_PROFILE));
+  cfg.applyProfileDefaults(policy.profile == policy.PROFILE_DEFAULT);
+  const rc = dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN),
+    P.CREDS_IMAGE + P.CRED_PSK, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN));
+  if (rc != 0) return ERR_NOT_PROVISIONED;
   // Our CID is the 4-byte handle the cloud derives from the device id (docs/protocol.md).
-  sha256Concat(HANDLE_LABEL, HANDLE_LABEL_LEN, P.CREDS + P.C_DEVICE_ID, <i32>load<u8>(P.CREDS + P.C_ID_LEN), SCRATCH);
+  sha256Concat(HANDLE_LABEL, HANDLE_LABEL_LEN, P.CREDS_IMAGE + P.CRED_DEVICE_ID, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_ID_LEN), SCRATCH);
   setOwnCid(SCRATCH, 4);
   dtls.setReserveBlock(policy.SEQUENCE_RESERVE_BLOCK);
 
   const found = P.loadNewestSlot(region);
-  if (found && load<u32>(P.SLOT + P.S_CREDS_CRC) != P.credsChecksum()) {
+  // Keys that must not stay on flash: a refused record, a record of other credentials, or the
+  // older slot still holding a session the newest one has destroyed (a cut between the two writes).
+  let eraseBothSlots = P.otherSlotHoldsSession && !hasSession();
+  let fresh = found != P.SLOT_LOADED;
+  if (found == P.SLOT_REFUSED) {
+    C.count(C.C_PERSISTED_REFUSED);
+    emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);
+    eraseBothSlots = true;
+  } else if (found == P.SLOT_LOADED && load<u32>(P.SLOT_IMAGE + P.SLOT_CREDS_CRC) != P.credsChecksum()) {
     // The credentials changed since this record was written: refuse all of it.
     const had = hasSession();
     P.blankSlot();
     if (had) emit(EV_SESSION_DISCARDED, R_CREDENTIALS_CHANGED, 0);
+    eraseBothSlots = true;
+    fresh = true;
   }
-  store<u32>(P.SLOT + P.S_CREDS_CRC, P.credsChecksum());
-  if (!found) {
-    hmacDrbgGenerate(DRBG, SCRATCH, 2, 0, 0); // a random first message ID (RFC 7252 §4.4)
-    store<u16>(P.SLOT + P.S_NEXT_MID, load<u16>(SCRATCH));
+  store<u32>(P.SLOT_IMAGE + P.SLOT_CREDS_CRC, P.credsChecksum());
+  if (fresh) {
+    // A random first message ID (RFC 7252 §4.4), and a new random identity for the event stream
+    // whose sequence numbers restart at 0: a cloud that still holds claims for the old stream
+    // (re-provisioning, a lost record) tells the new events from the old (docs/protocol.md).
+    hmacDrbgGenerate(DRBG, SCRATCH, 6, 0, 0);
+    store<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID, load<u16>(SCRATCH));
+    store<u32>(P.SLOT_IMAGE + P.SLOT_INCARNATION, load<u32>(SCRATCH, 2));
     dirty = true;
+  }
+  if (eraseBothSlots) {
+    persistNow();
+    persistNow();
   }
   let ended = R_NONE;
   if (hasSession()) {
@@ -183,7 +217,7 @@ function resetVolatile(now: i64): void {
   sessState = SS_OFF;
   wokeAtMs = now;
   seenAuthenticated = 0;
-  lastHintActedMs = i64.MIN_VALUE;
+  sessionKeyGeneration = 0;
   dirty = false;
   wakePingDue = false;
   wakePingAtMs = -1;
@@ -193,6 +227,9 @@ function resetVolatile(now: i64): void {
   eventCount = 0;
   P.resetStoreQueue();
   dtls.discardConnection(now, 0);
+  dtls.resetQueues();
+  zeroize(SCRATCH_RX, SCRATCH_RX_BYTES);
+  zeroize(MESSAGE, MESSAGE_BYTES);
 }
 
 const HASH_CTX: usize = memory.data(<i32>SHA256_CTX_BYTES, 8);
@@ -205,18 +242,19 @@ function sha256Concat(a: usize, aLen: i32, b: usize, bLen: i32, out: usize): voi
 }
 
 function hasSession(): bool {
-  return (load<u8>(P.SLOT + P.S_FLAGS) & P.FLAG_HAS_SESSION) != 0;
+  return (load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS) & P.FLAG_HAS_SESSION) != 0;
 }
 
 function restore(now: i64): void {
-  const flags = load<u8>(P.SLOT + P.S_FLAGS);
-  dtls.restoreConnection(P.SLOT + P.S_KEYS, P.SLOT + P.S_PEER_CID, <i32>load<u8>(P.SLOT + P.S_PEER_CID_LEN),
-    (flags & P.FLAG_CID_IN_USE) != 0, load<u64>(P.SLOT + P.S_WRITE_RESERVED), load<u64>(P.SLOT + P.S_READ_MAX),
+  const flags = load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS);
+  dtls.restoreConnection(P.SLOT_IMAGE + P.SLOT_KEYS, P.SLOT_IMAGE + P.SLOT_PEER_CID, <i32>load<u8>(P.SLOT_IMAGE + P.SLOT_PEER_CID_LEN),
+    (flags & P.FLAG_CID_IN_USE) != 0, load<u64>(P.SLOT_IMAGE + P.SLOT_WRITE_RESERVED), load<u64>(P.SLOT_IMAGE + P.SLOT_READ_MAX),
     (flags & P.FLAG_HAS_READ) != 0);
-  if ((flags & P.FLAG_HAS_TOKEN) != 0 && policy.usesResetToken()) dtls.armResetToken(P.SLOT + P.S_RESET_TOKEN);
+  sessionKeyGeneration = dtls.keyGeneration;
+  if ((flags & P.FLAG_HAS_TOKEN) != 0 && policy.usesResetToken()) dtls.armResetToken(P.SLOT_IMAGE + P.SLOT_RESET_TOKEN);
   seenAuthenticated = 0;
   if (policy.maxUnconfirmedRestores > 0) {
-    store<u8>(P.SLOT + P.S_USE_COUNTER, load<u8>(P.SLOT + P.S_USE_COUNTER) + 1);
+    store<u8>(P.SLOT_IMAGE + P.SLOT_USE_COUNTER, load<u8>(P.SLOT_IMAGE + P.SLOT_USE_COUNTER) + 1);
   }
   C.count(C.C_SESSION_RESTORES);
   wakePingDue = true;
@@ -226,7 +264,7 @@ function restore(now: i64): void {
 
 /** Which expiry rule, if any, retires the stored session. `atRestore`: about to use it again. */
 function expiryReason(now: i64, atRestore: bool): u32 {
-  const uses = <i32>load<u8>(P.SLOT + P.S_USE_COUNTER);
+  const uses = <i32>load<u8>(P.SLOT_IMAGE + P.SLOT_USE_COUNTER);
   if (policy.maxUnconfirmedRestores > 0) {
     // At restore: this would be one restore too many. Before sleep: this wake's restore went
     // unconfirmed and the next one would be refused anyway, so destroy the keys now.
@@ -236,11 +274,10 @@ function expiryReason(now: i64, atRestore: bool): u32 {
     }
   }
   if (!policy.enforcesKeyLimits()) return R_NONE;
-  if (now - load<i64>(P.SLOT + P.S_CREATED_MS) >= policy.maxSessionAgeMs) return R_MAX_AGE;
-  const sent = atRestore ? load<u64>(P.SLOT + P.S_WRITE_RESERVED) : dtls.writeSeq1;
+  if (now - load<i64>(P.SLOT_IMAGE + P.SLOT_CREATED_MS) >= policy.maxSessionAgeMs) return R_MAX_AGE;
+  const sent = atRestore ? load<u64>(P.SLOT_IMAGE + P.SLOT_WRITE_RESERVED) : dtls.writeSeq1;
   if (sent >= policy.maxRecordsPerKey) return R_RECORD_LIMIT;
-  const failed = atRestore ? load<u32>(P.SLOT + P.S_FAILED_AUTH) : load<u32>(P.SLOT + P.S_FAILED_AUTH) + dtls.failedAuthThisKey;
-  if (failed >= policy.maxFailedAuthPerKey) return R_FAILED_AUTH_LIMIT;
+  if (failedAuthTotal() >= <u64>policy.maxFailedAuthPerKey) return R_FAILED_AUTH_LIMIT;
   return R_NONE;
 }
 
@@ -256,12 +293,11 @@ function transition(to: i32, reason: u32, now: i64): void {
       dtls.connect(now);
       break;
     case SS_RESUMED:
-      emit(EV_RESUMED, <u32>load<u8>(P.SLOT + P.S_USE_COUNTER), 0);
+      emit(EV_RESUMED, <u32>load<u8>(P.SLOT_IMAGE + P.SLOT_USE_COUNTER), 0);
       dirty = true; // the use counter moved
       break;
     case SS_CONFIRMED:
-      store<u8>(P.SLOT + P.S_USE_COUNTER, 0);
-      store<i64>(P.SLOT + P.S_CONFIRMED_MS, now);
+      store<u8>(P.SLOT_IMAGE + P.SLOT_USE_COUNTER, 0);
       if (from == SS_HANDSHAKING) {
         captureNewSession(now);
         emit(EV_CONNECTED, 0, 0);
@@ -274,37 +310,44 @@ function transition(to: i32, reason: u32, now: i64): void {
       clearExchange();
       if (reason == R_HANDSHAKE_FAILED) emit(EV_HANDSHAKE_FAILED, <u32>dtls.lastError, 0);
       break;
+    case SS_OFF:
+      // Not booted any more (re-provisioned): the module is a raw DTLS client until the next boot.
+      clearExchange();
+      dtls.discardConnection(now, 0);
+      break;
   }
 }
 
 function captureNewSession(now: i64): void {
-  const s = P.SLOT;
-  zeroize(s + P.S_RESET_TOKEN, 16);
-  store<u8>(s + P.S_FLAGS, P.FLAG_HAS_SESSION | (dtls.isCidInUse() ? P.FLAG_CID_IN_USE : 0));
-  store<i64>(s + P.S_CREATED_MS, now);
-  store<u32>(s + P.S_FAILED_AUTH, 0);
-  dtls.exportKeys(s + P.S_KEYS);
+  const s = P.SLOT_IMAGE;
+  zeroize(s + P.SLOT_RESET_TOKEN, 16);
+  store<u8>(s + P.SLOT_FLAGS, P.FLAG_HAS_SESSION | (dtls.isCidInUse() ? P.FLAG_CID_IN_USE : 0));
+  store<i64>(s + P.SLOT_CREATED_MS, now);
+  store<u32>(s + P.SLOT_FAILED_AUTH, 0);
+  dtls.exportKeys(s + P.SLOT_KEYS);
+  sessionKeyGeneration = dtls.keyGeneration;
   const cidLen = dtls.peerCidLen;
-  store<u8>(s + P.S_PEER_CID_LEN, <u8>cidLen);
-  zeroize(s + P.S_PEER_CID, 32);
-  memory.copy(s + P.S_PEER_CID, dtls.PEER_CID, <usize>cidLen);
+  store<u8>(s + P.SLOT_PEER_CID_LEN, <u8>cidLen);
+  zeroize(s + P.SLOT_PEER_CID, 32);
+  memory.copy(s + P.SLOT_PEER_CID, dtls.PEER_CID, <usize>cidLen);
   seenAuthenticated = dtls.authenticatedRecords;
 }
 
 /** Destroys the session's keys in RAM and in both persisted slots; the outbox and counters stay. */
 function destroySession(reason: u32): void {
   dtls.discardConnection(0, 0);
-  const s = P.SLOT;
+  const s = P.SLOT_IMAGE;
   const hadSession = hasSession();
-  store<u8>(s + P.S_FLAGS, 0);
-  store<u8>(s + P.S_USE_COUNTER, 0);
-  zeroize(s + P.S_KEYS, 40);
-  zeroize(s + P.S_RESET_TOKEN, 16);
-  zeroize(s + P.S_PEER_CID, 32);
-  store<u8>(s + P.S_PEER_CID_LEN, 0);
-  store<u64>(s + P.S_WRITE_RESERVED, 0);
-  store<u64>(s + P.S_READ_MAX, 0);
-  store<u32>(s + P.S_FAILED_AUTH, 0);
+  store<u8>(s + P.SLOT_FLAGS, 0);
+  store<u8>(s + P.SLOT_USE_COUNTER, 0);
+  zeroize(s + P.SLOT_KEYS, P.SLOT_KEYS_BYTES);
+  zeroize(s + P.SLOT_RESET_TOKEN, 16);
+  zeroize(s + P.SLOT_PEER_CID, 32);
+  store<u8>(s + P.SLOT_PEER_CID_LEN, 0);
+  store<u64>(s + P.SLOT_WRITE_RESERVED, 0);
+  store<u64>(s + P.SLOT_READ_MAX, 0);
+  store<u32>(s + P.SLOT_FAILED_AUTH, 0);
+  store<i64>(s + P.SLOT_CREATED_MS, 0);
   // Twice: the older of the A/B slots still holds the keys until it is overwritten too.
   persistNow();
   persistNow();
@@ -325,11 +368,15 @@ function discardAndHandshake(reason: u32, now: i64): void {
 
 function persistNow(): void {
   if (hasSession()) {
-    store<u64>(P.SLOT + P.S_WRITE_RESERVED, dtls.writeSeqReserved);
+    // The reservation only grows: a lower value would let a later wake reuse a sequence number.
+    const reserved = load<u64>(P.SLOT_IMAGE + P.SLOT_WRITE_RESERVED);
+    if (dtls.writeSeqReserved > reserved) store<u64>(P.SLOT_IMAGE + P.SLOT_WRITE_RESERVED, dtls.writeSeqReserved);
+    store<u32>(P.SLOT_IMAGE + P.SLOT_FAILED_AUTH, <u32>min<u64>(failedAuthTotal(), 0xffffffff));
+    dtls.clearFailedAuth();
     const readMax = dtls.readSequenceMax();
-    store<u64>(P.SLOT + P.S_READ_MAX, readMax);
-    if (dtls.authenticatedRecords > 0 || (load<u8>(P.SLOT + P.S_FLAGS) & P.FLAG_HAS_READ) != 0) {
-      store<u8>(P.SLOT + P.S_FLAGS, load<u8>(P.SLOT + P.S_FLAGS) | P.FLAG_HAS_READ);
+    store<u64>(P.SLOT_IMAGE + P.SLOT_READ_MAX, readMax);
+    if (dtls.authenticatedRecords > 0 || (load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS) & P.FLAG_HAS_READ) != 0) {
+      store<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS, load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS) | P.FLAG_HAS_READ);
     }
   }
   P.writeSlot();
@@ -338,10 +385,48 @@ function persistNow(): void {
   dirty = false;
 }
 
-/** End of every call: persist what changed, before any queued datagram can leave. */
+/** Failed authentications under the session's keys: persisted ones and those since. */
+function failedAuthTotal(): u64 {
+  return <u64>load<u32>(P.SLOT_IMAGE + P.SLOT_FAILED_AUTH) + <u64>dtls.failedAuthThisKey;
+}
+
+/**
+ * End of every call: persist what changed, before any queued datagram can leave. Also the guard
+ * that owns the persisted keys: if the connection under them ended by any path the session did
+ * not take itself (a raw export), the keys are destroyed here rather than resumed later with a
+ * sequence reservation that no longer matches what went on the wire.
+ */
 export function commit(): void {
   if (sessState == SS_OFF) return;
+  if (hasSession() && dtls.keyGeneration != sessionKeyGeneration) {
+    destroySession(R_CLOSED);
+    transition(SS_NO_SESSION, R_CLOSED, 0);
+  }
   if (dirty || dtls.reservationMoved) persistNow();
+}
+
+/** `close` after boot: close_notify under the session's keys, then the keys are destroyed everywhere. */
+export function closeSession(now: i64): void {
+  if (sessState == SS_OFF) return;
+  if (hasSession()) {
+    dtls.close(now);
+    // The close_notify used a sequence number that may be beyond the reservation: the keys are
+    // erased from both slots before it can leave, so no later wake can use them again.
+    destroySession(R_CLOSED);
+  } else {
+    dtls.discardConnection(now, 0);
+  }
+  transition(SS_NO_SESSION, R_CLOSED, now);
+  commit();
+}
+
+/** `connect` after boot: the current session is destroyed and a handshake starts. */
+export function reconnect(now: i64): i32 {
+  if (sessState == SS_OFF) return dtls.connect(now);
+  if (hasSession()) destroySession(R_RECONNECT);
+  transition(SS_HANDSHAKING, R_RECONNECT, now);
+  commit();
+  return dtls.state == dtls.S_FAILED ? -dtls.lastError : 0;
 }
 
 // --- CoAP exchanges -------------------------------------------------------------------------------------
@@ -354,18 +439,18 @@ function clearExchange(): void {
 }
 
 function nextMid(): u32 {
-  const mid = <u32>load<u16>(P.SLOT + P.S_NEXT_MID);
-  store<u16>(P.SLOT + P.S_NEXT_MID, <u16>(mid + 1));
+  const mid = <u32>load<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID);
+  store<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID, <u16>(mid + 1));
   dirty = true;
   return mid;
 }
 
 function outboxCount(): i32 {
-  return <i32>load<u8>(P.SLOT + P.S_OUTBOX_COUNT);
+  return <i32>load<u8>(P.SLOT_IMAGE + P.SLOT_OUTBOX_COUNT);
 }
 
 function outboxEntry(i: i32): usize {
-  return P.SLOT + P.S_OUTBOX + <usize>(i * P.OUTBOX_ENTRY_BYTES);
+  return P.SLOT_IMAGE + P.SLOT_OUTBOX + <usize>(i * P.OUTBOX_ENTRY_BYTES);
 }
 
 /** Sends the next confirmable message when nothing is in flight: a queued event, else the wake ping. */
@@ -378,14 +463,15 @@ function kick(now: i64): void {
     store<u16>(SCRATCH, bswap<u16>(<u16>mid)); // token = the message ID: unique enough for NSTART 1
     let at = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_POST, mid, SCRATCH, 2);
     at = coap.writeUriPath(MESSAGE, at, 0, PATH_EVENTS, 1);
-    at = coap.writeUriPath(MESSAGE, at, coap.URI_PATH_OPTION, e + P.E_NAME, <i32>load<u8>(e + P.E_NAME_LEN));
+    at = coap.writeUriPath(MESSAGE, at, coap.URI_PATH_OPTION, e + P.OUTBOX_NAME, <i32>load<u8>(e + P.OUTBOX_NAME_LEN));
+    at = coap.writeOptionU32(MESSAGE, at, coap.URI_PATH_OPTION, coap.EVENT_INCARNATION_OPTION, P.SLOT_IMAGE + P.SLOT_INCARNATION);
     store<u8>(MESSAGE + <usize>at, 0xff);
-    store<u32>(MESSAGE + <usize>at + 1, bswap<u32>(load<u32>(e + P.E_SEQ)));
-    const dataLen = <i32>load<u8>(e + P.E_DATA_LEN);
-    memory.copy(MESSAGE + <usize>at + 5, e + P.E_DATA, <usize>dataLen);
+    store<u32>(MESSAGE + <usize>at + 1, bswap<u32>(load<u32>(e + P.OUTBOX_SEQ)));
+    const dataLen = <i32>load<u8>(e + P.OUTBOX_DATA_LEN);
+    memory.copy(MESSAGE + <usize>at + 5, e + P.OUTBOX_DATA, <usize>dataLen);
     messageLen = at + 5 + dataLen;
     outKind = KIND_EVENT;
-    outEventSeq = load<u32>(e + P.E_SEQ);
+    outEventSeq = load<u32>(e + P.OUTBOX_SEQ);
     outMid = mid;
     wakePingDue = false; // an event confirms the session as well as a ping would
   } else if (wakePingDue && wakePingAtMs >= 0 && now >= wakePingAtMs) {
@@ -431,7 +517,10 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
   }
   const type = coap.msgType;
   if (type == coap.COAP_ACK || type == coap.COAP_RST) {
-    if (outKind == KIND_NONE || coap.msgId != outMid) return; // stale or unknown
+    if (outKind == KIND_NONE || coap.msgId != outMid) {
+      C.count(C.C_COAP_STALE_IGNORED); // an ACK or RST for nothing in flight (late duplicate)
+      return;
+    }
     if (type == coap.COAP_RST) {
       discardAndHandshake(R_COAP_RST, now);
       return;
@@ -441,7 +530,10 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
     kick(now);
     return;
   }
-  if (type != coap.COAP_CON) return; // NON requests need no answer
+  if (type != coap.COAP_CON) {
+    C.count(C.C_COAP_NON_IGNORED); // the cloud sends no NON requests the device acts on
+    return;
+  }
   for (let i = 0; i < SEEN_SLOTS; i++) {
     if (load<u32>(SEEN_MID + <usize>(i << 2)) == coap.msgId) {
       sendAck(coap.msgId, load<u8>(SEEN_CODE + <usize>i), coap.msgToken, coap.msgTokenLen);
@@ -451,8 +543,8 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
   let code = coap.CODE_NOT_FOUND;
   if (coap.msgCode == coap.CODE_POST && coap.pathSegments == 1 && coap.path0Len == 2
     && ctEqual(coap.path0, PATH_RESET_TOKEN, 2) && coap.msgPayloadLen == 16 && policy.usesResetToken()) {
-    memory.copy(P.SLOT + P.S_RESET_TOKEN, coap.msgPayload, 16);
-    store<u8>(P.SLOT + P.S_FLAGS, load<u8>(P.SLOT + P.S_FLAGS) | P.FLAG_HAS_TOKEN);
+    memory.copy(P.SLOT_IMAGE + P.SLOT_RESET_TOKEN, coap.msgPayload, 16);
+    store<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS, load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS) | P.FLAG_HAS_TOKEN);
     dtls.armResetToken(coap.msgPayload);
     C.count(C.C_RESET_TOKENS_RECEIVED);
     dirty = true;
@@ -473,10 +565,10 @@ function sendAck(mid: u32, code: u8, token: usize, tokenLen: i32): void {
 
 function removeAcked(seq: u32): void {
   const n = outboxCount();
-  if (n == 0 || load<u32>(outboxEntry(0) + P.E_SEQ) != seq) return;
+  if (n == 0 || load<u32>(outboxEntry(0) + P.OUTBOX_SEQ) != seq) return;
   memory.copy(outboxEntry(0), outboxEntry(1), <usize>((n - 1) * P.OUTBOX_ENTRY_BYTES));
   zeroize(outboxEntry(n - 1), P.OUTBOX_ENTRY_BYTES);
-  store<u8>(P.SLOT + P.S_OUTBOX_COUNT, <u8>(n - 1));
+  store<u8>(P.SLOT_IMAGE + P.SLOT_OUTBOX_COUNT, <u8>(n - 1));
   C.count(C.C_EVENTS_ACKED);
   emit(EV_EVENT_ACKED, seq, 0);
   dirty = true;
@@ -516,6 +608,9 @@ function afterDtls(now: i64): void {
     discardAndHandshake(R_RESET_TOKEN, now);
     return;
   }
+  // A record that authenticated confirms the session before any hint in the same datagram is
+  // weighed: a forged truncated record behind a genuine one must not undo what the genuine proved.
+  if (sessState == SS_RESUMED && dtls.authenticatedRecords > seenAuthenticated) transition(SS_CONFIRMED, R_NONE, now);
   if (dtls.truncatedRecordSeen && hasSession()) {
     if (policy.truncatedRecordIsFatal()) {
       // Device OS: any read error but "want read" is fatal: wipe and reconnect.
@@ -523,9 +618,10 @@ function afterDtls(now: i64): void {
       discardAndHandshake(R_TRUNCATED_RECORD, now);
       return;
     }
-    // Default: only a hint, acted on while unconfirmed since wake, once per window.
-    if (sessState == SS_RESUMED && (lastHintActedMs == i64.MIN_VALUE || now - lastHintActedMs >= policy.truncatedHintWindowMs)) {
-      lastHintActedMs = now;
+    // Default: only a hint, acted on while unconfirmed since wake, once per window (the window is
+    // persisted: a wake does not open a new one).
+    if (sessState == SS_RESUMED && hintWindowOpen(now)) {
+      store<u32>(P.SLOT_IMAGE + P.SLOT_HINT_ACTED_S, nowSeconds(now) + 1);
       C.count(C.C_HINTS_ACTED);
       discardAndHandshake(R_TRUNCATED_RECORD, now);
       return;
@@ -546,16 +642,32 @@ function afterDtls(now: i64): void {
       discardAndHandshake(R_PEER_CLOSED, now);
       return;
     }
-    if (sessState == SS_RESUMED && dtls.authenticatedRecords > seenAuthenticated) transition(SS_CONFIRMED, R_NONE, now);
   }
   if (sessState == SS_CONFIRMED || sessState == SS_RESUMED) {
-    for (let n = dtls.receiveApplicationData(SCRATCH_RX, 1024); n >= 0; n = dtls.receiveApplicationData(SCRATCH_RX, 1024)) {
+    for (;;) {
+      // Too large for a CoAP message of ours: dropped and counted by the DTLS layer, not left to block.
+      const n = dtls.receiveApplicationData(SCRATCH_RX, SCRATCH_RX_BYTES);
+      if (n == dtls.RX_NONE) break;
+      if (n < 0) continue;
       receiveCoap(now, SCRATCH_RX, n);
+      zeroize(SCRATCH_RX, n); // it may have carried the reset token
       if (sessState == SS_HANDSHAKING) break;
     }
   }
 }
-const SCRATCH_RX: usize = memory.data(1024, 8);
+
+/** RTC seconds, as the persisted hint time keeps them (u32: 136 years). */
+function nowSeconds(now: i64): u32 {
+  return <u32>(max<i64>(0, now) / 1000);
+}
+
+function hintWindowOpen(now: i64): bool {
+  const acted = load<u32>(P.SLOT_IMAGE + P.SLOT_HINT_ACTED_S);
+  if (acted == 0) return true;
+  const sinceMs = (<i64>nowSeconds(now) - <i64>(acted - 1)) * 1000;
+  // A clock that went backwards (RTC reset) opens the window rather than closing it for good.
+  return sinceMs < 0 || sinceMs >= policy.truncatedHintWindowMs;
+}
 
 /** Queues an application event; returns its sequence number (≥ 0) or an error. */
 export function publish(now: i64, name: usize, nameLen: i32, data: usize, dataLen: i32): i64 {
@@ -563,15 +675,15 @@ export function publish(now: i64, name: usize, nameLen: i32, data: usize, dataLe
   if (nameLen < 1 || nameLen > P.MAX_EVENT_NAME_BYTES || dataLen < 0 || dataLen > P.MAX_EVENT_DATA_BYTES) return ERR_BAD_ARGUMENT;
   const n = outboxCount();
   if (n >= P.OUTBOX_SLOTS) return ERR_OUTBOX_FULL; // never overwrite an unconfirmed event
-  const seq = load<u32>(P.SLOT + P.S_NEXT_EVENT_SEQ);
-  store<u32>(P.SLOT + P.S_NEXT_EVENT_SEQ, seq + 1);
+  const seq = load<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ);
+  store<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ, seq + 1);
   const e = outboxEntry(n);
-  store<u32>(e + P.E_SEQ, seq);
-  store<u8>(e + P.E_NAME_LEN, <u8>nameLen);
-  memory.copy(e + P.E_NAME, name, <usize>nameLen);
-  store<u8>(e + P.E_DATA_LEN, <u8>dataLen);
-  memory.copy(e + P.E_DATA, data, <usize>dataLen);
-  store<u8>(P.SLOT + P.S_OUTBOX_COUNT, <u8>(n + 1));
+  store<u32>(e + P.OUTBOX_SEQ, seq);
+  store<u8>(e + P.OUTBOX_NAME_LEN, <u8>nameLen);
+  memory.copy(e + P.OUTBOX_NAME, name, <usize>nameLen);
+  store<u8>(e + P.OUTBOX_DATA_LEN, <u8>dataLen);
+  memory.copy(e + P.OUTBOX_DATA, data, <usize>dataLen);
+  store<u8>(P.SLOT_IMAGE + P.SLOT_OUTBOX_COUNT, <u8>(n + 1));
   dirty = true;
   kick(now);
   commit();
@@ -599,21 +711,20 @@ export function prepareSleep(now: i64): i64 {
     if (expired != R_NONE) {
       destroySession(expired);
       transition(SS_NO_SESSION, expired, now);
-    } else {
-      store<u32>(P.SLOT + P.S_FAILED_AUTH, load<u32>(P.SLOT + P.S_FAILED_AUTH) + dtls.failedAuthThisKey);
-      dirty = true;
+    } else if (dtls.failedAuthThisKey > 0) {
+      dirty = true; // persistNow folds them into the record
     }
   }
   if (!policy.keepsEventsAcrossSleep()) {
     // Device OS kept unconfirmed events only in RAM: deep sleep loses them.
     const n = outboxCount();
     for (let i = 0; i < n; i++) {
-      emit(EV_EVENT_DROPPED, load<u32>(outboxEntry(i) + P.E_SEQ), 0);
+      emit(EV_EVENT_DROPPED, load<u32>(outboxEntry(i) + P.OUTBOX_SEQ), 0);
       C.count(C.C_EVENTS_DROPPED);
     }
     if (n > 0) {
       zeroize(outboxEntry(0), n * P.OUTBOX_ENTRY_BYTES);
-      store<u8>(P.SLOT + P.S_OUTBOX_COUNT, 0);
+      store<u8>(P.SLOT_IMAGE + P.SLOT_OUTBOX_COUNT, 0);
       dirty = true;
     }
   }

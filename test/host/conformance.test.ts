@@ -7,7 +7,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { readFirmware } from '../../host/firmware.ts';
+import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { ENGINES, enginesForSeed, skipOrFail } from './engines.ts';
 import { SCENARIOS } from './conformance/scenarios.ts';
@@ -19,7 +19,7 @@ const ONE_PAGE = 65536;
 
 describe('engine conformance', () => {
   it('every output the module offers (poll_* exports) is drained and compared', async () => {
-    const m = await new V8Engine().load(readFirmware());
+    const m = await new V8Engine().load(readFirmware(TEST_WASM));
     const missing = undrainedPollExports(m.exportNames());
     assert.deepEqual(missing, [], `add an OUTPUT_CHANNELS entry in test/host/conformance/device.ts for: ${missing.join(', ')}`);
     for (const ch of OUTPUT_CHANNELS) assert.ok(m.exportNames().includes(ch.export), `channel ${ch.kind}: no export ${ch.export}`);
@@ -32,7 +32,7 @@ describe('engine conformance', () => {
     it(`${ec.name}: empty byte arrays written to or read from memory stay usable`, async (t) => {
       const engine = ec.create();
       if ('skip' in engine) return skipOrFail(t, engine.skip);
-      const m = await engine.load(readFirmware());
+      const m = await engine.load(readFirmware(TEST_WASM));
       const io = Number(m.call('io_ptr'));
       const written = Buffer.alloc(0);
       m.writeMemory(io, written);

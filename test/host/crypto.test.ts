@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fc from 'fast-check';
-import { readFirmware } from '../../host/firmware.ts';
+import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
 import { ModuleCrypto } from '../../host/crypto-abi.ts';
 import { ENGINES, skipOrFail } from './engines.ts';
 
@@ -54,7 +54,7 @@ for (const engineCase of ENGINES) {
         skipOrFail(t, engine.skip);
         return undefined;
       }
-      return new ModuleCrypto(await engine.load(readFirmware()));
+      return new ModuleCrypto(await engine.load(readFirmware(TEST_WASM)));
     }
 
     it('AES-128-CCM-8 seal/open matches node:crypto on 1,000 random cases and rejects any flipped bit', async (t) => {

@@ -1,6 +1,7 @@
 // Spoofed floods against a `default` device, and keys destroyed before sleep (V8, cloud in process).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { SLOT_MAGIC } from './fixtures/persisted.ts';
 import crypto from 'node:crypto';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { World } from '../../host/sim/world.ts';
@@ -126,7 +127,7 @@ describe('keys destroyed before sleep', () => {
     // The session keys as persisted (slot layout: docs/abi.md).
     const mem = device.board.memory.bytes;
     const slots = [192, 192 + 544].map((at) => Buffer.from(mem.subarray(at, at + 544)));
-    const withSession = slots.filter((s) => s.readUInt32LE(0) === 0x31504c53 && (s[12] & 1));
+    const withSession = slots.filter((s) => s.readUInt32LE(0) === SLOT_MAGIC && (s[12] & 1));
     assert.ok(withSession.length >= 1);
     const keys = [0, 16].map((o) => Buffer.from(withSession[0].subarray(20 + o, 36 + o)));
     // Wake while the session is still young (15 min), work until it is older than its limit

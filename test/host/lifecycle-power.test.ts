@@ -3,48 +3,17 @@
 // never a torn one, and no (key, nonce) pair may ever be sent twice, also after a cut.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import zlib from 'node:zlib';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { World } from '../../host/sim/world.ts';
 import { startWakeCycle } from '../../host/sim/wake-cycle.ts';
 import { FirmwareClient, REGION_BYTES, type StoreWrite } from '../../host/session-abi.ts';
 import { readFirmware } from '../../host/firmware.ts';
 import { parseRecords } from './dtls-ref.ts';
+import { SLOT_AT, SLOT_BYTES, newestSlot, readSlot } from './fixtures/persisted.ts';
 
 const MIN = 60_000;
-// Layout from docs/abi.md ("Persisted layout")
-const SLOT_AT = [192, 192 + 544];
-const SLOT_BYTES = 544;
-const S_GENERATION = 4, S_FLAGS = 12, S_KEYS = 20, S_CREATED_MS = 76, S_OUTBOX_COUNT = 148, S_CRC = 540;
 const SERVER_CID_BYTES = 8;
-
-interface Slot {
-  generation: number;
-  hasSession: boolean;
-  keys: string;
-  created: bigint;
-  outbox: number;
-}
-
-function readSlot(b: Uint8Array): Slot | null {
-  const v = Buffer.from(b);
-  if (v.readUInt32LE(0) !== 0x31504c53) return null;
-  if (v.readUInt32LE(S_CRC) !== zlib.crc32(v.subarray(0, S_CRC))) return null;
-  return {
-    generation: v.readUInt32LE(S_GENERATION),
-    hasSession: (v[S_FLAGS] & 1) !== 0,
-    keys: v.subarray(S_KEYS, S_KEYS + 40).toString('hex'),
-    created: v.readBigInt64LE(S_CREATED_MS),
-    outbox: v[S_OUTBOX_COUNT],
-  };
-}
-
-/** What a correct A/B reader takes: the valid slot with the newer generation. */
-function newest(image: Uint8Array): Slot | null {
-  const [a, b] = SLOT_AT.map((at) => readSlot(image.subarray(at, at + SLOT_BYTES)));
-  if (a && b) return ((b.generation - a.generation) | 0) > 0 ? b : a;
-  return a ?? b;
-}
+const newest = newestSlot;
 
 function applied(image: Uint8Array, w: StoreWrite): Uint8Array {
   const img = Uint8Array.from(image);

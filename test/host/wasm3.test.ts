@@ -12,7 +12,7 @@ import { cryptoWorkload } from '../../host/engines/wasm3/workload.ts';
 import { skipOrFail } from './engines.ts';
 import { ABORT, START_MARK, numericModule } from './fixtures/numeric-module.ts';
 
-const SESSION_WASM = new URL('../../build/session.wasm', import.meta.url);
+const SESSION_WASM = new URL('../../build/session-test.wasm', import.meta.url);
 
 /** Expect `fn` to throw a WasmTrapError from wasm3 whose message contains every fragment. */
 function expectTrap(fn: () => unknown, ...fragments: string[]): WasmTrapError {
@@ -145,7 +145,7 @@ if (!wasm3Available()) {
     });
   });
 
-  describe('wasm3 engine: build/session.wasm against V8', () => {
+  describe('wasm3 engine: build/session-test.wasm against V8', () => {
     let wasm: Uint8Array;
     let w: ModuleInstance;
     let v: ModuleInstance;
@@ -157,7 +157,7 @@ if (!wasm3Available()) {
     });
     const needsModule = (t: { skip(msg: string): void }): boolean => {
       if (wasm) return true;
-      skipOrFail(t, 'build/session.wasm not built (run: npm run build)');
+      skipOrFail(t, 'build/session-test.wasm not built (run: npm run build)');
       return false;
     };
 

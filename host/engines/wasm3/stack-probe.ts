@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const addonAt = args.indexOf('--addon');
   const addonPath = addonAt >= 0 ? args.splice(addonAt, 2)[1] : undefined;
-  const wasm = readFileSync(args[0] ?? 'build/session.wasm');
+  const wasm = readFileSync(args[0] ?? 'build/session-test.wasm');
   const all = await probes(wasm, addonPath);
 
   const whole = async (bytes: number): Promise<true | string> => {

@@ -4,7 +4,7 @@
  * the scripted peer) and records every output, so that `checkParity` can compare engines.
  */
 import type { Engine, ModuleInstance } from '../../../host/engines/engine.ts';
-import { readFirmware } from '../../../host/firmware.ts';
+import { TEST_WASM, readFirmware } from '../../../host/firmware.ts';
 import { SeededRandom } from './random.ts';
 import { TraceRecorder, type Trace } from './trace.ts';
 import { TracedClient, recordMemory } from './device.ts';
@@ -43,7 +43,7 @@ let firmware: Uint8Array | undefined;
 
 /** Runs one scenario with one seed on `engine`. Never throws: a failure ends the trace with an 'error' step. */
 export async function runScenario(engine: Engine, scenario: Scenario, seed: number, wasm?: Uint8Array): Promise<Trace> {
-  const bytes = wasm ?? (firmware ??= readFirmware());
+  const bytes = wasm ?? (firmware ??= readFirmware(TEST_WASM));
   const trace = new TraceRecorder();
   const rng = SeededRandom.for(scenario.name, seed);
   const loaded: ModuleInstance[] = [];

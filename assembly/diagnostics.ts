@@ -1,0 +1,85 @@
+// Test-only exports: crypto primitives over the I/O buffer and trap diagnostics. They are built
+// into build/session-test.wasm (assembly/test-build.ts) for conformance tests and benchmarks, never
+// into the production module build/session.wasm.
+import {
+  AES128_CTX_BYTES, DRBG_CTX_BYTES, aes128EncryptBlock, aes128ExpandKey, ccmOpen, ccmSeal, hmacDrbgGenerate,
+  hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
+} from './crypto/index';
+import { IO, fitsIo } from './io';
+
+/** Diagnostics for engine tests: 1 = out-of-bounds load (engine trap), 2 = firmware abort. */
+export function selftest_trap(kind: i32): i32 {
+  if (kind == 1) return load<i32>(<usize>0xfffffff0);
+  if (kind == 2) abort('selftest: firmware abort requested');
+  return 0;
+}
+
+// --- Crypto primitives over the I/O buffer, for conformance tests and benchmarks -------------
+// Inputs are laid out back to back from the start of the buffer in argument order; outputs follow
+// the inputs, except CCM, which works in place like the record layer does.
+
+const TEST_AES: usize = memory.data(<i32>AES128_CTX_BYTES, 16);
+const TEST_DRBG: usize = memory.data(<i32>DRBG_CTX_BYTES, 16);
+
+/** io = key[16]. */
+export function crypto_aes_set_key(): void {
+  aes128ExpandKey(TEST_AES, IO);
+  zeroize(IO, 16);
+}
+
+/** io = block[16] → encrypted in place. */
+export function crypto_aes_encrypt_blocks(count: i32): void {
+  // Repeated encryption of one block: AES throughput without CCM's bookkeeping.
+  for (let i = 0; i < count; i++) aes128EncryptBlock(TEST_AES, IO, IO);
+}
+
+/** io = nonce || aad || plaintext → plaintext replaced by ciphertext || tag. Returns its length or < 0. */
+export function crypto_ccm_seal(nonceLen: i32, aadLen: i32, textLen: i32, tagLen: i32): i32 {
+  if (!fitsIo(nonceLen, aadLen, textLen, tagLen)) return -2;
+  const text = IO + <usize>(nonceLen + aadLen);
+  return ccmSeal(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, text, textLen, text, tagLen);
+}
+
+/** io = nonce || aad || ciphertext||tag → plaintext in place. Returns its length, -1 auth, -2 param. */
+export function crypto_ccm_open(nonceLen: i32, aadLen: i32, dataLen: i32, tagLen: i32): i32 {
+  if (!fitsIo(nonceLen, aadLen, dataLen) || tagLen < 0 || tagLen > dataLen) return -2;
+  const data = IO + <usize>(nonceLen + aadLen);
+  return ccmOpen(TEST_AES, IO, nonceLen, IO + <usize>nonceLen, aadLen, data, dataLen, data, tagLen);
+}
+
+/** io = data[len] → digest[32] after it. */
+export function crypto_sha256(len: i32): i32 {
+  if (!fitsIo(len, 32)) return -2;
+  sha256(IO, len, IO + <usize>len);
+  return 32;
+}
+
+/** io = key || data → mac[32] after them. */
+export function crypto_hmac_sha256(keyLen: i32, len: i32): i32 {
+  if (!fitsIo(keyLen, len, 32)) return -2;
+  hmacSha256(IO, keyLen, IO + <usize>keyLen, len, IO + <usize>(keyLen + len));
+  return 32;
+}
+
+/** io = secret || label || seed → outLen bytes after them. */
+export function crypto_tls_prf(secretLen: i32, labelLen: i32, seedLen: i32, outLen: i32): i32 {
+  if (!fitsIo(secretLen, labelLen, seedLen, outLen)) return -2;
+  const inLen = secretLen + labelLen + seedLen;
+  tlsPrfSha256(IO, secretLen, IO + <usize>secretLen, labelLen, IO + <usize>(secretLen + labelLen), seedLen,
+    IO + <usize>inLen, outLen);
+  return outLen;
+}
+
+/** io = entropy || nonce || personalization. */
+export function crypto_drbg_instantiate(entropyLen: i32, nonceLen: i32, persLen: i32): i32 {
+  if (!fitsIo(entropyLen, nonceLen, persLen)) return -2;
+  hmacDrbgInstantiate(TEST_DRBG, IO, entropyLen, IO + <usize>entropyLen, nonceLen,
+    IO + <usize>(entropyLen + nonceLen), persLen);
+  return 0;
+}
+
+/** io = additional input → outLen bytes after it. */
+export function crypto_drbg_generate(outLen: i32, addlLen: i32): i32 {
+  if (!fitsIo(addlLen, outLen)) return -2;
+  return hmacDrbgGenerate(TEST_DRBG, IO + <usize>addlLen, outLen, IO, addlLen);
+}
