@@ -140,12 +140,12 @@ function sizeReport(mapPath) {
   return { flashBytes: flash, flashByPart: parts, staticRamBytes: ram.data + ram.bss, ram };
 }
 
-async function link(name, objs) {
-  const elf = join(out, `${name}.elf`);
-  const map = join(out, `${name}.map`);
+async function link(dir, name, objs) {
+  const elf = join(dir, `${name}.elf`);
+  const map = join(dir, `${name}.map`);
   await run(CC, [...ARCH, '--specs=nano.specs', '--specs=rdimon.specs', '-nostartfiles', '-T', join(root, 'mcu/mps2-an386.ld'),
     '-Wl,--gc-sections', '-Wl,--no-enum-size-warning', `-Wl,-Map=${map}`, '-o', elf, ...objs]);
-  const bin = join(out, `${name}.bin`);
+  const bin = join(dir, `${name}.bin`);
   const cp = spawnSync('arm-none-eabi-objcopy', ['-O', 'binary', elf, bin]);
   if (cp.status !== 0) fail(`objcopy ${elf} failed`);
   return { elf: relative(root, elf), bin: relative(root, bin), binBytes: readFileSync(bin).length, ...sizeReport(map) };
@@ -155,49 +155,62 @@ const started = Date.now();
 need(CC, 'gcc-arm-none-eabi libnewlib-arm-none-eabi');
 need('wasm2c', 'wabt');
 need('cargo', 'cargo (the wasm3 sources come from the wasm3x-sys crate)');
-const wasmPath = join(root, 'build/session.wasm');
-if (!existsSync(wasmPath)) fail('build/session.wasm missing: run npm run build first');
-const wasm = readFileSync(wasmPath);
-mkdirSync(out, { recursive: true });
-
-// The MCU copy of the module declares 1-byte pages and only the bytes the firmware uses (custom
-// page sizes, which this wasm3 parses): same code, memory sized to the static data.
-const { instance } = await WebAssembly.instantiate(wasm, { env: { trap() {} } });
-instance.exports._start();
-const memoryBytes = Math.ceil(Math.max(Number(instance.exports.heap_offset()), dataEnd(wasm)) / 16) * 16;
-const patched = patchMemoryPageSize(wasm, memoryBytes);
-writeFileSync(join(out, 'session.mcu.wasm'), patched);
-writeFileSync(join(out, 'session_wasm.c'), cArray('session_wasm', patched));
+// Two modules, two images each: the release build/session.wasm (the product, the bridge, the
+// figures) in build/mcu/, and build/session-test.wasm (plus the test-only crypto_* exports the
+// conformance suite compares) in build/mcu/test/. The MCU engine picks the image by the module's hash.
+const MODULES = [
+  { wasmPath: join(root, 'build/session.wasm'), dir: out },
+  { wasmPath: join(root, 'build/session-test.wasm'), dir: join(out, 'test') },
+];
+for (const m of MODULES) if (!existsSync(m.wasmPath)) fail(`${relative(root, m.wasmPath)} missing: run npm run build first`);
 
 const w3 = wasm3Sources();
 const w3Files = readdirSync(w3.dir).filter((f) => /^m3_.*\.c$/.test(f) && !WASM3_SKIP.test(f)).map((f) => join(w3.dir, f));
 const boardFiles = ['startup.c', 'board_mps2.c', 'slip.c', 'main.c', 'fw_common.c'].map((f) => join(src, f));
 const inc = [`-I${src}`];
-
-// wasm2c: the original module (wasm2c 1.0.32 knows no custom page sizes) and Debian's runtime.
 const rt = wasm2cRuntime();
-const w2c = spawnSync('wasm2c', [wasmPath, '-n', 'session', '-o', join(out, 'session.c')], { encoding: 'utf8' });
-if (w2c.status !== 0) fail(`wasm2c failed: ${w2c.stderr}`);
-writeFileSync(join(out, 'wasm2c_exports.c'), wasm2cDispatch(wasmExports(wasm)));
-
-const [boardObjs, w3Objs, moduleObj, w2cObjs] = await Promise.all([
+const [boardObjs, w3Objs] = await Promise.all([
   compile(boardFiles, join(out, 'obj/board'), inc),
   compile([...w3Files, join(src, 'engine_wasm3.c')], join(out, 'obj/wasm3'), [...inc, `-I${w3.dir}`, ...WASM3_DEFINES, '-Wno-unused-variable', '-Wno-unused-but-set-variable']),
-  compile([join(out, 'session_wasm.c')], join(out, 'obj/module'), []),
-  compile([join(out, 'session.c'), join(rt.implDir, 'wasm-rt-impl.c'), join(src, 'engine_wasm2c.c'), join(out, 'wasm2c_exports.c')],
-    join(out, 'obj/wasm2c'), [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${out}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable',
-      // The runtime reads its wasm_rt_type_t enum with va_arg: with arm-none-eabi's default short
-      // enums that is undefined and GCC emits a trap (udf) there.
-      '-fno-short-enums']),
 ]);
-const report = {
-  wasm3Version: w3.version,
-  moduleSha256: createHash('sha256').update(wasm).digest('hex'),
-  moduleBytes: wasm.length,
-  mcuMemoryBytes: memoryBytes,
-  wasm3: await link('wasm3', [...boardObjs, ...w3Objs, ...moduleObj]),
-  wasm2c: await link('wasm2c', [...boardObjs, ...w2cObjs]),
-};
+
+/** The images of one module: wasm3 with the module in flash, and the module through wasm2c. */
+async function buildModule({ wasmPath, dir }) {
+  const wasm = readFileSync(wasmPath);
+  mkdirSync(dir, { recursive: true });
+  // The MCU copy of the module declares 1-byte pages and only the bytes the firmware uses (custom
+  // page sizes, which this wasm3 parses): same code, memory sized to the static data. V8 compiling
+  // it here is also the validation the image's wasm3 skips.
+  const { instance } = await WebAssembly.instantiate(wasm, { env: { trap() {} } });
+  instance.exports._start();
+  const memoryBytes = Math.ceil(Math.max(Number(instance.exports.heap_offset()), dataEnd(wasm)) / 16) * 16;
+  const patched = patchMemoryPageSize(wasm, memoryBytes);
+  writeFileSync(join(dir, 'session.mcu.wasm'), patched);
+  writeFileSync(join(dir, 'session_wasm.c'), cArray('session_wasm', patched));
+  // wasm2c: the original module (wasm2c 1.0.32 knows no custom page sizes) and Debian's runtime.
+  const w2c = spawnSync('wasm2c', [wasmPath, '-n', 'session', '-o', join(dir, 'session.c')], { encoding: 'utf8' });
+  if (w2c.status !== 0) fail(`wasm2c ${wasmPath} failed: ${w2c.stderr}`);
+  writeFileSync(join(dir, 'wasm2c_exports.c'), wasm2cDispatch(wasmExports(wasm)));
+  const [moduleObj, w2cObjs] = await Promise.all([
+    compile([join(dir, 'session_wasm.c')], join(dir, 'obj/module'), []),
+    compile([join(dir, 'session.c'), join(rt.implDir, 'wasm-rt-impl.c'), join(src, 'engine_wasm2c.c'), join(dir, 'wasm2c_exports.c')],
+      join(dir, 'obj/wasm2c'), [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${dir}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable',
+        // The runtime reads its wasm_rt_type_t enum with va_arg: with arm-none-eabi's default short
+        // enums that is undefined and GCC emits a trap (udf) there.
+        '-fno-short-enums']),
+  ]);
+  return {
+    module: relative(root, wasmPath),
+    moduleSha256: createHash('sha256').update(wasm).digest('hex'),
+    moduleBytes: wasm.length,
+    mcuMemoryBytes: memoryBytes,
+    wasm3: await link(dir, 'wasm3', [...boardObjs, ...w3Objs, ...moduleObj]),
+    wasm2c: await link(dir, 'wasm2c', [...boardObjs, ...w2cObjs]),
+  };
+}
+
+const [release, test] = await Promise.all(MODULES.map(buildModule));
+const report = { wasm3Version: w3.version, ...release, test };
 writeFileSync(join(out, 'size.json'), JSON.stringify(report, null, 2) + '\n');
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
 for (const e of ['wasm3', 'wasm2c']) {
@@ -205,7 +218,7 @@ for (const e of ['wasm3', 'wasm2c']) {
   const parts = Object.entries(r.flashByPart).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
   console.log(`build:mcu ${r.elf}: flash ${kib(r.flashBytes)} (${parts}); static RAM ${kib(r.staticRamBytes)}; ${r.bin} ${r.binBytes} bytes`);
 }
-console.log(`build:mcu: module memory on the MCU ${memoryBytes} bytes (1-byte pages); wasm3 ${w3.version} from cargo; ${((Date.now() - started) / 1000).toFixed(1)} s`);
+console.log(`build:mcu: module memory on the MCU ${release.mcuMemoryBytes} bytes (1-byte pages); test images in build/mcu/test/; wasm3 ${w3.version} from cargo; ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
 /** A name → function table for the wasm2c build, so the command protocol can call any export. */
 function wasm2cDispatch(exports) {

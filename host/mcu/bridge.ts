@@ -15,7 +15,7 @@ import { V8Engine } from '../engines/v8.ts';
 import { readFirmware } from '../firmware.ts';
 import { describeEvent } from '../device-cli.ts';
 import { FirmwareClient, REGION_BYTES, decodeEvent, type Profile, type SessionEvent, type SessionState, SESSION_STATES } from '../session-abi.ts';
-import { qemuArgs, type McuBuild } from './qemu.ts';
+import { imagePath, qemuArgs, type McuBuild } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
 
 /** The board block after the firmware's region (mcu/src/main.c): "BRD1", boot counter, seed[32]. */
@@ -115,7 +115,7 @@ async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Soc
   const connected = new Promise<net.Socket>((r) => server.once('connection', r));
   const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
   if (o.publish) words.push('event=reading', `data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`);
-  const qemu = spawn('qemu-system-arm', qemuArgs({ build: o.build, uart: `socket,path=${sock}`, cmdline: words.join(' ') }), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawn('qemu-system-arm', qemuArgs({ image: imagePath(o.build), uart: `socket,path=${sock}`, cmdline: words.join(' ') }), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let pending = '';
   qemu.stderr.on('data', (d) => (stderr += d));

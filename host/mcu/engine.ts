@@ -7,12 +7,11 @@
  * chardev) that this process reads with blocking reads. When QEMU exits, the read end sees EOF.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, promises as fsp, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError } from '../engines/engine.ts';
-import { imageModuleSha256, mcuUnavailable, qemuArgs, type McuBuild } from './qemu.ts';
+import { imageForModule, mcuUnavailable, qemuArgs, type McuBuild } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
 
 /** The module's linear memory on V8 and in Node: one 64 KiB page. */
@@ -46,14 +45,12 @@ export class McuEngine implements Engine {
   async load(wasm: Uint8Array): Promise<McuInstance> {
     const why = mcuUnavailable(this.build);
     if (why) throw new Error(`${this.name}: ${why}`);
-    const sha = createHash('sha256').update(wasm).digest('hex');
-    if (sha !== imageModuleSha256()) {
-      throw new Error(`${this.name}: the image holds another build of session.wasm than the one given (run npm run build:mcu)`);
-    }
+    const image = imageForModule(this.build, wasm);
+    if (!image) throw new Error(`${this.name}: no MCU image holds this build of the module (run npm run build:mcu after npm run build)`);
     const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
     const mk = spawnSync('mkfifo', [join(dir, 'uart.in'), join(dir, 'uart.out')]);
     if (mk.status !== 0) throw new Error(`${this.name}: mkfifo failed`);
-    const qemu = spawn('qemu-system-arm', qemuArgs({ build: this.build, uart: `pipe,path=${join(dir, 'uart')}`, cmdline: 'mode=cmd', icount: this.opts.icount }), {
+    const qemu = spawn('qemu-system-arm', qemuArgs({ image, uart: `pipe,path=${join(dir, 'uart')}`, cmdline: 'mode=cmd', icount: this.opts.icount }), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = '';

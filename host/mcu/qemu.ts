@@ -4,14 +4,28 @@
  * image's semihosting gives it its command line, its log (stdout) and host files (flash).
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export type McuBuild = 'wasm3' | 'wasm2c';
 export const MCU_BUILD_DIR = fileURLToPath(new URL('../../build/mcu/', import.meta.url));
 
+/** The image running the release module (build/session.wasm). */
 export function imagePath(build: McuBuild): string {
   return `${MCU_BUILD_DIR}${build}.elf`;
+}
+
+/**
+ * The image whose module is exactly `wasm`: the release image, or the test image (build/mcu/test/,
+ * build/session-test.wasm with the test-only exports). Null when no image holds that module.
+ */
+export function imageForModule(build: McuBuild, wasm: Uint8Array): string | null {
+  const sha = createHash('sha256').update(wasm).digest('hex');
+  const size = JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8'));
+  if (sha === size.moduleSha256) return imagePath(build);
+  if (sha === size.test?.moduleSha256) return `${MCU_BUILD_DIR}test/${build}.elf`;
+  return null;
 }
 
 /** Why the MCU image cannot run here, or null when it can. */
@@ -22,13 +36,9 @@ export function mcuUnavailable(build: McuBuild = 'wasm3'): string | null {
   return null;
 }
 
-/** The SHA-256 of the build/session.wasm the image was built from (build/mcu/size.json). */
-export function imageModuleSha256(): string {
-  return JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8')).moduleSha256;
-}
-
 export interface QemuArgs {
-  build: McuBuild;
+  /** The ELF to run. */
+  image: string;
   /** QEMU -chardev backend options for the UART, e.g. `pipe,path=/tmp/x` or `socket,path=/tmp/s`. */
   uart: string;
   /** The image's command line (key=value words). */
@@ -43,6 +53,6 @@ export function qemuArgs(a: QemuArgs): string[] {
     '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
     '-semihosting-config', 'enable=on,target=native',
     ...(a.icount ? ['-icount', 'shift=0'] : []),
-    '-kernel', imagePath(a.build), '-append', a.cmdline,
+    '-kernel', a.image, '-append', a.cmdline,
   ];
 }

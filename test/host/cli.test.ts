@@ -29,7 +29,10 @@ describe('sleepy-session command', () => {
     [['start', '--colour', 'red'], /unknown flag --colour; allowed: --report/],
     [['device', '--cloud', 'nowhere', '--id', 'x', '--psk', '00'], /--cloud must be HOST:PORT/],
     [['device', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--profile', 'newest'], /--profile must be one of legacy, fixed, default/],
-    [['frobnicate'], /unknown command 'frobnicate'; allowed: start, device, connect, cloud, help/],
+    [['mcu', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--build', 'avr'], /--build must be one of wasm3, wasm2c/],
+    [['mcu', '--colour', 'red'], /mcu: Unknown option '--colour'; allowed: --cloud, --id/],
+    [['mcu', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--wakes', '0'], /--wakes must be a whole number 1\.\.100000/],
+    [['frobnicate'], /unknown command 'frobnicate'; allowed: start, device, mcu, connect, cloud, help/],
   ] as [string[], RegExp][]) {
     it(`refuses ${args.join(' ')} naming the flag and what is allowed`, () => {
       const r = run(...args);
