@@ -27,6 +27,8 @@ export interface McuStats {
   stackHighWaterBytes: number;
   staticRamBytes: number;
   memoryBytes: number;
+  /** Heap in use right after the module was instantiated and started (before any call). */
+  heapAfterLoadBytes: number;
 }
 
 export interface McuInstance extends ModuleInstance {
@@ -195,6 +197,7 @@ class Instance implements McuInstance {
       stackHighWaterBytes: r.readUInt32LE(17),
       staticRamBytes: r.readUInt32LE(21),
       memoryBytes: r.readUInt32LE(25),
+      heapAfterLoadBytes: r.readUInt32LE(29),
     };
   }
 

@@ -20,6 +20,7 @@
 
 static uint8_t frame[FRAME_CAP];
 static uint64_t load_ns;
+static uint32_t load_heap_bytes; /* heap in use once the module is instantiated and started */
 
 /* The command line split once into words; arg("k") is the value of the word "k=value". */
 static char words_buf[256];
@@ -259,7 +260,7 @@ static int command_loop(void) {
         break;
       }
       case 's': { /* RAM and time figures */
-        uint8_t out[1 + 8 + 5 * 4];
+        uint8_t out[1 + 8 + 6 * 4];
         out[0] = 'S';
         put_u64(out + 1, load_ns);
         put_u32(out + 9, board_heap_high_water());
@@ -267,6 +268,7 @@ static int command_loop(void) {
         put_u32(out + 17, board_stack_high_water());
         put_u32(out + 21, board_static_ram());
         put_u32(out + 25, mem_size);
+        put_u32(out + 29, load_heap_bytes);
         slip_send(out, sizeof out);
         break;
       }
@@ -286,6 +288,7 @@ int main(void) {
     uint64_t t0 = board_virtual_ns();
     const char *why = fw_load();
     load_ns = board_virtual_ns() - t0;
+    load_heap_bytes = board_heap_in_use();
     /* Ready frame: engine name, or the load error. */
     uint8_t head[2] = { 'R', why ? 1 : 0 };
     const char *text = why ? why : fw_engine_name;
