@@ -4,7 +4,6 @@
  * frames on its UART to and from UDP, and the image exits when the firmware lets it sleep
  * (deep sleep: RAM lost; the flash file and the RTC passed on the command line persist).
  */
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +14,7 @@ import { V8Engine } from '../engines/v8.ts';
 import { readFirmware } from '../firmware.ts';
 import { describeEvent } from '../device-cli.ts';
 import { FirmwareClient, REGION_BYTES, decodeEvent, type Profile, type SessionEvent, type SessionState, SESSION_STATES } from '../session-abi.ts';
-import { imagePath, qemuArgs, type McuBuild } from './qemu.ts';
+import { imagePath, spawnQemu, type McuBuild } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
 
 /** The board block after the firmware's region (mcu/src/main.c): "BRD1", boot counter, seed[32]. */
@@ -115,11 +114,11 @@ async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Soc
   const connected = new Promise<net.Socket>((r) => server.once('connection', r));
   const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
   if (o.publish) words.push('event=reading', `data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`);
-  const qemu = spawn('qemu-system-arm', qemuArgs({ image: imagePath(o.build), uart: `socket,path=${sock}`, cmdline: words.join(' ') }), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const qemu = spawnQemu({ image: imagePath(o.build), uart: `socket,path=${sock}`, cmdline: words.join(' ') });
   let stderr = '';
   let pending = '';
-  qemu.stderr.on('data', (d) => (stderr += d));
-  qemu.stdout.on('data', (d) => {
+  qemu.stderr!.on('data', (d) => (stderr += d));
+  qemu.stdout!.on('data', (d) => {
     pending += d;
     for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
       onLine(o, report, pending.slice(0, nl));

@@ -6,12 +6,12 @@
  * The ModuleInstance interface is synchronous; the UART is a pair of FIFOs (QEMU's `pipe`
  * chardev) that this process reads with blocking reads. When QEMU exits, the read end sees EOF.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, promises as fsp, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError } from '../engines/engine.ts';
-import { imageForModule, mcuUnavailable, qemuArgs, type McuBuild } from './qemu.ts';
+import { imageForModule, mcuUnavailable, spawnQemu, type McuBuild } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
 
 /** The module's linear memory on V8 and in Node: one 64 KiB page. */
@@ -52,9 +52,7 @@ export class McuEngine implements Engine {
     const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
     const mk = spawnSync('mkfifo', [join(dir, 'uart.in'), join(dir, 'uart.out')]);
     if (mk.status !== 0) throw new Error(`${this.name}: mkfifo failed`);
-    const qemu = spawn('qemu-system-arm', qemuArgs({ image, uart: `pipe,path=${join(dir, 'uart')}`, cmdline: 'mode=cmd', icount: this.opts.icount }), {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const qemu = spawnQemu({ image, uart: `pipe,path=${join(dir, 'uart')}`, cmdline: 'mode=cmd', icount: this.opts.icount });
     let log = '';
     qemu.stdout!.on('data', (d) => (log += d));
     qemu.stderr!.on('data', (d) => (log += d));

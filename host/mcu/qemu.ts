@@ -3,7 +3,7 @@
  * it and how to start it. The UART goes to a host chardev (a pipe pair or a unix socket); the
  * image's semihosting gives it its command line, its log (stdout) and host files (flash).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -55,4 +55,20 @@ export function qemuArgs(a: QemuArgs): string[] {
     ...(a.icount ? ['-icount', 'shift=0'] : []),
     '-kernel', a.image, '-append', a.cmdline,
   ];
+}
+
+/** QEMU processes still running; killed when this process exits, so a failed test leaves none
+ * behind (with the pipe chardev QEMU never sees its host go away). */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+
+export function spawnQemu(a: QemuArgs): ChildProcess {
+  const child = spawn('qemu-system-arm', qemuArgs(a), { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => live.forEach((c) => c.kill('SIGKILL')));
+  }
+  return child;
 }
