@@ -50,9 +50,21 @@ export class McuEngine implements Engine {
     const image = imageForModule(this.build, wasm);
     if (!image) throw new Error(`${this.name}: no MCU image holds this build of the module (run npm run build:mcu after npm run build)`);
     const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
+    let qemu: ChildProcess | undefined;
+    try {
+      return await this.boot(image, dir, (q) => (qemu = q));
+    } catch (e) {
+      qemu?.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  private async boot(image: string, dir: string, started: (q: ChildProcess) => void): Promise<McuInstance> {
     const mk = spawnSync('mkfifo', [join(dir, 'uart.in'), join(dir, 'uart.out')]);
     if (mk.status !== 0) throw new Error(`${this.name}: mkfifo failed`);
     const qemu = spawnQemu({ image, uart: `pipe,path=${join(dir, 'uart')}`, cmdline: 'mode=cmd', icount: this.opts.icount });
+    started(qemu);
     let log = '';
     qemu.stdout!.on('data', (d) => (log += d));
     qemu.stderr!.on('data', (d) => (log += d));
