@@ -294,6 +294,7 @@ export function resetQueues(): void {
   buildingLen = 0;
   zeroize(RX, RX_BYTES);
   rxUsed = 0;
+  writeSeq0 = 0;
 }
 
 /** Starts a full handshake. Any previous connection is destroyed first. */

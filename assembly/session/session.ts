@@ -148,6 +148,11 @@ export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: 
   P.sealCreds();
   P.writeCreds();
   C.count(C.C_STORE_WRITES);
+  // Both slots blank: whatever session the old credentials had leaves flash now, not at some later
+  // boot. (Their credentials checksum is 0, so the next boot starts a fresh record and stream.)
+  P.blankSlot();
+  persistNow();
+  persistNow();
   return 0;
 }
 

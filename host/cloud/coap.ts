@@ -13,6 +13,8 @@ export const CODE_NOT_FOUND = 0x84; // 4.04
 export const CODE_METHOD_NOT_ALLOWED = 0x85; // 4.05
 
 export const OPT_URI_PATH = 11;
+/** Event-Incarnation (elective, experimental range): the 4-byte identity of a device's event stream. */
+export const OPT_EVENT_INCARNATION = 65000;
 
 export interface CoapOption {
   number: number;

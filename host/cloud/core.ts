@@ -23,6 +23,7 @@ import {
   CODE_POST,
   encodeCoap,
   parseCoap,
+  OPT_EVENT_INCARNATION,
   pathOptions,
   uriPath,
   type CoapMessage,
@@ -149,6 +150,15 @@ export const RESET_TOKEN_PATH = 'rt';
 export const EVENT_SEQ_BYTES = 4;
 export const MAX_EVENT_NAME_BYTES = 64;
 
+/** One device event as the cloud reads it; (device, incarnation, seq) is its idempotency key. */
+export interface DeviceEvent {
+  /** Hex of the Event-Incarnation option, null when the device sent none. */
+  incarnation: string | null;
+  name: string;
+  seq: number;
+  data: Buffer;
+}
+
 export interface Transmit {
   to: string;
   data: Buffer;
@@ -156,7 +166,7 @@ export interface Transmit {
 
 export type CloudEvent =
   | { kind: 'handshake'; deviceId: string; sessionId: string; cid: string; from: string; tokenIssued: boolean }
-  | { kind: 'event'; deviceId: string; name: string; seq: number; data: Buffer; from: string; receivedMs: number }
+  | { kind: 'event'; deviceId: string; incarnation: string | null; name: string; seq: number; data: Buffer; from: string; receivedMs: number }
   | { kind: 'closed'; deviceId: string; sessionId: string; reason: string };
 
 export interface CoreOutput {
@@ -238,7 +248,7 @@ interface CoapPlan {
   /** Outgoing records to reserve with the window update. */
   outCount: number;
   response: Buffer | null;
-  event?: { name: string; seq: number; data: Buffer };
+  event?: DeviceEvent;
   dedupeKey?: string;
   ackedMid?: { mid: number; rst: boolean };
   /** A CoAP-level drop reason (the record itself authenticated). */
@@ -723,7 +733,9 @@ export class CloudCore {
     if (plan.event) {
       let first: boolean;
       try {
-        first = await this.store.claimEvent(s.deviceId, plan.event.seq, this.config.eventClaimTtlMs, nowMs);
+        // Claimed per event stream: a re-provisioned device restarts its numbering under a new incarnation.
+        const stream = plan.event.incarnation === null ? s.deviceId : `${s.deviceId}/${plan.event.incarnation}`;
+        first = await this.store.claimEvent(stream, plan.event.seq, this.config.eventClaimTtlMs, nowMs);
       } catch {
         return this.#storeError('claim'); // no ACK: the device sends it again
       }
@@ -795,7 +807,7 @@ export class CloudCore {
     return { outCount: response ? 1 : 0, response, dedupeKey, event, kind };
   }
 
-  #request(m: CoapMessage): { code: number; event?: { name: string; seq: number; data: Buffer }; kind: string } {
+  #request(m: CoapMessage): { code: number; event?: DeviceEvent; kind: string } {
     const path = uriPath(m);
     if (path.length !== 2 || path[0] !== EVENT_PATH) return { code: CODE_NOT_FOUND, kind: 'not_found' };
     if (m.code !== CODE_POST) return { code: CODE_METHOD_NOT_ALLOWED, kind: 'method_not_allowed' };
@@ -804,7 +816,10 @@ export class CloudCore {
       return { code: CODE_BAD_REQUEST, kind: 'bad_event' };
     }
     const seq = m.payload.readUInt32BE(0);
-    return { code: CODE_CHANGED, event: { name, seq, data: Buffer.from(m.payload.subarray(EVENT_SEQ_BYTES)) }, kind: 'event' };
+    const inc = m.options.find((o) => o.number === OPT_EVENT_INCARNATION);
+    if (inc && inc.value.length !== 4) return { code: CODE_BAD_REQUEST, kind: 'bad_event' };
+    const incarnation = inc ? inc.value.toString('hex') : null;
+    return { code: CODE_CHANGED, event: { incarnation, name, seq, data: Buffer.from(m.payload.subarray(EVENT_SEQ_BYTES)) }, kind: 'event' };
   }
 
   // ---------------------------------------------------------------- heal

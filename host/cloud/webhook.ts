@@ -20,6 +20,8 @@ export interface WebhookOptions {
 
 export interface WebhookEvent {
   deviceId: string;
+  /** The device's event-stream incarnation (hex), null for devices that send none. */
+  incarnation?: string | null;
   name: string;
   seq: number;
   data: Buffer;
@@ -31,10 +33,16 @@ interface Job {
   attempts: number;
 }
 
+/** device:incarnation:seq (device:seq without an incarnation): equal keys are the same event. */
+export function idempotencyKey(ev: WebhookEvent): string {
+  return ev.incarnation ? `${ev.deviceId}:${ev.incarnation}:${ev.seq}` : `${ev.deviceId}:${ev.seq}`;
+}
+
 export function webhookBody(ev: WebhookEvent): string {
   return JSON.stringify({
-    id: `${ev.deviceId}:${ev.seq}`,
+    id: idempotencyKey(ev),
     device: ev.deviceId,
+    incarnation: ev.incarnation ?? null,
     event: ev.name,
     seq: ev.seq,
     data: ev.data.toString('base64'),
@@ -100,7 +108,7 @@ export class WebhookSender {
     try {
       const res = await fetch(this.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': `${job.ev.deviceId}:${job.ev.seq}` },
+        headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(job.ev) },
         body: webhookBody(job.ev),
         signal: AbortSignal.timeout(this.#o.timeoutMs),
       });

@@ -39,7 +39,7 @@ describe('cloud webhooks', () => {
       assert.deepEqual(ids, Array.from({ length: 25 }, (_, i) => `hook-dev:${i + 1}`).sort());
       assert.equal(new Set(ids).size, 25, 'no id accepted twice');
       const first = hook.accepted().find((r) => r.id === 'hook-dev:7')!;
-      assert.deepEqual({ ...first.body, receivedAt: undefined }, { id: 'hook-dev:7', device: 'hook-dev', event: 'temp', seq: 7, data: Buffer.from('t=7').toString('base64'), receivedAt: undefined });
+      assert.deepEqual({ ...first.body, receivedAt: undefined }, { id: 'hook-dev:7', device: 'hook-dev', incarnation: null, event: 'temp', seq: 7, data: Buffer.from('t=7').toString('base64'), receivedAt: undefined });
       const counters = cloud.counters();
       assert.equal(counters['webhook_deliveries'], 25);
       assert.equal(counters['webhook_failures|http_5xx'], 50);
