@@ -50,7 +50,9 @@ describe('the Cortex-M4 image against the cloud', () => {
       cloud: { host: '127.0.0.1', port: cloud.port }, id: DEVICE, identity: DEVICE, psk, profile: 'default', wakes,
       wakeEveryMs: 100, appAwakeMs: 300, flashPath: join(dir, 'flash.bin'), build: 'wasm3', publish: true, log: (l) => log.push(l),
     });
-    const delivered = (seq: number) => hook.accepted().some((r) => r.id === `${DEVICE}:${seq}`);
+    // Each wake publishes "reading" with "wake <n>" (n counts the wakes of one runMcu call).
+    const delivered = (seq: number, wake?: number) => hook.accepted().some((r) => r.body.device === DEVICE && r.body.seq === seq &&
+      r.body.event === 'reading' && (wake === undefined || Buffer.from(String(r.body.data), 'base64').toString() === `wake ${wake}`));
     try {
       const [first, second] = await runMcu(opts(2));
       t.diagnostic(log.join('\n'));
@@ -72,7 +74,7 @@ describe('the Cortex-M4 image against the cloud', () => {
       assert.ok(second.heapHighWaterBytes! > 0 && second.stackHighWaterBytes! > 0);
 
       // Events in a cloud process that stops are lost by design (docs/protocol.md): wait for delivery first.
-      await until(() => delivered(first.publishedSeq!) && delivered(second.publishedSeq!), 10_000, 'webhook delivery of the first two events');
+      await until(() => delivered(first.publishedSeq!, 1) && delivered(second.publishedSeq!, 2), 10_000, 'webhook delivery of the first two events');
       // The 2019 incident: the session cache is gone (the process restarts on its memory store).
       await stopCloud(cloud.proc);
       cloud = await startCloud(devices, cloud.port, hook.url);
@@ -85,7 +87,7 @@ describe('the Cortex-M4 image against the cloud', () => {
       assert.ok(third.events.some((e) => e.type === 'event-acked' && e.seq === third.publishedSeq), 'the event published into the dead session is delivered after the heal');
       assert.ok(!types(third).includes('event-dropped'));
 
-      await until(() => delivered(third.publishedSeq!), 10_000, 'webhook delivery of the event published across the wipe');
+      await until(() => delivered(third.publishedSeq!, 1), 10_000, 'webhook delivery of the event published across the wipe');
       const seqs = [first, second, third].map((r) => r.publishedSeq);
       assert.deepEqual(seqs, [seqs[0], seqs[0]! + 1, seqs[0]! + 2], 'consecutive event sequence numbers');
     } finally {
