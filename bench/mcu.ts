@@ -179,6 +179,7 @@ const rows: (string | number)[][] = [
   ['  static (.data + .bss)', kib(w3.handshake.stats.staticRamBytes), kib(w2c.handshake.stats.staticRamBytes), '', ''],
   ['  of the heap: linear memory', kib(w3.handshake.stats.memoryBytes), kib(w2c.handshake.stats.memoryBytes), '', ''],
   ['  of the heap: engine after load (wasm3: module structures + 5 KiB value stack)', kib(w3.handshake.stats.heapAfterLoadBytes - w3.handshake.stats.memoryBytes), kib(w2c.handshake.stats.heapAfterLoadBytes - w2c.handshake.stats.memoryBytes), '', ''],
+  ['  of the engine: wasm3 value stack high-water (of 5 KiB)', kib(w3.handshake.stats.valueStackHighWaterBytes), '–', '', ''],
   ['  of the heap: growth during the wake (wasm3: compiled code; both: allocator slack)', kib(w3.handshake.stats.heapHighWaterBytes - w3.handshake.stats.heapAfterLoadBytes), kib(w2c.handshake.stats.heapHighWaterBytes - w2c.handshake.stats.heapAfterLoadBytes), '', ''],
   ['instructions: reset → module started', mi(w3.resumed.loadInsns), mi(w2c.resumed.loadInsns), ratio(w3.resumed.loadInsns, w2c.resumed.loadInsns), ''],
   ['instructions: full-handshake wake', mi(w3.handshake.totalInsns), mi(w2c.handshake.totalInsns), ratio(w3.handshake.totalInsns, w2c.handshake.totalInsns), ''],

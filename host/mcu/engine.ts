@@ -29,6 +29,8 @@ export interface McuStats {
   memoryBytes: number;
   /** Heap in use right after the module was instantiated and started (before any call). */
   heapAfterLoadBytes: number;
+  /** How deep wasm3's value stack went (painted; 0 for wasm2c, whose values live on the C stack). */
+  valueStackHighWaterBytes: number;
 }
 
 export interface McuInstance extends ModuleInstance {
@@ -208,6 +210,7 @@ class Instance implements McuInstance {
       staticRamBytes: r.readUInt32LE(21),
       memoryBytes: r.readUInt32LE(25),
       heapAfterLoadBytes: r.readUInt32LE(29),
+      valueStackHighWaterBytes: r.readUInt32LE(33),
     };
   }
 

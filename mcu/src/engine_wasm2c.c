@@ -57,3 +57,6 @@ uint8_t *fw_memory(uint32_t *size) {
   *size = m->size;
   return m->data;
 }
+
+/* wasm2c keeps the module's values on the C stack (counted in the board's stack high-water). */
+uint32_t fw_value_stack_high_water(void) { return 0; }

@@ -12,6 +12,7 @@ extern const uint32_t session_wasm_len;
 #endif
 
 const char fw_engine_name[] = "wasm3";
+#define VALUE_STACK_PAINT 0x5AC35AC3u
 static IM3Environment env;
 static IM3Runtime runtime;
 static IM3Module module;
@@ -31,6 +32,8 @@ const char *fw_load(void) {
   if (!env) return "m3_NewEnvironment: out of memory";
   runtime = m3_NewRuntime(env, FW_WASM3_STACK_BYTES, NULL);
   if (!runtime) return "m3_NewRuntime: out of memory";
+  /* Painted, so fw_value_stack_high_water can tell how deep the module went (it grows upward). */
+  for (uint32_t *p = runtime->stack, *end = p + FW_WASM3_STACK_BYTES / 4; p < end; p++) *p = VALUE_STACK_PAINT;
   if ((r = m3_ParseModule(env, &module, session_wasm, session_wasm_len))) return r;
   if ((r = m3_LoadModule(runtime, module))) return r;
   if ((r = m3_LinkRawFunction(module, "env", "trap", "v(iiii)", &env_trap))) return r;
@@ -86,4 +89,11 @@ const char *fw_export_name(int index) {
     if (name && seen++ == index) return name;
   }
   return NULL;
+}
+
+uint32_t fw_value_stack_high_water(void) {
+  uint32_t *base = runtime->stack;
+  uint32_t *p = base + FW_WASM3_STACK_BYTES / 4;
+  while (p > base && p[-1] == VALUE_STACK_PAINT) p--;
+  return (uint32_t)((char *)p - (char *)base);
 }

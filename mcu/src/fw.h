@@ -13,6 +13,8 @@ const char *fw_call(const char *name, int argc, const uint64_t *args, uint64_t *
 uint8_t *fw_memory(uint32_t *size);
 /* Export names, one per call with index 0.., NULL past the end. */
 const char *fw_export_name(int index);
+/* How deep the engine's own value stack went, in bytes (0 when the engine has none). */
+uint32_t fw_value_stack_high_water(void);
 /* The engine's name for reports. */
 extern const char fw_engine_name[];
 

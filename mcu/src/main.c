@@ -260,7 +260,7 @@ static int command_loop(void) {
         break;
       }
       case 's': { /* RAM and time figures */
-        uint8_t out[1 + 8 + 6 * 4];
+        uint8_t out[1 + 8 + 7 * 4];
         out[0] = 'S';
         put_u64(out + 1, load_ns);
         put_u32(out + 9, board_heap_high_water());
@@ -269,6 +269,7 @@ static int command_loop(void) {
         put_u32(out + 21, board_static_ram());
         put_u32(out + 25, mem_size);
         put_u32(out + 29, load_heap_bytes);
+        put_u32(out + 33, fw_value_stack_high_water());
         slip_send(out, sizeof out);
         break;
       }
