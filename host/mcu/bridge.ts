@@ -37,6 +37,8 @@ export interface McuRunOptions {
   /** Publish a reading ("wake N") at every wake. */
   publish: boolean;
   log: (line: string) => void;
+  /** Called with each datagram the MCU sends, as it reaches the host (before it goes out). */
+  onUplink?: (frame: Buffer) => void;
 }
 
 export interface WakeReport {
@@ -71,12 +73,16 @@ export async function provisionFlash(path: string, o: Pick<McuRunOptions, 'id' |
 }
 
 export async function runMcu(o: McuRunOptions): Promise<WakeReport[]> {
+  // The path travels on the image's command line: words split at spaces, 255 bytes in all.
+  if (/\s/.test(o.flashPath) || Buffer.byteLength(o.flashPath) > 160) {
+    throw new Error(`--flash ${o.flashPath}: the path must have no spaces and at most 160 bytes (the image's command line)`);
+  }
   if (!existsSync(o.flashPath)) await provisionFlash(o.flashPath, o);
   else if (readFileSync(o.flashPath).length !== FLASH_FILE_BYTES) {
     throw new Error(`--flash ${o.flashPath}: expected ${FLASH_FILE_BYTES} bytes (region + board block), found ${readFileSync(o.flashPath).length}`);
   }
   const udp = dgram.createSocket('udp4');
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+  await new Promise<void>((r) => udp.bind(0, o.cloud.host.startsWith('127.') ? '127.0.0.1' : '0.0.0.0', r));
   let uart: net.Socket | null = null;
   let current: WakeReport | null = null;
   udp.on('message', (msg) => {
@@ -91,6 +97,7 @@ export async function runMcu(o: McuRunOptions): Promise<WakeReport[]> {
       current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null };
       await runWake(o, current, (s) => (uart = s), (frame) => {
         current!.uplink.push(frame);
+        o.onUplink?.(frame);
         udp.send(frame, o.cloud.port, o.cloud.host);
       });
       uart = null;
@@ -153,6 +160,8 @@ function onLine(o: McuRunOptions, r: WakeReport, line: string): void {
   } else if (f[0] === 'boot') {
     r.bootState = SESSION_STATES[Number(f[1])] ?? 'off';
     o.log(`${o.id} wake ${r.wake}: ${r.bootState} (${f[2]})`);
+  } else if (f[0] === 'publish-refused') {
+    o.log(`${o.id} publish refused (-${f[1]}${f[1] === '3' ? ': the outbox is full, 6 unconfirmed events' : ''})`);
   } else if (f[0] === 'published') {
     r.publishedSeq = Number(f[1]);
     o.log(`${o.id} published event #${f[1]}`);

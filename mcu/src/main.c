@@ -155,7 +155,9 @@ static int wake(void) {
     memcpy(b, event, name_len);
     memcpy(b + name_len, data, (size_t)data_len);
     int64_t seq = call3("publish", now_ms(), name_len, (uint64_t)data_len);
-    say("published %lu %lu", seq, 0);
+    /* -3: the outbox is full (6 unconfirmed events); the device sleeps and tries again next wake. */
+    if (seq < 0) say("publish-refused %lu %lu", (unsigned long)-seq, 0);
+    else say("published %lu %lu", (unsigned long)seq, 0);
     drain();
   }
 
@@ -195,7 +197,7 @@ static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint32_t get_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 
 static void reply_call(const uint8_t *cmd, int len) {
-  /* 'c' name_len name argc (type value64)* */
+  /* 'c' name_len name argc value64*: i32 arguments in the low half (engine_*.c knows the types) */
   uint8_t out[1 + 1 + 1 + 8 + 8 + 120];
   char name[40];
   uint64_t args[6];

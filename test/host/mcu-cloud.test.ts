@@ -2,7 +2,8 @@
 // against a real `sleepy-session cloud` process over UDP, through the bridge (`sleepy-session mcu`):
 // handshake and publish, a resumed wake that costs one small record, then the 2019 incident — the
 // cloud's session cache wiped (the process restarted on its memory store) — healed on the first
-// wake by the reset token, with every event delivered to the webhook.
+// wake by the reset token, with every event delivered to the webhook; every protected record the
+// image sends is already reserved on its flash when it reaches the host.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { FLASH_FILE_BYTES, runMcu, type McuRunOptions, type WakeReport } from '../../host/mcu/bridge.ts';
 import { mcuUnavailable } from '../../host/mcu/qemu.ts';
 import { Proc, until, webhookServer, writeDevicesFile } from './fixtures/cloud-tools.ts';
+import { newestSlot } from './fixtures/persisted.ts';
+import { REGION_BYTES } from '../../host/session-abi.ts';
 import { skipOrFail } from './engines.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -49,7 +52,19 @@ describe('the Cortex-M4 image against the cloud', () => {
     const opts = (wakes: number): McuRunOptions => ({
       cloud: { host: '127.0.0.1', port: cloud.port }, id: DEVICE, identity: DEVICE, psk, profile: 'default', wakes,
       wakeEveryMs: 100, appAwakeMs: 300, flashPath: join(dir, 'flash.bin'), build: 'wasm3', publish: true, log: (l) => log.push(l),
+      onUplink: (frame) => checkReserved(frame),
     });
+    // Write before send, seen from outside: when a protected record reaches the host, the flash
+    // file already reserves its sequence number (docs/abi.md, host contract).
+    let recordsChecked = 0;
+    const unreserved: string[] = [];
+    const checkReserved = (frame: Buffer): void => {
+      if ((frame[0] !== 23 && frame[0] !== 25) || frame.readUInt16BE(3) !== 1) return; // epoch-1 records only
+      const seq = frame.readUIntBE(5, 6);
+      const slot = newestSlot(readFileSync(join(dir, 'flash.bin')).subarray(0, REGION_BYTES));
+      if (!slot || BigInt(seq) >= slot.writeReserved) unreserved.push(`record ${seq} (flash reserves below ${slot?.writeReserved ?? 'nothing'})`);
+      recordsChecked++;
+    };
     // Each wake publishes "reading" with "wake <n>" (n counts the wakes of one runMcu call).
     const delivered = (seq: number, wake?: number) => hook.accepted().some((r) => r.body.device === DEVICE && r.body.seq === seq &&
       r.body.event === 'reading' && (wake === undefined || Buffer.from(String(r.body.data), 'base64').toString() === `wake ${wake}`));
@@ -88,6 +103,8 @@ describe('the Cortex-M4 image against the cloud', () => {
       assert.ok(!types(third).includes('event-dropped'));
 
       await until(() => delivered(third.publishedSeq!, 1), 10_000, 'webhook delivery of the event published across the wipe');
+      assert.ok(recordsChecked >= 4, `records checked against the flash reservation: ${recordsChecked}`);
+      assert.deepEqual(unreserved, [], 'sent before their sequence numbers were reserved on flash');
       const seqs = [first, second, third].map((r) => r.publishedSeq);
       assert.deepEqual(seqs, [seqs[0], seqs[0]! + 1, seqs[0]! + 2], 'consecutive event sequence numbers');
     } finally {
