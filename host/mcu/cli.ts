@@ -3,6 +3,7 @@
  * host/cli.ts, which only dispatches here.
  */
 import { parseArgs } from 'node:util';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROFILES, type Profile } from '../session-abi.ts';
@@ -50,13 +51,18 @@ export async function mcuCommand(argv: string[]): Promise<number> {
   if (!Number.isInteger(wakes) || wakes < 1 || wakes > 100_000) throw new UsageError(`mcu: --wakes must be a whole number 1..100000 (got '${values.wakes}')`);
   const why = mcuUnavailable(build);
   if (why) throw new UsageError(`mcu: ${why}`);
+  const wakeEveryMs = duration('mcu', 'wake-every', values['wake-every'] ?? '15m');
+  const appAwakeMs = duration('mcu', 'awake', values.awake ?? '3s');
   const { runMcu } = await import('./bridge.ts');
-  await runMcu({
-    cloud, id: values.id, identity: values.identity ?? values.id, psk: Buffer.from(values.psk, 'hex'), profile, wakes,
-    wakeEveryMs: duration('mcu', 'wake-every', values['wake-every'] ?? '15m'),
-    appAwakeMs: duration('mcu', 'awake', values.awake ?? '3s'),
-    flashPath: values.flash ?? join(tmpdir(), `sleepy-mcu-${values.id}-${process.pid}.flash`),
-    build, publish: !values['no-publish'], log: (line) => console.log(line),
-  });
+  // Without --flash the device exists for this run only; its flash holds the PSK, so it goes at the end.
+  const flashPath = values.flash ?? join(tmpdir(), `sleepy-mcu-${process.pid}-${Date.now()}.flash`);
+  try {
+    await runMcu({
+      cloud, id: values.id, identity: values.identity ?? values.id, psk: Buffer.from(values.psk, 'hex'), profile, wakes,
+      wakeEveryMs, appAwakeMs, flashPath, build, publish: !values['no-publish'], log: (line) => console.log(line),
+    });
+  } finally {
+    if (!values.flash) rmSync(flashPath, { force: true });
+  }
   return 0;
 }
