@@ -35,12 +35,16 @@ function fail(msg) {
   process.exit(1);
 }
 
-/** A missing tool skips the MCU build with a notice, except under CI=true, where it fails. */
+// CI as CI services set it (true, 1, yes, …), the same rule as test/host/engines.ts's inCi().
+const ciValue = (process.env.CI ?? '').trim().toLowerCase();
+const ci = ciValue !== '' && ciValue !== 'false' && ciValue !== '0';
+
+/** A missing tool skips the MCU build with a notice, except under CI, where it fails. */
 function need(tool, pkg) {
   const r = spawnSync(tool, ['--version'], { stdio: 'ignore' });
   if (!r.error && r.status === 0) return;
   const msg = `${tool} not found (Debian: apt-get install -y ${pkg})`;
-  if (process.env.CI === 'true') fail(msg);
+  if (ci) fail(msg);
   console.log(`build:mcu: ${msg}; skipping the MCU image (its tests skip too)`);
   process.exit(0);
 }

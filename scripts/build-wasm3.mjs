@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const crate = join(root, 'host/engines/wasm3/native');
 const out = join(root, 'build/wasm3.node');
-const ci = process.env.CI === 'true';
+const ciValue = (process.env.CI ?? '').trim().toLowerCase();
+const ci = ciValue !== '' && ciValue !== 'false' && ciValue !== '0'; // as test/host/engines.ts inCi()
 
 const probe = spawnSync('cargo', ['--version'], { stdio: 'ignore' });
 if (probe.error || probe.status !== 0) {

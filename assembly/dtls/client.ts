@@ -660,6 +660,7 @@ const MAX_RECORD_BODY_BYTES: i32 = 2048;
 /** A record of ours that did not authenticate: is it the stateless reset carrying our token? */
 function checkResetToken(): void {
   if (resetTokenArmed && recBodyLen >= 16 && ctEqual(TOKEN_SCRATCH, RESET_TOKEN, 16)) resetTokenSeen = true;
+  zeroize(TOKEN_SCRATCH, 16); // when it matched, it is the token itself
 }
 
 function handleRecord(now: i64): void {

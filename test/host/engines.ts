@@ -41,8 +41,14 @@ export function enginesForSeed(seed: number): EngineCase[] {
   return [...ENGINES, ...MCU_ENGINES].filter((e) => e.maxSeed === undefined || seed <= e.maxSeed);
 }
 
-/** Outside CI a missing tool skips with a reason; in CI (CI=true) it fails the test. */
+/** CI is set the way CI services set it (true, 1, yes, …); unset, empty, "false" or "0" is a developer's machine. */
+export function inCi(): boolean {
+  const v = (process.env.CI ?? '').trim().toLowerCase();
+  return v !== '' && v !== 'false' && v !== '0';
+}
+
+/** Outside CI a missing tool skips with a reason; in CI it fails the test. */
 export function skipOrFail(t: { skip(msg: string): void }, reason: string): void {
-  if (process.env.CI === 'true') throw new Error(`required in CI but unavailable: ${reason}`);
+  if (inCi()) throw new Error(`required in CI but unavailable: ${reason}`);
   t.skip(reason);
 }
