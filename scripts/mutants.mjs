@@ -8,6 +8,7 @@
 //   npm run test:mutants                  every mutant
 //   npm run test:mutants -- ID [ID ...]   only these
 //   … -- --tests FILE[,FILE] ID …         those mutants against other tests (e.g. only the model test)
+//   … -- --check                          only check that every patch still applies
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -152,7 +153,7 @@ export const MUTANTS = [
   {
     id: 'truncated-not-fatal-legacy', why: 'legacy/fixed treat the 2019 truncated record as a hint (the 2019 heal would not work)',
     edits: [{ file: 'assembly/session/policy.ts', from: '  return profile != PROFILE_DEFAULT;', to: '  return false;' }],
-    tests: [LIFECYCLE], pattern: 'legacy stays stuck',
+    tests: [LIFECYCLE, HARDENING], pattern: 'legacy stays stuck|truncated record is fatal',
   },
   {
     id: 'hint-rate-limit-removed', why: 'every truncated-record hint is acted on',
@@ -183,7 +184,7 @@ export const MUTANTS = [
   {
     id: 'reservation-not-persisted', why: 'records beyond the reservation leave before it is on flash',
     edits: [{ file: 'assembly/dtls/client.ts', from: '    reservationMoved = true;', to: '' }],
-    tests: [POWER, MODEL],
+    tests: [HARDENING, POWER], pattern: 'reserved on flash|every cut',
   },
   {
     id: 'restore-from-zero', why: 'a restored session sends from sequence 0 again',
@@ -193,7 +194,7 @@ export const MUTANTS = [
   {
     id: 'outbox-overwrites', why: 'publish past a full outbox overwrites an unconfirmed event',
     edits: [{ file: 'assembly/session/session.ts', from: '  if (n >= P.OUTBOX_SLOTS) return ERR_OUTBOX_FULL;', to: '  if (n >= P.OUTBOX_SLOTS + 1) return ERR_OUTBOX_FULL;' }],
-    tests: [MODEL],
+    tests: [HARDENING, MODEL],
   },
   {
     id: 'refused-slot-not-erased', why: 'a refused record keeps its keys on flash',
@@ -283,6 +284,11 @@ async function main() {
   const argv = process.argv.slice(2);
   const t = argv.indexOf('--tests');
   const testsOverride = t >= 0 ? argv.splice(t, 2)[1].split(',') : null;
+  if (argv[0] === '--check') {
+    for (const m of MUTANTS) for (const e of m.edits) patch(readFileSync(join(root, e.file), 'utf8'), e, m.id);
+    console.log(`${MUTANTS.length} mutants, every patch applies`);
+    return;
+  }
   const only = argv;
   if (testsOverride) for (const m of MUTANTS) { m.tests = testsOverride; delete m.pattern; }
   const list = only.length ? MUTANTS.filter((m) => only.includes(m.id)) : MUTANTS;

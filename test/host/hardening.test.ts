@@ -5,13 +5,12 @@
 // key left, one outcome counter per datagram) are checked at the end of every test too.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AbiHarness } from './fixtures/abi-harness.ts';
-import { CRED, FLAG, OUTBOX_ENTRY, SLOT, newestSlot, resealCreds, resealSlot } from './fixtures/persisted.ts';
+import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
+import { CRED, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, newestSlot, resealCreds, resealSlot } from './fixtures/persisted.ts';
 import { TestPeer, pump } from './dtls-peer.ts';
 import { FirmwareClient, type SessionEvent } from '../../host/session-abi.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
-import { deviceHandle } from '../../host/cloud/devices.ts';
 
 const CT_ALERT = 21;
 const CT_APPLICATION_DATA = 23;
@@ -114,6 +113,23 @@ describe('issue 9.3: persisted bytes are checked, not trusted because the CRC ma
     });
   }
 
+  it('a refused slot is erased also when the older slot holds no session (nothing else would overwrite it)', async () => {
+    const h = new AbiHarness({ seed: 'tamper-older-keyless', profile: 'default' });
+    await h.provision();
+    await h.wakeAndConfirm();
+    await h.sleep();
+    const keys = h.sessionKeys();
+    const n = newestSlot(h.memory.bytes)!;
+    const older = n.at === SLOT_AT[0] ? SLOT_AT[1] : SLOT_AT[0];
+    h.memory.bytes.fill(0, older + SLOT.keys, older + SLOT.keys + 40); // a keyless older record, as after a destroy
+    h.memory.bytes[older + SLOT.flags] = 0;
+    resealSlot(h.memory.bytes, older);
+    h.memory.bytes[n.at + SLOT.peerCidLen] = 200;
+    resealSlot(h.memory.bytes, n.at);
+    assert.equal(await h.boot(), 'handshaking');
+    assert.deepEqual(h.holds(keys.clientKey), { ram: false, flash: false });
+  });
+
   for (const [field, value] of [['identityLen', 128], ['identityLen', 0], ['pskLen', 65], ['idLen', 49], ['profile', 3]] as const) {
     it(`credentials with ${field} = ${value} (CRC valid) are refused; the PSK never leaves`, async () => {
       const h = new AbiHarness({ seed: `creds-${field}-${value}`, profile: 'default' });
@@ -215,16 +231,8 @@ describe('issue 9.6: a genuine confirming record and a forged truncated one in o
     await h.publish('t', Buffer.from('x')); // the cloud answers with an ACK: the confirming record
     assert.ok(h.downlink.length > 0);
     const genuine = h.downlink.shift()!;
-    const cid = deviceHandle(h.id);
-    const hdr = Buffer.alloc(13 + cid.length);
-    hdr[0] = 25;
-    hdr.writeUInt16BE(0xfefd, 1);
-    hdr.writeUInt16BE(1, 3);
-    hdr.writeUIntBE(2 ** 40, 5, 6);
-    cid.copy(hdr, 11);
-    hdr.writeUInt16BE(200, 11 + cid.length);
     const mark = h.deviceEvents.length;
-    await h.deliver(Buffer.concat([genuine, hdr, Buffer.alloc(20)]));
+    await h.deliver(Buffer.concat([genuine, truncatedRecord(h.id, 2 ** 40, 200, 20)]));
     const events = newEventsSince(h, mark);
     assert.ok(!discarded(events, 'truncated-record'), 'the forged record destroyed a confirmed session');
     assert.equal(h.fw!.sessionState, 'confirmed');
@@ -279,6 +287,47 @@ describe('issue 9.7 and the key limits', () => {
     assert.equal(d.dropReplayed - c.dropReplayed, 1);
     assert.equal(d.rxRecordsOk, c.rxRecordsOk);
   });
+});
+
+describe('persistence rules', () => {
+  it('records beyond the reservation are reserved on flash before they leave (40 raw records, then power lost)', async () => {
+    const h = await resumedDevice('reserve-ahead');
+    await h.converse();
+    for (let i = 0; i < 40; i++) await h.call((fw) => fw.send(Buffer.from([i])));
+    h.powerOff(); // no prepare_sleep: what is on flash now is all the next wake has
+    assert.equal(await h.boot(), 'resumed');
+    await h.publish('t', Buffer.from('after'));
+    await h.converse();
+    h.check();
+  });
+
+  it('a full outbox refuses the seventh event and keeps the six', async () => {
+    const h = await resumedDevice('outbox-full');
+    const seqs: unknown[] = [];
+    for (let i = 0; i < 7; i++) {
+      seqs.push(await h.publish('t', Buffer.from(`e${i}`)));
+      h.downlink.length = 0; // no ACK arrives
+    }
+    assert.equal(seqs[6], 'full');
+    h.powerOff();
+    assert.equal(newestSlot(h.memory.bytes)!.outbox, 6);
+    assert.equal(await h.boot(), 'resumed');
+    await h.converse(40);
+    const delivered = h.cloudEvents.filter((e) => e.kind === 'event').map((e) => (e as { data: Buffer }).data.toString());
+    assert.deepEqual(delivered, ['e0', 'e1', 'e2', 'e3', 'e4', 'e5']);
+  });
+
+  for (const profile of ['legacy', 'fixed'] as const) {
+    it(`${profile}: the 2019 truncated record is fatal even for a confirmed session (as Device OS ${profile === 'legacy' ? '1.1' : '1.2'})`, async () => {
+      const h = new AbiHarness({ seed: `fatal-${profile}`, profile });
+      await h.provision();
+      await h.wakeAndConfirm();
+      assert.equal(h.fw!.sessionState, 'confirmed');
+      const mark = h.deviceEvents.length;
+      await h.deliver(truncatedRecord(h.id, 2 ** 40, 300, 10));
+      assert.ok(discarded(newEventsSince(h, mark), 'truncated-record'));
+    });
+  }
 });
 
 describe('issue 9.9 and every discard reason', () => {
@@ -343,21 +392,17 @@ describe('issue 9.9 and every discard reason', () => {
     for (let i = 0; i < 8 && !discarded(h.deviceEvents, 'reset-token'); i++) await h.deliverNextGenuine();
     assert.ok(discarded(h.deviceEvents, 'reset-token'));
     assert.deepEqual(h.holds(resetToken), { ram: false, flash: false });
+    // The same wake that received a token (CoAP scratch, the I/O buffer) ends its session.
+    await h.converse();
+    const second = h.sessionKeys().resetToken;
+    assert.ok(second.some((b) => b !== 0) && !second.equals(resetToken), 'a new token came with the new session');
+    await h.call((fw) => fw.close(h.nowMs));
+    assert.deepEqual(h.holds(second), { ram: false, flash: false });
   });
 
   it('the truncated-record hint window survives sleep: one hint acted on per window, not one per wake', async () => {
     const h = await resumedDevice('hint-window');
-    const hint = () => {
-      const cid = deviceHandle(h.id);
-      const r = Buffer.alloc(13 + cid.length + 10);
-      r[0] = 25;
-      r.writeUInt16BE(0xfefd, 1);
-      r.writeUInt16BE(1, 3);
-      r.writeUIntBE(2 ** 40, 5, 6);
-      cid.copy(r, 11);
-      r.writeUInt16BE(300, 11 + cid.length);
-      return r;
-    };
+    const hint = () => truncatedRecord(h.id, 2 ** 40, 300, 10);
     let mark = h.deviceEvents.length;
     await h.deliver(hint());
     assert.ok(discarded(newEventsSince(h, mark), 'truncated-record'), 'the first hint is acted on');

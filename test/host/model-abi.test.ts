@@ -21,11 +21,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import fc from 'fast-check';
-import { AbiHarness } from './fixtures/abi-harness.ts';
+import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
 import {
   CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_BYTES, newestSlot, resealCreds, resealSlot,
 } from './fixtures/persisted.ts';
-import { deviceHandle } from '../../host/cloud/devices.ts';
 import { PROFILES, type Profile, type SessionEvent } from '../../host/session-abi.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 150);
@@ -204,19 +203,6 @@ class DeliverForged implements Cmd {
     settle(m, h);
   }
   toString() { return `forged(${Buffer.from(this.bytes).toString('hex').slice(0, 32)}…/${this.bytes.length})`; }
-}
-
-/** The 2019 datagram: a record header (our CID, epoch 1, a high sequence) promising more bytes than follow. */
-function truncatedRecord(id: string, seq: number, claimed: number, present: number): Buffer {
-  const cid = deviceHandle(id);
-  const h = Buffer.alloc(13 + cid.length);
-  h[0] = 25;
-  h.writeUInt16BE(0xfefd, 1);
-  h.writeUInt16BE(1, 3);
-  h.writeUIntBE(seq, 5, 6);
-  cid.copy(h, 11);
-  h.writeUInt16BE(claimed, 11 + cid.length);
-  return Buffer.concat([h, Buffer.alloc(Math.min(present, claimed - 1), 0x5a)]);
 }
 
 class DeliverTruncated implements Cmd {
