@@ -1,36 +1,51 @@
 /**
- * Cloud throughput over loopback UDP, driven by a separate load process (bench/cloud-load.ts):
- * records/s (each record: decrypt, atomic replay-window update and sequence reservation in the
- * store, CoAP ACK sealed and sent) with the memory store and with Redis, and full handshakes/s.
- * CPU of the cloud, the load process and redis-server is sampled over each phase, which shows
- * what bounds the rate on this machine.
+ * Sustained cloud throughput over loopback UDP (`npm run bench:cloud`): each phase runs ≥ 60 s
+ * (CLOUD_BENCH_SECONDS) against real `sleepy-session cloud` processes — one, or two sharing one
+ * Redis — driven by a separate load process (bench/cloud-load.ts):
+ *  - records/s: CoAP pings over established sessions (decrypt, atomic replay-window update and
+ *    sequence reservation in the store, ACK sealed and sent);
+ *  - handshakes/s: full PSK handshakes with cookie exchange, CID and reset token.
+ * Operations are counted by the cloud (its /metrics), in 10 s windows, so the table shows the
+ * first and the last 10 s (a cliff shows as a drop) and each process's RSS over time.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { DeviceRegistry, deviceHandle } from '../host/cloud/devices.ts';
-import { startCloud } from '../host/cloud/server.ts';
+import { deviceHandle } from '../host/cloud/devices.ts';
+import { parsePrometheus } from '../host/cloud/metrics.ts';
 import type { LoadConfig, LoadMessage } from './cloud-load.ts';
 import { fmt, table } from './lib.ts';
 
+const LOAD = fileURLToPath(new URL('./cloud-load.ts', import.meta.url));
+const CLI = fileURLToPath(new URL('../host/cloud/cli.ts', import.meta.url));
+const DEVICES = 256;
+const WINDOW_MS = 10_000;
+
 export interface CloudBenchRow {
-  store: 'memory' | 'redis';
   measure: 'records/s' | 'handshakes/s';
-  /** Completed operations per second, counted by the cloud. */
+  store: 'memory' | 'redis';
+  frontEnds: number;
+  seconds: number;
+  /** Mean rate over the whole phase. */
   rate: number;
-  /** CPU use over the phase, in % of one core. */
+  first10s: number;
+  last10s: number;
+  /** Rate of every 10 s window. */
+  windows: number[];
+  /** Operations per second of cloud CPU in every window: what a cliff (a rising cost per operation) shows in, whatever else runs on the machine. */
+  perCpuSecond: number[];
+  /** RSS (MiB) of each front end at each sample, summed over front ends. */
+  rssMiB: number[];
   cloudCpu: number;
   loadCpu: number;
   redisCpu: number | null;
 }
 
-const LOAD = fileURLToPath(new URL('./cloud-load.ts', import.meta.url));
-const DEVICES = 64;
-
-/** CPU seconds (user + system) of a process, from /proc. */
 function cpuSeconds(pid: number): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -38,6 +53,11 @@ function cpuSeconds(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 async function freePort(): Promise<number> {
@@ -48,108 +68,237 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+async function waitOutput(proc: ChildProcess, pattern: RegExp, what: string): Promise<RegExpExecArray> {
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: not ready in 20 s`)), 20_000);
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = pattern.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m);
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`${what} exited (${code})`)));
+  });
+}
+
 async function startRedis(): Promise<{ proc: ChildProcess; url: string } | null> {
   const port = await freePort();
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const ready = await new Promise<boolean>((resolve) => {
-    let out = '';
-    proc.on('error', () => resolve(false));
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('Ready to accept connections')) resolve(true);
-    });
-    setTimeout(() => resolve(false), 5000);
-  });
-  if (!ready) {
+  proc.on('error', () => undefined);
+  try {
+    await waitOutput(proc, /Ready to accept connections/, 'redis-server');
+  } catch {
     proc.kill('SIGKILL');
     return null;
   }
   return { proc, url: `redis://127.0.0.1:${port}` };
 }
 
-async function measure(storeKind: 'memory' | 'redis', redis: { proc: ChildProcess; url: string } | null): Promise<CloudBenchRow[]> {
+interface FrontEnd {
+  proc: ChildProcess;
+  port: number;
+  metricsPort: number;
+}
+
+async function startFrontEnd(devicesFile: string, store: string): Promise<FrontEnd> {
+  // Handshake log lines go to stderr as in production; here they are discarded.
+  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, '--devices', devicesFile, '--port', '0', '--metrics-port', '0', '--store', store], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const m = await waitOutput(proc, /cloud listening udp=\S+:(\d+) metrics=(\d+)/, 'cloud');
+  return { proc, port: Number(m[1]), metricsPort: Number(m[2]) };
+}
+
+async function count(fes: FrontEnd[], measure: CloudBenchRow['measure']): Promise<number> {
+  let n = 0;
+  for (const fe of fes) {
+    const m = parsePrometheus(await (await fetch(`http://127.0.0.1:${fe.metricsPort}/metrics`)).text());
+    if (measure === 'handshakes/s') n += m.get('sleepy_cloud_handshakes_total{result="completed"}') ?? 0;
+    else n += (m.get('sleepy_cloud_coap_total{kind="ping"}') ?? 0) + (m.get('sleepy_cloud_coap_total{kind="duplicate"}') ?? 0);
+  }
+  return n;
+}
+
+async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis', frontEnds: number, seconds: number, redis: { proc: ChildProcess; url: string } | null): Promise<CloudBenchRow> {
   const devs = Array.from({ length: DEVICES }, (_, i) => ({ id: `bench-${i}`, identity: `bench-id-${i}`, psk: crypto.randomBytes(16) }));
-  const cloud = await startCloud({
-    port: 0,
-    devices: new DeviceRegistry(devs),
-    store: storeKind === 'memory' ? 'memory' : redis!.url,
-    maxInflight: 8192,
-  });
+  const dir = mkdtempSync(join(tmpdir(), 'cloud-bench-'));
+  const devicesFile = join(dir, 'devices.json');
+  writeFileSync(devicesFile, JSON.stringify({ cloudSecret: crypto.randomBytes(32).toString('hex'), devices: devs.map((d) => ({ id: d.id, identity: d.identity, psk: d.psk.toString('hex') })) }));
+  const fes = await Promise.all(Array.from({ length: frontEnds }, () => startFrontEnd(devicesFile, store === 'memory' ? 'memory' : redis!.url)));
   const cfg: LoadConfig = {
-    port: cloud.port,
+    mode: measure === 'records/s' ? 'records' : 'handshakes',
+    ports: fes.map((f) => f.port),
     devices: devs.map((d) => ({ identity: d.identity, psk: d.psk.toString('hex'), handle: deviceHandle(d.id).toString('hex') })),
-    handshakeSockets: 16,
-    handshakeMs: 2000,
-    recordMs: 3000,
-    warmupMs: 500,
+    sockets: 16,
+    durationMs: seconds * 1000 + 3000,
     window: Number(process.env.CLOUD_BENCH_WINDOW ?? 512),
   };
   const child = fork(LOAD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const rows: CloudBenchRow[] = [];
-  const redisPid = redis?.proc.pid;
-  let mark = { t: 0, cloud: 0, load: 0, redis: 0, handshakes: 0, pings: 0 };
-  const sample = () => {
-    const c = cloud.counters();
-    return {
-      t: performance.now(),
-      cloud: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
-      load: cpuSeconds(child.pid!),
-      redis: redisPid ? cpuSeconds(redisPid) : 0,
-      handshakes: c['handshakes|completed'] ?? 0,
-      pings: c['coap|ping'] ?? 0,
-    };
-  };
-  const row = (m: CloudBenchRow['measure'], count: (s: typeof mark) => number): CloudBenchRow => {
-    const end = sample();
-    const secs = (end.t - mark.t) / 1000;
-    const pct = (a: number, b: number) => Math.round((100 * (a - b)) / secs);
-    return {
-      store: storeKind,
-      measure: m,
-      rate: (count(end) - count(mark)) / secs,
-      cloudCpu: pct(end.cloud, mark.cloud),
-      loadCpu: pct(end.load, mark.load),
-      redisCpu: redisPid ? pct(end.redis, mark.redis) : null,
-    };
-  };
-  await new Promise<void>((resolve, reject) => {
+  const running = new Promise<void>((resolve, reject) => {
     child.on('message', (m: LoadMessage) => {
-      if (m.phase === 'handshakes-start' || m.phase === 'records-start') mark = sample();
-      else if (m.phase === 'handshakes-end') rows.push(row('handshakes/s', (s) => s.handshakes));
-      else if (m.phase === 'records-end') rows.push(row('records/s', (s) => s.pings));
+      if (m.phase === 'running') resolve();
       else if (m.phase === 'error') reject(new Error(`cloud load process: ${m.message}`));
     });
-    child.on('exit', () => resolve());
-    child.send(cfg);
   });
-  await cloud.close();
-  return rows;
+  const exited = once(child, 'exit');
+  child.send(cfg);
+  await running;
+  await new Promise((r) => setTimeout(r, 2000)); // warm-up
+  const cpu = () => ({ cloud: fes.reduce((s, f) => s + cpuSeconds(f.proc.pid!), 0), load: cpuSeconds(child.pid!), redis: redis ? cpuSeconds(redis.proc.pid!) : 0 });
+  const c0 = cpu();
+  const t0 = performance.now();
+  let last = await count(fes, measure);
+  const first = last;
+  const windows: number[] = [];
+  const perCpuSecond: number[] = [];
+  const rss: number[] = [fes.reduce((s, f) => s + rssMiB(f.proc.pid!), 0)];
+  let tPrev = t0;
+  let cpuPrev = c0.cloud;
+  for (let w = 0; w < seconds * 1000 / WINDOW_MS; w++) {
+    await new Promise((r) => setTimeout(r, t0 + (w + 1) * WINDOW_MS - performance.now()));
+    const now = performance.now();
+    const n = await count(fes, measure);
+    windows.push((n - last) / ((now - tPrev) / 1000));
+    const cpuNow = cpu().cloud;
+    perCpuSecond.push((n - last) / Math.max(0.01, cpuNow - cpuPrev));
+    cpuPrev = cpuNow;
+    rss.push(fes.reduce((s, f) => s + rssMiB(f.proc.pid!), 0));
+    last = n;
+    tPrev = now;
+  }
+  const secs = (tPrev - t0) / 1000;
+  const c1 = cpu();
+  if (process.env.CLOUD_BENCH_DEBUG) {
+    for (const fe of fes) {
+      const text = await (await fetch(`http://127.0.0.1:${fe.metricsPort}/metrics`)).text();
+      console.error(text.split('\n').filter((l) => /^sleepy_cloud_(drops|handshake|store_errors|store_latency_seconds_(sum|count)|hello|internal|nodejs_heap_size_used|nodejs_external|process_resident|nodejs_gc_duration_seconds_sum|table_entries)/.test(l)).join('\n'));
+    }
+  }
+  await exited;
+  for (const f of fes) f.proc.kill('SIGKILL');
+  await Promise.all(fes.map((f) => once(f.proc, 'exit')));
+  const pct = (a: number, b: number) => Math.round((100 * (a - b)) / secs);
+  return {
+    measure,
+    store,
+    frontEnds,
+    seconds: Math.round(secs),
+    rate: (last - first) / secs,
+    first10s: windows[0],
+    last10s: windows[windows.length - 1],
+    windows,
+    perCpuSecond,
+    rssMiB: rss.map((r) => Math.round(r)),
+    cloudCpu: pct(c1.cloud, c0.cloud),
+    loadCpu: pct(c1.load, c0.load),
+    redisCpu: redis ? pct(c1.redis, c0.redis) : null,
+  };
+}
+
+async function flush(redis: { url: string }): Promise<void> {
+  const { connectRedis } = await import('../host/cloud/redis-client.ts');
+  const conn = await connectRedis({ url: redis.url });
+  await conn.command(['FLUSHALL']);
+  await conn.close();
+}
+
+/**
+ * The cliff behind issue 10, in isolation: 100k inserts into a table held at a 100k bound, with
+ * the old eviction (`map.delete(map.keys().next().value)`) and with BoundedMap. Median of 3.
+ */
+export async function benchBoundedMap(): Promise<{ text: string; oldMs: number; boundedMs: number }> {
+  const { BoundedMap } = await import('../host/cloud/bounded.ts');
+  const N = 100_000;
+  const old = (m: Map<string, number>, k: string, v: number) => {
+    m.delete(k);
+    m.set(k, v);
+    while (m.size > N) m.delete(m.keys().next().value as string);
+  };
+  const olds: number[] = [];
+  const bounded: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const m = new Map<string, number>();
+    let i = 0;
+    for (; i < N; i++) old(m, `k${i}`, i);
+    let t = performance.now();
+    for (let j = 0; j < N; j++, i++) old(m, `k${i}`, i);
+    olds.push(performance.now() - t);
+    const b = new BoundedMap<string, number>(N);
+    let x = 0;
+    for (; x < N; x++) b.set(`k${x}`, x);
+    t = performance.now();
+    for (let j = 0; j < N; j++, x++) b.set(`k${x}`, x);
+    bounded.push(performance.now() - t);
+  }
+  const med = (a: number[]) => [...a].sort((p, q) => p - q)[1];
+  const oldMs = med(olds);
+  const boundedMs = med(bounded);
+  const text = `100k inserts into a table at its 100k bound (median of 3)\n${table(['eviction', 'time', 'ratio'], [['Map + keys().next() (before)', `${fmt(oldMs)} ms`, `${fmt(oldMs / boundedMs)}×`], ['BoundedMap (linked list)', `${fmt(boundedMs)} ms`, '1×']])}`;
+  return { text, oldMs, boundedMs };
 }
 
 export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[] }> {
-  const rows = await measure('memory', null);
+  const seconds = Number(process.env.CLOUD_BENCH_SECONDS ?? 60);
+  const rows: CloudBenchRow[] = [];
+  const log = (r: CloudBenchRow) =>
+    console.error(`  ${r.measure} ${r.store} ×${r.frontEnds}: ${fmt(r.rate)} (10 s windows: ${r.windows.map((w) => fmt(w)).join(', ')}; per cloud CPU-second: ${r.perCpuSecond.map((w) => fmt(w)).join(', ')}; RSS MiB ${r.rssMiB.join(' → ')})`);
+  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one).
+  const only = process.env.CLOUD_BENCH_ONLY;
+  const wanted = (m: string, st: string, fe: number) => !only || only === `${m}:${st}:${fe}`;
+  for (const measure of ['records/s', 'handshakes/s'] as const) {
+    if (!wanted(measure, 'memory', 1)) continue;
+    rows.push(await phase(measure, 'memory', 1, seconds, null));
+    log(rows.at(-1)!);
+  }
   const redis = await startRedis();
   let note = '';
   if (redis) {
     try {
-      rows.push(...(await measure('redis', redis)));
+      for (const measure of ['records/s', 'handshakes/s'] as const) {
+        for (const fe of [1, 2]) {
+          if (!wanted(measure, 'redis', fe)) continue;
+          await flush(redis);
+          rows.push(await phase(measure, 'redis', fe, seconds, redis));
+          log(rows.at(-1)!);
+        }
+      }
     } finally {
       redis.proc.kill('SIGKILL');
     }
   } else note = '\n(redis-server not installed: Redis rows skipped; apt-get install redis-server)';
   const cpu = (n: number | null) => (n === null ? '–' : `${n}%`);
   const text =
-    'Cloud over loopback UDP (load from a separate process; CPU in % of one core over the phase)\n' +
+    `Cloud over loopback UDP, sustained: ${seconds} s per phase after 2 s warm-up; load from a separate process; CPU in % of one core (summed over front ends); RSS summed over front ends\n` +
     table(
-      ['measure', 'store', 'rate', 'cloud CPU', 'load CPU', 'redis CPU'],
-      rows.map((r) => [r.measure, r.store, fmt(r.rate), cpu(r.cloudCpu), cpu(r.loadCpu), cpu(r.redisCpu)]),
+      ['measure', 'store', 'front ends', 'mean rate', 'first 10 s', 'last 10 s', 'per CPU-s first → last', 'last/first per CPU-s', 'RSS start → end', 'cloud CPU', 'load CPU', 'redis CPU'],
+      rows.map((r) => [
+        r.measure,
+        r.store,
+        String(r.frontEnds),
+        fmt(r.rate),
+        fmt(r.first10s),
+        fmt(r.last10s),
+        `${fmt(r.perCpuSecond[0])} → ${fmt(r.perCpuSecond.at(-1)!)}`,
+        `${Math.round((100 * r.perCpuSecond.at(-1)!) / r.perCpuSecond[0])}%`,
+        `${r.rssMiB[0]} → ${r.rssMiB.at(-1)} MiB`,
+        cpu(r.cloudCpu),
+        cpu(r.loadCpu),
+        cpu(r.redisCpu),
+      ]),
     ) +
     note;
   return { text, rows };
 }
 
-// `node --import tsx bench/cloud.ts` runs this benchmark alone.
+// `npm run bench:cloud` runs this benchmark alone.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { text } = await benchCloud();
+  const maps = await benchBoundedMap();
+  console.log(maps.text + '\n');
+  const { text, rows } = await benchCloud();
   console.log(text);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync('reports', { recursive: true });
+  writeFileSync('reports/bench-cloud.json', JSON.stringify({ date: new Date().toISOString(), node: process.version, boundedMap: { oldMs: maps.oldMs, boundedMs: maps.boundedMs }, rows }, null, 2));
+  console.log('written: reports/bench-cloud.json');
 }

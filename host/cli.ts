@@ -1,6 +1,7 @@
 /**
- * The `sleepy-session` command. Subcommands grow with the product; each validates its flags and
- * names the offending flag and the allowed values on error.
+ * The `sleepy-session` command. Every subcommand declares its flags (a CommandSpec) and parses
+ * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
+ * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import crypto from 'node:crypto';
@@ -8,82 +9,97 @@ import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
 
-export class UsageError extends Error {}
+import { UsageError, duration, helpText, hostPort, oneOf, parseFlags, str, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
 
-const USAGE = `usage: sleepy-session <command> [flags]
+export { UsageError, duration, hostPort, oneOf };
 
-commands:
-  start                      the main job: replay the May 2019 session-cache wipe for the three
-                             firmware profiles side by side (cloud in process, virtual time)
-      --wake-every DUR       sleep between wakes (default 15m)
-      --wipe-at DUR          when the cache is wiped (default 40m)
-      --heal-at DUR|never    when the cloud rolls out the malformed-datagram heal (default 2h40m)
-      --until DUR            end of the replay (default 3h35m)
-      --engine v8|wasm3      engine for the firmware (default v8)
-      --seed TEXT            seed of every random choice (default may-2019)
-      --report FILE          JSON report (default reports/incident.json)
-  connect                    the firmware's DTLS client over real UDP: stdin lines are sent as
-                             application data, received data is printed
-      --server HOST:PORT     DTLS 1.2 PSK server (e.g. openssl s_server -dtls1_2 -nocert -psk HEX
-                             -psk_identity ID -cipher PSK-AES128-CCM8 -accept 127.0.0.1:PORT)
-      --identity ID          PSK identity
-      --psk HEX              pre-shared key, 1..64 bytes in hex
-      --engine v8|wasm3      engine to run the firmware on (default v8)
-  device                     one device over real UDP against a cloud, waking periodically
-      --cloud HOST:PORT      the cloud (sleepy-session cloud)
-      --id ID                device id (as in the cloud's devices file)
-      --identity ID          PSK identity (default: the id)
-      --psk HEX              pre-shared key, 16..64 bytes in hex
-      --profile legacy|fixed|default   firmware behaviour (default: default)
-      --wake-every DUR       sleep between wakes (default 15m)
-      --publish-every-wake   publish a reading at every wake
-      --speed N              virtual time runs N times faster than the wall clock (default 1)
-      --wakes N              stop after N wakes (default 0: until interrupted)
-      --flash FILE           keep persistent memory in FILE across runs
-      --engine v8|wasm3      engine for the firmware (default v8)
-  mcu                        one device on the Cortex-M4 image in QEMU against a cloud (flags:
-                             sleepy-session mcu --help)
-  cloud --devices FILE [--port 5684] [--store memory|redis://HOST:PORT] [--webhook URL]
-        [--heal reset-token,malformed|none] [--metrics-port N]
-                             the DTLS 1.2 PSK cloud (docs/protocol.md)
-  help                       this text`;
+const ENGINE_FLAG = { name: 'engine', value: 'v8|wasm3', help: 'engine for the firmware', default: 'v8' };
 
-export interface Flags {
-  [name: string]: string;
+export const START_SPEC: CommandSpec = {
+  name: 'start',
+  summary: 'the main job: replay the May 2019 session-cache wipe for the three firmware profiles side by side (cloud in process, virtual time)',
+  flags: [
+    { name: 'wake-every', value: 'DUR', help: 'sleep between wakes', default: '15m' },
+    { name: 'wipe-at', value: 'DUR', help: 'when the cache is wiped', default: '40m' },
+    { name: 'heal-at', value: 'DUR|never', help: 'when the cloud rolls out the malformed-datagram heal', default: '2h40m' },
+    { name: 'until', value: 'DUR', help: 'end of the replay', default: '3h35m' },
+    ENGINE_FLAG,
+    { name: 'seed', value: 'TEXT', help: 'seed of every random choice', default: 'may-2019' },
+    { name: 'report', value: 'FILE', help: 'JSON report', default: 'reports/incident.json' },
+  ],
+};
+
+export const CONNECT_SPEC: CommandSpec = {
+  name: 'connect',
+  summary: "the firmware's DTLS client over real UDP: stdin lines are sent as application data, received data is printed",
+  flags: [
+    { name: 'server', value: 'HOST:PORT', help: 'DTLS 1.2 PSK server (e.g. openssl s_server -dtls1_2 -nocert -psk HEX -psk_identity ID -cipher PSK-AES128-CCM8 -accept 127.0.0.1:PORT) — required' },
+    { name: 'identity', value: 'ID', help: 'PSK identity, 1..128 bytes — required' },
+    { name: 'psk', value: 'HEX', help: 'pre-shared key, 1..64 bytes in hex — required' },
+    ENGINE_FLAG,
+  ],
+};
+
+export const DEVICE_SPEC: CommandSpec = {
+  name: 'device',
+  summary: 'one device over real UDP against a cloud, waking periodically',
+  flags: [
+    { name: 'cloud', value: 'HOST:PORT', help: 'the cloud (sleepy-session cloud) — required' },
+    { name: 'id', value: 'ID', help: "device id as in the cloud's devices file, 1..48 bytes — required" },
+    { name: 'identity', value: 'ID', help: 'PSK identity, 1..64 bytes', default: 'the id' },
+    { name: 'psk', value: 'HEX', help: 'pre-shared key, 16..64 bytes in hex — required' },
+    { name: 'profile', value: 'legacy|fixed|default', help: 'firmware behaviour', default: 'default' },
+    { name: 'wake-every', value: 'DUR', help: 'sleep between wakes', default: '15m' },
+    { name: 'publish-every-wake', help: 'publish a reading at every wake' },
+    { name: 'speed', value: 'N', help: 'virtual time runs N times faster than the wall clock', default: '1' },
+    { name: 'wakes', value: 'N', help: 'stop after N wakes (0: until interrupted)', default: '0' },
+    { name: 'flash', value: 'FILE', help: 'keep persistent memory in FILE across runs and kills (created when missing; FILE.host keeps the clock and the readings waiting for the outbox)' },
+    ENGINE_FLAG,
+  ],
+};
+
+/** Every subcommand, for the top-level help (cloud and events are loaded on demand). */
+const COMMANDS: [string, string][] = [
+  ['start', START_SPEC.summary],
+  ['connect', CONNECT_SPEC.summary],
+  ['device', DEVICE_SPEC.summary],
+  ['mcu', 'one device on the Cortex-M4 image in QEMU against a cloud (flags: sleepy-session mcu --help)'],
+  ['cloud', 'the DTLS 1.2 PSK cloud (docs/protocol.md)'],
+  ['events', 'list or retry the dead letters of the cloud\'s Redis event log'],
+  ['help', 'this text'],
+];
+
+const USAGE = [
+  'usage: sleepy-session <command> [flags]',
+  '',
+  'commands:',
+  ...COMMANDS.map(([n, s]) => `  ${n.padEnd(9)}${s}`),
+  '',
+  "'sleepy-session <command> --help' lists the flags of a command.",
+].join('\n');
+
+/** Parses a subcommand's flags; null when --help was asked for (and printed). */
+function flagsOf(spec: CommandSpec, args: string[]): ParsedFlags | null {
+  const f = parseFlags(spec, args);
+  if (f !== 'help') return f;
+  console.log(helpText(spec));
+  return null;
 }
 
-/** Parses `--name value` / `--name=value` pairs against the allowed flag names of a command. */
-export function parseFlags(args: string[], allowed: string[], command: string): Flags {
-  const flags: Flags = {};
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (!arg.startsWith('--')) throw new UsageError(`${command}: unexpected argument '${arg}'; flags are: ${allowed.map((a) => '--' + a).join(', ')}`);
-    let [name, value] = arg.slice(2).split(/=(.*)/s, 2);
-    if (!allowed.includes(name)) {
-      throw new UsageError(`${command}: unknown flag --${name}; allowed: ${allowed.map((a) => '--' + a).join(', ') || '(none)'}`);
-    }
-    if (value === undefined) {
-      value = args[++i];
-      if (value === undefined || value.startsWith('--')) throw new UsageError(`${command}: flag --${name} needs a value`);
-    }
-    flags[name] = value;
+/** Resolves a host name now, so an unresolvable one is a usage error and not a crash later. */
+async function resolvable(command: string, flag: string, host: string): Promise<void> {
+  const { lookup } = await import('node:dns/promises');
+  try {
+    await lookup(host, { family: 4 });
+  } catch (e) {
+    throw new UsageError(`${command}: --${flag}: cannot resolve host '${host}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  return flags;
-}
-
-/** Parses "15m", "90s", "2h40m", "500ms" or plain milliseconds. */
-export function duration(command: string, flag: string, value: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  if (/^\d+$/.test(value)) return Number(value);
-  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
-  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) {
-    throw new UsageError(`${command}: --${flag} must be a duration like 500ms, 90s, 15m or 2h40m (got '${value}')`);
-  }
-  return Math.round(parts.reduce((ms, p) => ms + Number(p[1]) * units[p[2]], 0));
 }
 
 async function start(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ['report', 'engine', 'seed', 'wake-every', 'wipe-at', 'heal-at', 'until'], 'start');
+  const parsed = flagsOf(START_SPEC, args);
+  if (!parsed) return 0;
+  const flags = strings(parsed);
   const { DEFAULT_INCIDENT, formatIncident, runIncident } = await import('./sim/incident.ts');
   const engineName = oneOf('start', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const);
   await engineByName(engineName); // fails early, with the reason, when the engine is not built
@@ -113,19 +129,11 @@ async function start(args: string[]): Promise<number> {
   console.log(formatIncident(result, `report: ${reportPath}`));
   return 0;
 }
-/** Validates an enumerated flag value and names the allowed ones on error. */
-export function oneOf<T extends string>(command: string, flag: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(`${command}: --${flag} must be one of ${allowed.join(', ')} (got '${value}')`);
-  }
-  return value as T;
-}
-
-export function hostPort(command: string, flag: string, value: string | undefined): { host: string; port: number } {
-  const m = value?.match(/^(.+):(\d{1,5})$/);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new UsageError(`${command}: --${flag} must be HOST:PORT with a port 1..65535 (got '${value ?? ''}')`);
-  return { host: m[1], port };
+/** The string flags of a parse (switches left out). */
+function strings(f: ParsedFlags): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const k of Object.keys(f)) out[k] = str(f, k);
+  return out;
 }
 
 async function engineByName(name: 'v8' | 'wasm3'): Promise<Engine> {
@@ -136,10 +144,15 @@ async function engineByName(name: 'v8' | 'wasm3'): Promise<Engine> {
 }
 
 async function connectCommand(args: string[]): Promise<number> {
-  const flags = parseFlags(args, ['server', 'identity', 'psk', 'engine'], 'connect');
+  const parsed = flagsOf(CONNECT_SPEC, args);
+  if (!parsed) return 0;
+  const flags = strings(parsed);
   const server = hostPort('connect', 'server', flags.server);
   if (!flags.identity) throw new UsageError('connect: --identity ID is required');
+  const identityBytes = Buffer.byteLength(flags.identity);
+  if (identityBytes > 128) throw new UsageError(`connect: --identity must be 1..128 bytes (got ${identityBytes})`);
   if (!flags.psk || !/^([0-9a-fA-F]{2}){1,64}$/.test(flags.psk)) throw new UsageError('connect: --psk must be 1..64 bytes in hex');
+  await resolvable('connect', 'server', server.host);
   const engine = await engineByName(oneOf('connect', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
   const { FirmwareClient } = await import('./session-abi.ts');
   const { UdpDriver } = await import('./udp-driver.ts');
@@ -170,17 +183,17 @@ async function connectCommand(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Flags that take no value. */
-function takeSwitch(args: string[], name: string): [boolean, string[]] {
-  const rest = args.filter((a) => a !== `--${name}`);
-  return [rest.length !== args.length, rest];
-}
-
 async function deviceCommand(argv: string[]): Promise<number> {
-  const [publishEveryWake, args] = takeSwitch(argv, 'publish-every-wake');
-  const flags = parseFlags(args, ['cloud', 'id', 'identity', 'psk', 'profile', 'wake-every', 'speed', 'wakes', 'flash', 'engine'], 'device');
+  const parsed = flagsOf(DEVICE_SPEC, argv);
+  if (!parsed) return 0;
+  const publishEveryWake = parsed['publish-every-wake'] === true;
+  const flags = strings(parsed);
   const cloud = hostPort('device', 'cloud', flags.cloud);
   if (!flags.id) throw new UsageError('device: --id ID is required');
+  const idBytes = Buffer.byteLength(flags.id);
+  if (idBytes > 48) throw new UsageError(`device: --id must be 1..48 bytes (got ${idBytes})`);
+  const identityBytes = Buffer.byteLength(flags.identity ?? flags.id);
+  if (identityBytes > 64) throw new UsageError(`device: --identity must be 1..64 bytes (got ${identityBytes})`);
   if (!flags.psk || !/^([0-9a-fA-F]{2}){16,64}$/.test(flags.psk)) throw new UsageError('device: --psk must be 16..64 bytes in hex');
   const { runDevice } = await import('./device-cli.ts');
   const { PROFILES } = await import('./session-abi.ts');
@@ -190,12 +203,23 @@ async function deviceCommand(argv: string[]): Promise<number> {
   const wakes = Number(flags.wakes ?? 0);
   if (!Number.isInteger(wakes) || wakes < 0) throw new UsageError(`device: --wakes must be a whole number ≥ 0 (got '${flags.wakes}')`);
   const engine = await engineByName(oneOf('device', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
-  await runDevice({
-    cloud, id: flags.id, identity: flags.identity ?? flags.id, psk: Buffer.from(flags.psk, 'hex'), profile,
-    wakeEveryMs: flags['wake-every'] ? duration('device', 'wake-every', flags['wake-every']) : 15 * 60_000,
-    publishEveryWake, speed, wakes, appAwakeMs: 3000, flashPath: flags.flash ?? null, engine,
-    log: (line) => console.log(line),
-  });
+  await resolvable('device', 'cloud', cloud.host);
+  const wakeEveryMs = flags['wake-every'] ? duration('device', 'wake-every', flags['wake-every']) : 15 * 60_000;
+  const { openFlash, DeviceStartError } = await import('./device-cli.ts');
+  try {
+    // The flash file is checked (and created erased when missing) before anything starts.
+    const flash = flags.flash !== undefined ? openFlash(flags.flash) : null;
+    await runDevice({
+      cloud, id: flags.id, identity: flags.identity ?? flags.id, psk: Buffer.from(flags.psk, 'hex'), profile,
+      wakeEveryMs, publishEveryWake, speed, wakes, appAwakeMs: 3000, flash, engine,
+      log: (line) => console.log(line),
+    });
+  } catch (e) {
+    if (e instanceof DeviceStartError) throw new UsageError(`device: ${e.message}`);
+    // A failure while running (a firmware trap, a disk error): one line, not a stack trace.
+    console.error(`sleepy-session: device: ${(e as Error).message}`);
+    return 1;
+  }
   return 0;
 }
 
@@ -217,6 +241,10 @@ export async function main(argv: string[]): Promise<number> {
         const { runCloudCommand } = await import('./cloud/cli.ts');
         return await runCloudCommand(rest);
       }
+      case 'events': {
+        const { runEventsCommand } = await import('./cloud/cli.ts');
+        return await runEventsCommand(rest);
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -224,7 +252,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${command}'; allowed: start, device, mcu, connect, cloud, help`);
+        throw new UsageError(`unknown command '${command}'; allowed: ${COMMANDS.map(([n]) => n).join(', ')}`);
     }
   } catch (e) {
     if (e instanceof UsageError) {

@@ -1,12 +1,13 @@
 /**
  * One device: the firmware module on a board. Every wake loads a fresh module instance (deep
  * sleep loses RAM), boots it from persistent memory and drives it; the host applies every
- * persistent write before it sends any datagram, as the ABI requires.
+ * persistent write before it sends any datagram, as the ABI requires (durably when the board's
+ * memory has a backing such as a FlashFile: `apply` returns only after the fsync).
  */
 import type { Engine, ModuleInstance } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
 import { Board } from './board/board.ts';
-import { FirmwareClient, type ConfigName, type Profile, type SessionEvent, type SessionState } from './session-abi.ts';
+import { FirmwareClient, type ConfigName, type Profile, type SessionEvent, type SessionState, type StoreWrite } from './session-abi.ts';
 
 export interface DeviceOptions {
   id: string;
@@ -50,10 +51,20 @@ export class Device {
 
   /** Factory step: writes the credentials to persistent memory. */
   async provision(): Promise<void> {
+    for (const w of await this.provisioningWrites()) {
+      this.board.memory.apply(w);
+      w.bytes.fill(0); // it holds the PSK
+    }
+  }
+
+  /** What provisioning writes (the credentials block, PSK included: wipe it after use). */
+  async provisioningWrites(): Promise<StoreWrite[]> {
     const fw = await this.load();
     fw.provisionDevice(this.opts.profile, this.opts.id, Buffer.from(this.opts.identity), this.opts.psk);
-    for (let w = fw.pollStore(); w; w = fw.pollStore()) this.board.memory.apply(w);
+    const writes: StoreWrite[] = [];
+    for (let w = fw.pollStore(); w; w = fw.pollStore()) writes.push(w);
     fw.m.dispose();
+    return writes;
   }
 
   /** Power-up or wake from deep sleep. */

@@ -3,6 +3,7 @@
  * For tests and for trying the firmware by hand against a DTLS server.
  */
 import dgram from 'node:dgram';
+import { PersistentMemory } from './board/board.ts';
 import { FirmwareClient, type StateName } from './session-abi.ts';
 
 export interface UdpDriverOptions {
@@ -10,6 +11,12 @@ export interface UdpDriverOptions {
   port: number;
   /** Called with each application record received. */
   onData?: (data: Uint8Array) => void;
+  /**
+   * Where the firmware's persistent writes go (the host contract: before any datagram is sent).
+   * Default: RAM only. The raw DTLS mode (`connect`) stores nothing until `boot`, which this
+   * driver never calls; a booted client given here persists like any Device.
+   */
+  memory?: PersistentMemory;
 }
 
 export class UdpDriver {
@@ -18,8 +25,10 @@ export class UdpDriver {
   private waiters: { until: (s: StateName) => boolean; resolve: (s: StateName) => void }[] = [];
   readonly sentDatagrams: Uint8Array[] = [];
   readonly receivedDatagrams: Uint8Array[] = [];
+  readonly memory: PersistentMemory;
 
   constructor(readonly client: FirmwareClient, private readonly opts: UdpDriverOptions) {
+    this.memory = opts.memory ?? new PersistentMemory();
     this.socket.on('message', (msg) => {
       this.receivedDatagrams.push(new Uint8Array(msg));
       this.client.handleDatagram(Date.now(), msg);
@@ -52,8 +61,9 @@ export class UdpDriver {
     return new Promise((resolve) => this.waiters.push({ until, resolve }));
   }
 
-  /** Sends what the firmware queued, delivers received data, re-arms the timer, wakes waiters. */
+  /** Persists, then sends what the firmware queued, delivers received data, re-arms the timer, wakes waiters. */
   private pump(): void {
+    for (let w = this.client.pollStore(); w; w = this.client.pollStore()) this.memory.apply(w);
     for (const d of this.client.drainTransmit()) {
       this.sentDatagrams.push(d);
       this.socket.send(d, this.opts.port, this.opts.host);

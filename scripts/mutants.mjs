@@ -27,7 +27,7 @@ const WEBHOOK = 'test/host/cloud-webhook.test.ts';
 const CORE = 'test/host/cloud-core.test.ts';
 
 /** @typedef {{ file: string, from: string, to: string }} Edit */
-/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string }[]} */
+/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number }[]} */
 export const MUTANTS = [
   // --- issue 9, the nine reproduced defects -----------------------------------------------------
   {
@@ -53,7 +53,7 @@ export const MUTANTS = [
   {
     id: 'rx-too-large-blocks', why: '9.4 a record over 1024 bytes wedges the receive queue',
     edits: [{ file: 'assembly/dtls/client.ts', from: '  const fits = len <= capacity;', to: '  const fits = len <= capacity;\n  if (!fits) return RX_TOO_LARGE;' }],
-    tests: [HARDENING],
+    tests: [HARDENING], pattern: 'too large for a CoAP message', timeoutS: 60, // the session loop spins on the record: a hang is the failure
   },
   {
     id: 'boot-keeps-queues', why: '9.4 boot does not reset the transmit/receive queues',
@@ -112,6 +112,11 @@ export const MUTANTS = [
     id: 'ems-optional-by-default', why: '9.9 the default profile accepts a server without the extended master secret',
     edits: [{ file: 'assembly/config.ts', from: 'requireExtendedMasterSecret = isDefaultProfile;', to: 'requireExtendedMasterSecret = false;' }],
     tests: [HARDENING],
+  },
+  {
+    id: 'stale-hello-verify-accepted', why: 'a second HelloVerifyRequest for the first ClientHello starts another cookie round',
+    edits: [{ file: 'assembly/dtls/handshake.ts', from: '  if (seq != sendMessageSeq) {\n    C.count(C.C_DROP_UNEXPECTED_MESSAGE);\n    return false;\n  }\n  if (len < 3) {', to: '  if (len < 3) {' }],
+    tests: [HARDENING], pattern: 'second HelloVerifyRequest',
   },
   // --- expiry rules -----------------------------------------------------------------------------------
   {
@@ -204,12 +209,12 @@ export const MUTANTS = [
   // --- the cloud --------------------------------------------------------------------------------------------
   {
     id: 'cloud-claims-ignore-incarnation', why: "a re-provisioned device's events are swallowed as duplicates",
-    edits: [{ file: 'host/cloud/core.ts', from: "const stream = plan.event.incarnation === null ? s.deviceId : `${s.deviceId}/${plan.event.incarnation}`;", to: 'const stream = s.deviceId;' }],
+    edits: [{ file: 'host/cloud/events.ts', from: "return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;", to: 'return `${ev.deviceId}:${ev.seq}`;' }],
     tests: [HARDENING], pattern: 're-provisioned device starts a new event stream',
   },
   {
     id: 'cloud-no-dedupe', why: 'every retransmitted event is delivered again',
-    edits: [{ file: 'host/cloud/core.ts', from: "this.stats.inc('events', first ? 'accepted' : 'duplicate');", to: "first = true; this.stats.inc('events', first ? 'accepted' : 'duplicate');" }],
+    edits: [{ file: 'host/cloud/events.ts', from: "if (exp !== undefined && exp > nowMs) return 'duplicate';", to: '' }],
     tests: [WEBHOOK],
   },
 ];
@@ -217,14 +222,14 @@ export const MUTANTS = [
 /** A planted bug may make the firmware loop forever: a run that takes this long counts as failed. */
 const MUTANT_TIMEOUT_MS = Number(process.env.MUTANT_TIMEOUT_S ?? 240) * 1000;
 
-function run(cmd, args, env, cwd = root) {
+function run(cmd, args, env, cwd = root, timeoutMs = MUTANT_TIMEOUT_MS) {
   return new Promise((done) => {
     const p = spawn(cmd, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let out = '';
     const timer = setTimeout(() => {
-      out += `\n(timed out after ${MUTANT_TIMEOUT_MS / 1000} s: killed)`;
+      out += `\n(timed out after ${timeoutMs / 1000} s: killed)`;
       try { process.kill(-p.pid, 'SIGKILL'); } catch { /* gone */ }
-    }, MUTANT_TIMEOUT_MS);
+    }, timeoutMs);
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
     p.on('close', (code) => {
@@ -242,7 +247,7 @@ function patch(text, edit, id) {
 
 async function testsFail(m, env) {
   const args = ['--import', 'tsx', '--test', ...(m.pattern ? ['--test-name-pattern', m.pattern] : []), ...m.tests];
-  const r = await run(process.execPath, args, { FC_RUNS: process.env.FC_RUNS ?? '150', ...env });
+  const r = await run(process.execPath, args, { FC_RUNS: process.env.FC_RUNS ?? '150', ...env }, root, m.timeoutS ? m.timeoutS * 1000 : MUTANT_TIMEOUT_MS);
   return { failed: r.code !== 0, out: r.out };
 }
 

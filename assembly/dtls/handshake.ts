@@ -348,7 +348,7 @@ function hashMessage(type: u8, seq: u32, body: usize, len: i32): void {
 function handleMessage(now: i64, type: u8, seq: u32, body: usize, len: i32): bool {
   switch (conn.state) {
     case conn.S_WAIT_SERVER_HELLO:
-      if (type == HT_HELLO_VERIFY_REQUEST && recEpoch == 0) return onHelloVerifyRequest(now, body, len);
+      if (type == HT_HELLO_VERIFY_REQUEST && recEpoch == 0) return onHelloVerifyRequest(now, seq, body, len);
       if (type == HT_SERVER_HELLO && recEpoch == 0) return onServerHello(now, seq, body, len);
       break;
     case conn.S_WAIT_SERVER_HELLO_DONE:
@@ -367,7 +367,14 @@ function handleMessage(now: i64, type: u8, seq: u32, body: usize, len: i32): boo
   return false;
 }
 
-function onHelloVerifyRequest(now: i64, body: usize, len: i32): bool {
+function onHelloVerifyRequest(now: i64, seq: u32, body: usize, len: i32): bool {
+  // It carries the message_seq of the ClientHello it answers (RFC 6347 §4.2.2). A copy answering
+  // an earlier ClientHello (ours was retransmitted and both were answered) must not start another
+  // cookie round: we would move on to a ClientHello the server's flight no longer matches.
+  if (seq != sendMessageSeq) {
+    C.count(C.C_DROP_UNEXPECTED_MESSAGE);
+    return false;
+  }
   if (len < 3) {
     C.count(C.C_DROP_MALFORMED_MESSAGE);
     return false;

@@ -14,9 +14,19 @@ export class PowerCut extends Error {
   }
 }
 
+/** Where a board keeps its persistent memory beyond this process (e.g. a FlashFile). */
+export interface PersistentBacking {
+  /** Must return only once the bytes are durable: the host sends datagrams right after. */
+  write(offset: number, bytes: Uint8Array): void;
+}
+
+/** Erased flash reads as 0xff. */
+export const ERASED_BYTE = 0xff;
+
 export class PersistentMemory {
-  /** Erased flash reads as 0xff. */
-  readonly bytes = new Uint8Array(REGION_BYTES).fill(0xff);
+  readonly bytes = new Uint8Array(REGION_BYTES).fill(ERASED_BYTE);
+  /** When set, every write goes to it (durably) before it counts as applied. */
+  backing: PersistentBacking | null = null;
   /** Every write applied, in order (for tests that replay or cut them). */
   readonly log: StoreWrite[] = [];
   /** Fault injection: cut power during write number `writeIndex` after `afterBytes` bytes. */
@@ -29,10 +39,12 @@ export class PersistentMemory {
     const index = this.log.length;
     if (this.cut && this.cut.writeIndex === index) {
       const n = Math.min(this.cut.afterBytes, w.bytes.length);
+      this.backing?.write(w.offset, w.bytes.subarray(0, n));
       this.bytes.set(w.bytes.subarray(0, n), w.offset);
       this.cut = null;
       throw new PowerCut(index, n);
     }
+    this.backing?.write(w.offset, w.bytes);
     this.bytes.set(w.bytes, w.offset);
     this.log.push({ offset: w.offset, bytes: Uint8Array.from(w.bytes) });
   }

@@ -1,119 +1,151 @@
 /**
- * `sleepy-session cloud ...`: runs the cloud until SIGINT/SIGTERM. Exported as runCloudCommand for
- * host/cli.ts; also runnable directly (`node --import tsx host/cloud/cli.ts --devices FILE ...`),
- * which is how the multi-process tests start it. Bad or missing flags get an error naming the flag
- * and what is allowed (exit code 2).
+ * `sleepy-session cloud ...`: runs the cloud until SIGINT/SIGTERM; `sleepy-session events ...`
+ * lists and retries the dead letters of a Redis event log. Exported for host/cli.ts; also runnable
+ * directly (`node --import tsx host/cloud/cli.ts --devices FILE ...`), which is how the
+ * multi-process tests start it. Flags go through the shared parser (host/cli-flags.ts): a bad one
+ * is one line naming it and what is allowed, exit code 2, before anything starts.
  */
+import { statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { DevicesError } from './devices.ts';
+import { UsageError, duration, helpText, parseFlags, portFlag, redisUrl, str, type CommandSpec } from '../cli-flags.ts';
+import { DevicesError, loadDevicesFile } from './devices.ts';
+import { RedisEventLog } from './redis-events.ts';
 import { parseHeal, startCloud, type RunningCloud } from './server.ts';
 
-export const CLOUD_USAGE = `usage: sleepy-session cloud --devices FILE [flags]
+export const CLOUD_SPEC: CommandSpec = {
+  name: 'cloud',
+  summary: 'the DTLS 1.2 PSK cloud (docs/protocol.md)',
+  flags: [
+    { name: 'devices', value: 'FILE', help: 'device registry JSON (format: docs/protocol.md §9) — required' },
+    { name: 'port', value: 'N', help: 'UDP port, 0..65535 (0 = any free port)', default: '5684' },
+    { name: 'host', value: 'ADDR', help: 'UDP bind address (0.0.0.0 for all interfaces)', default: '127.0.0.1' },
+    { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT', default: 'memory' },
+    { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always)', default: 'memory' },
+    { name: 'webhook', value: 'URL', help: 'http(s) URL that receives device events by POST', default: 'none' },
+    { name: 'webhook-max-delay', value: 'DUR', help: 'longest back-off between attempts at one event (it is retried forever)', default: '30s' },
+    { name: 'event-reclaim-after', value: 'DUR', help: 'events another process took and left this long are taken over', default: '60s' },
+    { name: 'heal', value: 'LIST', help: 'comma-separated: reset-token, malformed; or none', default: 'reset-token' },
+    { name: 'metrics-port', value: 'N', help: 'HTTP port for GET /metrics, 0..65535 (0 = any free port)', default: 'no endpoint' },
+    { name: 'metrics-host', value: 'ADDR', help: 'bind address of the metrics endpoint', default: '127.0.0.1' },
+    { name: 'identity-hint', value: 'TEXT', help: 'PSK identity hint sent in a ServerKeyExchange', default: 'none, no SKE' },
+    { name: 'session-ttl', value: 'SECONDS', help: 'idle lifetime of a session in the store', default: '604800 = 7 days' },
+  ],
+};
 
-  --devices FILE         device registry JSON (format: docs/protocol.md) — required
-  --port N               UDP port, 0..65535 (default 5684; 0 = any free port)
-  --host ADDR            UDP bind address (default 127.0.0.1; 0.0.0.0 for all interfaces)
-  --store SPEC           memory | redis://HOST:PORT (default memory)
-  --webhook URL          http(s) URL that receives device events by POST (default: none)
-  --heal LIST            comma-separated: reset-token, malformed; or none (default reset-token)
-  --metrics-port N       HTTP port for GET /metrics, 0..65535 (default: no endpoint; 0 = any free port)
-  --metrics-host ADDR    bind address of the metrics endpoint (default 127.0.0.1)
-  --identity-hint TEXT   PSK identity hint sent in a ServerKeyExchange (default: none, no SKE)
-  --session-ttl SECONDS  idle lifetime of a session in the store (default 604800 = 7 days)`;
+export const EVENTS_SPEC: CommandSpec = {
+  name: 'events',
+  summary: 'the dead letters of a Redis event log: events a webhook receiver refused permanently',
+  flags: [
+    { name: 'events', value: 'URL', help: 'the event log, redis://HOST:PORT — required' },
+    { name: 'retry', value: 'IDS', help: "move dead letters back for delivery: 'all' or comma-separated ids" },
+    { name: 'limit', value: 'N', help: 'list at most N dead letters', default: '100' },
+  ],
+  notes: '  Without --retry, lists the dead letters (one JSON line each) and exits.',
+};
 
-const FLAGS = ['devices', 'port', 'host', 'store', 'webhook', 'heal', 'metrics-port', 'metrics-host', 'identity-hint', 'session-ttl'] as const;
-type Flag = (typeof FLAGS)[number];
-
-export class CloudUsageError extends Error {}
-
-function parseArgs(argv: string[]): Partial<Record<Flag, string>> {
-  const out: Partial<Record<Flag, string>> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new CloudUsageError(`unexpected argument '${arg}'; flags are: ${FLAGS.map((f) => '--' + f).join(', ')}`);
-    const eq = arg.indexOf('=');
-    const name = (eq < 0 ? arg.slice(2) : arg.slice(2, eq)) as Flag;
-    if (!FLAGS.includes(name)) throw new CloudUsageError(`unknown flag --${name}; allowed: ${FLAGS.map((f) => '--' + f).join(', ')}`);
-    let value: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined || value.startsWith('--')) throw new CloudUsageError(`flag --${name} needs a value`);
-    }
-    if (name in out) throw new CloudUsageError(`flag --${name} given twice`);
-    out[name] = value;
-  }
-  return out;
+function positiveDuration(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = duration('cloud', flag, value);
+  if (ms < 1) throw new UsageError(`cloud: --${flag} must be at least 1ms (got '${value}')`);
+  return ms;
 }
 
-function portFlag(flag: string, value: string): number {
-  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw new CloudUsageError(`--${flag} must be a port number 0..65535 (got '${value}')`);
-  return Number(value);
-}
-
-/** Validated options for startCloud, or a CloudUsageError naming the flag. */
+/** Validated options for startCloud (the devices file is read and checked too), or a UsageError naming the flag. */
 export function cloudOptionsFromArgs(argv: string[]) {
-  const f = parseArgs(argv);
-  if (!f.devices) throw new CloudUsageError('--devices FILE is required (device registry JSON; see docs/protocol.md)');
-  const store = f.store ?? 'memory';
-  if (store !== 'memory' && !/^rediss?:\/\/[^\s/:]+(:\d{1,5})?(\/\d+)?$/.test(store)) {
-    throw new CloudUsageError(`--store must be memory or redis://HOST:PORT (got '${store}')`);
-  }
+  const f = parseFlags(CLOUD_SPEC, argv);
+  if (f === 'help') throw new UsageError('cloud: --help is handled by runCloudCommand');
+  const devices = str(f, 'devices');
+  if (!devices) throw new UsageError('cloud: --devices FILE is required (device registry JSON; see docs/protocol.md)');
+  const store = redisUrl('cloud', 'store', str(f, 'store') ?? 'memory', true);
+  const events = redisUrl('cloud', 'events', str(f, 'events') ?? 'memory', true);
   let heal;
   try {
-    heal = parseHeal(f.heal ?? 'reset-token');
+    heal = parseHeal(str(f, 'heal') ?? 'reset-token');
   } catch (e) {
-    throw new CloudUsageError(`--heal: ${(e as Error).message}`);
+    throw new UsageError(`cloud: --heal: ${(e as Error).message}`);
   }
-  if (f.webhook !== undefined) {
+  const webhook = str(f, 'webhook');
+  if (webhook !== undefined) {
     let u: URL | undefined;
     try {
-      u = new URL(f.webhook);
+      u = new URL(webhook);
     } catch {
       u = undefined;
     }
-    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new CloudUsageError(`--webhook must be an http:// or https:// URL (got '${f.webhook}')`);
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new UsageError(`cloud: --webhook must be an http:// or https:// URL (got '${webhook}')`);
   }
   let sessionTtlMs: number | undefined;
-  if (f['session-ttl'] !== undefined) {
-    if (!/^\d+$/.test(f['session-ttl']) || Number(f['session-ttl']) < 1) throw new CloudUsageError(`--session-ttl must be a whole number of seconds ≥ 1 (got '${f['session-ttl']}')`);
-    sessionTtlMs = Number(f['session-ttl']) * 1000;
+  const ttl = str(f, 'session-ttl');
+  if (ttl !== undefined) {
+    if (!/^\d+$/.test(ttl) || Number(ttl) < 1) throw new UsageError(`cloud: --session-ttl must be a whole number of seconds ≥ 1 (got '${ttl}')`);
+    sessionTtlMs = Number(ttl) * 1000;
   }
+  const maxDelayMs = positiveDuration('webhook-max-delay', str(f, 'webhook-max-delay'));
+  const reclaimIdleMs = positiveDuration('event-reclaim-after', str(f, 'event-reclaim-after'));
+  const port = str(f, 'port');
+  const metricsPort = str(f, 'metrics-port');
   return {
-    devices: f.devices,
-    port: f.port === undefined ? 5684 : portFlag('port', f.port),
-    host: f.host ?? '127.0.0.1',
+    devices,
+    port: port === undefined ? 5684 : portFlag('cloud', 'port', port),
+    host: str(f, 'host') ?? '127.0.0.1',
     store,
-    webhook: f.webhook ?? null,
+    events,
+    webhook: webhook
+      ? { url: webhook, ...(maxDelayMs !== undefined ? { maxDelayMs, baseDelayMs: Math.min(250, maxDelayMs) } : {}), ...(reclaimIdleMs !== undefined ? { reclaimIdleMs } : {}) }
+      : null,
     heal,
-    metricsPort: f['metrics-port'] === undefined ? null : portFlag('metrics-port', f['metrics-port']),
-    metricsHost: f['metrics-host'] ?? '127.0.0.1',
+    metricsPort: metricsPort === undefined ? null : portFlag('cloud', 'metrics-port', metricsPort),
+    metricsHost: str(f, 'metrics-host') ?? '127.0.0.1',
     config: {
-      ...(f['identity-hint'] !== undefined ? { identityHint: f['identity-hint'] } : {}),
+      ...(str(f, 'identity-hint') !== undefined ? { identityHint: str(f, 'identity-hint')! } : {}),
       ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     },
   };
 }
 
-/** Runs the cloud until SIGINT or SIGTERM; returns the exit code (2 for usage errors). */
-export async function runCloudCommand(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(CLOUD_USAGE);
-    return 0;
+/** Reads and checks the devices file before anything starts: it must exist, parse and name at least one device. */
+function checkDevicesFile(path: string) {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new UsageError(`cloud: --devices ${path}: no such file`);
   }
+  if (!st.isFile()) throw new UsageError(`cloud: --devices ${path}: not a file`);
+  const file = loadDevicesFile(path);
+  if (file.registry.size === 0) throw new UsageError(`cloud: --devices ${path}: the registry names no device; add at least one (format: docs/protocol.md §9)`);
+  return file;
+}
+
+function report(command: string, e: unknown): number {
+  if (e instanceof UsageError) {
+    console.error(`sleepy-session ${e.message}`);
+    return 2;
+  }
+  if (e instanceof DevicesError) {
+    console.error(`sleepy-session ${command}: ${e.message}`);
+    return 2;
+  }
+  console.error(`sleepy-session ${command}: ${(e as Error).message}`);
+  return 1;
+}
+
+/** Runs the cloud until SIGINT or SIGTERM; returns the exit code (2 for usage errors, 1 when it cannot start). */
+export async function runCloudCommand(argv: string[]): Promise<number> {
   let cloud: RunningCloud;
   try {
-    const opts = cloudOptionsFromArgs(argv);
-    cloud = await startCloud({ ...opts, log: (line) => console.error(line) });
-  } catch (e) {
-    if (e instanceof CloudUsageError || e instanceof DevicesError) {
-      console.error(`sleepy-session cloud: ${e.message}`);
-      return 2;
+    if (parseFlags(CLOUD_SPEC, argv) === 'help') {
+      console.log(helpText(CLOUD_SPEC));
+      return 0;
     }
-    console.error(`sleepy-session cloud: ${(e as Error).message}`);
-    return 1;
+    const opts = cloudOptionsFromArgs(argv);
+    const file = checkDevicesFile(opts.devices);
+    cloud = await startCloud({ ...opts, devices: file.registry, cloudSecret: file.cloudSecret?.reveal(), log: (line) => console.error(line) });
+  } catch (e) {
+    return report('cloud', e);
   }
   // One machine-readable line on stdout: what the tests and scripts wait for.
-  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind}`);
+  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind} events=${cloud.events.kind}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -121,6 +153,43 @@ export async function runCloudCommand(argv: string[]): Promise<number> {
   });
   await cloud.close();
   return 0;
+}
+
+/** `sleepy-session events --events redis://… [--retry all|ID,…] [--limit N]`. */
+export async function runEventsCommand(argv: string[]): Promise<number> {
+  let log: RedisEventLog | undefined;
+  try {
+    const f = parseFlags(EVENTS_SPEC, argv);
+    if (f === 'help') {
+      console.log(helpText(EVENTS_SPEC));
+      return 0;
+    }
+    const url = str(f, 'events');
+    if (!url) throw new UsageError('events: --events redis://HOST:PORT is required (the event log of the cloud)');
+    redisUrl('events', 'events', url, false);
+    const limitText = str(f, 'limit') ?? '100';
+    if (!/^\d{1,7}$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`events: --limit must be a whole number 1..9999999 (got '${limitText}')`);
+    const retry = str(f, 'retry');
+    if (retry !== undefined && retry !== 'all' && !/^\d+-\d+(,\d+-\d+)*$/.test(retry)) {
+      throw new UsageError(`events: --retry must be 'all' or comma-separated dead-letter ids like 1700000000000-0 (got '${retry}')`);
+    }
+    log = await RedisEventLog.connect({ url });
+    if (retry !== undefined) {
+      const n = await log.retryDead(retry === 'all' ? 'all' : retry.split(','));
+      console.log(`moved ${n} dead letter(s) back to the event log for delivery`);
+      return 0;
+    }
+    const dead = await log.listDead(Number(limitText));
+    for (const d of dead) {
+      console.log(JSON.stringify({ id: d.id, reason: d.reason, failedAt: new Date(d.failedMs).toISOString(), device: d.ev.deviceId, incarnation: d.ev.incarnation, seq: d.ev.seq, event: d.ev.name, data: d.ev.data.toString('base64') }));
+    }
+    console.error(`${dead.length} dead letter(s)${dead.length === Number(limitText) ? ` (--limit ${limitText}; there may be more)` : ''}`);
+    return 0;
+  } catch (e) {
+    return report('events', e);
+  } finally {
+    await log?.close();
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

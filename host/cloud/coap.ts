@@ -9,6 +9,7 @@ export const CODE_EMPTY = 0x00;
 export const CODE_POST = 0x02;
 export const CODE_CHANGED = 0x44; // 2.04
 export const CODE_BAD_REQUEST = 0x80; // 4.00
+export const CODE_BAD_OPTION = 0x82; // 4.02
 export const CODE_NOT_FOUND = 0x84; // 4.04
 export const CODE_METHOD_NOT_ALLOWED = 0x85; // 4.05
 

@@ -68,11 +68,14 @@ export function keyBlock(master: Buffer, clientRandom: Buffer, serverRandom: Buf
   return prf(master, 'key expansion', Buffer.concat([serverRandom, clientRandom]), 2 * KEY_BYTES + 2 * IV_BYTES);
 }
 
+/** Keys of a session. The block is copied into an allocation of its own (it lives in caches; a pool slice would pin 8 KiB). */
 export function trafficKeys(block: Buffer): TrafficKeys {
+  const own = Buffer.allocUnsafeSlow(block.length);
+  block.copy(own);
   return {
-    client: { key: crypto.createSecretKey(block.subarray(0, 16)), iv: Buffer.from(block.subarray(32, 36)) },
-    server: { key: crypto.createSecretKey(block.subarray(16, 32)), iv: Buffer.from(block.subarray(36, 40)) },
-    block,
+    client: { key: crypto.createSecretKey(own.subarray(0, 16)), iv: own.subarray(32, 36) },
+    server: { key: crypto.createSecretKey(own.subarray(16, 32)), iv: own.subarray(36, 40) },
+    block: own,
   };
 }
 

@@ -4,6 +4,7 @@
  * per-address rate limiter that bounds them. Formats are specified in docs/protocol.md.
  */
 import crypto from 'node:crypto';
+import { BoundedMap } from './bounded.ts';
 import { HANDLE_BYTES } from './devices.ts';
 import { CT_APPLICATION_DATA, CT_TLS12_CID, RECORD_HEADER_BYTES, SERVER_CID_BYTES, recordHeader } from './wire.ts';
 
@@ -58,7 +59,8 @@ export class CloudSecrets {
 
 /**
  * The CID this cloud issues: the device's 4-byte handle (its offered client CID) followed by
- * 4 random bytes; 8 random bytes when the client offered no handle.
+ * 8 random bytes; 12 random bytes when the client offered no handle. The random part is what
+ * makes a CID unguessable, and so what keeps strangers from triggering reset tokens (§6.1).
  */
 export function makeServerCid(handle: Buffer | null, random: (n: number) => Buffer): Buffer {
   if (handle && handle.length === HANDLE_BYTES) return Buffer.concat([handle, random(SERVER_CID_BYTES - HANDLE_BYTES)]);
@@ -108,7 +110,7 @@ export function malformedDatagram(epoch: number, random: (n: number) => Buffer):
  * overall. Memory is bounded: at most `maxEntries` addresses are remembered (oldest forgotten).
  */
 export class HealRateLimiter {
-  readonly #last = new Map<string, number>();
+  readonly #last: BoundedMap<string, number>;
   #windowStart = 0;
   #windowCount = 0;
 
@@ -116,7 +118,9 @@ export class HealRateLimiter {
     readonly intervalMs: number,
     readonly globalPerSec: number,
     readonly maxEntries: number,
-  ) {}
+  ) {
+    this.#last = new BoundedMap(maxEntries);
+  }
 
   get size(): number {
     return this.#last.size;
@@ -131,12 +135,7 @@ export class HealRateLimiter {
     }
     if (this.#windowCount >= this.globalPerSec) return false;
     this.#windowCount++;
-    this.#last.delete(key);
     this.#last.set(key, nowMs);
-    while (this.#last.size > this.maxEntries) {
-      const oldest = this.#last.keys().next().value as string;
-      this.#last.delete(oldest);
-    }
     return true;
   }
 }

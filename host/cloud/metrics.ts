@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CloudCore } from './core.ts';
 import type { AcceptResult, SessionStore, StoredSession } from './store.ts';
+import type { EventLog } from './events.ts';
 
 export const METRIC_PREFIX = 'sleepy_cloud_';
 
@@ -40,7 +41,10 @@ export const COUNTER_CATALOGUE: Record<string, { help: string; labels: string[] 
   send_errors: { help: 'Datagrams the socket refused to send', labels: [] },
   webhook_deliveries: { help: 'Events delivered to the webhook (2xx)', labels: [] },
   webhook_failures: { help: 'Failed webhook attempts, by reason', labels: ['reason'] },
-  webhook_give_ups: { help: 'Events the webhook sender gave up on, by reason', labels: ['reason'] },
+  webhook_dead_letters: { help: 'Events the receiver refused permanently, moved to the dead-letter list, by reason', labels: ['reason'] },
+  event_log_errors: { help: 'Event log operations that failed (the event is not ACKed / is retried), by op', labels: ['op'] },
+  renegotiations_refused: { help: 'Handshake records on established sessions answered with no_renegotiation', labels: [] },
+  undecryptable_records: { help: 'Records with a CID naming a device that could not be decrypted (bad MAC, or no session for that CID), by device', labels: ['device'] },
 };
 
 /** Times every store operation into a histogram. */
@@ -75,9 +79,6 @@ export class InstrumentedStore implements SessionStore {
   delete(id: string): Promise<void> {
     return this.#time('delete', this.inner.delete(id));
   }
-  claimEvent(deviceId: string, seq: number, ttlMs: number, nowMs: number): Promise<boolean> {
-    return this.#time('claim', this.inner.claimEvent(deviceId, seq, ttlMs, nowMs));
-  }
   wipe(): Promise<void> {
     return this.inner.wipe();
   }
@@ -90,7 +91,7 @@ export interface CloudMetrics {
   registry: Registry;
   storeLatency: Histogram<'op'>;
   /** Binds the core whose counters and tables are exported. */
-  attach(core: CloudCore, extra?: () => Record<string, number>): void;
+  attach(core: CloudCore, extra?: () => Record<string, number>, events?: EventLog): void;
 }
 
 export function createMetrics(): CloudMetrics {
@@ -98,6 +99,7 @@ export function createMetrics(): CloudMetrics {
   collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
   let core: CloudCore | null = null;
   let extra: (() => Record<string, number>) | undefined;
+  let events: EventLog | undefined;
   for (const [name, def] of Object.entries(COUNTER_CATALOGUE)) {
     new Counter({
       name: `${METRIC_PREFIX}${name}_total`,
@@ -134,6 +136,24 @@ export function createMetrics(): CloudMetrics {
       for (const [table, n] of Object.entries({ ...core.tableSizes(), ...(extra?.() ?? {}) })) this.set({ table }, n);
     },
   });
+  for (const [name, help, read] of [
+    ['event_log_backlog', 'Events in the event log waiting for delivery', (l: EventLog) => l.backlog()],
+    ['event_log_dead_letters', 'Events in the dead-letter list (sleepy-session events list)', (l: EventLog) => l.deadCount()],
+  ] as const) {
+    new Gauge({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      registers: [registry],
+      async collect() {
+        if (!events) return;
+        try {
+          this.set(await read(events));
+        } catch {
+          this.set(-1); // the log is unreachable right now
+        }
+      },
+    });
+  }
   const storeLatency = new Histogram({
     name: `${METRIC_PREFIX}store_latency_seconds`,
     help: 'Session store operation latency',
@@ -144,9 +164,10 @@ export function createMetrics(): CloudMetrics {
   return {
     registry,
     storeLatency,
-    attach(c, e) {
+    attach(c, e, l) {
       core = c;
       extra = e;
+      events = l;
     },
   };
 }

@@ -3,13 +3,12 @@
  * "ss:"):
  *   <prefix>s:<session id>   hash  m = session JSON, top = highest accepted seq, win = 64-char
  *                                  replay bitmap, wseq = next outgoing seq; PEXPIRE = session TTL
- *   <prefix>e:<device>:<seq> string claim of one event (SET NX PX)
  * `accept` and `reserve` are Lua scripts, so window update and sequence reservation are atomic
  * across every cloud process sharing the Redis. Commands fail fast while Redis is down (no offline
  * queue); the client reconnects in the background and re-loads the scripts after a restart.
  * Time is Redis's own clock: the `nowMs` arguments of the interface are not used here.
  */
-import { createClient } from '@redis/client';
+import { connectRedis, type RedisClient, type RedisConnection, type RedisOptions } from './redis-client.ts';
 import { EMPTY_WINDOW, WINDOW_BITS, type AcceptResult, type SessionStore, type StoredSession } from './store.ts';
 
 /** Same algorithm as windowAccept() in store.ts. Returns {status, outSeq}: 0 ok, -1 replay, -2 too old, -3 missing. */
@@ -48,70 +47,29 @@ return redis.call('HINCRBY', KEYS[1], 'wseq', ARGV[1]) - tonumber(ARGV[1])
 
 const STATUS: Record<number, AcceptResult['status']> = { 0: 'ok', [-1]: 'replay', [-2]: 'too_old', [-3]: 'missing' };
 
-export interface RedisStoreOptions {
-  url: string;
-  prefix?: string;
-  /** Per-command timeout (ms); a command that takes longer fails as a store error. */
-  commandTimeoutMs?: number;
-  /** Wait at most this long for the first connection (ms); the store keeps reconnecting after. */
-  connectTimeoutMs?: number;
-}
-
-function makeClient(opts: RedisStoreOptions) {
-  return createClient({
-    url: opts.url,
-    disableOfflineQueue: true,
-    commandOptions: { timeout: opts.commandTimeoutMs ?? 2000 },
-    socket: {
-      connectTimeout: 1000,
-      reconnectStrategy: (retries: number) => Math.min(50 * (retries + 1), 500),
-    },
-  });
-}
-type Client = ReturnType<typeof makeClient>;
+export type RedisStoreOptions = RedisOptions;
 
 export class RedisStore implements SessionStore {
   readonly kind = 'redis' as const;
-  readonly #client: Client;
+  readonly #conn: RedisConnection;
+  readonly #client: RedisClient;
   readonly #prefix: string;
-  readonly #shas = new Map<string, string>();
-  #errors = 0;
-  #lastError = '';
 
-  private constructor(client: Client, prefix: string) {
-    this.#client = client;
+  private constructor(conn: RedisConnection, prefix: string) {
+    this.#conn = conn;
+    this.#client = conn.client;
     this.#prefix = prefix;
   }
 
   /** Connects (waiting up to connectTimeoutMs); rejects with a clear message when Redis is unreachable. */
   static async connect(opts: RedisStoreOptions): Promise<RedisStore> {
-    const client = makeClient(opts);
-    const store = new RedisStore(client, opts.prefix ?? 'ss:');
-    client.on('error', (e: Error) => {
-      store.#errors++;
-      store.#lastError = e.message;
-    });
-    const limit = opts.connectTimeoutMs ?? 5000;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        client.connect(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${opts.url} within ${limit} ms${store.#lastError ? ` (${store.#lastError})` : ''}`)), limit);
-        }),
-      ]);
-    } catch (e) {
-      client.destroy();
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-    return store;
+    const conn = await connectRedis(opts);
+    return new RedisStore(conn, opts.prefix ?? 'ss:');
   }
 
   /** Connection errors seen (reconnects after a Redis crash show up here). */
   get connectionErrors(): number {
-    return this.#errors;
+    return this.#conn.errors;
   }
 
   get isReady(): boolean {
@@ -122,20 +80,8 @@ export class RedisStore implements SessionStore {
     return `${this.#prefix}s:${id}`;
   }
 
-  /** EVALSHA, loading the script on NOSCRIPT (a restarted Redis has an empty script cache). */
-  async #script<T>(lua: string, keys: string[], args: string[]): Promise<T> {
-    let sha = this.#shas.get(lua);
-    if (!sha) {
-      sha = (await this.#client.sendCommand(['SCRIPT', 'LOAD', lua])) as string;
-      this.#shas.set(lua, sha);
-    }
-    try {
-      return (await this.#client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...args])) as T;
-    } catch (e) {
-      if (!String((e as Error).message).startsWith('NOSCRIPT')) throw e;
-      this.#shas.delete(lua);
-      return (await this.#client.sendCommand(['EVAL', lua, String(keys.length), ...keys, ...args])) as T;
-    }
+  #script<T>(lua: string, keys: string[], args: string[]): Promise<T> {
+    return this.#conn.script<T>(lua, keys, args);
   }
 
   async get(id: string, _nowMs?: number): Promise<StoredSession | undefined> {
@@ -168,11 +114,6 @@ export class RedisStore implements SessionStore {
     await this.#client.sendCommand(['DEL', this.#key(id)]);
   }
 
-  async claimEvent(deviceId: string, seq: number, ttlMs: number, _nowMs?: number): Promise<boolean> {
-    const r: unknown = await this.#client.sendCommand(['SET', `${this.#prefix}e:${deviceId}:${seq}`, '1', 'NX', 'PX', String(Math.max(1, Math.round(ttlMs)))]);
-    return r === 'OK';
-  }
-
   async wipe(): Promise<void> {
     let cursor = '0';
     do {
@@ -183,11 +124,6 @@ export class RedisStore implements SessionStore {
   }
 
   async close(): Promise<void> {
-    try {
-      if (this.#client.isReady) await this.#client.close();
-      else this.#client.destroy();
-    } catch {
-      this.#client.destroy();
-    }
+    await this.#conn.close();
   }
 }

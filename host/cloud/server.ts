@@ -12,7 +12,9 @@ import { loadDevicesFile, type DeviceRegistry } from './devices.ts';
 import { InstrumentedStore, createMetrics, serveMetrics } from './metrics.ts';
 import { MemoryStore, type SessionStore } from './store.ts';
 import { RedisStore } from './redis-store.ts';
-import { WebhookSender, type WebhookOptions } from './webhook.ts';
+import { WebhookDelivery, type WebhookOptions } from './webhook.ts';
+import { MemoryEventLog, type EventLog } from './events.ts';
+import { RedisEventLog } from './redis-events.ts';
 
 export const HEAL_FEATURES = ['reset-token', 'malformed'] as const;
 
@@ -43,6 +45,8 @@ export interface StartCloudOptions {
   cloudSecret?: Buffer;
   /** A store, 'memory' (default) or 'redis://HOST:PORT'. */
   store?: SessionStore | string;
+  /** The event log: a log, 'memory' (default; one process, bounded, not durable) or 'redis://HOST:PORT' (persistent Redis). */
+  events?: EventLog | string;
   webhook?: string | WebhookOptions | null;
   heal?: HealFlags | string;
   /** HTTP port for GET /metrics (0 = any free port; null/undefined = no endpoint). */
@@ -63,7 +67,8 @@ export interface RunningCloud {
   metricsPort: number | null;
   core: CloudCore;
   store: SessionStore;
-  webhook: WebhookSender | null;
+  events: EventLog;
+  webhook: WebhookDelivery | null;
   /** The Prometheus text of this instance. */
   metrics(): Promise<string>;
   /** The core's counters as a plain object ("drops|bad_mac": 3, ...). */
@@ -87,6 +92,30 @@ export async function openStore(spec: string): Promise<SessionStore> {
   throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT`);
 }
 
+export async function openEventLog(spec: string, withDelivery: boolean): Promise<EventLog> {
+  if (spec === 'memory') return new MemoryEventLog({ keepEntries: withDelivery });
+  if (/^rediss?:\/\//.test(spec)) return RedisEventLog.connect({ url: spec });
+  throw new Error(`unknown event log '${spec}'; allowed: memory, redis://HOST:PORT`);
+}
+
+/** At most `perSec` lines a second; the rest are summarised in one line per second. */
+export function rateLimitedLog(log: (line: string) => void, perSec: number): (line: string) => void {
+  let windowStart = 0;
+  let n = 0;
+  let suppressed = 0;
+  return (line) => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (suppressed > 0) log(`cloud: ${suppressed} more handshake failures in the last second not logged`);
+      windowStart = now;
+      n = 0;
+      suppressed = 0;
+    }
+    if (n++ < perSec) log(line);
+    else suppressed++;
+  };
+}
+
 export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud> {
   const log = opts.log ?? (() => {});
   let registry: DeviceRegistry;
@@ -106,15 +135,42 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
     log('cloud: no cloudSecret configured; using a random one (cookies and reset tokens are not shared with other processes and do not survive a restart)');
   }
   const heal = typeof opts.heal === 'string' ? parseHeal(opts.heal) : (opts.heal ?? DEFAULT_HEAL);
-  const ownStore = typeof opts.store !== 'object';
-  const rawStore = typeof opts.store === 'object' ? opts.store : await openStore(opts.store ?? 'memory');
-  const m = createMetrics();
-  const store = new InstrumentedStore(rawStore, m.storeLatency);
-  const core = new CloudCore({ devices: registry, store, cloudSecret, heal, config: opts.config });
-  const stats = core.stats;
   const webhookOpts = typeof opts.webhook === 'string' ? { url: opts.webhook } : opts.webhook;
-  const webhook = webhookOpts ? new WebhookSender(webhookOpts, stats) : null;
-  m.attach(core, () => ({ inflight, webhookBacklog: webhook?.backlog ?? 0 }));
+  const m = createMetrics();
+  // Everything that can fail (ports, Redis) is opened before the datagram socket: a cloud that
+  // cannot start completely does not start at all.
+  const opened: { close(): Promise<void> | void }[] = [];
+  const fail = async (e: unknown): Promise<never> => {
+    for (const o of opened.reverse()) await o.close();
+    throw e;
+  };
+  let metricsServer: http.Server | null = null;
+  let metricsPort: number | null = null;
+  if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
+    const mh = opts.metricsHost ?? '127.0.0.1';
+    const s = await serveMetrics(m.registry, opts.metricsPort, mh).catch((e: Error) => fail(new Error(`--metrics-port ${opts.metricsPort}: cannot listen on ${mh}:${opts.metricsPort} (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    metricsServer = s.server;
+    metricsPort = s.port;
+    opened.push({ close: () => new Promise<void>((r) => s.server.close(() => r())) });
+  }
+  const ownStore = typeof opts.store !== 'object';
+  const rawStore = typeof opts.store === 'object' ? opts.store : await openStore(opts.store ?? 'memory').catch(fail);
+  if (ownStore) opened.push(rawStore);
+  const ownEvents = typeof opts.events !== 'object';
+  const events = typeof opts.events === 'object' ? opts.events : await openEventLog(opts.events ?? 'memory', !!webhookOpts).catch(fail);
+  if (ownEvents) opened.push(events);
+  if (events.kind === 'redis' && !webhookOpts) {
+    log('cloud: event log in Redis but no --webhook: events wait in the log for a process that delivers them (the log holds 10,000,000; then devices are not ACKed)');
+  }
+  if (events.kind === 'memory' && rawStore.kind === 'redis') {
+    log('cloud: event log in memory while sessions are in Redis: events are not shared between processes and do not survive a restart (use --events redis://…)');
+  }
+  const store = new InstrumentedStore(rawStore, m.storeLatency);
+  const core = new CloudCore({ devices: registry, store, events, cloudSecret, heal, config: opts.config });
+  const stats = core.stats;
+  const webhook = webhookOpts ? new WebhookDelivery(webhookOpts, events, stats) : null;
+  m.attach(core, () => ({ inflight, webhookInHand: webhook?.inHand ?? 0 }), events);
+  const logFailure = rateLimitedLog(log, 20);
 
   const host = opts.host ?? '127.0.0.1';
   const socket = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
@@ -135,8 +191,9 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
       }
     }
     for (const e of out.events) {
-      if (e.kind === 'event') webhook?.enqueue(e);
+      if (e.kind === 'event') webhook?.nudge();
       else if (e.kind === 'handshake') log(`cloud: handshake device=${e.deviceId} session=${e.sessionId} from=${e.from} token=${e.tokenIssued}`);
+      else if (e.kind === 'handshake_failed') logFailure(`cloud: handshake failed from=${e.from}${e.identity !== null ? ` identity=${JSON.stringify(e.identity)}` : ''} reason=${e.reason}`);
       else log(`cloud: session closed device=${e.deviceId} session=${e.sessionId} reason=${e.reason}`);
       opts.onEvent?.(e);
     }
@@ -162,10 +219,19 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
       },
     );
   });
-  socket.on('error', (e) => log(`cloud: socket error ${e.message}`));
+  const bindError = (e: Error) => e;
+  socket.once('error', bindError);
   socket.bind(opts.port ?? 0, host);
-  await once(socket, 'listening');
+  try {
+    await once(socket, 'listening');
+  } catch (e) {
+    socket.close();
+    await fail(new Error(`--port ${opts.port ?? 0}: cannot bind udp ${host}:${opts.port ?? 0} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`));
+  }
+  socket.off('error', bindError);
+  socket.on('error', (e) => log(`cloud: socket error ${e.message}`));
   const port = socket.address().port;
+  webhook?.start();
 
   let ticking = false;
   const timer = setInterval(() => {
@@ -183,14 +249,7 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
     );
   }, opts.tickMs ?? 50);
 
-  let metricsServer: http.Server | null = null;
-  let metricsPort: number | null = null;
-  if (opts.metricsPort !== undefined && opts.metricsPort !== null) {
-    const s = await serveMetrics(m.registry, opts.metricsPort, opts.metricsHost ?? '127.0.0.1');
-    metricsServer = s.server;
-    metricsPort = s.port;
-  }
-  log(`cloud: listening udp ${host}:${port}; store ${rawStore.kind}; heal ${[heal.resetToken && 'reset-token', heal.malformed && 'malformed'].filter(Boolean).join(',') || 'none'}; ${registry.size} devices${metricsPort !== null ? `; metrics http://${opts.metricsHost ?? '127.0.0.1'}:${metricsPort}/metrics` : ''}`);
+  log(`cloud: listening udp ${host}:${port}; store ${rawStore.kind}; events ${events.kind}; heal ${[heal.resetToken && 'reset-token', heal.malformed && 'malformed'].filter(Boolean).join(',') || 'none'}; ${registry.size} devices${metricsPort !== null ? `; metrics http://${opts.metricsHost ?? '127.0.0.1'}:${metricsPort}/metrics` : ''}`);
 
   return {
     port,
@@ -198,6 +257,7 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
     metricsPort,
     core,
     store: rawStore,
+    events,
     webhook,
     metrics: () => m.registry.metrics(),
     counters: () => stats.snapshot(),
@@ -207,12 +267,13 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
       closed = true;
       clearInterval(timer);
       socket.close();
-      webhook?.close();
+      await webhook?.close();
       if (metricsServer) {
         metricsServer.closeAllConnections();
         await new Promise<void>((r) => metricsServer!.close(() => r()));
       }
       if (ownStore) await rawStore.close();
+      if (ownEvents) await events.close();
     },
   };
 }

@@ -10,6 +10,8 @@
  */
 
 /** What a session is, fixed at the end of the handshake. */
+import { BoundedMap } from './bounded.ts';
+
 export interface StoredSession {
   deviceId: string;
   epoch: number;
@@ -42,9 +44,7 @@ export interface SessionStore {
   /** Reserves outgoing sequence numbers without an incoming record; undefined when the session is gone. */
   reserve(id: string, count: number, nowMs: number): Promise<number | undefined>;
   delete(id: string): Promise<void>;
-  /** True the first time (device, event seq) is claimed within `ttlMs`; false for duplicates. */
-  claimEvent(deviceId: string, seq: number, ttlMs: number, nowMs: number): Promise<boolean>;
-  /** Drops every session and event claim (the cache-loss fault). */
+  /** Drops every session (the cache-loss fault). Event claims live in the event log (events.ts), not here. */
   wipe(): Promise<void>;
   close(): Promise<void>;
 }
@@ -77,13 +77,19 @@ interface MemoryEntry {
   expiresMs: number;
 }
 
-/** In-process store. Time is the caller's `nowMs`, so it runs in virtual time too. */
+/**
+ * In-process store. Time is the caller's `nowMs`, so it runs in virtual time too. Bounded: beyond
+ * `maxSessions` the least recently used session is forgotten (its device heals as after a cache loss).
+ */
 export class MemoryStore implements SessionStore {
   readonly kind = 'memory' as const;
-  readonly #sessions = new Map<string, MemoryEntry>();
-  readonly #events = new Map<string, number>();
+  readonly #sessions: BoundedMap<string, MemoryEntry>;
   #lastSweepMs = 0;
   static readonly SWEEP_EVERY_MS = 10_000;
+
+  constructor(maxSessions = 1_000_000) {
+    this.#sessions = new BoundedMap(maxSessions);
+  }
 
   get sessionCount(): number {
     return this.#sessions.size;
@@ -102,8 +108,11 @@ export class MemoryStore implements SessionStore {
   #sweep(nowMs: number): void {
     if (nowMs - this.#lastSweepMs < MemoryStore.SWEEP_EVERY_MS) return;
     this.#lastSweepMs = nowMs;
-    for (const [k, e] of this.#sessions) if (e.expiresMs <= nowMs) this.#sessions.delete(k);
-    for (const [k, exp] of this.#events) if (exp <= nowMs) this.#events.delete(k);
+    // Least recently used first; with one TTL for all, that is expiry order too.
+    for (const [k, e] of this.#sessions) {
+      if (e.expiresMs > nowMs) break;
+      this.#sessions.delete(k);
+    }
   }
 
   async get(id: string, nowMs: number): Promise<StoredSession | undefined> {
@@ -125,6 +134,7 @@ export class MemoryStore implements SessionStore {
     const outSeq = e.wseq;
     e.wseq += outCount;
     e.expiresMs = nowMs + ttlMs;
+    this.#sessions.set(id, e); // most recently used now
     return { status: 'ok', outSeq };
   }
 
@@ -140,18 +150,8 @@ export class MemoryStore implements SessionStore {
     this.#sessions.delete(id);
   }
 
-  async claimEvent(deviceId: string, seq: number, ttlMs: number, nowMs: number): Promise<boolean> {
-    this.#sweep(nowMs);
-    const key = `${deviceId}\u0000${seq}`;
-    const exp = this.#events.get(key);
-    if (exp !== undefined && exp > nowMs) return false;
-    this.#events.set(key, nowMs + ttlMs);
-    return true;
-  }
-
   async wipe(): Promise<void> {
     this.#sessions.clear();
-    this.#events.clear();
   }
 
   async close(): Promise<void> {}

@@ -1,48 +1,39 @@
 /**
- * Webhook delivery: each accepted device event is POSTed as JSON to the configured URL, retried
- * with exponential back-off (with jitter) until a 2xx answer or `maxAttempts`. Events reach this
- * queue once per (device, event seq) — the store's claim de-duplicates — so a receiver sees each
- * event once unless an answer is lost after it processed the request; the `Idempotency-Key`
- * header (device:seq) lets it drop that rare duplicate. Body format in docs/protocol.md.
+ * Webhook delivery from the event log (docs/protocol.md §8). Each process is one consumer: it
+ * takes entries nobody has, POSTs each as JSON, removes it from the log on a 2xx, and otherwise
+ * retries with capped exponential back-off for as long as it takes. A receiver that refuses an
+ * event permanently (a 4xx other than 408/425/429) sends it to the dead-letter list, visible in
+ * metrics and retrievable with `sleepy-session events`. Entries of a process that died are taken
+ * over by another after `reclaimIdleMs`. Nothing is given up: the only duplicates a receiver can
+ * see carry the same idempotency key (device, incarnation, seq).
  */
+import crypto from 'node:crypto';
+import os from 'node:os';
 import type { Counters } from './core.ts';
+import { idempotencyKey, type DeviceEvent, type EventLog, type LoggedEvent } from './events.ts';
 
 export interface WebhookOptions {
   url: string;
-  maxAttempts?: number;
   baseDelayMs?: number;
+  /** Cap of the back-off between attempts at one event (it is retried forever). */
   maxDelayMs?: number;
   timeoutMs?: number;
   concurrency?: number;
-  /** Events waiting beyond this are refused (counted as webhook_give_ups{reason="queue_full"}). */
-  maxQueue?: number;
+  /** Entries held by this process at once (being sent or waiting for a retry). */
+  maxInHand?: number;
+  /** Poll interval of the log when it was empty. */
+  pollMs?: number;
+  /** Entries another consumer took and left untouched this long are taken over. */
+  reclaimIdleMs?: number;
+  /** Consumer name (default: host, pid and a random part). */
+  consumer?: string;
 }
 
-export interface WebhookEvent {
-  deviceId: string;
-  /** The device's event-stream incarnation (hex), null for devices that send none. */
-  incarnation?: string | null;
-  name: string;
-  seq: number;
-  data: Buffer;
-  receivedMs: number;
-}
-
-interface Job {
-  ev: WebhookEvent;
-  attempts: number;
-}
-
-/** device:incarnation:seq (device:seq without an incarnation): equal keys are the same event. */
-export function idempotencyKey(ev: WebhookEvent): string {
-  return ev.incarnation ? `${ev.deviceId}:${ev.incarnation}:${ev.seq}` : `${ev.deviceId}:${ev.seq}`;
-}
-
-export function webhookBody(ev: WebhookEvent): string {
+export function webhookBody(ev: DeviceEvent): string {
   return JSON.stringify({
     id: idempotencyKey(ev),
     device: ev.deviceId,
-    incarnation: ev.incarnation ?? null,
+    incarnation: ev.incarnation,
     event: ev.name,
     seq: ev.seq,
     data: ev.data.toString('base64'),
@@ -50,44 +41,102 @@ export function webhookBody(ev: WebhookEvent): string {
   });
 }
 
-export class WebhookSender {
-  readonly url: string;
-  readonly #o: Required<Omit<WebhookOptions, 'url'>>;
-  readonly #stats: Counters;
-  readonly #ready: Job[] = [];
-  readonly #timers = new Set<NodeJS.Timeout>();
-  #active = 0;
-  #waiting = 0;
-  #closed = false;
-  #idle: (() => void)[] = [];
+/** Statuses that say "this request will never succeed": the event goes to the dead-letter list. */
+export function isPermanentRefusal(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 425 && status !== 429;
+}
 
-  constructor(opts: WebhookOptions, stats: Counters) {
+interface Job {
+  entry: LoggedEvent;
+  attempts: number;
+  timer: NodeJS.Timeout | null;
+  /** Delivered, but removing it from the log failed: only that is retried. */
+  delivered: boolean;
+}
+
+export class WebhookDelivery {
+  readonly url: string;
+  readonly consumer: string;
+  readonly #o: Required<Omit<WebhookOptions, 'url' | 'consumer'>>;
+  readonly #log: EventLog;
+  readonly #stats: Counters;
+  readonly #jobs = new Map<string, Job>();
+  readonly #ready: Job[] = [];
+  #active = 0;
+  #closed = false;
+  #loop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #lastReclaimMs = 0;
+  #logErrors = 0;
+
+  constructor(opts: WebhookOptions, log: EventLog, stats: Counters) {
     const u = new URL(opts.url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`webhook URL must be http: or https: (got ${u.protocol})`);
     this.url = opts.url;
-    this.#o = { maxAttempts: 10, baseDelayMs: 250, maxDelayMs: 30_000, timeoutMs: 5000, concurrency: 16, maxQueue: 100_000, ...opts };
+    this.consumer = opts.consumer ?? `${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
+    this.#o = { baseDelayMs: 250, maxDelayMs: 30_000, timeoutMs: 5000, concurrency: 16, maxInHand: 1000, pollMs: 20, reclaimIdleMs: 60_000, ...opts };
+    this.#log = log;
     this.#stats = stats;
   }
 
-  /** Events not yet delivered (queued, in flight or waiting for a retry). */
-  get backlog(): number {
-    return this.#ready.length + this.#active + this.#waiting;
+  /** Events this process holds (being sent or waiting for a retry). */
+  get inHand(): number {
+    return this.#jobs.size;
   }
 
-  enqueue(ev: WebhookEvent): void {
-    if (this.#closed) return;
-    if (this.backlog >= this.#o.maxQueue) {
-      this.#stats.inc('webhook_give_ups', 'queue_full');
-      return;
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Something was appended: look now rather than at the next poll. */
+  nudge(): void {
+    this.#wake?.();
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#closed) {
+      let got = 0;
+      try {
+        const room = this.#o.maxInHand - this.#jobs.size;
+        if (room > 0) {
+          const now = Date.now();
+          if (now - this.#lastReclaimMs >= Math.min(this.#o.reclaimIdleMs, 1000)) {
+            this.#lastReclaimMs = now;
+            got += this.#add(await this.#log.reclaim(this.consumer, this.#o.reclaimIdleMs, room));
+          }
+          if (this.#o.maxInHand - this.#jobs.size > 0) got += this.#add(await this.#log.take(this.consumer, this.#o.maxInHand - this.#jobs.size));
+        }
+        this.#logErrors = 0;
+      } catch {
+        this.#stats.inc('event_log_errors', 'read');
+        this.#logErrors++;
+      }
+      if (got === 0 && !this.#closed) {
+        // Empty, full, or the log is down: wait (longer while the log keeps failing).
+        const wait = this.#logErrors > 0 ? Math.min(1000, this.#o.pollMs * 2 ** this.#logErrors) : this.#o.pollMs;
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, wait);
+          this.#wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+        this.#wake = null;
+      }
     }
-    this.#ready.push({ ev, attempts: 0 });
-    this.#pump();
   }
 
-  /** Resolves when nothing is left to deliver. */
-  whenIdle(): Promise<void> {
-    if (this.backlog === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
+  #add(list: LoggedEvent[]): number {
+    let n = 0;
+    for (const entry of list) {
+      if (this.#jobs.has(entry.id)) continue; // ours already (reclaimed while waiting for a retry)
+      const job: Job = { entry, attempts: 0, timer: null, delivered: false };
+      this.#jobs.set(entry.id, job);
+      this.#ready.push(job);
+      n++;
+    }
+    this.#pump();
+    return n;
   }
 
   #pump(): void {
@@ -97,58 +146,82 @@ export class WebhookSender {
       void this.#attempt(job).finally(() => {
         this.#active--;
         this.#pump();
-        if (this.backlog === 0) for (const r of this.#idle.splice(0)) r();
       });
     }
+  }
+
+  #retryLater(job: Job): void {
+    if (this.#closed) return;
+    const backoff = Math.min(this.#o.maxDelayMs, this.#o.baseDelayMs * 2 ** Math.min(30, job.attempts - 1));
+    job.timer = setTimeout(() => {
+      job.timer = null;
+      this.#ready.push(job);
+      this.#pump();
+    }, backoff * (1 + 0.2 * Math.random()));
   }
 
   async #attempt(job: Job): Promise<void> {
-    job.attempts++;
-    let failure: string;
-    try {
-      const res = await fetch(this.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(job.ev) },
-        body: webhookBody(job.ev),
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.ok) {
-        this.#stats.inc('webhook_deliveries');
+    const { entry } = job;
+    if (!job.delivered) {
+      job.attempts++;
+      // Keep the entry ours while we work on it (another process would take it over when idle).
+      if (job.attempts > 1) await this.#log.touch(this.consumer, [entry.id]).catch(() => undefined);
+      let failure: string;
+      try {
+        const res = await fetch(this.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(entry.ev) },
+          body: webhookBody(entry.ev),
+          signal: AbortSignal.timeout(this.#o.timeoutMs),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) {
+          this.#stats.inc('webhook_deliveries');
+          job.delivered = true;
+        } else if (isPermanentRefusal(res.status)) {
+          try {
+            await this.#log.deadLetter(entry, `http_${res.status}`, Date.now());
+            this.#stats.inc('webhook_dead_letters', `http_${res.status}`);
+            this.#jobs.delete(entry.id);
+          } catch {
+            this.#stats.inc('event_log_errors', 'dead_letter');
+            this.#retryLater(job);
+          }
+          return;
+        }
+        failure = res.ok ? '' : `http_${res.status >= 500 ? '5xx' : res.status >= 400 ? '4xx' : 'other'}`;
+      } catch (e) {
+        failure = (e as Error).name === 'TimeoutError' ? 'timeout' : 'network';
+      }
+      if (!job.delivered) {
+        this.#stats.inc('webhook_failures', failure);
+        this.#retryLater(job);
         return;
       }
-      failure = `http_${res.status >= 500 ? '5xx' : res.status >= 400 ? '4xx' : 'other'}`;
-    } catch (e) {
-      failure = (e as Error).name === 'TimeoutError' ? 'timeout' : 'network';
     }
-    this.#stats.inc('webhook_failures', failure);
-    if (job.attempts >= this.#o.maxAttempts) {
-      this.#stats.inc('webhook_give_ups', 'max_attempts');
-      return;
+    try {
+      await this.#log.ack([entry.id]);
+      this.#jobs.delete(entry.id);
+    } catch {
+      // Delivered but still in the log: retry the removal (a crash now means one redelivery, same key).
+      this.#stats.inc('event_log_errors', 'ack');
+      this.#retryLater(job);
     }
-    if (this.#closed) return;
-    const backoff = Math.min(this.#o.maxDelayMs, this.#o.baseDelayMs * 2 ** (job.attempts - 1));
-    const delay = backoff * (1 + 0.2 * Math.random());
-    this.#waiting++;
-    const t = setTimeout(() => {
-      this.#timers.delete(t);
-      this.#waiting--;
-      this.#ready.push(job);
-      this.#pump();
-    }, delay);
-    this.#timers.add(t);
   }
 
-  /** Stops retrying; events still queued are counted as given up. */
-  close(): void {
+  /** Resolves when this process holds nothing and the log is empty (tests). */
+  async whenIdle(pollMs = 20): Promise<void> {
+    while (!this.#closed && (this.#jobs.size > 0 || (await this.#log.backlog().catch(() => 1)) > 0)) await new Promise((r) => setTimeout(r, pollMs));
+  }
+
+  /** Stops; what this process holds stays in the log for the next process (or another one) to deliver. */
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const t of this.#timers) clearTimeout(t);
-    const left = this.#ready.length + this.#waiting;
-    if (left > 0) this.#stats.inc('webhook_give_ups', 'shutdown', left);
-    this.#timers.clear();
+    for (const j of this.#jobs.values()) if (j.timer) clearTimeout(j.timer);
+    this.#wake?.();
+    await this.#loop;
+    this.#jobs.clear();
     this.#ready.length = 0;
-    this.#waiting = 0;
-    for (const r of this.#idle.splice(0)) r();
   }
 }

@@ -22,7 +22,7 @@ export const TAG_BYTES = 8;
 export const MAX_SEQ = 2 ** 48 - 1;
 
 /** Length of the connection IDs this cloud issues (what devices put in their records). */
-export const SERVER_CID_BYTES = 8;
+export const SERVER_CID_BYTES = 12;
 
 export interface RecordView {
   type: number;

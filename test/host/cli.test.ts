@@ -26,13 +26,21 @@ describe('sleepy-session command', () => {
   for (const [args, pattern] of [
     [['start', '--engine', 'spidermonkey'], /--engine must be one of v8, wasm3/],
     [['start', '--wake-every', 'soon'], /--wake-every must be a duration/],
-    [['start', '--colour', 'red'], /unknown flag --colour; allowed: --report/],
+    [['start', '--colour', 'red'], /unknown flag --colour; allowed: --wake-every, .*--report\n$/],
     [['device', '--cloud', 'nowhere', '--id', 'x', '--psk', '00'], /--cloud must be HOST:PORT/],
     [['device', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--profile', 'newest'], /--profile must be one of legacy, fixed, default/],
+    [['frobnicate'], /unknown command 'frobnicate'; allowed: start, connect, device, mcu, cloud, events, help/],
     [['mcu', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--build', 'avr'], /--build must be one of wasm3, wasm2c/],
     [['mcu', '--colour', 'red'], /mcu: Unknown option '--colour'; allowed: --cloud, --id/],
     [['mcu', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--wakes', '0'], /--wakes must be a whole number 1\.\.100000/],
-    [['frobnicate'], /unknown command 'frobnicate'; allowed: start, device, mcu, connect, cloud, help/],
+    [['device', '--cloud', '127.0.0.1:9', '--id', 'x'.repeat(60), '--psk', '00'.repeat(16)], /^sleepy-session: device: --id must be 1\.\.48 bytes \(got 60\)\n$/],
+    [['connect', '--server', '127.0.0.1:9', '--identity', 'i'.repeat(200), '--psk', '00'], /^sleepy-session: connect: --identity must be 1\.\.128 bytes \(got 200\)\n$/],
+    [['device', '--cloud', 'nowhere.invalid:5684', '--id', 'x', '--psk', '00'.repeat(16)], /^sleepy-session: device: --cloud: cannot resolve host 'nowhere\.invalid'/],
+    [['connect', '--server', 'nowhere.invalid:9', '--identity', 'i', '--psk', '00'], /^sleepy-session: connect: --server: cannot resolve host 'nowhere\.invalid'/],
+    [['device', '--publish-every-wake=yes'], /^sleepy-session: device: --publish-every-wake takes no value\n$/],
+    [['device', '--wakes', '1', '--wakes', '2'], /^sleepy-session: device: flag --wakes given twice\n$/],
+    [['events'], /^sleepy-session events: --events redis:\/\/HOST:PORT is required/],
+    [['events', '--events', 'redis://127.0.0.1:6379', '--retry', 'some'], /^sleepy-session events: --retry must be 'all' or comma-separated dead-letter ids/],
   ] as [string[], RegExp][]) {
     it(`refuses ${args.join(' ')} naming the flag and what is allowed`, () => {
       const r = run(...args);
@@ -40,4 +48,14 @@ describe('sleepy-session command', () => {
       assert.match(r.stderr, pattern);
     });
   }
+
+  it('--help on every subcommand prints its generated flags and exits 0', () => {
+    for (const [cmd, flag] of [['start', '--wipe-at DUR'], ['connect', '--server HOST:PORT'], ['device', '--publish-every-wake'], ['cloud', '--events SPEC'], ['events', '--retry IDS']]) {
+      const r = run(cmd, '--help');
+      assert.equal(r.status, 0, `${cmd} --help: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^usage: sleepy-session ${cmd} \\[flags\\]`));
+      assert.ok(r.stdout.includes(flag), `${cmd} --help lists ${flag}`);
+      assert.equal(r.stderr, '');
+    }
+  });
 });

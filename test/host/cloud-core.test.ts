@@ -15,7 +15,7 @@ describe('cloud core: handshake', () => {
     const link = await connected();
     const c = link.client;
     assert.equal(c.state, 'connected');
-    assert.equal(c.serverCid?.length, 8);
+    assert.equal(c.serverCid?.length, 12, 'handle (4) || 8 random bytes');
     assert.deepEqual(c.serverCid!.subarray(0, 4), deviceHandle('dev-1'), 'the CID starts with the device handle');
     const expected = new CloudSecrets(CLOUD_SECRET).resetToken('dev-1', c.serverCid!);
     assert.deepEqual(c.token, expected, 'token = HMAC(reset key, device id || CID)[:16]');
@@ -269,7 +269,7 @@ describe('cloud core: lost sessions and heal features', () => {
     assert.deepEqual(kinds(ev), ['reset']);
     const reset = link.downlink.at(-1)!;
     assert.equal(reset[0], 25, 'looks like a tls12_cid record to the device');
-    assert.ok(reset.length < 13 + 8 + 8 + 5 + 8, 'shorter than the record that triggered it');
+    assert.ok(reset.length < 13 + 12 + 8 + 5 + 8, 'shorter than the record that triggered it');
     assert.equal(link.core.stats.get('heals_sent', 'reset-token'), 1);
     assert.equal(link.core.stats.get('unknown_session_records', 'cid'), 1);
   });

@@ -14,7 +14,7 @@ import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
 import { startCloud } from '../../host/cloud/server.ts';
 import { TestDtlsClient, UdpCloudClient } from './fixtures/cloud-client.ts';
-import { until } from './fixtures/cloud-tools.ts';
+import { prng, until } from './fixtures/cloud-tools.ts';
 
 const TOTAL = 100_000;
 /** Datagrams in flight at most: 128 fit in the default 208 KiB socket buffer, so the kernel drops none. */
@@ -24,18 +24,6 @@ const PSK = Buffer.from('a1a2a3a4a5a6a7a8a9aaabacadaeafb0', 'hex');
 
 v8.setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-/** mulberry32: a small seeded PRNG, so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mutator(seed: number, samples: Buffer[]) {
   const r = prng(seed);

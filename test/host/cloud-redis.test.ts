@@ -7,37 +7,17 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import dgram from 'node:dgram';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fc from 'fast-check';
 import { RedisStore } from '../../host/cloud/redis-store.ts';
 import { EMPTY_WINDOW, windowAccept, type StoredSession } from '../../host/cloud/store.ts';
 import { deviceHandle } from '../../host/cloud/devices.ts';
 import { TestDtlsClient, UdpCloudClient } from './fixtures/cloud-client.ts';
-import { Proc, freeTcpPort, metric, scrape, toolMissing, until, webhookServer, writeDevicesFile } from './fixtures/cloud-tools.ts';
+import { Redis, freeTcpPort, metric, scrape, startCloudProcess, toolMissing, until, webhookServer, writeDevicesFile, type CloudProc } from './fixtures/cloud-tools.ts';
 import { skipOrFail } from './engines.ts';
 
 const missing = toolMissing('redis-server', ['--version']);
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = fileURLToPath(new URL('../../host/cloud/cli.ts', import.meta.url));
-
-class Redis {
-  proc: Proc | null = null;
-  constructor(readonly port: number) {}
-  async start(): Promise<void> {
-    this.proc = Proc.spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes']);
-    await this.proc.wait((p) => p.out.toString().includes('Ready to accept connections'), 10_000, 'redis-server to start');
-  }
-  async kill9(): Promise<void> {
-    this.proc?.kill('SIGKILL');
-    await this.proc?.exited;
-  }
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-}
 
 const SESSION: StoredSession = { deviceId: 'd', epoch: 1, cid: '', peerCid: '', keys: '00'.repeat(40), createdMs: 0, token: false };
 
@@ -109,7 +89,7 @@ describe('Redis session store', () => {
     }
   });
 
-  it('TTL, event claims and a missing session', async (t) => {
+  it('TTL and a missing session', async (t) => {
     if (missing) return skipOrFail(t, missing);
     await store.put('ttl', SESSION, { top: 0, nextOutSeq: 1 }, 150, 0);
     assert.ok(await store.get('ttl', 0));
@@ -117,23 +97,8 @@ describe('Redis session store', () => {
     assert.equal(await store.get('ttl', 0), undefined);
     assert.equal((await store.accept('ttl', 5, 1, 1000, 0)).status, 'missing');
     assert.equal(await store.reserve('ttl', 1, 0), undefined);
-    assert.equal(await store.claimEvent('d', 1, 10_000, 0), true);
-    assert.equal(await store.claimEvent('d', 1, 10_000, 0), false);
   });
 });
-
-interface CloudProc {
-  proc: Proc;
-  port: number;
-  metricsPort: number;
-}
-
-async function startCloudProcess(args: string[]): Promise<CloudProc> {
-  const proc = new Proc(spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
-  await proc.wait((p) => /cloud listening udp=\S+:(\d+) metrics=(\d+)/.test(p.out.toString()), 20_000, 'the cloud to listen');
-  const m = /cloud listening udp=\S+:(\d+) metrics=(\d+)/.exec(proc.out.toString())!;
-  return { proc, port: Number(m[1]), metricsPort: Number(m[2]) };
-}
 
 /** Sends a bare ClientHello; resolves true when a HelloVerifyRequest comes back. */
 async function answersHello(port: number): Promise<boolean> {

@@ -6,6 +6,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { inspect } from 'node:util';
+import dgram from 'node:dgram';
+import http from 'node:http';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { openRecord, prf, sealRecord, trafficKeys } from '../../host/cloud/crypto.ts';
 import { parseRecord, SERVER_CID_BYTES } from '../../host/cloud/wire.ts';
@@ -14,7 +21,8 @@ import { parseClientHello, parseHandshakeFragments } from '../../host/cloud/hand
 import { encodeCoap, parseCoap } from '../../host/cloud/coap.ts';
 import { HealRateLimiter, MALFORMED_LENGTH_FIELD, malformedDatagram, resetDatagram } from '../../host/cloud/heal.ts';
 import { DevicesError, Secret, parseDevicesJson } from '../../host/cloud/devices.ts';
-import { CloudUsageError, cloudOptionsFromArgs, runCloudCommand } from '../../host/cloud/cli.ts';
+import { cloudOptionsFromArgs, runCloudCommand } from '../../host/cloud/cli.ts';
+import { UsageError } from '../../host/cli-flags.ts';
 import { parseHeal } from '../../host/cloud/server.ts';
 
 describe('cloud crypto', () => {
@@ -234,8 +242,17 @@ describe('devices file', () => {
   });
 });
 
+async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 describe('cloud CLI flags', () => {
-  const err = (args: string[], match: RegExp) => assert.throws(() => cloudOptionsFromArgs(args), (e: Error) => e instanceof CloudUsageError && match.test(e.message));
+  const err = (args: string[], match: RegExp) => assert.throws(() => cloudOptionsFromArgs(args), (e: Error) => e instanceof UsageError && match.test(e.message));
   it('name the flag and what is allowed', () => {
     err([], /--devices FILE is required/);
     err(['--devices', 'f', '--store', 'mongo'], /--store must be memory or redis:\/\/HOST:PORT \(got 'mongo'\)/);
@@ -246,6 +263,11 @@ describe('cloud CLI flags', () => {
     err(['--devices', 'f', '--frobnicate', '1'], /unknown flag --frobnicate; allowed: --devices, --port/);
     err(['--devices'], /flag --devices needs a value/);
     err(['--devices', 'f', '--session-ttl', '0'], /--session-ttl must be a whole number of seconds/);
+    err(['--devices', 'f', '--events', 'postgres://x'], /--events must be memory or redis:\/\/HOST:PORT \(got 'postgres:\/\/x'\)/);
+    err(['--devices', 'f', '--webhook-max-delay', 'soon'], /--webhook-max-delay must be a duration like 500ms/);
+    err(['--devices', 'f', '--port', '1', '--port', '2'], /flag --port given twice/);
+    err(['--devices', '--port', '1'], /flag --devices needs a value/);
+    err(['--devices', 'f', 'extra'], /unexpected argument 'extra'/);
   });
 
   it('runCloudCommand exits 2 with a message on stderr for bad flags and for a bad devices file', async () => {
@@ -259,7 +281,48 @@ describe('cloud CLI flags', () => {
       console.error = orig;
     }
     assert.match(lines[0], /^sleepy-session cloud: --heal: unknown heal feature 'everything'; allowed: reset-token, malformed/);
-    assert.match(lines[1], /cannot read devices file '\/nonexistent\/devices\.json': ENOENT/);
+    assert.match(lines[1], /^sleepy-session cloud: --devices \/nonexistent\/devices\.json: no such file$/);
+  });
+
+  it('refuses an empty registry, a directory, a busy metrics port — each one line, before serving anything', async () => {
+    const lines: string[] = [];
+    const orig = console.error;
+    const origLog = console.log;
+    console.error = (...a: unknown[]) => lines.push(a.join(' '));
+    const dir = mkdtempSync(join(tmpdir(), 'cloud-cli-'));
+    const empty = join(dir, 'empty.json');
+    writeFileSync(empty, JSON.stringify({ devices: [] }));
+    const one = join(dir, 'one.json');
+    writeFileSync(one, JSON.stringify({ devices: [{ id: 'a', psk: '00'.repeat(16) }] }));
+    const busy = http.createServer();
+    busy.listen(0, '127.0.0.1');
+    await once(busy, 'listening');
+    const busyPort = (busy.address() as AddressInfo).port;
+    const udpPort = await freeUdpPort();
+    try {
+      assert.equal(await runCloudCommand(['--devices', empty]), 2);
+      assert.equal(await runCloudCommand(['--devices', dir]), 2);
+      assert.equal(await runCloudCommand(['--devices', one, '--port', String(udpPort), '--metrics-port', String(busyPort)]), 1);
+      const out: string[] = [];
+      console.log = (...a: unknown[]) => out.push(a.join(' '));
+      assert.equal(await runCloudCommand(['--help']), 0);
+      assert.match(out.join('\n'), /^usage: sleepy-session cloud \[flags\]/);
+      assert.match(out.join('\n'), /--events SPEC/);
+    } finally {
+      console.error = orig;
+      console.log = origLog;
+      busy.close();
+    }
+    const errors = lines.filter((l) => l.startsWith('sleepy-session'));
+    assert.match(errors[0], /--devices .*empty\.json: the registry names no device/);
+    assert.match(errors[1], /--devices .*: not a file$/);
+    assert.match(errors[2], new RegExp(`^sleepy-session cloud: --metrics-port ${busyPort}: cannot listen on 127\\.0\\.0\\.1:${busyPort} \\(EADDRINUSE\\)$`));
+    assert.equal(errors.length, 3, 'one line each');
+    // Nothing was left half-started: the UDP port is free again.
+    const s = dgram.createSocket('udp4');
+    s.bind(udpPort, '127.0.0.1');
+    await once(s, 'listening');
+    s.close();
   });
 
   it('accept the documented forms', () => {

@@ -1,13 +1,16 @@
 // Webhooks: a local HTTP server receives each device event exactly once, also when it fails the
 // first attempts (500, a cut connection, 503, a timeout), when the device retransmits, sends the
 // same event with a new message ID, or sends it again after its session was lost and healed.
+// Nothing is ever given up: failures are retried forever with capped back-off; a permanent
+// refusal (4xx) goes to the dead-letter list, from where it can be retried.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
 import { startCloud } from '../../host/cloud/server.ts';
-import { WebhookSender } from '../../host/cloud/webhook.ts';
+import { MemoryEventLog } from '../../host/cloud/events.ts';
+import { WebhookDelivery } from '../../host/cloud/webhook.ts';
 import { UdpCloudClient, coapHeader } from './fixtures/cloud-client.ts';
 import { until, webhookServer } from './fixtures/cloud-tools.ts';
 
@@ -46,7 +49,6 @@ describe('cloud webhooks', () => {
       assert.equal(counters['webhook_failures|network'], 25);
       assert.equal(counters['events|accepted'], 25);
       assert.ok(counters['events|duplicate'] >= 4 + 5, 'duplicates were recognised');
-      assert.equal(counters['webhook_give_ups|max_attempts'] ?? 0, 0);
     } finally {
       c.close();
       await cloud.close();
@@ -54,27 +56,39 @@ describe('cloud webhooks', () => {
     }
   });
 
-  it('a receiver that always fails is given up on after maxAttempts; one that never answers times out; both counted', async () => {
-    const hook = await webhookServer((id) => (id.endsWith(':2') ? 500 : 200));
-    const cloud = await startCloud({ port: 0, devices: devices(), webhook: { url: hook.url, baseDelayMs: 5, maxDelayMs: 20, maxAttempts: 4 } });
+  it('a failing receiver is retried past any attempt limit; a 4xx goes to the dead-letter list and can be retried; a silent one times out', async () => {
+    let refuse = true;
+    const hook = await webhookServer((id, attempt) => (id.endsWith(':2') ? (attempt <= 30 ? 500 : 200) : id.endsWith(':3') && refuse ? 422 : 200));
+    const cloud = await startCloud({ port: 0, devices: devices(), webhook: { url: hook.url, baseDelayMs: 1, maxDelayMs: 5 } });
     const blackhole = net.createServer(() => {}); // accepts connections, never answers
     blackhole.listen(0, '127.0.0.1');
     await once(blackhole, 'listening');
     const c = await UdpCloudClient.open(cloud.port, clientOpts);
     try {
       await c.connect();
-      await c.request((mid) => c.client.event('x', 1, Buffer.from('a'), { mid }));
-      await c.request((mid) => c.client.event('x', 2, Buffer.from('b'), { mid }));
-      await until(() => (cloud.counters()['webhook_give_ups|max_attempts'] ?? 0) === 1, 5000, 'the give-up');
+      for (const seq of [1, 2, 3]) await c.request((mid) => c.client.event('x', seq, Buffer.from('a'), { mid }));
+      await until(() => hook.accepted().length === 2 && cloud.counters()['webhook_dead_letters|http_422'] === 1, 10_000, 'two deliveries and a dead letter');
       await cloud.webhook!.whenIdle();
-      assert.deepEqual(hook.accepted().map((r) => r.id), ['hook-dev:1']);
-      assert.equal(cloud.counters()['webhook_failures|http_5xx'], 4);
+      assert.deepEqual(hook.accepted().map((r) => r.id).sort(), ['hook-dev:1', 'hook-dev:2']);
+      assert.equal(cloud.counters()['webhook_failures|http_5xx'], 30, 'retried 30 times, never given up');
+      const dead = await cloud.events.listDead(10);
+      assert.deepEqual(dead.map((d) => [d.ev.seq, d.reason]), [[3, 'http_422']]);
+      const m = await cloud.metrics();
+      assert.match(m, /^sleepy_cloud_event_log_dead_letters 1$/m);
+      refuse = false;
+      assert.equal(await cloud.events.retryDead('all'), 1);
+      await until(() => hook.accepted().length === 3, 5000, 'the retried dead letter');
+      assert.equal(await cloud.events.deadCount(), 0);
+
       const port = (blackhole.address() as net.AddressInfo).port;
-      const sender = new WebhookSender({ url: `http://127.0.0.1:${port}/`, timeoutMs: 100, baseDelayMs: 5, maxAttempts: 2 }, cloud.core.stats);
-      sender.enqueue({ deviceId: 'hook-dev', name: 'y', seq: 9, data: Buffer.alloc(0), receivedMs: Date.now() });
-      await sender.whenIdle();
-      assert.equal(cloud.counters()['webhook_failures|timeout'], 2);
-      assert.equal(cloud.counters()['webhook_give_ups|max_attempts'], 2);
+      const log = new MemoryEventLog();
+      const sender = new WebhookDelivery({ url: `http://127.0.0.1:${port}/`, timeoutMs: 50, baseDelayMs: 5, maxDelayMs: 5 }, log, cloud.core.stats);
+      await log.append({ deviceId: 'hook-dev', incarnation: null, name: 'y', seq: 9, data: Buffer.alloc(0), receivedMs: Date.now() }, 60_000, Date.now());
+      sender.start();
+      await until(() => (cloud.counters()['webhook_failures|timeout'] ?? 0) >= 3, 5000, 'three timeouts');
+      assert.equal(sender.inHand, 1, 'still held, never given up');
+      await sender.close();
+      assert.equal(await log.backlog(), 1, 'still in the log after the deliverer stopped');
     } finally {
       c.close();
       blackhole.close();

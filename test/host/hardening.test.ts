@@ -10,6 +10,7 @@ import { CRED, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, newestSlot, resealCreds, resea
 import { TestPeer, pump } from './dtls-peer.ts';
 import { FirmwareClient, type SessionEvent } from '../../host/session-abi.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
+import { World } from '../../host/sim/world.ts';
 import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
 
 const CT_ALERT = 21;
@@ -442,5 +443,24 @@ describe('issue 9.8: test-only exports are not in the production module', () => 
     assert.equal(Number(test.call('crypto_ccm_open', 7, 2 ** 31 - 1, 2 ** 31 - 1, 16)), -2);
     assert.equal(Number(test.call('crypto_ccm_seal', 7, 2 ** 31 - 1, 2 ** 31 - 1, 16)), -2);
     assert.equal(Number(test.call('crypto_tls_prf', 2 ** 31 - 1, 2, 2, 2 ** 31 - 1)), -2);
+  });
+});
+
+describe('the cookie exchange when the first ClientHello was retransmitted', () => {
+  it('a second HelloVerifyRequest answering the first ClientHello starts no second cookie round (the device still connects)', async () => {
+    // Found with `sleepy-session device --speed 600`: the retransmitted first ClientHello was
+    // answered twice; the second answer moved the client on to a ClientHello the cloud's flight did
+    // not answer, and the handshake timed out although nothing was lost.
+    const world = new World({ seed: 'hvr', latencyMs: 50 });
+    const [device] = await world.addDevices([{
+      id: 'dev-hvr', identity: 'id-hvr', profile: 'default', engine: new V8Engine(), config: { handshakeInitialTimeoutMs: 60 },
+    }]);
+    await device.wake(0);
+    world.armDeviceTimer(device);
+    await world.runUntil(10_000);
+    const types = device.events.map((e) => e.event.type);
+    assert.ok(types.includes('connected'), `events: ${types.join(', ')}`);
+    assert.ok(!types.includes('handshake-failed'));
+    assert.ok(device.firmware.counters().flightRetransmissions >= 1, 'the first ClientHello was retransmitted');
   });
 });

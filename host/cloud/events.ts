@@ -1,0 +1,196 @@
+/**
+ * The event log: where a device event goes before the cloud ACKs it, and where webhook delivery
+ * reads it from. One operation decides both "is it new" and "is it stored": `append` claims the
+ * idempotency key and appends the event in one atomic step, so an event is either ACKed and in
+ * the log, or not ACKed (the device sends it again).
+ *
+ * Two implementations:
+ *  - MemoryEventLog (this file): one process, bounded; loses everything when the process ends
+ *    and forgets claims beyond its bound (docs/protocol.md §8.3 says what it cannot promise).
+ *  - RedisEventLog (redis-events.ts): a Redis Stream plus claims in one Lua script, on a Redis
+ *    with append-only persistence; shared by every cloud process; consumer-group delivery.
+ */
+import { BoundedMap } from './bounded.ts';
+
+/** An accepted device event and its idempotency key (deviceId, incarnation, seq). */
+export interface DeviceEvent {
+  deviceId: string;
+  /** Hex of the device's 4-byte event-stream incarnation, or null when it sent none. */
+  incarnation: string | null;
+  seq: number;
+  name: string;
+  data: Buffer;
+  receivedMs: number;
+}
+
+/** The idempotency key a webhook receiver de-duplicates by. Devices without an incarnation keep the old form. */
+export function idempotencyKey(ev: Pick<DeviceEvent, 'deviceId' | 'incarnation' | 'seq'>): string {
+  return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;
+}
+
+export type AppendResult = 'appended' | 'duplicate' | 'full';
+
+/** An event in the log, as handed to the deliverer. */
+export interface LoggedEvent {
+  /** Log entry id (a stream id in Redis). */
+  id: string;
+  ev: DeviceEvent;
+}
+
+export interface DeadLetter {
+  id: string;
+  ev: DeviceEvent;
+  reason: string;
+  failedMs: number;
+}
+
+export interface EventLog {
+  readonly kind: 'memory' | 'redis';
+  /** Claims the event's key and appends it, atomically. 'full': neither happened (do not ACK). */
+  append(ev: DeviceEvent, claimTtlMs: number, nowMs: number): Promise<AppendResult>;
+  /** Up to `max` entries nobody has taken yet, now owned by `consumer`. */
+  take(consumer: string, max: number): Promise<LoggedEvent[]>;
+  /** Up to `max` entries taken by any consumer and untouched for `minIdleMs` (a crashed process's). */
+  reclaim(consumer: string, minIdleMs: number, max: number): Promise<LoggedEvent[]>;
+  /** Marks entries as still being worked on (so reclaim leaves them alone). */
+  touch(consumer: string, ids: string[]): Promise<void>;
+  /** Delivered: remove from the log. */
+  ack(ids: string[]): Promise<void>;
+  /** Refused permanently: move to the dead-letter list, atomically with removing it from the log. */
+  deadLetter(entry: LoggedEvent, reason: string, nowMs: number): Promise<void>;
+  listDead(max: number): Promise<DeadLetter[]>;
+  /** Moves dead letters back into the log (all when `ids` is 'all'); returns how many. */
+  retryDead(ids: string[] | 'all'): Promise<number>;
+  /** Events in the log not yet delivered (taken or not). */
+  backlog(): Promise<number>;
+  deadCount(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface MemoryEventLogOptions {
+  /** Claims remembered at most (oldest forgotten: a retransmission older than that is delivered again, same key). */
+  maxClaims?: number;
+  /** Undelivered events held at most; beyond it `append` answers 'full' and the device is not ACKed. */
+  maxBacklog?: number;
+  maxDeadLetters?: number;
+  /** false: keep claims only (no deliverer reads this log, e.g. no webhook configured). */
+  keepEntries?: boolean;
+}
+
+interface MemEntry extends LoggedEvent {
+  owner: string | null;
+  touchedMs: number;
+}
+
+/** One-process event log: bounded; nothing survives the process. */
+export class MemoryEventLog implements EventLog {
+  readonly kind = 'memory' as const;
+  readonly #claims: BoundedMap<string, number>;
+  readonly #entries = new BoundedMap<string, MemEntry>(Number.MAX_SAFE_INTEGER);
+  readonly #dead: BoundedMap<string, DeadLetter>;
+  readonly maxBacklog: number;
+  readonly keepEntries: boolean;
+  #nextId = 1;
+  /** Dead letters pushed out by the bound (counted, so it is never silent). */
+  deadDropped = 0;
+
+  constructor(o: MemoryEventLogOptions = {}) {
+    this.#claims = new BoundedMap(o.maxClaims ?? 1_000_000);
+    this.maxBacklog = o.maxBacklog ?? 100_000;
+    this.keepEntries = o.keepEntries ?? true;
+    this.#dead = new BoundedMap(o.maxDeadLetters ?? 10_000, () => this.deadDropped++);
+  }
+
+  get claimCount(): number {
+    return this.#claims.size;
+  }
+
+  async append(ev: DeviceEvent, claimTtlMs: number, nowMs: number): Promise<AppendResult> {
+    const key = idempotencyKey(ev);
+    const exp = this.#claims.get(key);
+    if (exp !== undefined && exp > nowMs) return 'duplicate';
+    if (this.#entries.size >= this.maxBacklog) return 'full';
+    this.#claims.set(key, nowMs + claimTtlMs);
+    if (!this.keepEntries) return 'appended';
+    const id = String(this.#nextId++);
+    this.#entries.set(id, { id, ev, owner: null, touchedMs: 0 });
+    return 'appended';
+  }
+
+  async take(consumer: string, max: number): Promise<LoggedEvent[]> {
+    const out: LoggedEvent[] = [];
+    for (const e of this.#entries.values()) {
+      if (out.length >= max) break;
+      if (e.owner !== null) continue;
+      e.owner = consumer;
+      e.touchedMs = Date.now();
+      out.push({ id: e.id, ev: e.ev });
+    }
+    return out;
+  }
+
+  async reclaim(consumer: string, minIdleMs: number, max: number): Promise<LoggedEvent[]> {
+    const out: LoggedEvent[] = [];
+    const now = Date.now();
+    for (const e of this.#entries.values()) {
+      if (out.length >= max) break;
+      if (e.owner === null || now - e.touchedMs < minIdleMs) continue;
+      e.owner = consumer;
+      e.touchedMs = now;
+      out.push({ id: e.id, ev: e.ev });
+    }
+    return out;
+  }
+
+  async touch(_consumer: string, ids: string[]): Promise<void> {
+    const now = Date.now();
+    for (const id of ids) {
+      const e = this.#entries.get(id);
+      if (e) e.touchedMs = now;
+    }
+  }
+
+  async ack(ids: string[]): Promise<void> {
+    for (const id of ids) this.#entries.delete(id);
+  }
+
+  async deadLetter(entry: LoggedEvent, reason: string, nowMs: number): Promise<void> {
+    this.#entries.delete(entry.id);
+    this.#dead.set(entry.id, { id: entry.id, ev: entry.ev, reason, failedMs: nowMs });
+  }
+
+  async listDead(max: number): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    for (const d of this.#dead.values()) {
+      if (out.length >= max) break;
+      out.push(d);
+    }
+    return out;
+  }
+
+  async retryDead(ids: string[] | 'all'): Promise<number> {
+    const pick = ids === 'all' ? [...this.#dead.values()] : ids.map((id) => this.#dead.get(id)).filter((d): d is DeadLetter => d !== undefined);
+    for (const d of pick) {
+      this.#dead.delete(d.id);
+      const id = String(this.#nextId++);
+      this.#entries.set(id, { id, ev: d.ev, owner: null, touchedMs: 0 });
+    }
+    return pick.length;
+  }
+
+  async backlog(): Promise<number> {
+    return this.#entries.size;
+  }
+
+  async deadCount(): Promise<number> {
+    return this.#dead.size;
+  }
+
+  /** Forgets every claim and undelivered event (what a process restart does to this log). */
+  wipe(): void {
+    this.#claims.clear();
+    this.#entries.clear();
+  }
+
+  async close(): Promise<void> {}
+}
