@@ -63,6 +63,7 @@ const COMMANDS: [string, string][] = [
   ['start', START_SPEC.summary],
   ['connect', CONNECT_SPEC.summary],
   ['device', DEVICE_SPEC.summary],
+  ['mcu', 'one device on the Cortex-M4 image in QEMU against a cloud (flags: sleepy-session mcu --help)'],
   ['cloud', 'the DTLS 1.2 PSK cloud (docs/protocol.md)'],
   ['events', 'list or retry the dead letters of the cloud\'s Redis event log'],
   ['help', 'this text'],
@@ -232,6 +233,10 @@ export async function main(argv: string[]): Promise<number> {
         return await connectCommand(rest);
       case 'device':
         return await deviceCommand(rest);
+      case 'mcu': {
+        const { mcuCommand } = await import('./mcu/cli.ts');
+        return await mcuCommand(rest);
+      }
       case 'cloud': {
         const { runCloudCommand } = await import('./cloud/cli.ts');
         return await runCloudCommand(rest);

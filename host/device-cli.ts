@@ -131,7 +131,7 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
     send: (d) => socket.send(d, o.cloud.port, o.cloud.host),
     onEvent: (e: SessionEvent) => {
       if (e.type === 'event-acked') acked = true;
-      o.log(`${stamp()} ${o.id} ${describe(e)}`);
+      o.log(`${stamp()} ${o.id} ${describeEvent(e)}`);
     },
   });
   if (o.flash) {
@@ -219,7 +219,8 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
   }
 }
 
-function describe(e: SessionEvent): string {
+/** One line for a session event, as the device commands print it. */
+export function describeEvent(e: SessionEvent): string {
   switch (e.type) {
     case 'resumed': return `resumed the stored session (unconfirmed restores: ${e.useCounter})`;
     case 'handshake-started': return `handshake${e.reason !== 'none' ? ` (previous session: ${e.reason})` : ''}`;

@@ -153,18 +153,7 @@ export class FirmwareClient extends IoBuffer {
     if (n <= 0) return null;
     const b = this.m.readMemory(this.io, n);
     const v = new DataView(b.buffer, b.byteOffset);
-    const a = v.getUint32(4, true);
-    switch (b[0]) {
-      case 1: return { type: 'resumed', useCounter: a };
-      case 2: return { type: 'handshake-started', reason: DISCARD_REASONS[a] ?? 'none' };
-      case 3: return { type: 'connected' };
-      case 4: return { type: 'confirmed' };
-      case 5: return { type: 'event-acked', seq: a };
-      case 6: return { type: 'session-discarded', reason: DISCARD_REASONS[a] ?? 'none' };
-      case 7: return { type: 'handshake-failed', error: ERRORS[a] ?? 'none' };
-      case 8: return { type: 'event-dropped', seq: a };
-      default: return { type: 'hint-ignored' };
-    }
+    return decodeEvent(b[0], v.getUint32(4, true));
   }
 
   config(name: ConfigName, value: number | boolean): void {
@@ -242,3 +231,18 @@ export class FirmwareClient extends IoBuffer {
 }
 
 export class OutboxFullError extends Error {}
+
+/** An event from its type byte and its `a` field (docs/abi.md, "Events"). */
+export function decodeEvent(type: number, a: number): SessionEvent {
+  switch (type) {
+    case 1: return { type: 'resumed', useCounter: a };
+    case 2: return { type: 'handshake-started', reason: DISCARD_REASONS[a] ?? 'none' };
+    case 3: return { type: 'connected' };
+    case 4: return { type: 'confirmed' };
+    case 5: return { type: 'event-acked', seq: a };
+    case 6: return { type: 'session-discarded', reason: DISCARD_REASONS[a] ?? 'none' };
+    case 7: return { type: 'handshake-failed', error: ERRORS[a] ?? 'none' };
+    case 8: return { type: 'event-dropped', seq: a };
+    default: return { type: 'hint-ignored' };
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * `sleepy-session mcu`: one device on the Cortex-M4 image against a cloud. The host plays the
+ * modem and the power supply: each wake boots the image in QEMU (mode=wake), relays the SLIP
+ * frames on its UART to and from UDP, and the image exits when the firmware lets it sleep
+ * (deep sleep: RAM lost; the flash file and the RTC passed on the command line persist).
+ */
+import crypto from 'node:crypto';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { V8Engine } from '../engines/v8.ts';
+import { readFirmware } from '../firmware.ts';
+import { describeEvent } from '../device-cli.ts';
+import { FirmwareClient, REGION_BYTES, decodeEvent, type Profile, type SessionEvent, type SessionState, SESSION_STATES } from '../session-abi.ts';
+import { imagePath, spawnQemu, type McuBuild } from './qemu.ts';
+import { SlipDecoder, slipEncode } from './slip.ts';
+
+/** The board block after the firmware's region (mcu/src/main.c): "BRD1", boot counter, seed[32]. */
+const BOARD_BLOCK_BYTES = 40;
+export const FLASH_FILE_BYTES = REGION_BYTES + BOARD_BLOCK_BYTES;
+
+export interface McuRunOptions {
+  cloud: { host: string; port: number };
+  id: string;
+  identity: string;
+  psk: Buffer;
+  profile: Profile;
+  wakes: number;
+  wakeEveryMs: number;
+  /** How long the application keeps the device awake after boot before asking to sleep. */
+  appAwakeMs: number;
+  /** The flash image (region + board block); provisioned at the first run when missing. */
+  flashPath: string;
+  build: McuBuild;
+  /** Publish a reading ("wake N") at every wake. */
+  publish: boolean;
+  log: (line: string) => void;
+  /** Called with each datagram the MCU sends, as it reaches the host (before it goes out). */
+  onUplink?: (frame: Buffer) => void;
+}
+
+export interface WakeReport {
+  wake: number;
+  bootState: SessionState;
+  events: SessionEvent[];
+  publishedSeq: number | null;
+  /** Datagrams the MCU sent / received during this wake. */
+  uplink: Buffer[];
+  downlink: Buffer[];
+  /** The image's own RAM report at sleep ("sleep ..." / "ram ..." lines). */
+  heapHighWaterBytes: number | null;
+  stackHighWaterBytes: number | null;
+}
+
+/**
+ * Factory provisioning, as a production station would write the flash: the credentials block
+ * (computed by the firmware itself, here on V8) and the board block with a fresh entropy seed.
+ */
+export async function provisionFlash(path: string, o: Pick<McuRunOptions, 'id' | 'identity' | 'psk' | 'profile'>): Promise<void> {
+  const flash = Buffer.alloc(FLASH_FILE_BYTES, 0xff);
+  const fw = new FirmwareClient(await new V8Engine().load(readFirmware()));
+  fw.provisionDevice(o.profile, o.id, Buffer.from(o.identity), o.psk);
+  for (let w = fw.pollStore(); w; w = fw.pollStore()) flash.set(w.bytes, w.offset);
+  fw.m.dispose();
+  const block = flash.subarray(REGION_BYTES);
+  block.write('BRD1', 0, 'latin1');
+  block.writeUInt32LE(0, 4);
+  crypto.randomFillSync(block, 8, 32);
+  writeFileSync(path, flash, { mode: 0o600 });
+  flash.fill(0);
+}
+
+export async function runMcu(o: McuRunOptions): Promise<WakeReport[]> {
+  // The path travels on the image's command line: words split at spaces, 255 bytes in all.
+  if (/\s/.test(o.flashPath) || Buffer.byteLength(o.flashPath) > 160) {
+    throw new Error(`--flash ${o.flashPath}: the path must have no spaces and at most 160 bytes (the image's command line)`);
+  }
+  if (!existsSync(o.flashPath)) await provisionFlash(o.flashPath, o);
+  else if (readFileSync(o.flashPath).length !== FLASH_FILE_BYTES) {
+    throw new Error(`--flash ${o.flashPath}: expected ${FLASH_FILE_BYTES} bytes (region + board block), found ${readFileSync(o.flashPath).length}`);
+  }
+  const udp = dgram.createSocket('udp4');
+  await new Promise<void>((r) => udp.bind(0, o.cloud.host.startsWith('127.') ? '127.0.0.1' : '0.0.0.0', r));
+  let uart: net.Socket | null = null;
+  let current: WakeReport | null = null;
+  udp.on('message', (msg) => {
+    // Radio off while the MCU sleeps: datagrams then are lost, as on a real device.
+    if (!uart || !current) return;
+    current.downlink.push(msg);
+    uart.write(slipEncode(msg));
+  });
+  const reports: WakeReport[] = [];
+  try {
+    for (let wake = 1; wake <= o.wakes; wake++) {
+      current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null };
+      await runWake(o, current, (s) => (uart = s), (frame) => {
+        current!.uplink.push(frame);
+        o.onUplink?.(frame);
+        udp.send(frame, o.cloud.port, o.cloud.host);
+      });
+      uart = null;
+      reports.push(current);
+      o.log(`${o.id} wake ${wake}: sleeping ${o.wakeEveryMs / 1000}s (sent ${current.uplink.length}, received ${current.downlink.length} datagrams)`);
+      current = null;
+      if (wake < o.wakes) await new Promise((r) => setTimeout(r, o.wakeEveryMs));
+    }
+  } finally {
+    udp.close();
+  }
+  return reports;
+}
+
+/** One wake: QEMU runs the image until it exits (deep sleep). */
+async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
+  const sock = join(dir, 'uart.sock');
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(sock, r));
+  const connected = new Promise<net.Socket>((r) => server.once('connection', r));
+  const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
+  if (o.publish) words.push('event=reading', `data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`);
+  const qemu = spawnQemu({ image: imagePath(o.build), uart: `socket,path=${sock}`, cmdline: words.join(' ') });
+  let stderr = '';
+  let pending = '';
+  qemu.stderr!.on('data', (d) => (stderr += d));
+  qemu.stdout!.on('data', (d) => {
+    pending += d;
+    for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+      onLine(o, report, pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  });
+  const exited = new Promise<number | null>((r) => qemu.on('exit', (code) => r(code)));
+  try {
+    const s = await Promise.race([connected, exited.then(() => null)]);
+    if (s) {
+      onUart(s);
+      const decoder = new SlipDecoder();
+      s.on('data', (chunk) => decoder.push(chunk).forEach(send));
+      s.on('error', () => {});
+    }
+    const code = await exited;
+    onUart(null);
+    if (code !== 0) throw new Error(`${o.id} wake ${report.wake}: the MCU image stopped with exit code ${code}: ${stderr.trim()}`);
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The image's log lines (mcu/src/main.c `say`). */
+function onLine(o: McuRunOptions, r: WakeReport, line: string): void {
+  const f = line.trim().split(/\s+/);
+  if (f[0] === 'event') {
+    const e = decodeEvent(Number(f[1]), Number(f[2]));
+    r.events.push(e);
+    o.log(`${o.id} ${describeEvent(e)}`);
+  } else if (f[0] === 'boot') {
+    r.bootState = SESSION_STATES[Number(f[1])] ?? 'off';
+    o.log(`${o.id} wake ${r.wake}: ${r.bootState} (${f[2]})`);
+  } else if (f[0] === 'publish-refused') {
+    o.log(`${o.id} publish refused (-${f[1]}${f[1] === '3' ? ': the outbox is full, 6 unconfirmed events' : ''})`);
+  } else if (f[0] === 'published') {
+    r.publishedSeq = Number(f[1]);
+    o.log(`${o.id} published event #${f[1]}`);
+  } else if (f[0] === 'sleep') {
+    r.heapHighWaterBytes = Number(/heap=(\d+)/.exec(line)?.[1] ?? NaN);
+  } else if (f[0] === 'ram') {
+    r.stackHighWaterBytes = Number(/stack=(\d+)/.exec(line)?.[1] ?? NaN);
+    o.log(`${o.id} RAM at sleep: heap high-water ${r.heapHighWaterBytes} B, stack ${r.stackHighWaterBytes} B`);
+  } else if (line.trim()) {
+    o.log(`${o.id} mcu: ${line.trim()}`);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * `sleepy-session mcu ...`: flags for the MCU bridge (host/mcu/bridge.ts). Kept apart from
+ * host/cli.ts, which only dispatches here.
+ */
+import { parseArgs } from 'node:util';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PROFILES, type Profile } from '../session-abi.ts';
+import { UsageError, duration, hostPort, oneOf } from '../cli.ts';
+import { mcuUnavailable } from './qemu.ts';
+
+export const MCU_USAGE = `usage: sleepy-session mcu [flags]
+  mcu                        one device on the Cortex-M4 image (QEMU mps2-an386, npm run build:mcu)
+                             against a cloud: the image runs once per wake, its UART (SLIP) relayed to UDP
+      --cloud HOST:PORT      the cloud (sleepy-session cloud)
+      --id ID                device id (as in the cloud's devices file)
+      --identity ID          PSK identity (default: the id)
+      --psk HEX              pre-shared key, 16..64 bytes in hex
+      --profile legacy|fixed|default   firmware behaviour (default: default)
+      --wakes N              number of wakes, 1..100000 (default 3)
+      --wake-every DUR       sleep between wakes (default 15m)
+      --awake DUR            time the application stays awake after boot (default 3s)
+      --flash FILE           flash image (1320 bytes), provisioned when missing (default: a temp file)
+      --build wasm3|wasm2c   engine inside the image (default wasm3)
+      --no-publish           do not publish a reading at each wake`;
+
+export async function mcuCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(MCU_USAGE);
+    return 0;
+  }
+  const options = {
+    cloud: { type: 'string' }, id: { type: 'string' }, identity: { type: 'string' }, psk: { type: 'string' },
+    profile: { type: 'string' }, wakes: { type: 'string' }, 'wake-every': { type: 'string' }, awake: { type: 'string' },
+    flash: { type: 'string' }, build: { type: 'string' }, 'no-publish': { type: 'boolean' },
+  } as const;
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options }));
+  } catch (e) {
+    const allowed = Object.keys(options).map((k) => `--${k}`).join(', ');
+    throw new UsageError(`mcu: ${(e as Error).message.split('\n')[0].split('. ')[0]}; allowed: ${allowed}`);
+  }
+  const cloud = hostPort('mcu', 'cloud', values.cloud);
+  if (!values.id) throw new UsageError('mcu: --id ID is required');
+  if (!values.psk || !/^([0-9a-fA-F]{2}){16,64}$/.test(values.psk)) throw new UsageError('mcu: --psk must be 16..64 bytes in hex');
+  const profile: Profile = oneOf('mcu', 'profile', values.profile ?? 'default', PROFILES);
+  const build = oneOf('mcu', 'build', values.build ?? 'wasm3', ['wasm3', 'wasm2c'] as const);
+  const wakes = Number(values.wakes ?? 3);
+  if (!Number.isInteger(wakes) || wakes < 1 || wakes > 100_000) throw new UsageError(`mcu: --wakes must be a whole number 1..100000 (got '${values.wakes}')`);
+  const why = mcuUnavailable(build);
+  if (why) throw new UsageError(`mcu: ${why}`);
+  const wakeEveryMs = duration('mcu', 'wake-every', values['wake-every'] ?? '15m');
+  const appAwakeMs = duration('mcu', 'awake', values.awake ?? '3s');
+  const { runMcu } = await import('./bridge.ts');
+  // Without --flash the device exists for this run only; its flash holds the PSK, so it goes at the end.
+  const flashPath = values.flash ?? join(tmpdir(), `sleepy-mcu-${process.pid}-${Date.now()}.flash`);
+  try {
+    await runMcu({
+      cloud, id: values.id, identity: values.identity ?? values.id, psk: Buffer.from(values.psk, 'hex'), profile, wakes,
+      wakeEveryMs, appAwakeMs, flashPath, build, publish: !values['no-publish'], log: (line) => console.log(line),
+    });
+  } finally {
+    if (!values.flash) rmSync(flashPath, { force: true });
+  }
+  return 0;
+}

@@ -1,0 +1,74 @@
+/**
+ * The Cortex-M4 image (mcu/, `npm run build:mcu`) under QEMU's mps2-an386: where the build puts
+ * it and how to start it. The UART goes to a host chardev (a pipe pair or a unix socket); the
+ * image's semihosting gives it its command line, its log (stdout) and host files (flash).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export type McuBuild = 'wasm3' | 'wasm2c';
+export const MCU_BUILD_DIR = fileURLToPath(new URL('../../build/mcu/', import.meta.url));
+
+/** The image running the release module (build/session.wasm). */
+export function imagePath(build: McuBuild): string {
+  return `${MCU_BUILD_DIR}${build}.elf`;
+}
+
+/**
+ * The image whose module is exactly `wasm`: the release image, or the test image (build/mcu/test/,
+ * build/session-test.wasm with the test-only exports). Null when no image holds that module.
+ */
+export function imageForModule(build: McuBuild, wasm: Uint8Array): string | null {
+  const sha = createHash('sha256').update(wasm).digest('hex');
+  const size = JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8'));
+  if (sha === size.moduleSha256) return imagePath(build);
+  if (sha === size.test?.moduleSha256) return `${MCU_BUILD_DIR}test/${build}.elf`;
+  return null;
+}
+
+/** Why the MCU image cannot run here, or null when it can. */
+export function mcuUnavailable(build: McuBuild = 'wasm3'): string | null {
+  const q = spawnSync('qemu-system-arm', ['--version'], { stdio: 'ignore' });
+  if (q.error || q.status !== 0) return 'qemu-system-arm not installed (Debian: qemu-system-arm)';
+  if (!existsSync(imagePath(build))) return `${imagePath(build)} not built (npm run build:mcu)`;
+  return null;
+}
+
+export interface QemuArgs {
+  /** The ELF to run. */
+  image: string;
+  /** QEMU -chardev backend options for the UART, e.g. `pipe,path=/tmp/x` or `socket,path=/tmp/s`. */
+  uart: string;
+  /** The image's command line (key=value words). */
+  cmdline: string;
+  /** Count instructions: the virtual clock advances 1 ns per instruction (-icount shift=0). */
+  icount?: boolean;
+}
+
+export function qemuArgs(a: QemuArgs): string[] {
+  return [
+    '-M', 'mps2-an386', '-nodefaults', '-net', 'none', '-display', 'none', '-monitor', 'none',
+    '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
+    '-semihosting-config', 'enable=on,target=native',
+    ...(a.icount ? ['-icount', 'shift=0'] : []),
+    '-kernel', a.image, '-append', a.cmdline,
+  ];
+}
+
+/** QEMU processes still running; killed when this process exits, so a failed test leaves none
+ * behind (with the pipe chardev QEMU never sees its host go away). */
+const live = new Set<ChildProcess>();
+let exitHook = false;
+
+export function spawnQemu(a: QemuArgs): ChildProcess {
+  const child = spawn('qemu-system-arm', qemuArgs(a), { stdio: ['ignore', 'pipe', 'pipe'] });
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => live.forEach((c) => c.kill('SIGKILL')));
+  }
+  return child;
+}

@@ -1,0 +1,156 @@
+/* Board layer for QEMU mps2-an386: CMSDK UART0, SysTick at the 25 MHz system clock, semihosting
+   for the command line, the log and the persistent-memory file. */
+#include "board.h"
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REG(addr) (*(volatile uint32_t *)(addr))
+#define UART0 0x40004000u
+#define UART_DATA REG(UART0 + 0x0)
+#define UART_STATE REG(UART0 + 0x4)
+#define UART_CTRL REG(UART0 + 0x8)
+#define UART_INT REG(UART0 + 0xC)
+#define UART_BAUDDIV REG(UART0 + 0x10)
+#define SYST_CSR REG(0xE000E010u)
+#define SYST_RVR REG(0xE000E014u)
+#define SYST_CVR REG(0xE000E018u)
+#define NVIC_ISER0 REG(0xE000E100u)
+#define SYSCLK_HZ 25000000u
+#define TICKS_PER_MS (SYSCLK_HZ / 1000u)
+#define NS_PER_TICK (1000000000u / SYSCLK_HZ)
+
+static volatile uint64_t uptime_ms;
+
+void SysTick_Handler(void) { uptime_ms++; }
+
+/* Receive ring: the interrupt handler fills it; when full it masks the RX interrupt and leaves the
+   byte in the UART, which holds off the sender (QEMU keeps the rest in the chardev). */
+#define RX_RING 512u
+static volatile uint8_t rx_ring[RX_RING];
+static volatile uint32_t rx_head, rx_tail;
+
+void UART0_RX_Handler(void) {
+  UART_INT = 2u;
+  while (UART_STATE & 2u) {
+    if (rx_head - rx_tail >= RX_RING) {
+      UART_CTRL &= ~8u;
+      return;
+    }
+    rx_ring[rx_head % RX_RING] = (uint8_t)UART_DATA;
+    rx_head++;
+  }
+}
+
+int board_uart_read(void) {
+  if (rx_tail == rx_head) {
+    UART_CTRL |= 8u; /* room again: let the interrupt take the byte the UART holds */
+    return -1;
+  }
+  int b = rx_ring[rx_tail % RX_RING];
+  rx_tail++;
+  if ((UART_CTRL & 8u) == 0) UART_CTRL |= 8u;
+  return b;
+}
+
+void board_uart_write(const uint8_t *bytes, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    while (UART_STATE & 1u) {
+    }
+    UART_DATA = bytes[i];
+  }
+}
+
+void board_init(void) {
+  SYST_RVR = TICKS_PER_MS - 1u;
+  SYST_CVR = 0;
+  SYST_CSR = 7u; /* processor clock, interrupt, enable */
+  UART_BAUDDIV = 16u;
+  UART_CTRL = 1u | 2u | 8u; /* TX, RX, RX interrupt */
+  NVIC_ISER0 = 1u << 0;     /* UART0 RX */
+}
+
+uint64_t board_uptime_ms(void) { return uptime_ms; }
+
+uint64_t board_virtual_ns(void) {
+  uint64_t ms;
+  uint32_t cvr;
+  do {
+    ms = uptime_ms;
+    cvr = SYST_CVR;
+  } while (ms != uptime_ms);
+  return ms * 1000000u + (uint64_t)(TICKS_PER_MS - 1u - cvr) * NS_PER_TICK;
+}
+
+void board_idle(void) { __asm volatile("wfi"); }
+
+/* Semihosting: QEMU runs the host's open/read/write for these (newlib's rdimon). */
+static int flash_fd = -1;
+static size_t flash_size;
+
+int board_flash_open(const char *path, size_t size) {
+  flash_fd = open(path, O_RDWR);
+  flash_size = size;
+  return flash_fd < 0 ? -1 : 0;
+}
+
+int board_flash_read(uint32_t offset, uint8_t *out, size_t len) {
+  if (flash_fd < 0 || offset + len > flash_size) return -1;
+  if (lseek(flash_fd, (off_t)offset, SEEK_SET) < 0) return -1;
+  return read(flash_fd, out, len) == (int)len ? 0 : -1;
+}
+
+int board_flash_write(uint32_t offset, const uint8_t *bytes, size_t len) {
+  if (flash_fd < 0 || offset + len > flash_size) return -1;
+  if (lseek(flash_fd, (off_t)offset, SEEK_SET) < 0) return -1;
+  /* Semihosting SYS_WRITE returns after the host's write(2): the bytes are in the file. */
+  return write(flash_fd, bytes, len) == (int)len ? 0 : -1;
+}
+
+static char cmdline[256];
+
+const char *board_cmdline(void) {
+  struct { char *buf; int len; } block = { cmdline, (int)sizeof cmdline - 1 };
+  register int r0 __asm("r0") = 0x15; /* SYS_GET_CMDLINE */
+  register void *r1 __asm("r1") = &block;
+  __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+  if (r0 != 0) cmdline[0] = 0;
+  return cmdline;
+}
+
+void board_log(const char *line) {
+  write(1, line, strlen(line));
+  write(1, "\n", 1);
+}
+
+void board_fault(const char *why) {
+  write(2, "fault: ", 7);
+  write(2, why, strlen(why));
+  write(2, "\n", 1);
+  _exit(99);
+}
+
+/* Stack high-water by painting: everything below the live frame is filled with a pattern at
+   reset; the lowest word that no longer holds it is as deep as the stack ever went. */
+extern uint32_t __stack_limit, __stack_top, __data_start, __bss_end;
+#define PAINT 0xA5C3E1F0u
+
+__attribute__((noinline)) void board_paint_stack(void) {
+  uint32_t *p = &__stack_limit;
+  uint32_t *sp;
+  __asm volatile("mov %0, sp" : "=r"(sp));
+  while (p < sp - 16) *p++ = PAINT;
+}
+
+uint32_t board_stack_high_water(void) {
+  uint32_t *p = &__stack_limit;
+  while (p < &__stack_top && *p == PAINT) p++;
+  return (uint32_t)((char *)&__stack_top - (char *)p);
+}
+
+/* newlib's allocator only ever grows its arena (no trim below 128 KiB), so the arena is the heap's high-water. */
+uint32_t board_heap_high_water(void) { return (uint32_t)mallinfo().arena; }
+uint32_t board_heap_in_use(void) { return (uint32_t)mallinfo().uordblks; }
+uint32_t board_static_ram(void) { return (uint32_t)((char *)&__bss_end - (char *)&__data_start); }
