@@ -262,7 +262,13 @@ for (const engineCase of ENGINES) {
       c.handleDatagram(0, hvr);
       const [hello1] = c.drainTransmit(); // with cookie, message_seq 1
       const stale = new TestPeer({ psk: peer.opts.psk, helloVerify: false });
-      c.handleDatagram(1, hvr); // the server's second HelloVerifyRequest (e.g. our first hello arrived late)
+      // A copy of the first HelloVerifyRequest (it answers ClientHello 0) starts no new round...
+      c.handleDatagram(1, hvr);
+      assert.deepEqual(c.drainTransmit(), []);
+      // ...one answering ClientHello 1 (its cookie expired, say) does.
+      const hvr1 = Buffer.from(hvr);
+      hvr1.writeUInt16BE(1, 13 + 4);
+      c.handleDatagram(1, hvr1);
       const [hello2] = c.drainTransmit(); // message_seq 2
       assert.equal(Buffer.from(hello2).readUInt16BE(13 + 4), 2, "ClientHello message_seq");
       // a ServerHello for message_seq 1 arrives first: it must not be taken
