@@ -1,9 +1,11 @@
-import { instantiate } from '@assemblyscript/loader';
+import { createHash } from 'node:crypto';
 import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError, describeAbort, readAsString } from './engine.ts';
 
-/** V8 (Node's own WebAssembly), through @assemblyscript/loader. */
+/** V8 (Node's own WebAssembly API; the module's exports are plain numbers, so no loader glue). */
 export class V8Engine implements Engine {
   readonly name = 'v8';
+  /** Compiled once per firmware image (by content: a caller may patch its bytes): a fleet instantiates it at every wake. */
+  static readonly #compiled = new Map<string, WebAssembly.Module>();
 
   async load(wasm: Uint8Array): Promise<ModuleInstance> {
     let lastAbort: WasmTrapError['abort'];
@@ -17,7 +19,15 @@ export class V8Engine implements Engine {
         },
       },
     };
-    const { exports } = await instantiate(wasm, imports);
+    const digest = createHash('sha256').update(wasm).digest('hex');
+    let compiled = V8Engine.#compiled.get(digest);
+    if (!compiled) {
+      compiled = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+      if (V8Engine.#compiled.size >= 8) V8Engine.#compiled.clear();
+      V8Engine.#compiled.set(digest, compiled);
+    }
+    // Synchronous instantiation of the compiled module: a fleet does this at every wake.
+    const exports = new WebAssembly.Instance(compiled, imports as WebAssembly.Imports).exports;
     memory = exports.memory as WebAssembly.Memory;
     const fns = exports as unknown as Record<string, (...a: WasmValue[]) => WasmValue>;
     const names = Object.keys(exports).filter((k) => typeof (exports as Record<string, unknown>)[k] === 'function');

@@ -1,0 +1,176 @@
+/**
+ * The fleet replay of May 2019: who is in the fleet, and what happens when (the timeline).
+ * Everything here is a pure function of the options and the seed, so any worker can rebuild the
+ * spec of any device from its index and the same device gets the same schedule under each profile.
+ *
+ * Virtual time is milliseconds since Thursday 2019-05-02 00:00 PDT (the status page's time zone).
+ */
+import crypto from 'node:crypto';
+import { PROFILES, type Profile } from '../../session-abi.ts';
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+/** 2019-05-02 00:00 PDT (UTC−7) as Unix ms: virtual time 0. */
+export const EPOCH_UNIX_MS = Date.UTC(2019, 4, 2, 7, 0, 0);
+
+/** Virtual time of "May D HH:MM" (PDT). */
+export const may = (day: number, hour = 0, minute = 0): number => (day - 2) * DAY_MS + hour * HOUR_MS + minute * 60_000;
+
+/** "May 7 16:00" for a virtual time. */
+export function calendar(ms: number): string {
+  const day = 2 + Math.floor(ms / DAY_MS);
+  const inDay = ms - (day - 2) * DAY_MS;
+  const h = Math.floor(inDay / HOUR_MS);
+  const m = Math.floor((inDay % HOUR_MS) / 60_000);
+  return `May ${day} ${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`;
+}
+
+/** A step of the malformed-datagram heal rollout: from `atMs`, `share` of the devices are behind the flag. */
+export interface RolloutStep {
+  atMs: number;
+  share: number;
+  label: string;
+}
+
+export interface Timeline {
+  /** The Redis cluster holding the session cache crashes and restarts empty. */
+  crashAtMs: number;
+  /** A customer reports missing webhooks (annotation: how the 2019 incident was found). */
+  customerReportAtMs: number;
+  /** The malformed-datagram heal behind a flag, ramped (status page: May 7 low-risk, May 8 everyone). */
+  rollout: RolloutStep[];
+  /**
+   * Until this time the heal is sent from a slower path, `healDelayMs` after the undecryptable record;
+   * from it (the May 15 change) the front end answers at once. A device asleep by then misses it.
+   */
+  inlineHealAtMs: number;
+  healDelayMs: number;
+}
+
+/** The reported points of the status page, for the report's legacy curve. */
+export const REPORTED_POINTS = [
+  { atMs: may(6), stuck: 500, label: 'May 6: ~500 devices affected' },
+  { atMs: may(8, 20), stuck: 20, label: 'May 8 evening: 480 healed' },
+  { atMs: may(15, 17), stuck: 0, label: 'May 15 afternoon: the rest healed' },
+] as const;
+
+export const DEFAULT_TIMELINE: Timeline = {
+  crashAtMs: may(2, 10),
+  customerReportAtMs: may(3, 11),
+  rollout: [
+    { atMs: may(7, 16), share: 0.1, label: 'heal behind a flag on low-risk infrastructure' },
+    { atMs: may(8, 9), share: 0.25, label: 'heal rollout 25%' },
+    { atMs: may(8, 11), share: 0.5, label: 'heal rollout 50%' },
+    { atMs: may(8, 13), share: 1, label: 'heal rollout 100%' },
+  ],
+  inlineHealAtMs: may(15, 15),
+  healDelayMs: 5000,
+};
+
+export type DeviceKind = 'sleepy' | 'always-connected';
+
+export interface FleetOptions {
+  devices: number;
+  /** Share of sleepy devices (the rest are always connected). */
+  sleepyShare: number;
+  /** Length of the replay from May 2 00:00. */
+  days: number;
+  seed: string;
+  profiles: Profile[];
+  workers: number;
+  engine: 'v8' | 'wasm3';
+  timeline: Timeline;
+  /** One-way latency of the cellular network. */
+  latencyMs: number;
+}
+
+export const DEFAULT_FLEET: FleetOptions = {
+  devices: 200,
+  sleepyShare: 0.4,
+  days: 14,
+  seed: 'may-2019',
+  profiles: [...PROFILES],
+  workers: 2,
+  engine: 'v8',
+  timeline: DEFAULT_TIMELINE,
+  latencyMs: 400,
+};
+
+export interface DeviceSpec {
+  index: number;
+  id: string;
+  identity: string;
+  psk: Buffer;
+  kind: DeviceKind;
+  /** Time between wakes (sleepy) or between keepalive rounds (always connected). */
+  wakeEveryMs: number;
+  /** How long the application stays awake at each wake before it asks to sleep. */
+  awakeMs: number;
+  firstWakeMs: number;
+  /** Position in the heal rollout: the flag covers the device once the rollout share exceeds it. */
+  rolloutBucket: number;
+  address: string;
+}
+
+/** Uniform [0, 1) numbers from (seed, label): the same for every worker and every profile. */
+export class Draw {
+  private counter = 0;
+  constructor(private readonly key: string) {}
+  next(): number {
+    const h = crypto.createHash('sha256').update(`${this.key}/${this.counter++}`).digest();
+    return h.readUIntBE(0, 6) / 2 ** 48;
+  }
+  logUniform(lo: number, hi: number): number {
+    return Math.exp(Math.log(lo) + this.next() * (Math.log(hi) - Math.log(lo)));
+  }
+  uniform(lo: number, hi: number): number {
+    return lo + this.next() * (hi - lo);
+  }
+}
+
+const MIN = 60_000;
+/** Always-connected devices: awake long enough for the CoAP give-up (~60–93 s) at every round. */
+export const ALWAYS_CONNECTED_AWAKE_MS = 120_000;
+/**
+ * Sleepy devices that go back to sleep within seconds of sending: the subset a heal answered
+ * `healDelayMs` late does not reach (modelled share; the status page says only "a further subset").
+ */
+export const QUICK_SLEEPER_SHARE = 0.04;
+
+/**
+ * The device at `index`. Sleepy: wakes every 15 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
+ * Always connected: a keepalive/publish round every 1 … 6 h, awake 120 s each round (a device
+ * that never sleeps, modelled as rounds: its RAM holds nothing the session needs between them).
+ */
+export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timeline'>, index: number): DeviceSpec {
+  const d = new Draw(`fleet/${o.seed}/device/${index}`);
+  const kind: DeviceKind = d.next() < o.sleepyShare ? 'sleepy' : 'always-connected';
+  let wakeEveryMs: number;
+  let awakeMs: number;
+  if (kind === 'sleepy') {
+    wakeEveryMs = Math.round(d.logUniform(15 * MIN, 24 * 60 * MIN));
+    awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(1500, 4500) : d.uniform(6000, 30_000));
+  } else {
+    wakeEveryMs = Math.round(d.logUniform(60 * MIN, 6 * 60 * MIN));
+    awakeMs = ALWAYS_CONNECTED_AWAKE_MS;
+  }
+  // Every device has woken at least once (holds a session) before the crash.
+  const firstWakeMs = Math.round(d.next() * Math.min(wakeEveryMs, o.timeline.crashAtMs - 10 * MIN));
+  const rolloutBucket = d.next();
+  const psk = crypto.createHash('sha256').update(`fleet/${o.seed}/psk/${index}`).digest().subarray(0, 16);
+  const id = `dev-${String(index).padStart(6, '0')}`;
+  // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices).
+  const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:5683`;
+  return { index, id, identity: id, psk, kind, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
+}
+
+/** Share of the fleet behind the malformed-heal flag at `atMs`. */
+export function rolloutShare(t: Timeline, atMs: number): number {
+  let share = 0;
+  for (const s of t.rollout) if (atMs >= s.atMs) share = s.share;
+  return share;
+}
+
+export function endMs(o: Pick<FleetOptions, 'days'>): number {
+  return o.days * DAY_MS;
+}
