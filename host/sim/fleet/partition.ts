@@ -19,8 +19,9 @@ import { MemoryStore } from '../../cloud/store.ts';
 import { RECORD_HEADER_BYTES } from '../../cloud/wire.ts';
 import type { Engine } from '../../engines/engine.ts';
 import { FirmwareClient, OutboxFullError, REGION_BYTES, type Profile, type SessionEvent } from '../../session-abi.ts';
-import type { CapturedDatagram, DeviceOutcome, PartitionResult, TracedWake } from './outcome.ts';
-import { DAY_MS, HOUR_MS, deviceSpec, endMs, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
+import { Ledger, type DeviceBook } from './ledger.ts';
+import type { PartitionResult, TracedWake } from './outcome.ts';
+import { deviceSpec, endMs, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
 
 /** Where the cloud listens (in captures). */
 export const CLOUD_ADDRESS = '192.0.2.1:5684';
@@ -28,7 +29,6 @@ export const CLOUD_ADDRESS = '192.0.2.1:5684';
 const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
-const MIN_MS = 60_000;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;
@@ -46,16 +46,7 @@ interface DeviceState {
   image: Uint8Array;
   board: SeededEntropy;
   cloudRandom: SeededEntropy;
-  out: DeviceOutcome;
-  /** Published and not yet delivered or dropped. */
-  open: Set<number>;
-  dropped: Set<number>;
-  lastDiscard: string | null;
-  /** Minutes of this device's recent undecryptable records (for the per-device alert). */
-  recentUndecryptable: number[];
-  coveredUntilMinute: number;
-  /** The cloud's undecryptable-records counter for this device, as last read. */
-  seenUndecryptable: number;
+  book: DeviceBook;
   nextWakeMs: number;
 }
 
@@ -76,8 +67,7 @@ export class PartitionRunner {
   #current: DeviceState | null = null;
   #crashed = false;
   #healsSeen = 0;
-  readonly #result: PartitionResult;
-  readonly #undecryptableDiff: number[];
+  readonly #ledger: Ledger;
 
   constructor(task: PartitionTask, engine: Engine, wasm: Uint8Array, cloudSecret: Buffer) {
     this.#task = task;
@@ -95,25 +85,13 @@ export class PartitionRunner {
       // depend on how many other devices share its partition.
       config: { healGlobalPerSec: Number.MAX_SAFE_INTEGER, maxPendingHandshakes: 1_000_000, maxKeyedHandshakes: 1_000_000, maxFinalFlights: 1_000_000, cidDirectoryEntries: 10_000_000, healRateEntries: 10_000_000, keyCacheEntries: 1024 },
     });
-    const hours = Math.ceil(this.#endMs / HOUR_MS);
-    const minutes = Math.ceil(this.#endMs / MIN_MS);
-    this.#undecryptableDiff = new Array(minutes + 1).fill(0);
-    this.#result = {
-      profile: task.profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(this.#endMs / DAY_MS)).fill(0),
-      devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
-      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null ? [] : null, capture: [],
-    };
+    this.#ledger = new Ledger(task.profile, this.#endMs, task.traceIndex !== null);
     for (const spec of specs) {
-      const out: DeviceOutcome = {
-        index: spec.index, kind: spec.kind, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
-        firstWakeAfterCrashMs: null, healedAtMs: null, healedBy: null, stuckWakes: 0, published: 0, delivered: 0,
-        duplicates: 0, lost: 0, pending: 0, bytesUp: 0, bytesDown: 0, bytesStuck: 0, handshakes: 0,
-      };
       this.#byId.set(spec.id, {
-        spec, image: new Uint8Array(REGION_BYTES).fill(0xff), out, open: new Set(), dropped: new Set(), lastDiscard: null,
+        spec, image: new Uint8Array(REGION_BYTES).fill(0xff), book: this.#ledger.device(spec),
         board: new SeededEntropy(`fleet/${task.options.seed}/board/${spec.index}`),
         cloudRandom: new SeededEntropy(`fleet/${task.options.seed}/cloud/${task.profile}/${spec.index}`),
-        recentUndecryptable: [], coveredUntilMinute: -1, seenUndecryptable: 0, nextWakeMs: spec.firstWakeMs,
+        nextWakeMs: spec.firstWakeMs,
       });
     }
   }
@@ -143,40 +121,21 @@ export class PartitionRunner {
       d.nextWakeMs = sleptAt + d.spec.wakeEveryMs;
       heap.push(d);
     }
-    return this.#finish();
-  }
-
-  #finish(): PartitionResult {
-    const r = this.#result;
-    for (const d of this.#byId.values()) {
-      d.out.pending = d.open.size;
-      r.devices.push(d.out);
-    }
-    let running = 0;
-    r.devicesUndecryptable10m = this.#undecryptableDiff.slice(0, -1).map((v) => (running += v));
-    r.cloudInternalErrors = this.#cloud.stats.get('internal_errors');
-    return r;
+    return this.#ledger.finish(this.#cloud.stats.get('internal_errors'));
   }
 
   /** One wake of one device, to its end. Returns when it fell asleep. */
   async #wake(d: DeviceState, t0: number): Promise<number> {
     const { options, traceIndex, captureBelow } = this.#task;
     const latencyMs = options.latencyMs;
-    const timeline = options.timeline;
-    const out = d.out;
-    const afterCrash = t0 >= timeline.crashAtMs;
-    if (afterCrash && out.firstWakeAfterCrashMs === null) out.firstWakeAfterCrashMs = t0;
-    const healthyBefore = out.healedAtMs !== null || !afterCrash;
-    out.wakes++;
-    this.#result.wakes++;
+    const result = this.#ledger.result;
+    const wake = this.#ledger.beginWake(d.book, t0, options.timeline.crashAtMs);
     this.#current = d;
     const trace: TracedWake | null = traceIndex === d.spec.index
-      ? { wake: out.wakes, atMs: t0, events: [], delivered: [], datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, healSent: false }
+      ? { wake: d.book.out.wakes, atMs: t0, events: [], delivered: [], datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, healSent: false }
       : null;
-    if (trace) this.#result.trace!.push(trace);
+    if (trace) result.trace!.push(trace);
     const capture = d.spec.index < captureBelow;
-    let wakeBytes = 0;
-    let reached = false;
 
     const queue: Pending[] = [];
     let order = 0;
@@ -186,32 +145,12 @@ export class PartitionRunner {
       while (i > 0 && (queue[i - 1].atMs > atMs)) i--;
       queue.splice(i, 0, p);
     };
-    const onAir = (atMs: number, n: number): void => {
-      const day = Math.floor(atMs / DAY_MS);
-      if (day < this.#result.bytesPerDay.length) this.#result.bytesPerDay[day] += n;
-      wakeBytes += n;
-    };
 
     let fw: FirmwareClient | null = await this.#firmware();
     let nowMs = t0;
     const onEvent = (e: SessionEvent): void => {
       trace?.events.push(e);
-      switch (e.type) {
-        case 'session-discarded': d.lastDiscard = e.reason; break;
-        case 'handshake-started': out.handshakes++; break;
-        case 'event-dropped':
-          if (d.open.delete(e.seq)) {
-            d.dropped.add(e.seq);
-            out.lost++;
-          }
-          break;
-        default: break;
-      }
-      if ((e.type === 'connected' || e.type === 'confirmed' || e.type === 'event-acked') && afterCrash && out.healedAtMs === null) {
-        out.healedAtMs = nowMs;
-        out.healedBy = d.lastDiscard ?? 'none';
-      }
-      if (e.type === 'connected' || e.type === 'confirmed' || e.type === 'event-acked') reached = true;
+      wake.event(e, nowMs);
     };
     const flush = (): void => {
       if (!fw) return;
@@ -220,25 +159,23 @@ export class PartitionRunner {
       for (let e = fw.pollEvent(); e; e = fw.pollEvent()) onEvent(e);
       for (const dg of fw.drainTransmit()) {
         const data = Buffer.from(dg);
-        out.bytesUp += data.length;
-        onAir(nowMs, data.length);
+        wake.onAir(nowMs, data.length, 'up');
         if (trace) {
           trace.datagramsUp++;
           trace.bytesUp += data.length;
         }
-        if (capture) this.#result.capture.push({ atMs: nowMs, src: d.spec.address, dst: CLOUD_ADDRESS, data });
+        if (capture) result.capture.push({ atMs: nowMs, src: d.spec.address, dst: CLOUD_ADDRESS, data });
         schedule(nowMs + latencyMs, () => this.#toCloud(d, data, nowMs, (to, bytes, delayMs) => {
           if (to !== d.spec.address) return; // a leftover for another (sleeping) device
           const sentAt = nowMs + delayMs;
-          if (capture) this.#result.capture.push({ atMs: sentAt, src: CLOUD_ADDRESS, dst: d.spec.address, data: bytes });
+          if (capture) result.capture.push({ atMs: sentAt, src: CLOUD_ADDRESS, dst: d.spec.address, data: bytes });
           schedule(sentAt + latencyMs, () => toDevice(bytes));
         }, trace));
       }
     };
     const toDevice = (bytes: Buffer): void => {
       if (!fw) return; // asleep: the radio is off
-      out.bytesDown += bytes.length;
-      onAir(nowMs, bytes.length);
+      wake.onAir(nowMs, bytes.length, 'down');
       if (trace) {
         trace.datagramsDown++;
         trace.bytesDown += bytes.length;
@@ -251,13 +188,10 @@ export class PartitionRunner {
     fw.boot(t0, d.image);
     flush();
     try {
-      const seq = fw.publish(t0, 'reading', Buffer.from(`wake ${out.wakes}`));
-      out.published++;
-      d.open.add(seq);
+      wake.published(fw.publish(t0, 'reading', Buffer.from(`wake ${d.book.out.wakes}`)));
     } catch (e) {
       if (!(e instanceof OutboxFullError)) throw e;
-      out.published++;
-      out.lost++; // the reading had nowhere to go
+      wake.published(null);
     }
     flush();
     let sleptAt = -1;
@@ -292,16 +226,13 @@ export class PartitionRunner {
       } else {
         await this.#cloudOutput(d, await this.#cloud.handleTimeout(nowMs), nowMs, (to, bytes) => {
           if (to !== d.spec.address || !fw) return;
-          if (capture) this.#result.capture.push({ atMs: nowMs, src: CLOUD_ADDRESS, dst: d.spec.address, data: bytes });
+          if (capture) result.capture.push({ atMs: nowMs, src: CLOUD_ADDRESS, dst: d.spec.address, data: bytes });
           schedule(nowMs + latencyMs, () => toDevice(bytes));
         }, trace);
       }
     }
     this.#current = null;
-    if (afterCrash && !healthyBefore && !reached) {
-      out.stuckWakes++;
-      out.bytesStuck += wakeBytes;
-    }
+    wake.end();
     return sleptAt >= 0 ? sleptAt : nowMs;
   }
 
@@ -316,18 +247,12 @@ export class PartitionRunner {
   }
 
   async #cloudOutput(d: DeviceState, out: CoreOutput, nowMs: number, send: (to: string, bytes: Buffer) => void, trace: TracedWake | null): Promise<void> {
-    const r = this.#result;
-    const hour = Math.floor(nowMs / HOUR_MS);
     const stats = this.#cloud.stats;
     // The per-device counter behind the alert rules (docs/protocol.md §10), read after each call.
-    const undecryptable = stats.get('undecryptable_records', d.spec.id);
-    if (undecryptable > d.seenUndecryptable) {
-      this.#noteUndecryptable(d, nowMs, undecryptable - d.seenUndecryptable);
-      d.seenUndecryptable = undecryptable;
-    }
+    this.#ledger.undecryptableTotal(d.book, nowMs, stats.get('undecryptable_records', d.spec.id));
     const heals = stats.get('heals_sent', 'malformed') + stats.get('heals_sent', 'reset-token');
     if (heals > this.#healsSeen) {
-      if (hour < r.healsSentPerHour.length) r.healsSentPerHour[hour] += heals - this.#healsSeen;
+      this.#ledger.healsSent(nowMs, heals - this.#healsSeen);
       this.#healsSeen = heals;
       if (trace) trace.healSent = true;
     }
@@ -335,34 +260,10 @@ export class PartitionRunner {
       if (e.kind !== 'event') continue;
       const owner = this.#byId.get(e.deviceId);
       if (!owner) continue;
-      if (hour < r.deliveriesPerHour.length) r.deliveriesPerHour[hour]++;
-      if (owner.open.delete(e.seq)) owner.out.delivered++;
-      else if (owner.dropped.delete(e.seq)) {
-        owner.out.lost--; // dropped by the device after it had reached the cloud: delivered after all
-        owner.out.delivered++;
-      } else owner.out.duplicates++;
+      this.#ledger.delivered(owner.book, e.seq, nowMs);
       if (trace && owner === d) trace.delivered.push(e.seq);
     }
     for (const t of out.transmits) send(t.to, Buffer.from(t.data));
-  }
-
-  #noteUndecryptable(d: DeviceState, nowMs: number, n: number): void {
-    const minute = Math.floor(nowMs / MIN_MS);
-    const hour = Math.floor(nowMs / HOUR_MS);
-    const r = this.#result;
-    if (hour < r.undecryptablePerHour.length) r.undecryptablePerHour[hour] += n;
-    // SleepyCloudSessionsLost: the device counts in every minute whose 10-minute window holds a record.
-    const from = Math.max(minute, d.coveredUntilMinute + 1);
-    const to = Math.min(minute + 9, this.#undecryptableDiff.length - 2);
-    if (from <= to) {
-      this.#undecryptableDiff[from]++;
-      this.#undecryptableDiff[to + 1]--;
-      d.coveredUntilMinute = to;
-    }
-    // SleepyCloudDeviceStuck: more than 3 in an hour.
-    for (let i = 0; i < n; i++) d.recentUndecryptable.push(minute);
-    while (d.recentUndecryptable.length && d.recentUndecryptable[0] <= minute - 60) d.recentUndecryptable.shift();
-    if (d.recentUndecryptable.length > 3 && (r.deviceStuckAlertMinute < 0 || minute < r.deviceStuckAlertMinute)) r.deviceStuckAlertMinute = minute;
   }
 }
 

@@ -1,0 +1,194 @@
+/**
+ * The fleet replay's per-device accounting, shared by the in-process runner (partition.ts) and the
+ * live one (host/sim/live): what a device's firmware events, its published readings, its bytes on
+ * the air, the cloud's webhook deliveries and the cloud's undecryptable-records counter mean for
+ * the device's outcome and for the partition's series. A runner only reports what happened, and
+ * when (virtual ms); the rules for "healed", "stuck", "lost" and the alert inputs live here once.
+ */
+import type { SessionEvent, Profile } from '../../session-abi.ts';
+import type { DeviceOutcome, PartitionResult } from './outcome.ts';
+import { DAY_MS, HOUR_MS, type DeviceSpec } from './spec.ts';
+
+const MIN_MS = 60_000;
+
+/** One device's book: its outcome and what is still open. */
+export class DeviceBook {
+  readonly out: DeviceOutcome;
+  /** Published and not yet delivered or dropped. */
+  readonly open = new Set<number>();
+  readonly dropped = new Set<number>();
+  lastDiscard: string | null = null;
+  /** Minutes of this device's recent undecryptable records (for the per-device alert). */
+  readonly recentUndecryptable: number[] = [];
+  coveredUntilMinute = -1;
+  /** The cloud's undecryptable-records counter for this device, as last read. */
+  seenUndecryptable = 0;
+
+  constructor(readonly spec: DeviceSpec) {
+    this.out = {
+      index: spec.index, kind: spec.kind, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
+      firstWakeAfterCrashMs: null, healedAtMs: null, healedBy: null, stuckWakes: 0, published: 0, delivered: 0,
+      duplicates: 0, lost: 0, pending: 0, bytesUp: 0, bytesDown: 0, bytesStuck: 0, handshakes: 0,
+    };
+  }
+}
+
+/** One wake of one device: started by `Ledger.beginWake`, closed by `end()`. */
+export class WakeBook {
+  readonly afterCrash: boolean;
+  readonly #healthyBefore: boolean;
+  readonly #ledger: Ledger;
+  #bytes = 0;
+  #reached = false;
+
+  constructor(readonly book: DeviceBook, ledger: Ledger, t0: number, crashAtMs: number) {
+    this.#ledger = ledger;
+    const out = book.out;
+    this.afterCrash = t0 >= crashAtMs;
+    if (this.afterCrash && out.firstWakeAfterCrashMs === null) out.firstWakeAfterCrashMs = t0;
+    this.#healthyBefore = out.healedAtMs !== null || !this.afterCrash;
+    out.wakes++;
+  }
+
+  /** A firmware event at `nowMs`. */
+  event(e: SessionEvent, nowMs: number): void {
+    const d = this.book;
+    const out = d.out;
+    switch (e.type) {
+      case 'session-discarded': d.lastDiscard = e.reason; break;
+      case 'handshake-started': out.handshakes++; break;
+      case 'event-dropped':
+        if (d.open.delete(e.seq)) {
+          d.dropped.add(e.seq);
+          out.lost++;
+        }
+        break;
+      default: break;
+    }
+    // Back in a session the cloud has: the first authenticated exchange after the crash.
+    if (e.type === 'connected' || e.type === 'confirmed' || e.type === 'event-acked') {
+      if (this.afterCrash && out.healedAtMs === null) {
+        out.healedAtMs = nowMs;
+        out.healedBy = d.lastDiscard ?? 'none';
+      }
+      this.#reached = true;
+    }
+  }
+
+  /** A reading published: its sequence number, or null when the outbox refused it (lost). */
+  published(seq: number | null): void {
+    const d = this.book;
+    d.out.published++;
+    if (seq === null) d.out.lost++; // the reading had nowhere to go
+    else d.open.add(seq);
+  }
+
+  /** A datagram of `n` bytes sent ('up') or received ('down') at `atMs`. */
+  onAir(atMs: number, n: number, direction: 'up' | 'down'): void {
+    if (direction === 'up') this.book.out.bytesUp += n;
+    else this.book.out.bytesDown += n;
+    this.#ledger.onAir(atMs, n);
+    this.#bytes += n;
+  }
+
+  /** The wake is over (the device asleep, its datagrams delivered or lost). */
+  end(): void {
+    const out = this.book.out;
+    if (this.afterCrash && !this.#healthyBefore && !this.#reached) {
+      out.stuckWakes++;
+      out.bytesStuck += this.#bytes;
+    }
+  }
+}
+
+/** The books of one partition (or one live fleet) under one profile. */
+export class Ledger {
+  readonly result: PartitionResult;
+  readonly #undecryptableDiff: number[];
+  readonly #books: DeviceBook[] = [];
+
+  constructor(profile: Profile, endMs: number, trace: boolean) {
+    const hours = Math.ceil(endMs / HOUR_MS);
+    const minutes = Math.ceil(endMs / MIN_MS);
+    this.#undecryptableDiff = new Array(minutes + 1).fill(0);
+    this.result = {
+      profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(endMs / DAY_MS)).fill(0),
+      devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
+      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: trace ? [] : null, capture: [],
+    };
+  }
+
+  device(spec: DeviceSpec): DeviceBook {
+    const b = new DeviceBook(spec);
+    this.#books.push(b);
+    return b;
+  }
+
+  beginWake(d: DeviceBook, t0: number, crashAtMs: number): WakeBook {
+    this.result.wakes++;
+    return new WakeBook(d, this, t0, crashAtMs);
+  }
+
+  onAir(atMs: number, n: number): void {
+    const day = Math.floor(atMs / DAY_MS);
+    if (day < this.result.bytesPerDay.length) this.result.bytesPerDay[day] += n;
+  }
+
+  /** The cloud delivered event `seq` of `owner` to the webhook at `atMs`: first delivery, late delivery of a dropped one, or duplicate. */
+  delivered(owner: DeviceBook, seq: number, atMs: number): void {
+    const hour = Math.floor(atMs / HOUR_MS);
+    const r = this.result;
+    if (hour < r.deliveriesPerHour.length) r.deliveriesPerHour[hour]++;
+    const out = owner.out;
+    if (owner.open.delete(seq)) out.delivered++;
+    else if (owner.dropped.delete(seq)) {
+      out.lost--; // dropped by the device after it had reached the cloud: delivered after all
+      out.delivered++;
+    } else out.duplicates++;
+  }
+
+  /** The cloud sent `n` heals (reset tokens, malformed datagrams) at `atMs`. */
+  healsSent(atMs: number, n: number): void {
+    const hour = Math.floor(atMs / HOUR_MS);
+    if (hour < this.result.healsSentPerHour.length) this.result.healsSentPerHour[hour] += n;
+  }
+
+  /** The cloud's undecryptable-records counter for `d` reads `total` at `atMs` (counted since the last reading). */
+  undecryptableTotal(d: DeviceBook, atMs: number, total: number): void {
+    if (total > d.seenUndecryptable) this.undecryptable(d, atMs, total - d.seenUndecryptable);
+    d.seenUndecryptable = total;
+  }
+
+  /** `n` records of `d` the cloud could not decrypt, at `atMs`: the inputs of the alert rules (docs/protocol.md §10). */
+  undecryptable(d: DeviceBook, atMs: number, n: number): void {
+    const minute = Math.floor(atMs / MIN_MS);
+    const hour = Math.floor(atMs / HOUR_MS);
+    const r = this.result;
+    if (hour < r.undecryptablePerHour.length) r.undecryptablePerHour[hour] += n;
+    // SleepyCloudSessionsLost: the device counts in every minute whose 10-minute window holds a record.
+    const from = Math.max(minute, d.coveredUntilMinute + 1);
+    const to = Math.min(minute + 9, this.#undecryptableDiff.length - 2);
+    if (from <= to) {
+      this.#undecryptableDiff[from]++;
+      this.#undecryptableDiff[to + 1]--;
+      d.coveredUntilMinute = to;
+    }
+    // SleepyCloudDeviceStuck: more than 3 in an hour.
+    for (let i = 0; i < n; i++) d.recentUndecryptable.push(minute);
+    while (d.recentUndecryptable.length && d.recentUndecryptable[0] <= minute - 60) d.recentUndecryptable.shift();
+    if (d.recentUndecryptable.length > 3 && (r.deviceStuckAlertMinute < 0 || minute < r.deviceStuckAlertMinute)) r.deviceStuckAlertMinute = minute;
+  }
+
+  /** The partition's result: outcomes in the order the devices were added, pending events counted. */
+  finish(cloudInternalErrors: number): PartitionResult {
+    const r = this.result;
+    for (const d of this.#books) {
+      d.out.pending = d.open.size;
+      r.devices.push(d.out);
+    }
+    let running = 0;
+    r.devicesUndecryptable10m = this.#undecryptableDiff.slice(0, -1).map((v) => (running += v));
+    r.cloudInternalErrors = cloudInternalErrors;
+    return r;
+  }
+}
