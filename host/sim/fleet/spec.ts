@@ -82,6 +82,18 @@ export interface FleetOptions {
   timeline: Timeline;
   /** One-way latency of the cellular network. */
   latencyMs: number;
+  /** Wake intervals and awake times (default FLEET_SCHEDULE; the live mode compresses the intervals to minutes). */
+  schedule?: DeviceSchedule;
+}
+
+/** The ranges deviceSpec draws from (log-uniform intervals, uniform awake times). */
+export interface DeviceSchedule {
+  sleepyWakeEveryMs: [number, number];
+  sleepyAwakeMs: [number, number];
+  /** Awake time of the quick sleepers (QUICK_SLEEPER_SHARE of the sleepy devices). */
+  quickAwakeMs: [number, number];
+  alwaysConnectedEveryMs: [number, number];
+  alwaysConnectedAwakeMs: number;
 }
 
 export const DEFAULT_FLEET: FleetOptions = {
@@ -137,22 +149,31 @@ export const ALWAYS_CONNECTED_AWAKE_MS = 120_000;
  */
 export const QUICK_SLEEPER_SHARE = 0.04;
 
+export const FLEET_SCHEDULE: DeviceSchedule = {
+  sleepyWakeEveryMs: [15 * MIN, 24 * 60 * MIN],
+  sleepyAwakeMs: [6000, 30_000],
+  quickAwakeMs: [1500, 4500],
+  alwaysConnectedEveryMs: [60 * MIN, 6 * 60 * MIN],
+  alwaysConnectedAwakeMs: ALWAYS_CONNECTED_AWAKE_MS,
+};
+
 /**
- * The device at `index`. Sleepy: wakes every 15 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
+ * The device at `index`, drawn from `o.schedule` (default FLEET_SCHEDULE). Sleepy: wakes every 15 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
  * Always connected: a keepalive/publish round every 1 … 6 h, awake 120 s each round (a device
  * that never sleeps, modelled as rounds: its RAM holds nothing the session needs between them).
  */
-export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timeline'>, index: number): DeviceSpec {
+export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timeline' | 'schedule'>, index: number): DeviceSpec {
   const d = new Draw(`fleet/${o.seed}/device/${index}`);
+  const s = o.schedule ?? FLEET_SCHEDULE;
   const kind: DeviceKind = d.next() < o.sleepyShare ? 'sleepy' : 'always-connected';
   let wakeEveryMs: number;
   let awakeMs: number;
   if (kind === 'sleepy') {
-    wakeEveryMs = Math.round(d.logUniform(15 * MIN, 24 * 60 * MIN));
-    awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(1500, 4500) : d.uniform(6000, 30_000));
+    wakeEveryMs = Math.round(d.logUniform(...s.sleepyWakeEveryMs));
+    awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(...s.quickAwakeMs) : d.uniform(...s.sleepyAwakeMs));
   } else {
-    wakeEveryMs = Math.round(d.logUniform(60 * MIN, 6 * 60 * MIN));
-    awakeMs = ALWAYS_CONNECTED_AWAKE_MS;
+    wakeEveryMs = Math.round(d.logUniform(...s.alwaysConnectedEveryMs));
+    awakeMs = s.alwaysConnectedAwakeMs;
   }
   // Every device has woken at least once (holds a session) before the crash.
   const firstWakeMs = Math.round(d.next() * Math.min(wakeEveryMs, o.timeline.crashAtMs - 10 * MIN));
