@@ -268,7 +268,7 @@ export class PartitionRunner {
 }
 
 /** The 2019 heal's shape (heal.ts): a full record header whose length field exceeds the bytes that follow. */
-function isMalformedHeal(b: Buffer): boolean {
+export function isMalformedHeal(b: Buffer): boolean {
   return b.length === RECORD_HEADER_BYTES + MALFORMED_PRESENT_BYTES && b[0] === 23 && b.readUInt16BE(11) === MALFORMED_LENGTH_FIELD;
 }
 

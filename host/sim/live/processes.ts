@@ -1,0 +1,170 @@
+/**
+ * The real parts of the live replay: redis-server processes and `sleepy-session cloud` front ends
+ * as child processes, on loopback ports, and a webhook receiver in this process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
+const CLOUD_CLI = fileURLToPath(new URL('../../cloud/cli.ts', import.meta.url));
+/** Output kept per child for error messages (the cloud logs a line per handshake). */
+const KEEP_OUTPUT_CHARS = 4000;
+
+/** A free TCP port on 127.0.0.1 (for servers that cannot be asked for port 0 and tell it back). */
+export async function freeTcpPort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** A free UDP port on 127.0.0.1 (the cloud's: it must keep it across a restart). */
+export async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  s.bind(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** A child process whose output is kept (the tail) and watched for a line. */
+class Child {
+  out = '';
+  readonly exited: Promise<void>;
+  constructor(
+    readonly what: string,
+    readonly child: ChildProcess,
+  ) {
+    const keep = (d: Buffer) => {
+      this.out = (this.out + d.toString()).slice(-KEEP_OUTPUT_CHARS);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  }
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+  /** Resolves with the first match of `re` in the output; fails if the process exits or `timeoutMs` passes. */
+  async waitFor(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = re.exec(this.out);
+      if (m) return m;
+      if (!this.alive) throw new Error(`${this.what} exited (${this.child.exitCode ?? this.child.signalCode}): ${this.out.slice(-1000)}`);
+      if (Date.now() > end) throw new Error(`${this.what} did not start within ${timeoutMs} ms: ${this.out.slice(-1000)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  async stop(signal: NodeJS.Signals): Promise<void> {
+    if (this.alive) this.child.kill(signal);
+    await this.exited;
+  }
+}
+
+/** A redis-server without persistence on a fixed loopback port: `crash()` is kill -9 and an empty restart. */
+export class RedisServer {
+  #proc: Child | null = null;
+  constructor(
+    readonly port: number,
+    readonly command = 'redis-server',
+  ) {}
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  get pid(): number | undefined {
+    return this.#proc?.child.pid;
+  }
+  async start(): Promise<void> {
+    const child = spawn(this.command, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.once('error', () => undefined); // ENOENT shows as an exit below
+    this.#proc = new Child(`redis-server on port ${this.port}`, child);
+    await this.#proc.waitFor(/Ready to accept connections/, 10_000);
+  }
+  /** SIGKILL, then a new process on the same port with nothing in it (no persistence). */
+  async crash(): Promise<void> {
+    await this.#proc?.stop('SIGKILL');
+    await this.start();
+  }
+  async stop(): Promise<void> {
+    await this.#proc?.stop('SIGKILL');
+    this.#proc = null;
+  }
+}
+
+/** `sleepy-session cloud` as a child process (node --import tsx host/cloud/cli.ts). */
+export class CloudProcess {
+  #proc: Child | null = null;
+  constructor(
+    readonly name: string,
+    readonly args: string[],
+  ) {}
+  async start(extraArgs: string[] = []): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLOUD_CLI, ...this.args, ...extraArgs], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#proc = new Child(`cloud ${this.name}`, child);
+    await this.#proc.waitFor(/cloud listening udp=\S+/, 30_000);
+  }
+  /** SIGTERM: the process closes its socket and leaves undelivered events in the log for the next one. */
+  async stop(): Promise<void> {
+    await this.#proc?.stop('SIGTERM');
+    this.#proc = null;
+  }
+  get alive(): boolean {
+    return this.#proc?.alive ?? false;
+  }
+  get output(): string {
+    return this.#proc?.out ?? '';
+  }
+}
+
+export interface WebhookDeliveryIn {
+  key: string;
+  deviceId: string;
+  seq: number;
+}
+
+/** The customer's webhook receiver: answers 200 to every POST and hands each delivery to `onDelivery`. */
+export async function startWebhookReceiver(onDelivery: (d: WebhookDeliveryIn) => void): Promise<{ url: string; rejected(): number; close(): Promise<void> }> {
+  let rejected = 0;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      let body: { id?: unknown; device?: unknown; seq?: unknown };
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as typeof body;
+      } catch {
+        rejected++;
+        res.writeHead(400).end('bad json');
+        return;
+      }
+      const key = req.headers['idempotency-key'];
+      if (typeof key !== 'string' || typeof body.device !== 'string' || typeof body.seq !== 'number' || body.id !== key) {
+        rejected++;
+        res.writeHead(400).end('missing idempotency-key, device or seq');
+        return;
+      }
+      onDelivery({ key, deviceId: body.device, seq: body.seq });
+      res.writeHead(200).end('ok');
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    rejected: () => rejected,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
