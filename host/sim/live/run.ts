@@ -81,6 +81,8 @@ export interface LiveFacts {
   /** Pids of the cache Redis before and after the crash (different: a new, empty process). */
   cacheRedisPids: [number, number];
   profiles: Partial<Record<Profile, LiveProfileFacts>>;
+  /** POSTs the receiver refused (no idempotency key, device or seq): 0 when the cloud keeps docs/protocol.md §8. */
+  webhookRejected: number;
   /** How late (virtual ms) the latest callback ran behind its time: the machine keeping up with `speed`. */
   maxLagMs: number;
 }
@@ -150,7 +152,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
   let webhook: { url: string; rejected(): number; close(): Promise<void> } | null = null;
   let scraper: NodeJS.Timeout | null = null;
   let maxLagMs = 0;
-  const facts: LiveFacts = { speed: live.speed, crashPauseWallMs: 0, rolloutPauseWallMs: 0, cacheRedisPids: [0, 0], profiles: {}, maxLagMs: 0 };
+  const facts: LiveFacts = { speed: live.speed, crashPauseWallMs: 0, rolloutPauseWallMs: 0, cacheRedisPids: [0, 0], profiles: {}, webhookRejected: 0, maxLagMs: 0 };
   try {
     await Promise.all([cache.start(), eventLog.start()]);
     webhook = await startWebhookReceiver((d) => {
@@ -405,6 +407,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       };
     }
     facts.maxLagMs = maxLagMs;
+    facts.webhookRejected = webhook.rejected();
     const wallMs = performance.now() - t0Wall;
     const result = summarizeFleet(parts, o, `${o.engine} (live ×${live.speed})`, wallMs, null);
     return { result, captures, live: facts };

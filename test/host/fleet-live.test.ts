@@ -1,0 +1,99 @@
+// The fleet replay over real parts (issue 13, `--live`): real UDP sockets (one per device), a
+// `sleepy-session cloud` process per profile, a cache redis-server killed with SIGKILL and
+// restarted empty at the crash, the front ends restarted with the malformed heal at the rollout,
+// a webhook receiver counting deliveries by idempotency key. The same options run in-process
+// (runFleet) must give the same verdict facts: who is stuck, which mechanism healed whom, whether
+// events are lost or duplicated, which alert fires. Timings differ (real parts, a loaded machine)
+// and are not compared.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import type { Profile } from '../../host/session-abi.ts';
+import { runFleet } from '../../host/sim/fleet/run.ts';
+import type { FleetResult, ProfileSummary } from '../../host/sim/fleet/summary.ts';
+import { LIVE_FLEET, LIVE_SPEED } from '../../host/sim/live/options.ts';
+import { runLiveFleet } from '../../host/sim/live/run.ts';
+import { skipOrFail } from './engines.ts';
+
+const redisMissing = spawnSync('redis-server', ['--version']).error ? 'redis-server not found; apt-get install redis-server' : null;
+/** Smaller than the live default (100) so the test stays near a minute of wall time. */
+const DEVICES = 60;
+const OPTIONS = { ...LIVE_FLEET, devices: DEVICES };
+
+/** What the verdict rests on, from the numbers. */
+function verdictFacts(p: ProfileSummary) {
+  return {
+    stuckDevices: p.stuck.devices,
+    stuckAreTheSleepy: p.stuck.devices === p.stuck.sleepy && (p.stuck.devices === 0 || p.stuck.sleepy === p.sleepy),
+    stillStuckAtEnd: p.stuck.stillStuckAtEnd,
+    heals: Object.fromEntries(p.heals.map((h) => [h.mechanism, h.devices])),
+    eventsLost: p.events.lost > 0,
+    duplicated: p.events.duplicated,
+    deviceStuckAlert: p.alarms.find((a) => a.rule === 'SleepyCloudDeviceStuck')!.firedAtMs !== null,
+  };
+}
+
+function byProfile(r: FleetResult, profile: Profile): ProfileSummary {
+  const p = r.profiles.find((x) => x.profile === profile);
+  assert.ok(p, `no summary for ${profile}`);
+  return p;
+}
+
+/** The firmware's rules (issue 13's verdicts), asserted on one run's numbers. */
+function assertVerdicts(r: FleetResult, what: string): void {
+  const timeline = r.options.timeline;
+  const rolloutMs = timeline.rollout[timeline.rollout.length - 1].atMs;
+  const d = byProfile(r, 'default');
+  assert.equal(d.stuck.devices, 0, `${what} default: every device healed on its first wake after the crash`);
+  assert.deepEqual(d.heals.map((h) => h.mechanism), ['reset-token'], `${what} default: healed by the reset token`);
+  assert.equal(d.heals[0].devices, d.devices, `${what} default: every device healed`);
+  assert.equal(d.events.lost, 0, `${what} default: no event lost`);
+  assert.equal(d.events.delivered + d.events.pending, d.events.published, `${what} default: every published event delivered or still queued`);
+
+  const f = byProfile(r, 'fixed');
+  assert.ok(f.stuck.devices > 0, `${what} fixed: sleepy devices stuck`);
+  assert.equal(f.heals.find((h) => h.mechanism === 'unconfirmed-restores')?.devices, f.stuck.devices, `${what} fixed: every stuck device healed by the use counter`);
+  assert.ok(!f.heals.some((h) => h.mechanism === 'truncated-record'), `${what} fixed: not by the malformed heal`);
+  assert.ok(f.heals.find((h) => h.mechanism === 'unconfirmed-restores')!.lastAtMs < rolloutMs, `${what} fixed: healed before the rollout`);
+  assert.ok(f.events.lost > 0, `${what} fixed: events lost while stuck`);
+
+  const l = byProfile(r, 'legacy');
+  assert.ok(l.stuck.devices > 0, `${what} legacy: sleepy devices stuck`);
+  const trunc = l.heals.find((h) => h.mechanism === 'truncated-record');
+  assert.equal(trunc?.devices, l.stuck.devices, `${what} legacy: every stuck device healed by the malformed heal`);
+  assert.ok(trunc!.firstAtMs >= rolloutMs, `${what} legacy: stuck until the malformed heal`);
+  assert.equal(l.stuck.stillStuckAtEnd, 0, `${what} legacy: none stuck at the end`);
+  assert.ok(l.events.lost > f.events.lost, `${what} legacy: more events lost than fixed`);
+  for (const p of [d, f, l]) assert.equal(p.events.duplicated, 0, `${what} ${p.profile}: no duplicate delivery`);
+}
+
+describe('fleet replay, live (real UDP, cloud processes, redis-server killed at the crash)', { timeout: 240_000 }, () => {
+  it('gives the verdicts of the in-process replay of the same options, and the webhook got every ACKed event once', async (t) => {
+    if (redisMissing) return skipOrFail(t, redisMissing);
+    const lines: string[] = [];
+    const { result: live, live: facts } = await runLiveFleet(OPTIONS, { speed: LIVE_SPEED, log: (l) => lines.push(l) });
+    t.diagnostic(`live: ${(live.wallMs / 1000).toFixed(1)} s wall, ${live.wakes} wakes, max lag ${Math.round(facts.maxLagMs)} virtual ms; ${lines.join(' | ')}`);
+    for (const p of live.profiles) t.diagnostic(`live ${p.profile}: ${p.verdict}`);
+
+    // The crash was real: a new redis-server process.
+    assert.ok(facts.cacheRedisPids[0] > 0 && facts.cacheRedisPids[1] > 0 && facts.cacheRedisPids[0] !== facts.cacheRedisPids[1], `cache redis restarted: ${facts.cacheRedisPids}`);
+    assertVerdicts(live, 'live');
+
+    // The webhook receiver and the cloud agree with the devices.
+    assert.equal(facts.webhookRejected, 0, 'every POST carried an idempotency key, device and seq');
+    for (const p of live.profiles) {
+      const pf = facts.profiles[p.profile]!;
+      assert.equal(pf.ackedNotDelivered, 0, `${p.profile}: every event the cloud ACKed reached the webhook (${pf.acked} ACKed)`);
+      assert.ok(pf.acked > 0, `${p.profile}: events were ACKed`);
+      assert.equal(pf.webhookRepeatedKeys, 0, `${p.profile}: no idempotency key delivered twice`);
+      assert.equal(pf.webhookKeys, p.events.delivered, `${p.profile}: distinct keys at the receiver = events delivered`);
+      assert.ok(pf.undecryptableRecords >= p.stuck.devices, `${p.profile}: the cloud counted undecryptable records for its stuck devices`);
+    }
+
+    const { result: inProcess } = await runFleet({ ...OPTIONS, workers: 1 });
+    assertVerdicts(inProcess, 'in-process');
+    for (const profile of OPTIONS.profiles) {
+      assert.deepEqual(verdictFacts(byProfile(live, profile)), verdictFacts(byProfile(inProcess, profile)), `${profile}: live and in-process verdict facts`);
+    }
+  });
+});
