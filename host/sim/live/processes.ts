@@ -37,6 +37,8 @@ export async function freeUdpPort(): Promise<number> {
 /** A child process whose output is kept (the tail) and watched for a line. */
 class Child {
   out = '';
+  /** Set when the process could not be started (e.g. ENOENT: the program is not installed). */
+  spawnError: NodeJS.ErrnoException | null = null;
   readonly exited: Promise<void>;
   constructor(
     readonly what: string,
@@ -47,10 +49,17 @@ class Child {
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    this.exited = new Promise((resolve) => {
+      child.once('exit', () => resolve());
+      // A process that never started emits 'error' and maybe no 'exit'.
+      child.once('error', (e: NodeJS.ErrnoException) => {
+        this.spawnError = e;
+        resolve();
+      });
+    });
   }
   get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return this.spawnError === null && this.child.exitCode === null && this.child.signalCode === null;
   }
   /** Resolves with the first match of `re` in the output; fails if the process exits or `timeoutMs` passes. */
   async waitFor(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
@@ -58,6 +67,7 @@ class Child {
     for (;;) {
       const m = re.exec(this.out);
       if (m) return m;
+      if (this.spawnError) throw new Error(`${this.what}: cannot run it (${this.spawnError.code ?? this.spawnError.message})${this.spawnError.code === 'ENOENT' ? '; install it (Debian: apt-get install redis-server)' : ''}`);
       if (!this.alive) throw new Error(`${this.what} exited (${this.child.exitCode ?? this.child.signalCode}): ${this.out.slice(-1000)}`);
       if (Date.now() > end) throw new Error(`${this.what} did not start within ${timeoutMs} ms: ${this.out.slice(-1000)}`);
       await new Promise((r) => setTimeout(r, 20));
@@ -84,7 +94,6 @@ export class RedisServer {
   }
   async start(): Promise<void> {
     const child = spawn(this.command, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.once('error', () => undefined); // ENOENT shows as an exit below
     this.#proc = new Child(`redis-server on port ${this.port}`, child);
     await this.#proc.waitFor(/Ready to accept connections/, 10_000);
   }

@@ -46,6 +46,12 @@ const SCRAPE_EVERY_WALL_MS = 250;
 const REDIS_RECONNECT_WALL_MS = 700;
 /** At the end, how long (wall) to wait for the webhook to deliver every event the cloud ACKed. */
 const DRAIN_TIMEOUT_WALL_MS = 30_000;
+/** One UDP socket per device and profile: beyond this the machine, not the replay, is what is measured. */
+export const LIVE_MAX_DEVICES = 1000;
+/** A live run longer than this (wall) is refused: the timeline is not a live one (LIVE_FLEET's is an hour at ×60). */
+export const LIVE_MAX_WALL_MS = 30 * 60_000;
+/** Lag of a wake behind its virtual time above which the run says the machine did not keep up with the speed. */
+const LAG_WARNING_MS = 10_000;
 
 export interface LiveOptions {
   /** Virtual ms per wall ms (LIVE_SPEED: one virtual hour a minute). */
@@ -131,8 +137,20 @@ const UNDECRYPTABLE = 'sleepy_cloud_undecryptable_records_total{device="';
 const HEALS = ['sleepy_cloud_heals_sent_total{kind="malformed"}', 'sleepy_cloud_heals_sent_total{kind="reset-token"}'];
 const INTERNAL_ERRORS = 'sleepy_cloud_internal_errors_total';
 
-export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<LiveRun> {
+/** Throws a RangeError naming the option and the allowed values. */
+export function checkLiveOptions(o: FleetOptions, live: LiveOptions): void {
   if (!(live.speed > 0 && Number.isFinite(live.speed))) throw new RangeError(`live: speed must be a positive number (got ${live.speed})`);
+  if (!Number.isInteger(o.devices) || o.devices < 1 || o.devices > LIVE_MAX_DEVICES) {
+    throw new RangeError(`live: devices must be 1..${LIVE_MAX_DEVICES} per profile (one UDP socket each; got ${o.devices})`);
+  }
+  const wallMs = endMs(o) / live.speed;
+  if (wallMs > LIVE_MAX_WALL_MS) {
+    throw new RangeError(`live: ${(endMs(o) / 3_600_000).toFixed(1)} virtual hours at speed ×${live.speed} would take ${(wallMs / 60_000).toFixed(0)} min of wall time (at most ${LIVE_MAX_WALL_MS / 60_000}); use the live timeline (LIVE_FLEET: 1 h) or a higher speed`);
+  }
+}
+
+export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<LiveRun> {
+  checkLiveOptions(o, live);
   const t0Wall = performance.now();
   const log = live.log ?? (() => {});
   const end = endMs(o);
@@ -407,6 +425,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       };
     }
     facts.maxLagMs = maxLagMs;
+    if (maxLagMs > LAG_WARNING_MS) log(`live: wakes started up to ${(maxLagMs / 1000).toFixed(0)} virtual s late: the machine did not keep up with speed ×${live.speed} (a lower speed gives timings closer to the in-process replay)`);
     facts.webhookRejected = webhook.rejected();
     const wallMs = performance.now() - t0Wall;
     const result = summarizeFleet(parts, o, `${o.engine} (live ×${live.speed})`, wallMs, null);
