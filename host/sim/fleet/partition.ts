@@ -101,7 +101,7 @@ export class PartitionRunner {
     this.#result = {
       profile: task.profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(this.#endMs / DAY_MS)).fill(0),
       devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
-      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null ? [] : null, capture: [],
+      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null && task.indices.includes(task.traceIndex) ? [] : null, capture: [],
     };
     for (const spec of specs) {
       const out: DeviceOutcome = {

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import type { Profile } from '../../session-abi.ts';
-import { mergePartitions, type CapturedDatagram, type PartitionResult } from './outcome.ts';
+import { mergePartitions, type CapturedDatagram, type DeviceOutcome, type PartitionResult } from './outcome.ts';
 import type { PartitionTask } from './partition.ts';
 import type { FleetOptions } from './spec.ts';
 import { summarizeFleet, type FleetResult } from './summary.ts';
@@ -31,6 +31,8 @@ export interface FleetRun {
   result: FleetResult;
   /** Per profile, the captured datagrams in time order. */
   captures: Map<Profile, CapturedDatagram[]>;
+  /** Per profile, every device's outcome (index order). */
+  devices: Map<Profile, DeviceOutcome[]>;
 }
 
 export async function runFleet(o: FleetOptions, extras: FleetRunExtras = {}): Promise<FleetRun> {
@@ -49,15 +51,17 @@ export async function runFleet(o: FleetOptions, extras: FleetRunExtras = {}): Pr
   const results = await runPool(tasks, parts, o.engine, extras.onProgress);
   const byProfile = new Map<Profile, PartitionResult>();
   const captures = new Map<Profile, CapturedDatagram[]>();
+  const devices = new Map<Profile, DeviceOutcome[]>();
   for (const profile of o.profiles) {
     const merged = mergePartitions(results.filter((r) => r.profile === profile));
     captures.set(profile, merged.capture);
+    devices.set(profile, merged.devices);
     merged.capture = [];
     byProfile.set(profile, merged);
   }
   const wallMs = performance.now() - t0;
   const traceDevice = extras.traceIndex !== null && extras.traceIndex !== undefined ? `dev-${String(extras.traceIndex).padStart(6, '0')}` : null;
-  return { result: summarizeFleet(byProfile, o, o.engine, wallMs, traceDevice), captures };
+  return { result: summarizeFleet(byProfile, o, o.engine, wallMs, traceDevice), captures, devices };
 }
 
 /** Runs the tasks on `n` worker threads, one task per worker at a time. */

@@ -85,8 +85,8 @@ export interface FleetOptions {
 }
 
 export const DEFAULT_FLEET: FleetOptions = {
-  devices: 200,
-  sleepyShare: 0.4,
+  devices: 150,
+  sleepyShare: 0.5,
   days: 14,
   seed: 'may-2019',
   profiles: [...PROFILES],
