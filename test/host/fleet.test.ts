@@ -4,7 +4,7 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
-import { DEFAULT_FLEET, HOUR_MS, type FleetOptions } from '../../host/sim/fleet/spec.ts';
+import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../host/sim/fleet/spec.ts';
 import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
 import type { Profile } from '../../host/session-abi.ts';
 
@@ -97,6 +97,27 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     const peak = Math.max(...s.series.stuck);
     assert.equal(peak, devs('legacy').filter((x) => x.kind === 'sleepy').length);
     assert.equal(s.series.stuck.at(-1), s.stuck.stillStuckAtEnd);
+  });
+
+  it('a legacy device that sleeps within the slow heal\'s delay is healed only by the May 15 change', async () => {
+    // Find a seed whose first 6 devices include a quick sleeper (4 % of sleepy devices).
+    let seed = '';
+    let quick = -1;
+    for (let k = 0; quick < 0; k++) {
+      seed = `quick-${k}`;
+      for (let i = 0; i < 6 && quick < 0; i++) {
+        const d = deviceSpec({ ...OPTIONS, seed }, i);
+        if (d.kind === 'sleepy' && d.awakeMs < t.healDelayMs) quick = i;
+      }
+    }
+    const r = await runFleet({ ...OPTIONS, seed, devices: 6, profiles: ['legacy'], workers: 1 });
+    const x = r.devices.get('legacy')![quick];
+    assert.equal(x.healedBy, 'truncated-record');
+    assert.ok(x.healedAtMs! >= t.inlineHealAtMs, `healed ${x.healedAtMs} before the inline heal ${t.inlineHealAtMs}`);
+    // ... while the other sleepy devices were healed by the rollout of May 7–8.
+    for (const y of r.devices.get('legacy')!) {
+      if (y.kind === 'sleepy' && y.awakeMs > t.healDelayMs + 2 * OPTIONS.latencyMs) assert.ok(y.healedAtMs! < t.inlineHealAtMs, `device ${y.index}`);
+    }
   });
 
   it('gives the same result with 1 and 3 workers (devices do not interact through the partition)', async () => {
