@@ -63,6 +63,8 @@ export interface UdpView {
   srcPort: number;
   dstPort: number;
   ipTotalLength: number;
+  ipId: number;
+  ipFlags: number;
   ttl: number;
   protocol: number;
   ipChecksumOk: boolean;
@@ -86,6 +88,8 @@ export function readIpv4Udp(p: Uint8Array): UdpView {
     srcPort: v.getUint16(20),
     dstPort: v.getUint16(22),
     ipTotalLength,
+    ipId: v.getUint16(4),
+    ipFlags: v.getUint16(6),
     ttl: p[8],
     protocol: p[9],
     ipChecksumOk: sum16(p.subarray(0, 20)) === 0xffff,

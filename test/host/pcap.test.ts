@@ -70,6 +70,7 @@ describe('pcap writer', () => {
     const rows = f.packets.map((p) => {
       const u = readIpv4Udp(p.bytes);
       assert.equal(p.capturedLength, p.originalLength);
+      assert.deepEqual([u.ipId, u.ipFlags], [p.frame - 1, 0x4000], 'identification = frame − 1, DF');
       return [p.atUnixUs - EPOCH_UNIX_MS * 1000, u.src, u.dst, [...u.payload].join()];
     });
     // Equal times: PROFILES order (legacy before default), whatever the map's order.
