@@ -29,6 +29,7 @@ const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
 const MIN_MS = 60_000;
+const PROGRESS_WAKES = 2000;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;
@@ -79,6 +80,9 @@ export class PartitionRunner {
   readonly #result: PartitionResult;
   readonly #undecryptableDiff: number[];
 
+  /** Called every PROGRESS_WAKES wakes with the wakes done since the last call (benchmarks). */
+  onProgress: ((wakes: number) => void) | null = null;
+
   constructor(task: PartitionTask, engine: Engine, wasm: Uint8Array, cloudSecret: Buffer) {
     this.#task = task;
     this.#engine = engine;
@@ -101,7 +105,7 @@ export class PartitionRunner {
     this.#result = {
       profile: task.profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(this.#endMs / DAY_MS)).fill(0),
       devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
-      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null ? [] : null, capture: [],
+      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null && task.indices.includes(task.traceIndex) ? [] : null, capture: [],
     };
     for (const spec of specs) {
       const out: DeviceOutcome = {
@@ -140,9 +144,11 @@ export class PartitionRunner {
         this.#crashed = true;
       }
       const sleptAt = await this.#wake(d, d.nextWakeMs);
+      if (this.onProgress && this.#result.wakes % PROGRESS_WAKES === 0) this.onProgress(PROGRESS_WAKES);
       d.nextWakeMs = sleptAt + d.spec.wakeEveryMs;
       heap.push(d);
     }
+    if (this.onProgress) this.onProgress(this.#result.wakes % PROGRESS_WAKES);
     return this.#finish();
   }
 

@@ -85,8 +85,8 @@ export interface FleetOptions {
 }
 
 export const DEFAULT_FLEET: FleetOptions = {
-  devices: 200,
-  sleepyShare: 0.4,
+  devices: 150,
+  sleepyShare: 0.5,
   days: 14,
   seed: 'may-2019',
   profiles: [...PROFILES],
@@ -138,7 +138,7 @@ export const ALWAYS_CONNECTED_AWAKE_MS = 120_000;
 export const QUICK_SLEEPER_SHARE = 0.04;
 
 /**
- * The device at `index`. Sleepy: wakes every 15 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
+ * The device at `index`. Sleepy: wakes every 30 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
  * Always connected: a keepalive/publish round every 1 … 6 h, awake 120 s each round (a device
  * that never sleeps, modelled as rounds: its RAM holds nothing the session needs between them).
  */
@@ -148,7 +148,7 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   let wakeEveryMs: number;
   let awakeMs: number;
   if (kind === 'sleepy') {
-    wakeEveryMs = Math.round(d.logUniform(15 * MIN, 24 * 60 * MIN));
+    wakeEveryMs = Math.round(d.logUniform(30 * MIN, 24 * 60 * MIN));
     awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(1500, 4500) : d.uniform(6000, 30_000));
   } else {
     wakeEveryMs = Math.round(d.logUniform(60 * MIN, 6 * 60 * MIN));
