@@ -41,13 +41,16 @@ function parseEndpoint(s: string): Endpoint {
   return { ip: octets as Endpoint['ip'], port };
 }
 
+/** Devices 10.0.0.0 … 10.63.255.255 fit the per-profile addresses: a bound for `--pcap-devices`. */
+export const MAX_PCAP_DEVICES = 64 << 16;
+
 /** The address of `endpoint` in the pcap for a datagram of `profile` (see the file comment). */
 export function pcapEndpoint(endpoint: string, profile: Profile): Endpoint {
   const e = parseEndpoint(endpoint);
   if (e.ip[0] !== 10) return e;
   const k = PROFILES.indexOf(profile);
   const second = 4 * e.ip[1] + k + 1;
-  if (second > 255) throw new RangeError(`pcap: device address ${endpoint} is beyond 10.63.255.255: only the first 4,194,304 devices can be written apart per profile`);
+  if (second > 255) throw new RangeError(`pcap: device address ${endpoint} is beyond 10.63.255.255: only the first ${MAX_PCAP_DEVICES.toLocaleString('en-US')} devices can be written apart per profile`);
   return { ip: [10, second, e.ip[2], e.ip[3]], port: e.port };
 }
 
@@ -138,7 +141,12 @@ export function pcapBytes(captures: Map<Profile, CapturedDatagram[]>): Uint8Arra
 /** Writes `captures` to `path` as a pcap file; returns what was written. */
 export function writePcap(path: string, captures: Map<Profile, CapturedDatagram[]>): { packets: number; bytes: number } {
   const bytes = pcapBytes(captures);
-  writeFileSync(path, bytes);
+  try {
+    writeFileSync(path, bytes);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`--pcap: cannot write ${path} (${e.code ?? e.message})`);
+  }
   let packets = 0;
   for (const c of captures.values()) packets += c.length;
   return { packets, bytes: bytes.length };

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Profile } from '../../host/session-abi.ts';
 import type { CapturedDatagram } from '../../host/sim/fleet/outcome.ts';
 import { EPOCH_UNIX_MS } from '../../host/sim/fleet/spec.ts';
-import { ipv4UdpPacket, LINKTYPE_RAW, MAX_UDP_PAYLOAD_BYTES, pcapBytes, pcapEndpoint, writePcap } from '../../host/sim/pcap.ts';
+import { ipv4UdpPacket, LINKTYPE_RAW, MAX_PCAP_DEVICES, MAX_UDP_PAYLOAD_BYTES, pcapBytes, pcapEndpoint, writePcap } from '../../host/sim/pcap.ts';
 import { readIpv4Udp, readPcap, sum16 } from './pcap-parse.ts';
 
 const CLOUD = '192.0.2.1:5684';
@@ -53,6 +53,7 @@ describe('pcap writer', () => {
     assert.equal(ip('10.63.255.255:5683', 'default'), '10.255.255.255');
     assert.equal(ip(CLOUD, 'fixed'), '192.0.2.1');
     assert.equal(pcapEndpoint('10.0.0.7:5683', 'fixed').port, 5683);
+    assert.equal(MAX_PCAP_DEVICES, 4_194_304);
     assert.throws(() => pcapEndpoint('10.64.0.0:5683', 'legacy'), /10\.64\.0\.0:5683 is beyond 10\.63\.255\.255/);
     for (const bad of ['10.0.0.1', '10.0.0.256:1', '10.0.0.1:70000', 'host:1']) assert.throws(() => pcapEndpoint(bad, 'legacy'), /is not "a\.b\.c\.d:port"/);
     assert.throws(() => ipv4UdpPacket(pcapEndpoint(CLOUD, 'legacy'), pcapEndpoint(CLOUD, 'legacy'), new Uint8Array(MAX_UDP_PAYLOAD_BYTES + 1), 0), /does not fit an IPv4 packet/);
@@ -93,5 +94,6 @@ describe('pcap writer', () => {
     assert.deepEqual(r, { packets: 1, bytes: file.length });
     assert.equal(file.length, 24 + 16 + 20 + 8 + 3);
     assert.deepEqual(new Uint8Array(file), pcapBytes(captures));
+    assert.throws(() => writePcap(join(path, 'no-such-dir', 'y.pcap'), captures), /^Error: --pcap: cannot write .*y\.pcap \(ENOTDIR\)$/);
   });
 });
