@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
 import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../host/sim/fleet/spec.ts';
 import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
+import { sessionsLostMinute } from '../../host/sim/fleet/summary.ts';
 import type { Profile } from '../../host/session-abi.ts';
 
 const OPTIONS: FleetOptions = { ...DEFAULT_FLEET, devices: 16, sleepyShare: 0.5, seed: 'fleet-test', workers: 2 };
@@ -88,6 +89,30 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
       assert.ok(a.afterCrashMs !== null && a.afterCrashMs >= 0 && a.afterCrashMs <= 15 * 60_000, `${p}: ${a.afterCrashMs}`);
     }
     assert.equal(summary('default').alarms.find((x) => x.rule === 'SleepyCloudDeviceStuck')!.firedAtMs, null);
+  });
+
+  it('SleepyCloudSessionsLost fires after the crash where devices stay stuck, and never before the crash', () => {
+    for (const p of ['legacy', 'fixed'] as const) {
+      const a = summary(p).alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+      assert.ok(a.afterCrashMs !== null && a.afterCrashMs >= 0 && a.afterCrashMs <= 6 * HOUR_MS, `${p}: ${a.afterCrashMs}`);
+    }
+    // 16 devices that each heal with one undecryptable record never make 6 within 10 minutes.
+    const d = summary('default').alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+    assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0);
+  });
+
+  it('the SessionsLost rule holds over a sliding 10-minute window: more than 5 records and more than 5 % of the datagrams', () => {
+    const z = (n: number) => new Array(n).fill(0);
+    const u = z(30);
+    const d = z(30).map(() => 100);
+    u[3] = 3;
+    u[12] = 3; // 6 records, but 9 minutes apart from minute 3 only at minute 12: window 3..12
+    assert.equal(sessionsLostMinute(u, d), -1, '6 records are 0.6 % of 1,000 datagrams');
+    const d2 = z(30).map(() => 10);
+    assert.equal(sessionsLostMinute(u, d2), 12, '6 records > 5 and > 5 % of 100 datagrams at minute 12');
+    u[12] = 0;
+    u[14] = 3;
+    assert.equal(sessionsLostMinute(u, d2), -1, 'minute 3 has left the window when minute 14 comes');
   });
 
   it('the stuck series counts the stuck devices hour by hour', () => {
