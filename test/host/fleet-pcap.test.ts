@@ -9,15 +9,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFleet } from '../../host/sim/fleet/run.ts';
-import { DEFAULT_FLEET, EPOCH_UNIX_MS } from '../../host/sim/fleet/spec.ts';
+import { DEFAULT_FLEET, DEVICE_PORT, EPOCH_UNIX_MS } from '../../host/sim/fleet/spec.ts';
 import { writePcap } from '../../host/sim/pcap.ts';
 import { skipOrFail } from './engines.ts';
 import { DtlsConversations, readIpv4Udp, readPcap, type DtlsRecordView, type UdpView } from './pcap-parse.ts';
 
 const CLOUD_IP = '192.0.2.1';
-/** The devices' UDP port: CoAP's, so tshark is told it carries DTLS (docs/pcap.md). */
-const DEVICE_PORT = 5683;
-const TSHARK_DTLS = ['-d', `udp.port==${DEVICE_PORT},dtls`];
 const TSHARK_CHECKSUMS = ['-o', 'ip.check_checksum:TRUE', '-o', 'udp.check_checksum:TRUE'];
 const EXPERT_WARNING = 6291456; // PI_WARN; PI_ERROR is 8388608
 const PROFILE_OF_NET: Record<number, string> = { 1: 'legacy', 2: 'fixed', 3: 'default' };
@@ -31,7 +28,7 @@ function tsharkMissing(): string | null {
 }
 
 function tshark(file: string, ...args: string[]): string[] {
-  const r = spawnSync('tshark', ['-n', '-r', file, ...TSHARK_DTLS, ...TSHARK_CHECKSUMS, ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  const r = spawnSync('tshark', ['-n', '-r', file, ...TSHARK_CHECKSUMS, ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
   assert.equal(r.status, 0, `tshark ${args.join(' ')}: ${r.stderr}`);
   return r.stdout.split('\n').filter((l) => l !== '');
 }
@@ -163,9 +160,9 @@ describe('fleet pcap read by tshark', () => {
     const frames = (filter: string) => tshark(file, '-Y', filter, '-T', 'fields', '-e', 'frame.number').map(Number);
     assert.deepEqual(frames(RESET_TOKEN_FILTER), resetTokenHeals().map((p) => p.frame));
     assert.deepEqual(frames('_ws.malformed'), malformedHeals().map((p) => p.frame));
-    // Without "Decode As" the devices' port (CoAP's) wins: why docs/pcap.md asks for it.
-    const plain = spawnSync('tshark', ['-n', '-r', file, '-c', '1', '-T', 'fields', '-e', 'frame.protocols'], { encoding: 'utf8' });
-    assert.equal(plain.stdout.trim(), 'raw:ip:udp:coap');
+    // No "Decode As" and no preference: the cloud's port (5684, CoAP over DTLS) picks the dissector.
+    const plain = spawnSync('tshark', ['-n', '-r', file, '-c', '1', '-T', 'fields', '-e', 'frame.protocols', '-e', 'udp.srcport'], { encoding: 'utf8' });
+    assert.equal(plain.stdout.trim(), `raw:ip:udp:dtls\t${DEVICE_PORT}`);
   });
 
   it('tshark: the checks can fail (a flipped bit is a bad checksum; a cut record is malformed)', (t) => {

@@ -96,6 +96,9 @@ export const DEFAULT_FLEET: FleetOptions = {
   latencyMs: 400,
 };
 
+/** The devices' UDP source port (the first of the dynamic range, RFC 6335). */
+export const DEVICE_PORT = 49152;
+
 export interface DeviceSpec {
   index: number;
   id: string;
@@ -159,8 +162,9 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   const rolloutBucket = d.next();
   const psk = crypto.createHash('sha256').update(`fleet/${o.seed}/psk/${index}`).digest().subarray(0, 16);
   const id = `dev-${String(index).padStart(6, '0')}`;
-  // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices).
-  const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:5683`;
+  // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices); an
+  // ephemeral port, as a device's socket has, so Wireshark dissects the cloud's port (5684, DTLS).
+  const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:${DEVICE_PORT}`;
   return { index, id, identity: id, psk, kind, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
 }
 
