@@ -8,6 +8,8 @@ import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../hos
 import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
 import { sessionsLostMinute } from '../../host/sim/fleet/summary.ts';
 import type { Profile } from '../../host/session-abi.ts';
+import { wasm3Available } from '../../host/engines/wasm3/index.ts';
+import { skipOrFail } from './engines.ts';
 
 const OPTIONS: FleetOptions = { ...DEFAULT_FLEET, devices: 16, sleepyShare: 0.5, seed: 'fleet-test', workers: 2 };
 const t = OPTIONS.timeline;
@@ -151,5 +153,15 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     const three = await runFleet({ ...OPTIONS, workers: 3, days: 4 });
     assert.equal(strip(one), strip(three));
     assert.ok(one.result.wakes > 0);
+  });
+
+  it('gives the same result under wasm3 as under V8 (4 devices, 3 days)', async (t) => {
+    if (!wasm3Available()) return skipOrFail(t, 'build/wasm3.node not built (npm run build:wasm3; needs cargo)');
+    const strip = (r: FleetRun) => JSON.stringify({ ...r.result, wallMs: 0, wakesPerSecond: 0, engine: '', options: { ...r.result.options, engine: 'v8' } });
+    const small = { ...OPTIONS, devices: 4, days: 3, workers: 1 };
+    const v8 = await runFleet({ ...small, engine: 'v8' });
+    const wasm3 = await runFleet({ ...small, engine: 'wasm3' });
+    assert.equal(wasm3.result.engine, 'wasm3');
+    assert.equal(strip(v8), strip(wasm3));
   });
 });
