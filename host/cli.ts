@@ -3,11 +3,14 @@
  * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
  * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
+import { dirname } from 'node:path';
+import { PROFILES } from './session-abi.ts';
+import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
 
 import { UsageError, duration, helpText, hostPort, oneOf, parseFlags, str, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
 
@@ -17,15 +20,19 @@ const ENGINE_FLAG = { name: 'engine', value: 'v8|wasm3', help: 'engine for the f
 
 export const START_SPEC: CommandSpec = {
   name: 'start',
-  summary: 'the main job: replay the May 2019 session-cache wipe for the three firmware profiles side by side (cloud in process, virtual time)',
+  summary: 'the main job: replay May 2–16, 2019 (a session-cache crash) for a fleet under the three firmware profiles side by side (cloud in process, virtual time)',
   flags: [
-    { name: 'wake-every', value: 'DUR', help: 'sleep between wakes', default: '15m' },
-    { name: 'wipe-at', value: 'DUR', help: 'when the cache is wiped', default: '40m' },
-    { name: 'heal-at', value: 'DUR|never', help: 'when the cloud rolls out the malformed-datagram heal', default: '2h40m' },
-    { name: 'until', value: 'DUR', help: 'end of the replay', default: '3h35m' },
+    { name: 'devices', value: 'N', help: 'devices in the fleet (1..1000000)', default: String(DEFAULT_FLEET.devices) },
+    { name: 'sleepy-share', value: 'F', help: 'share of sleepy devices, 0..1 (the rest are always connected)', default: String(DEFAULT_FLEET.sleepyShare) },
+    { name: 'days', value: 'N', help: 'days replayed from May 2 00:00 (0.5..60; the crash is May 2 10:00)', default: String(DEFAULT_FLEET.days) },
+    { name: 'seed', value: 'TEXT', help: 'seed of every random choice', default: DEFAULT_FLEET.seed },
+    { name: 'profile', value: 'LIST', help: 'profiles to replay, comma-separated: legacy, fixed, default', default: 'legacy,fixed,default' },
+    { name: 'workers', value: 'N', help: 'worker threads, each running one firmware instance at a time (1..64)', default: String(DEFAULT_FLEET.workers) },
     ENGINE_FLAG,
-    { name: 'seed', value: 'TEXT', help: 'seed of every random choice', default: 'may-2019' },
-    { name: 'report', value: 'FILE', help: 'JSON report', default: 'reports/incident.json' },
+    { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
+    { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
+    { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
+    { name: 'report', value: 'FILE', help: 'JSON report (the data behind the replay)', default: 'reports/incident.json' },
   ],
 };
 
@@ -100,35 +107,71 @@ async function start(args: string[]): Promise<number> {
   const parsed = flagsOf(START_SPEC, args);
   if (!parsed) return 0;
   const flags = strings(parsed);
-  const { DEFAULT_INCIDENT, formatIncident, runIncident } = await import('./sim/incident.ts');
-  const engineName = oneOf('start', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const);
-  await engineByName(engineName); // fails early, with the reason, when the engine is not built
-  const makeEngine = async (): Promise<() => Engine> => {
-    if (engineName === 'v8') return () => new V8Engine();
-    const { Wasm3Engine } = await import('./engines/wasm3/index.ts');
-    return () => new Wasm3Engine();
+  const engine = oneOf('start', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const);
+  await engineByName(engine); // fails early, with the reason, when the engine is not built
+  const profiles = (flags.profile ?? 'legacy,fixed,default').split(',').map((p) => oneOf('start', 'profile', p.trim(), PROFILES));
+  if (new Set(profiles).size !== profiles.length) throw new UsageError('start: --profile names a profile twice');
+  const options: FleetOptions = {
+    ...DEFAULT_FLEET,
+    devices: flags.devices ? wholeNumber('start', 'devices', flags.devices, 1, 1_000_000) : DEFAULT_FLEET.devices,
+    sleepyShare: flags['sleepy-share'] ? decimal('start', 'sleepy-share', flags['sleepy-share'], 0, 1) : DEFAULT_FLEET.sleepyShare,
+    days: flags.days ? decimal('start', 'days', flags.days, 0.5, 60) : DEFAULT_FLEET.days,
+    seed: flags.seed ?? DEFAULT_FLEET.seed,
+    workers: flags.workers ? wholeNumber('start', 'workers', flags.workers, 1, 64) : DEFAULT_FLEET.workers,
+    profiles,
+    engine,
   };
-  const opts = {
-    ...DEFAULT_INCIDENT,
-    seed: flags.seed ?? DEFAULT_INCIDENT.seed,
-    wakeEveryMs: flags['wake-every'] ? duration('start', 'wake-every', flags['wake-every']) : DEFAULT_INCIDENT.wakeEveryMs,
-    wipeAtMs: flags['wipe-at'] ? duration('start', 'wipe-at', flags['wipe-at']) : DEFAULT_INCIDENT.wipeAtMs,
-    malformedAtMs: flags['heal-at'] === 'never' ? null
-      : flags['heal-at'] ? duration('start', 'heal-at', flags['heal-at']) : DEFAULT_INCIDENT.malformedAtMs,
-    endMs: flags.until ? duration('start', 'until', flags.until) : DEFAULT_INCIDENT.endMs,
-    engine: await makeEngine(),
-  };
-  if (opts.wakeEveryMs < 1000) throw new UsageError('start: --wake-every must be at least 1s');
-  if (opts.endMs <= opts.wipeAtMs) throw new UsageError('start: --until must be later than --wipe-at');
+  let traceIndex: number | null = null;
+  if (flags.trace !== undefined) {
+    const m = /^(?:dev-)?(\d{1,7})$/.exec(flags.trace);
+    if (!m || Number(m[1]) >= options.devices) {
+      throw new UsageError(`start: --trace must name a device of the fleet: an index 0..${options.devices - 1} or its id (dev-000007)`);
+    }
+    traceIndex = Number(m[1]);
+  }
+  const { MAX_PCAP_DEVICES, writePcap } = await import('./sim/pcap.ts');
+  if (flags['pcap-devices'] !== undefined && flags.pcap === undefined) throw new UsageError('start: --pcap-devices needs --pcap FILE');
+  const pcapDevices = flags['pcap-devices'] ? wholeNumber('start', 'pcap-devices', flags['pcap-devices'], 1, Math.min(MAX_PCAP_DEVICES, options.devices)) : 4;
+  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
   const reportPath = flags.report ?? 'reports/incident.json';
-  const result = await runIncident(opts);
-  const dir = reportPath.includes('/') ? reportPath.slice(0, reportPath.lastIndexOf('/')) : '.';
-  mkdirSync(dir, { recursive: true });
+  writableFile('start', 'report', reportPath);
+  const { runFleet } = await import('./sim/fleet/run.ts');
+  const { formatFleet } = await import('./sim/fleet/format.ts');
+  const { result, captures } = await runFleet(options, { traceIndex, captureBelow: flags.pcap !== undefined ? pcapDevices : 0 });
   writeFileSync(reportPath, JSON.stringify(result, null, 2));
-  // The verdicts close the output: the one thing to read when scrolling is short.
-  console.log(formatIncident(result, `report: ${reportPath}`));
+  const written = [`report: ${reportPath}`];
+  if (flags.pcap !== undefined) {
+    const w = writePcap(flags.pcap, captures);
+    written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);
+  }
+  console.log(formatFleet(result, written.join('; ')));
   return 0;
 }
+
+/** Creates the file's folder and checks the file can be written, before a long run. */
+function writableFile(command: string, flag: string, path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    closeSync(openSync(path, 'a'));
+  } catch (e) {
+    throw new UsageError(`${command}: --${flag}: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/** A whole number flag within [min, max]. */
+function wholeNumber(command: string, flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a whole number ${min}..${max} (got '${value}')`);
+  return n;
+}
+
+/** A decimal flag within [min, max]. */
+function decimal(command: string, flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a number ${min}..${max} (got '${value}')`);
+  return n;
+}
+
 /** The string flags of a parse (switches left out). */
 function strings(f: ParsedFlags): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};

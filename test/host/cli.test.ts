@@ -9,24 +9,38 @@ import { join } from 'node:path';
 const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-session.mjs', ...args], { encoding: 'utf8' });
 
 describe('sleepy-session command', () => {
-  it('start prints the timeline and ends with one verdict line per profile, and writes the report', () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'sleepy-cli-')), 'incident.json');
-    const r = run('start', '--report', report);
+  it('start replays a fleet: one column per profile, one verdict line per profile last, a trace on request, and the report', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sleepy-cli-'));
+    const report = join(dir, 'incident.json');
+    const pcap = join(dir, 'fleet.pcap');
+    const r = run('start', '--devices', '8', '--days', '9', '--sleepy-share', '0.5', '--seed', 'cli', '--trace', 'dev-000003', '--report', report, '--pcap', pcap, '--pcap-devices', '2');
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /== legacy \(Device OS 1\.1\.0\)/);
-    assert.match(r.stdout, /cache wiped/);
+    assert.match(r.stdout, /^May 2019 replay — 8 devices/);
+    assert.match(r.stdout, /May 2 10:00 {2}session cache \(Redis\) crashes/);
+    assert.match(r.stdout, /legacy \(Device OS 1\.1\.0\) +fixed \(Device OS 1\.2\.x\) +default \(sleepy-session\)/);
+    assert.match(r.stdout, /== dev-000003 under legacy[^\n]*\n {3}May 2 \d\d:\d\d wake {3}1 /);
     const last = r.stdout.trimEnd().split('\n').slice(-3);
-    assert.match(last[0], /^ {2}legacy .*malformed datagram/);
+    assert.match(last[0], /^ {2}legacy .*devices stuck.*truncated-record.*events lost/);
     assert.match(last[1], /^ {2}fixed .*unconfirmed-restores/);
-    assert.match(last[2], /^ {2}default .*first wake after the wipe.*no event lost/);
+    assert.match(last[2], /^ {2}default +every device healed on its first wake after the crash.*no event lost/);
     const json = JSON.parse(readFileSync(report, 'utf8'));
     assert.equal(json.profiles.length, 3);
+    assert.equal(json.options.devices, 8);
+    const packets = Number(/pcap: \S+ \(([\d,]+) packets of 2 devices\)/.exec(r.stdout)![1].replace(/,/g, ''));
+    assert.ok(packets > 0);
+    assert.equal(readFileSync(pcap).readUInt32BE(0), 0xa1b2c3d4);
   });
 
   for (const [args, pattern] of [
     [['start', '--engine', 'spidermonkey'], /--engine must be one of v8, wasm3/],
-    [['start', '--wake-every', 'soon'], /--wake-every must be a duration/],
-    [['start', '--colour', 'red'], /unknown flag --colour; allowed: --wake-every, .*--report\n$/],
+    [['start', '--devices', 'many'], /^sleepy-session: start: --devices must be a whole number 1\.\.1000000 \(got 'many'\)\n$/],
+    [['start', '--sleepy-share', '1.5'], /--sleepy-share must be a number 0\.\.1 \(got '1\.5'\)/],
+    [['start', '--profile', 'legacy,newest'], /--profile must be one of legacy, fixed, default/],
+    [['start', '--workers', '0'], /--workers must be a whole number 1\.\.64/],
+    [['start', '--pcap-devices', '3'], /^sleepy-session: start: --pcap-devices needs --pcap FILE\n$/],
+    [['start', '--pcap', 'x.pcap', '--pcap-devices', '0'], /--pcap-devices must be a whole number 1\.\.150/],
+    [['start', '--devices', '5', '--trace', '9'], /--trace must name a device of the fleet: an index 0\.\.4 or its id/],
+    [['start', '--colour', 'red'], /unknown flag --colour; allowed: --devices, .*--report\n$/],
     [['device', '--cloud', 'nowhere', '--id', 'x', '--psk', '00'], /--cloud must be HOST:PORT/],
     [['device', '--cloud', '127.0.0.1:9', '--id', 'x', '--psk', '00'.repeat(16), '--profile', 'newest'], /--profile must be one of legacy, fixed, default/],
     [['frobnicate'], /unknown command 'frobnicate'; allowed: start, connect, device, mcu, cloud, events, help/],
@@ -50,7 +64,7 @@ describe('sleepy-session command', () => {
   }
 
   it('--help on every subcommand prints its generated flags and exits 0', () => {
-    for (const [cmd, flag] of [['start', '--wipe-at DUR'], ['connect', '--server HOST:PORT'], ['device', '--publish-every-wake'], ['cloud', '--events SPEC'], ['events', '--retry IDS']]) {
+    for (const [cmd, flag] of [['start', '--sleepy-share F'], ['connect', '--server HOST:PORT'], ['device', '--publish-every-wake'], ['cloud', '--events SPEC'], ['events', '--retry IDS']]) {
       const r = run(cmd, '--help');
       assert.equal(r.status, 0, `${cmd} --help: ${r.stderr}`);
       assert.match(r.stdout, new RegExp(`^usage: sleepy-session ${cmd} \\[flags\\]`));

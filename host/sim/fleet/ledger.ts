@@ -20,7 +20,6 @@ export class DeviceBook {
   lastDiscard: string | null = null;
   /** Minutes of this device's recent undecryptable records (for the per-device alert). */
   readonly recentUndecryptable: number[] = [];
-  coveredUntilMinute = -1;
   /** The cloud's undecryptable-records counter for this device, as last read. */
   seenUndecryptable = 0;
 
@@ -104,16 +103,14 @@ export class WakeBook {
 /** The books of one partition (or one live fleet) under one profile. */
 export class Ledger {
   readonly result: PartitionResult;
-  readonly #undecryptableDiff: number[];
   readonly #books: DeviceBook[] = [];
 
   constructor(profile: Profile, endMs: number, trace: boolean) {
     const hours = Math.ceil(endMs / HOUR_MS);
     const minutes = Math.ceil(endMs / MIN_MS);
-    this.#undecryptableDiff = new Array(minutes + 1).fill(0);
     this.result = {
       profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(endMs / DAY_MS)).fill(0),
-      devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
+      undecryptablePerMinute: new Array(minutes).fill(0), datagramsInPerMinute: new Array(minutes).fill(0), deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
       healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: trace ? [] : null, capture: [],
     };
   }
@@ -132,6 +129,12 @@ export class Ledger {
   onAir(atMs: number, n: number): void {
     const day = Math.floor(atMs / DAY_MS);
     if (day < this.result.bytesPerDay.length) this.result.bytesPerDay[day] += n;
+  }
+
+  /** A datagram reached the cloud at `atMs` (the SleepyCloudSessionsLost rule compares undecryptable records with these). */
+  datagramIn(atMs: number): void {
+    const minute = Math.floor(atMs / MIN_MS);
+    if (minute < this.result.datagramsInPerMinute.length) this.result.datagramsInPerMinute[minute]++;
   }
 
   /** The cloud delivered event `seq` of `owner` to the webhook at `atMs`: first delivery, late delivery of a dropped one, or duplicate. */
@@ -165,14 +168,7 @@ export class Ledger {
     const hour = Math.floor(atMs / HOUR_MS);
     const r = this.result;
     if (hour < r.undecryptablePerHour.length) r.undecryptablePerHour[hour] += n;
-    // SleepyCloudSessionsLost: the device counts in every minute whose 10-minute window holds a record.
-    const from = Math.max(minute, d.coveredUntilMinute + 1);
-    const to = Math.min(minute + 9, this.#undecryptableDiff.length - 2);
-    if (from <= to) {
-      this.#undecryptableDiff[from]++;
-      this.#undecryptableDiff[to + 1]--;
-      d.coveredUntilMinute = to;
-    }
+    if (minute < r.undecryptablePerMinute.length) r.undecryptablePerMinute[minute] += n;
     // SleepyCloudDeviceStuck: more than 3 in an hour.
     for (let i = 0; i < n; i++) d.recentUndecryptable.push(minute);
     while (d.recentUndecryptable.length && d.recentUndecryptable[0] <= minute - 60) d.recentUndecryptable.shift();
@@ -186,8 +182,6 @@ export class Ledger {
       d.out.pending = d.open.size;
       r.devices.push(d.out);
     }
-    let running = 0;
-    r.devicesUndecryptable10m = this.#undecryptableDiff.slice(0, -1).map((v) => (running += v));
     r.cloudInternalErrors = cloudInternalErrors;
     return r;
   }

@@ -29,6 +29,7 @@ export const CLOUD_ADDRESS = '192.0.2.1:5684';
 const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
+const PROGRESS_WAKES = 2000;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;
@@ -69,6 +70,9 @@ export class PartitionRunner {
   #healsSeen = 0;
   readonly #ledger: Ledger;
 
+  /** Called every PROGRESS_WAKES wakes with the wakes done since the last call (benchmarks). */
+  onProgress: ((wakes: number) => void) | null = null;
+
   constructor(task: PartitionTask, engine: Engine, wasm: Uint8Array, cloudSecret: Buffer) {
     this.#task = task;
     this.#engine = engine;
@@ -85,7 +89,7 @@ export class PartitionRunner {
       // depend on how many other devices share its partition.
       config: { healGlobalPerSec: Number.MAX_SAFE_INTEGER, maxPendingHandshakes: 1_000_000, maxKeyedHandshakes: 1_000_000, maxFinalFlights: 1_000_000, cidDirectoryEntries: 10_000_000, healRateEntries: 10_000_000, keyCacheEntries: 1024 },
     });
-    this.#ledger = new Ledger(task.profile, this.#endMs, task.traceIndex !== null);
+    this.#ledger = new Ledger(task.profile, this.#endMs, task.traceIndex !== null && task.indices.includes(task.traceIndex));
     for (const spec of specs) {
       this.#byId.set(spec.id, {
         spec, image: new Uint8Array(REGION_BYTES).fill(0xff), book: this.#ledger.device(spec),
@@ -118,9 +122,11 @@ export class PartitionRunner {
         this.#crashed = true;
       }
       const sleptAt = await this.#wake(d, d.nextWakeMs);
+      if (this.onProgress && this.#ledger.result.wakes % PROGRESS_WAKES === 0) this.onProgress(PROGRESS_WAKES);
       d.nextWakeMs = sleptAt + d.spec.wakeEveryMs;
       heap.push(d);
     }
+    if (this.onProgress) this.onProgress(this.#ledger.result.wakes % PROGRESS_WAKES);
     return this.#ledger.finish(this.#cloud.stats.get('internal_errors'));
   }
 
@@ -241,6 +247,7 @@ export class PartitionRunner {
     const nowMs = sentAtMs + this.#task.options.latencyMs;
     const t = this.#task.options.timeline;
     this.#cloud.heal.malformed = d.spec.rolloutBucket < rolloutShare(t, nowMs);
+    this.#ledger.datagramIn(nowMs);
     const out = await this.#cloud.handleDatagram(data, d.spec.address, nowMs);
     const healDelayMs = nowMs < t.inlineHealAtMs ? t.healDelayMs : 0;
     await this.#cloudOutput(d, out, nowMs, (to, bytes) => send(to, bytes, isMalformedHeal(bytes) ? healDelayMs : 0), trace);

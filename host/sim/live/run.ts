@@ -257,7 +257,10 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       const at = now();
       d.wake?.onAir(at, data.length, 'up');
       if (d.spec.index < (live.captureBelow ?? 0)) f.capture.push({ atMs: at, src: d.address, dst: `127.0.0.1:${f.udpPort}`, data });
-      clock.at(at + o.latencyMs, () => d.socket.send(data, f.udpPort, '127.0.0.1'));
+      clock.at(at + o.latencyMs, () => {
+        f.ledger.datagramIn(now());
+        d.socket.send(data, f.udpPort, '127.0.0.1');
+      });
     };
     const flush = (d: LiveDevice, f: FleetOfProfile): void => {
       const fw = d.fw;

@@ -1,0 +1,93 @@
+/**
+ * The fleet replay as text: one column per profile, then one verdict line per profile (the last
+ * lines, the one thing to read when scrolling is short). `--trace` adds one device's wakes.
+ */
+import type { TracedWake } from './outcome.ts';
+import { calendar, DAY_MS } from './spec.ts';
+import { dur, type FleetResult, type ProfileSummary } from './summary.ts';
+
+const kB = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(1)} kB` : `${Math.round(n)} B`);
+const int = (n: number): string => n.toLocaleString('en-US');
+
+function healsText(p: ProfileSummary): string[] {
+  const real = p.heals.filter((h) => h.mechanism !== 'none');
+  if (real.length === 0) return ['–'];
+  return real.map((h) => `${h.mechanism} ${h.devices} (${calendar(h.firstAtMs)}${h.lastAtMs > h.firstAtMs ? ` – ${calendar(h.lastAtMs)}` : ''})`);
+}
+
+function alarmText(p: ProfileSummary, rule: string): string {
+  const a = p.alarms.find((x) => x.rule === rule);
+  if (!a || a.firedAtMs === null) return 'did not fire';
+  return `${calendar(a.firedAtMs)} (+${dur(a.afterCrashMs!)})`;
+}
+
+export function formatFleet(r: FleetResult, reportLine?: string): string {
+  const o = r.options;
+  const lines: string[] = [];
+  const sleepy = r.profiles[0]?.sleepy ?? 0;
+  lines.push(`May 2019 replay — ${int(o.devices)} devices (${int(sleepy)} sleepy, ${int(o.devices - sleepy)} always connected), ` +
+    `May 2 00:00 → ${calendar(o.days * DAY_MS)}, seed "${o.seed}", engine ${r.engine}`);
+  for (const e of r.timeline) lines.push(`  ${calendar(e.atMs)}  ${e.label}`);
+  lines.push('');
+
+  const rows: [string, (p: ProfileSummary) => string[]][] = [
+    ['devices stuck', (p) => [`${int(p.stuck.devices)} (${int(p.stuck.sleepy)} sleepy)`]],
+    ['  stuck for p50 / p99 / max', (p) => [p.stuck.devices ? `${dur(p.stuck.p50Ms)} / ${dur(p.stuck.p99Ms)} / ${dur(p.stuck.maxMs)}` : '–']],
+    ['  still stuck at the end', (p) => [int(p.stuck.stillStuckAtEnd)]],
+    ['time to heal p50 / p99 / max', (p) => [`${dur(p.timeToHeal.p50Ms)} / ${dur(p.timeToHeal.p99Ms)} / ${dur(p.timeToHeal.maxMs)}`]],
+    ['healed by (first – last)', healsText],
+    ['events published', (p) => [int(p.events.published)]],
+    ['  delivered to the webhook', (p) => [int(p.events.delivered)]],
+    ['  lost', (p) => [int(p.events.lost)]],
+    ['  duplicated', (p) => [int(p.events.duplicated)]],
+    ['  still queued at the end', (p) => [int(p.events.pending)]],
+    ['bytes/day stuck vs healthy', (p) => [p.bytes.perStuckDeviceDay === null ? `– vs ${kB(p.bytes.perHealthySleepyDeviceDay)}`
+      : `${kB(p.bytes.perStuckDeviceDay)} vs ${kB(p.bytes.perHealthySleepyDeviceDay)} (${p.bytes.ratio!.toFixed(1)}×)`]],
+    ['alarm: SessionsLost', (p) => [alarmText(p, 'SleepyCloudSessionsLost')]],
+    ['alarm: DeviceStuck', (p) => [alarmText(p, 'SleepyCloudDeviceStuck')]],
+    ['handshakes', (p) => [int(p.handshakes)]],
+    ['wakes', (p) => [int(p.wakes)]],
+  ];
+  const labelW = Math.max(...rows.map(([l]) => l.length));
+  const cells = rows.map(([, f]) => r.profiles.map(f));
+  const colW = r.profiles.map((p, i) => Math.max(p.title.length, ...cells.map((c) => Math.max(...c[i].map((s) => s.length)))));
+  lines.push(`${''.padEnd(labelW)}  ${r.profiles.map((p, i) => p.title.padEnd(colW[i])).join('  ')}`.trimEnd());
+  rows.forEach(([label], ri) => {
+    const height = Math.max(...cells[ri].map((c) => c.length));
+    for (let k = 0; k < height; k++) {
+      lines.push(`${(k === 0 ? label : '').padEnd(labelW)}  ${cells[ri].map((c, i) => (c[k] ?? '').padEnd(colW[i])).join('  ')}`.trimEnd());
+    }
+  });
+  const traced = r.profiles.filter((p) => p.trace);
+  if (r.traceDevice && traced.length) {
+    for (const p of traced) {
+      lines.push('', `== ${r.traceDevice} under ${p.title}`);
+      for (const w of p.trace!) lines.push(`   ${calendar(w.atMs)} wake ${String(w.wake).padStart(3)}  ${describeWake(w)}`);
+    }
+  }
+  lines.push('');
+  lines.push(`${int(r.wakes)} wakes in ${(r.wallMs / 1000).toFixed(1)} s (${int(Math.round(r.wakesPerSecond))} wakes/s, ${o.workers} worker${o.workers === 1 ? '' : 's'})` +
+    (reportLine ? `; ${reportLine}` : ''));
+  lines.push('', 'Verdict');
+  for (const p of r.profiles) lines.push(`  ${p.profile.padEnd(7)} ${p.verdict}`);
+  return lines.join('\n');
+}
+
+export function describeWake(w: TracedWake): string {
+  const parts: string[] = [];
+  for (const e of w.events) {
+    switch (e.type) {
+      case 'resumed': parts.push(`resumed (use ${e.useCounter})`); break;
+      case 'session-discarded': parts.push(`session dropped: ${e.reason}`); break;
+      case 'handshake-started': parts.push('handshake'); break;
+      case 'connected': parts.push('connected'); break;
+      case 'event-acked': parts.push(`#${e.seq} ACKed`); break;
+      case 'event-dropped': parts.push(`#${e.seq} LOST at sleep`); break;
+      case 'handshake-failed': parts.push(`handshake failed (${e.error})`); break;
+      default: break;
+    }
+  }
+  const delivered = w.delivered.length ? ` · cloud delivered #${w.delivered.join(', #')}` : '';
+  const heal = w.healSent ? ' · cloud sent a heal' : '';
+  return `${parts.join(', ') || 'nothing happened'}${delivered}${heal} · ${w.datagramsUp}↑ ${w.bytesUp} B, ${w.datagramsDown}↓ ${w.bytesDown} B`;
+}

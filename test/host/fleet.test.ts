@@ -1,0 +1,167 @@
+// The fleet replay (host/sim/fleet): on a small fleet, the verdicts follow the firmware's rules,
+// every published event is accounted for, the cloud's alert fires within minutes, and the result
+// does not depend on how many worker threads share the fleet.
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
+import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../host/sim/fleet/spec.ts';
+import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
+import { sessionsLostMinute } from '../../host/sim/fleet/summary.ts';
+import type { Profile } from '../../host/session-abi.ts';
+import { wasm3Available } from '../../host/engines/wasm3/index.ts';
+import { skipOrFail } from './engines.ts';
+
+const OPTIONS: FleetOptions = { ...DEFAULT_FLEET, devices: 16, sleepyShare: 0.5, seed: 'fleet-test', workers: 2 };
+const t = OPTIONS.timeline;
+
+describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
+  let run: FleetRun;
+  const devs = (p: Profile): DeviceOutcome[] => run.devices.get(p)!;
+  const summary = (p: Profile) => run.result.profiles.find((x) => x.profile === p)!;
+
+  before(async () => {
+    run = await runFleet(OPTIONS);
+  });
+
+  it('has sleepy and always-connected devices, and every device woke after the crash', () => {
+    for (const p of OPTIONS.profiles) {
+      const d = devs(p);
+      assert.equal(d.length, OPTIONS.devices);
+      assert.ok(d.some((x) => x.kind === 'sleepy') && d.some((x) => x.kind === 'always-connected'));
+      for (const x of d) assert.notEqual(x.firstWakeAfterCrashMs, null, `device ${x.index} (${p}) never woke after the crash`);
+    }
+  });
+
+  it('default: every device heals on its first wake after the crash, no event lost or duplicated', () => {
+    for (const x of devs('default')) {
+      assert.equal(x.stuckWakes, 0, `device ${x.index}`);
+      assert.ok(x.healedAtMs !== null && x.healedAtMs - x.firstWakeAfterCrashMs! < 5 * 60_000, `device ${x.index} healed in its first wake`);
+      assert.ok(['reset-token', 'none'].includes(x.healedBy!), `device ${x.index} healed by ${x.healedBy}`);
+      assert.equal(x.lost, 0);
+      assert.equal(x.duplicates, 0);
+    }
+    assert.equal(summary('default').stuck.devices, 0);
+    assert.match(summary('default').verdict, /every device healed on its first wake after the crash.*no event lost/);
+  });
+
+  it('fixed: sleepy devices are stuck at most 3 wakes and healed by the use counter; always-connected ones by the CoAP give-up', () => {
+    for (const x of devs('fixed')) {
+      if (x.kind === 'sleepy') {
+        assert.equal(x.healedBy, 'unconfirmed-restores', `device ${x.index}`);
+        assert.ok(x.stuckWakes >= 1 && x.stuckWakes <= 3, `device ${x.index}: ${x.stuckWakes} stuck wakes`);
+      } else {
+        assert.equal(x.stuckWakes, 0, `device ${x.index}`);
+        assert.equal(x.healedBy, 'coap-give-up', `device ${x.index}`);
+      }
+    }
+  });
+
+  it('legacy: sleepy devices stay stuck until the malformed heal reaches them, losing events; always-connected ones give up and heal', () => {
+    const firstRollout = t.rollout[0].atMs;
+    for (const x of devs('legacy')) {
+      if (x.kind === 'sleepy') {
+        assert.equal(x.healedBy, 'truncated-record', `device ${x.index}`);
+        assert.ok(x.healedAtMs! >= firstRollout, `device ${x.index} healed before the heal existed`);
+        assert.ok(x.stuckWakes > 3, `device ${x.index}: ${x.stuckWakes} stuck wakes`);
+        assert.ok(x.lost > 0, `device ${x.index} lost no event`);
+        // A device that goes back to sleep within the slow heal's delay is reached only by the May 15 change.
+        if (x.awakeMs < t.healDelayMs + 2 * OPTIONS.latencyMs) assert.ok(x.healedAtMs! >= t.inlineHealAtMs, `quick sleeper ${x.index} healed before May 15`);
+      } else {
+        assert.equal(x.healedBy, 'coap-give-up', `device ${x.index}`);
+        assert.equal(x.stuckWakes, 0);
+      }
+    }
+    assert.ok(summary('legacy').events.lost > 0);
+  });
+
+  it('every published event is delivered, lost or still queued, and no profile delivers one twice', () => {
+    for (const p of OPTIONS.profiles) {
+      for (const x of devs(p)) assert.equal(x.delivered + x.lost + x.pending, x.published, `${p} device ${x.index}`);
+      const s = summary(p);
+      assert.equal(s.events.duplicated, 0, p);
+      const perHour = s.series.deliveriesPerHour.reduce((a, b) => a + b, 0);
+      assert.equal(perHour, s.events.delivered + s.events.duplicated, `${p}: deliveries per hour add up`);
+      assert.equal(s.cloudInternalErrors, 0, p);
+    }
+  });
+
+  it("the cloud's DeviceStuck alert fires within minutes of the crash for the firmware that gets stuck, never for the default", () => {
+    for (const p of ['legacy', 'fixed'] as const) {
+      const a = summary(p).alarms.find((x) => x.rule === 'SleepyCloudDeviceStuck')!;
+      assert.ok(a.afterCrashMs !== null && a.afterCrashMs >= 0 && a.afterCrashMs <= 15 * 60_000, `${p}: ${a.afterCrashMs}`);
+    }
+    assert.equal(summary('default').alarms.find((x) => x.rule === 'SleepyCloudDeviceStuck')!.firedAtMs, null);
+  });
+
+  it('SleepyCloudSessionsLost fires after the crash where devices stay stuck, and never before the crash', () => {
+    for (const p of ['legacy', 'fixed'] as const) {
+      const a = summary(p).alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+      assert.ok(a.afterCrashMs !== null && a.afterCrashMs >= 0 && a.afterCrashMs <= 6 * HOUR_MS, `${p}: ${a.afterCrashMs}`);
+    }
+    // 16 devices that each heal with one undecryptable record never make 6 within 10 minutes.
+    const d = summary('default').alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+    assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0);
+  });
+
+  it('the SessionsLost rule holds over a sliding 10-minute window: more than 5 records and more than 5 % of the datagrams', () => {
+    const z = (n: number) => new Array(n).fill(0);
+    const u = z(30);
+    const d = z(30).map(() => 100);
+    u[3] = 3;
+    u[12] = 3; // 6 records, but 9 minutes apart from minute 3 only at minute 12: window 3..12
+    assert.equal(sessionsLostMinute(u, d), -1, '6 records are 0.6 % of 1,000 datagrams');
+    const d2 = z(30).map(() => 10);
+    assert.equal(sessionsLostMinute(u, d2), 12, '6 records > 5 and > 5 % of 100 datagrams at minute 12');
+    u[12] = 0;
+    u[14] = 3;
+    assert.equal(sessionsLostMinute(u, d2), -1, 'minute 3 has left the window when minute 14 comes');
+  });
+
+  it('the stuck series counts the stuck devices hour by hour', () => {
+    const s = summary('legacy');
+    const crashHour = Math.floor(t.crashAtMs / HOUR_MS);
+    assert.equal(s.series.stuck[crashHour - 1], 0);
+    const peak = Math.max(...s.series.stuck);
+    assert.equal(peak, devs('legacy').filter((x) => x.kind === 'sleepy').length);
+    assert.equal(s.series.stuck.at(-1), s.stuck.stillStuckAtEnd);
+  });
+
+  it('a legacy device that sleeps within the slow heal\'s delay is healed only by the May 15 change', async () => {
+    // Find a seed whose first 6 devices include a quick sleeper (4 % of sleepy devices).
+    let seed = '';
+    let quick = -1;
+    for (let k = 0; quick < 0; k++) {
+      seed = `quick-${k}`;
+      for (let i = 0; i < 6 && quick < 0; i++) {
+        const d = deviceSpec({ ...OPTIONS, seed }, i);
+        if (d.kind === 'sleepy' && d.awakeMs < t.healDelayMs) quick = i;
+      }
+    }
+    const r = await runFleet({ ...OPTIONS, seed, devices: 6, profiles: ['legacy'], workers: 1 });
+    const x = r.devices.get('legacy')![quick];
+    assert.equal(x.healedBy, 'truncated-record');
+    assert.ok(x.healedAtMs! >= t.inlineHealAtMs, `healed ${x.healedAtMs} before the inline heal ${t.inlineHealAtMs}`);
+    // ... while the other sleepy devices were healed by the rollout of May 7–8.
+    for (const y of r.devices.get('legacy')!) {
+      if (y.kind === 'sleepy' && y.awakeMs > t.healDelayMs + 2 * OPTIONS.latencyMs) assert.ok(y.healedAtMs! < t.inlineHealAtMs, `device ${y.index}`);
+    }
+  });
+
+  it('gives the same result with 1 and 3 workers (devices do not interact through the partition)', async () => {
+    const strip = (r: FleetRun) => JSON.stringify({ ...r.result, wallMs: 0, wakesPerSecond: 0, options: { ...r.result.options, workers: 0 } });
+    const one = await runFleet({ ...OPTIONS, workers: 1, days: 4 });
+    const three = await runFleet({ ...OPTIONS, workers: 3, days: 4 });
+    assert.equal(strip(one), strip(three));
+    assert.ok(one.result.wakes > 0);
+  });
+
+  it('gives the same result under wasm3 as under V8 (4 devices, 3 days)', async (t) => {
+    if (!wasm3Available()) return skipOrFail(t, 'build/wasm3.node not built (npm run build:wasm3; needs cargo)');
+    const strip = (r: FleetRun) => JSON.stringify({ ...r.result, wallMs: 0, wakesPerSecond: 0, engine: '', options: { ...r.result.options, engine: 'v8' } });
+    const small = { ...OPTIONS, devices: 4, days: 3, workers: 1 };
+    const v8 = await runFleet({ ...small, engine: 'v8' });
+    const wasm3 = await runFleet({ ...small, engine: 'wasm3' });
+    assert.equal(wasm3.result.engine, 'wasm3');
+    assert.equal(strip(v8), strip(wasm3));
+  });
+});
