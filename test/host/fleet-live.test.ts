@@ -12,7 +12,8 @@ import type { Profile } from '../../host/session-abi.ts';
 import { runFleet } from '../../host/sim/fleet/run.ts';
 import type { FleetResult, ProfileSummary } from '../../host/sim/fleet/summary.ts';
 import { LIVE_FLEET, LIVE_SPEED } from '../../host/sim/live/options.ts';
-import { runLiveFleet } from '../../host/sim/live/run.ts';
+import { VirtualClock } from '../../host/sim/live/clock.ts';
+import { checkLiveOptions, runLiveFleet } from '../../host/sim/live/run.ts';
 import { skipOrFail } from './engines.ts';
 
 const redisMissing = spawnSync('redis-server', ['--version']).error ? 'redis-server not found; apt-get install redis-server' : null;
@@ -66,6 +67,42 @@ function assertVerdicts(r: FleetResult, what: string): void {
   assert.ok(l.events.lost > f.events.lost, `${what} legacy: more events lost than fixed`);
   for (const p of [d, f, l]) assert.equal(p.events.duplicated, 0, `${what} ${p.profile}: no duplicate delivery`);
 }
+
+describe('live mode pieces', () => {
+  it('the virtual clock runs callbacks in virtual-time order, never early, and stands still while paused', async () => {
+    const speed = 100;
+    const clock = new VirtualClock(speed);
+    const ran: { label: string; atMs: number; nowMs: number }[] = [];
+    const at = (label: string, atMs: number) => clock.at(atMs, () => void ran.push({ label, atMs, nowMs: clock.now() }));
+    at('c', 3000);
+    at('a', 1000);
+    const cancelled = at('x', 1500);
+    at('b', 2000);
+    cancelled.cancelled = true;
+    assert.equal(clock.now(), 0, 'a new clock is paused at 0');
+    clock.resume();
+    await new Promise((r) => setTimeout(r, 25)); // 2500 virtual ms
+    clock.pause();
+    const frozen = clock.now();
+    const ranBefore = ran.length;
+    await new Promise((r) => setTimeout(r, 30)); // would be 3000 more virtual ms
+    assert.equal(clock.now(), frozen, 'paused: time stands still');
+    assert.equal(ran.length, ranBefore, 'paused: nothing runs');
+    clock.resume();
+    await new Promise((r) => setTimeout(r, 40));
+    clock.pause();
+    assert.deepEqual(ran.map((r) => r.label), ['a', 'b', 'c'], 'in order, the cancelled one skipped');
+    for (const r of ran) assert.ok(r.nowMs >= r.atMs, `${r.label} ran at ${r.nowMs}, not before ${r.atMs}`);
+    assert.equal(clock.error, null);
+  });
+
+  it('refuses options a live run cannot keep, naming them', () => {
+    assert.throws(() => checkLiveOptions(OPTIONS, { speed: 0 }), /live: speed must be a positive number \(got 0\)/);
+    assert.throws(() => checkLiveOptions({ ...OPTIONS, devices: 5000 }, { speed: 60 }), /live: devices must be 1\.\.1000 per profile/);
+    assert.throws(() => checkLiveOptions({ ...OPTIONS, days: 14 }, { speed: 60 }), /336\.0 virtual hours at speed ×60 would take 336 min/);
+    checkLiveOptions(OPTIONS, { speed: LIVE_SPEED });
+  });
+});
 
 describe('fleet replay, live (real UDP, cloud processes, redis-server killed at the crash)', { timeout: 240_000 }, () => {
   it('gives the verdicts of the in-process replay of the same options, and the webhook got every ACKed event once', async (t) => {

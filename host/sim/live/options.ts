@@ -25,7 +25,7 @@ export const LIVE_SCHEDULE: DeviceSchedule = {
 export const LIVE_TIMELINE: Timeline = {
   crashAtMs: 15 * MIN,
   customerReportAtMs: 25 * MIN,
-  rollout: [{ atMs: 40 * MIN, share: 1, label: 'heal behind a flag, all devices at once (live: one cloud restart)' }],
+  rollout: [{ atMs: 40 * MIN, share: 1, label: 'heal for every device at once (live: the front ends restart with it)' }],
   inlineHealAtMs: 50 * MIN,
   healDelayMs: 5000,
 };
