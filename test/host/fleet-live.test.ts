@@ -17,9 +17,8 @@ import { checkLiveOptions, runLiveFleet } from '../../host/sim/live/run.ts';
 import { skipOrFail } from './engines.ts';
 
 const redisMissing = spawnSync('redis-server', ['--version']).error ? 'redis-server not found; apt-get install redis-server' : null;
-/** Smaller than the live default (100) so the test stays near a minute of wall time. */
-const DEVICES = 60;
-const OPTIONS = { ...LIVE_FLEET, devices: DEVICES };
+/** The live defaults as `start --live` runs them: 100 devices per profile, one virtual hour at ×60 (~80 s). */
+const OPTIONS = LIVE_FLEET;
 
 /** What the verdict rests on, from the numbers. */
 function verdictFacts(p: ProfileSummary) {
