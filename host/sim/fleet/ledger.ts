@@ -158,7 +158,9 @@ export class Ledger {
 
   /** The cloud's undecryptable-records counter for `d` reads `total` at `atMs` (counted since the last reading). */
   undecryptableTotal(d: DeviceBook, atMs: number, total: number): void {
-    if (total > d.seenUndecryptable) this.undecryptable(d, atMs, total - d.seenUndecryptable);
+    // A counter never goes down; a reading older than the last one (a slow scrape) adds nothing.
+    if (total <= d.seenUndecryptable) return;
+    this.undecryptable(d, atMs, total - d.seenUndecryptable);
     d.seenUndecryptable = total;
   }
 

@@ -34,6 +34,41 @@ export async function freeUdpPort(): Promise<number> {
   return port;
 }
 
+/**
+ * Children still running. If this process ends without stopping them (Ctrl-C during a live run,
+ * an uncaught error) they would outlive it holding ports: they get SIGKILL on the way out.
+ */
+const running = new Set<ChildProcess>();
+const killRunning = (): void => {
+  for (const c of running) c.kill('SIGKILL');
+};
+const onSignal = (signal: NodeJS.Signals): void => {
+  killRunning();
+  unhook();
+  // No one else handles it: the default action (terminate), as if we had not been here.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+};
+function hook(): void {
+  if (running.size !== 1) return;
+  process.on('exit', killRunning);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+function unhook(): void {
+  process.off('exit', killRunning);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+}
+function track(child: ChildProcess): void {
+  running.add(child);
+  hook();
+  const forget = () => {
+    if (running.delete(child) && running.size === 0) unhook();
+  };
+  child.once('exit', forget);
+  child.once('error', forget);
+}
+
 /** A child process whose output is kept (the tail) and watched for a line. */
 class Child {
   out = '';
@@ -49,6 +84,7 @@ class Child {
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
+    track(child);
     this.exited = new Promise((resolve) => {
       child.once('exit', () => resolve());
       // A process that never started emits 'error' and maybe no 'exit'.

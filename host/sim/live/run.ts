@@ -243,10 +243,13 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
         } else if (HEALS.includes(k) && v > prev) f.ledger.healsSent(at, v - prev);
       }
     };
-    const scrapeAll = async (): Promise<void> => {
-      await Promise.all(fleets.filter((f) => f.cloud.alive).map((f) => scrapeOnce(f).catch(() => undefined)));
-    };
+    // One scrape at a time, so readings are taken and applied in order.
+    let scrapes = Promise.resolve();
     let scraping = false;
+    const scrapeAll = (): Promise<void> => {
+      scrapes = scrapes.then(() => Promise.all(fleets.filter((f) => f.cloud.alive).map((f) => scrapeOnce(f).catch(() => undefined)))).then(() => undefined);
+      return scrapes;
+    };
     scraper = setInterval(() => {
       if (scraping || clock.paused) return;
       scraping = true;
