@@ -13,7 +13,7 @@ import { runFleet } from '../../host/sim/fleet/run.ts';
 import type { FleetResult, ProfileSummary } from '../../host/sim/fleet/summary.ts';
 import { LIVE_FLEET, LIVE_SPEED } from '../../host/sim/live/options.ts';
 import { VirtualClock } from '../../host/sim/live/clock.ts';
-import { checkLiveOptions, runLiveFleet } from '../../host/sim/live/run.ts';
+import { checkLiveOptions, formatLiveFacts, runLiveFleet } from '../../host/sim/live/run.ts';
 import { skipOrFail } from './engines.ts';
 
 const redisMissing = spawnSync('redis-server', ['--version']).error ? 'redis-server not found; apt-get install redis-server' : null;
@@ -124,6 +124,13 @@ describe('fleet replay, live (real UDP, cloud processes, redis-server killed at 
       assert.equal(pf.webhookRepeatedKeys, 0, `${p.profile}: no idempotency key delivered twice`);
       assert.equal(pf.webhookKeys, p.events.delivered, `${p.profile}: distinct keys at the receiver = events delivered`);
       assert.ok(pf.undecryptableRecords >= p.stuck.devices, `${p.profile}: the cloud counted undecryptable records for its stuck devices`);
+    }
+
+    const text = formatLiveFacts(facts);
+    t.diagnostic(text);
+    for (const p of live.profiles) {
+      const pf = facts.profiles[p.profile]!;
+      assert.match(text, new RegExp(`${p.profile}\\s+ACKed ${pf.acked}, of those not at the webhook 0; webhook ${pf.webhookPosts} POSTs, ${pf.webhookKeys} distinct idempotency keys, 0 repeated`));
     }
 
     const { result: inProcess } = await runFleet({ ...OPTIONS, workers: 1 });

@@ -446,3 +446,15 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** What the real parts said, for the text report under the fleet table (`start --live`). */
+export function formatLiveFacts(f: LiveFacts): string {
+  const lines = [
+    `Live: speed ×${f.speed}; cache redis pid ${f.cacheRedisPids[0]} killed (SIGKILL) and restarted empty as pid ${f.cacheRedisPids[1]} (clock stopped ${(f.crashPauseWallMs / 1000).toFixed(1)} s); front ends restarted with the malformed heal (clock stopped ${(f.rolloutPauseWallMs / 1000).toFixed(1)} s); wakes up to ${(f.maxLagMs / 1000).toFixed(1)} virtual s late`,
+  ];
+  for (const [profile, p] of Object.entries(f.profiles)) {
+    lines.push(`  ${profile.padEnd(8)}ACKed ${p.acked}, of those not at the webhook ${p.ackedNotDelivered}; webhook ${p.webhookPosts} POSTs, ${p.webhookKeys} distinct idempotency keys, ${p.webhookRepeatedKeys} repeated; cloud: ${p.healsSent} heals sent, ${p.undecryptableRecords} undecryptable records`);
+  }
+  if (f.webhookRejected > 0) lines.push(`  webhook POSTs refused (no idempotency key, device or seq): ${f.webhookRejected}`);
+  return lines.join('\n');
+}
