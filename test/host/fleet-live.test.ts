@@ -127,7 +127,7 @@ describe('fleet replay, live (real UDP, cloud processes, redis-server killed at 
     }
 
     const text = formatLiveFacts(facts);
-    t.diagnostic(text);
+    for (const line of text.split('\n')) t.diagnostic(line);
     for (const p of live.profiles) {
       const pf = facts.profiles[p.profile]!;
       assert.match(text, new RegExp(`${p.profile}\\s+ACKed ${pf.acked}, of those not at the webhook 0; webhook ${pf.webhookPosts} POSTs, ${pf.webhookKeys} distinct idempotency keys, 0 repeated`));
