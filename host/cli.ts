@@ -3,7 +3,7 @@
  * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
  * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
@@ -30,6 +30,8 @@ export const START_SPEC: CommandSpec = {
     { name: 'workers', value: 'N', help: 'worker threads, each running one firmware instance at a time (1..64)', default: String(DEFAULT_FLEET.workers) },
     ENGINE_FLAG,
     { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
+    { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
+    { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
     { name: 'report', value: 'FILE', help: 'JSON report (the data behind the replay)', default: 'reports/incident.json' },
   ],
 };
@@ -127,15 +129,33 @@ async function start(args: string[]): Promise<number> {
     }
     traceIndex = Number(m[1]);
   }
+  const { MAX_PCAP_DEVICES, writePcap } = await import('./sim/pcap.ts');
+  if (flags['pcap-devices'] !== undefined && flags.pcap === undefined) throw new UsageError('start: --pcap-devices needs --pcap FILE');
+  const pcapDevices = flags['pcap-devices'] ? wholeNumber('start', 'pcap-devices', flags['pcap-devices'], 1, Math.min(MAX_PCAP_DEVICES, options.devices)) : 4;
+  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
   const reportPath = flags.report ?? 'reports/incident.json';
+  writableFile('start', 'report', reportPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
-  const { result } = await runFleet(options, { traceIndex });
-  const dir = dirname(reportPath);
-  mkdirSync(dir, { recursive: true });
+  const { result, captures } = await runFleet(options, { traceIndex, captureBelow: flags.pcap !== undefined ? pcapDevices : 0 });
   writeFileSync(reportPath, JSON.stringify(result, null, 2));
-  console.log(formatFleet(result, `report: ${reportPath}`));
+  const written = [`report: ${reportPath}`];
+  if (flags.pcap !== undefined) {
+    const w = writePcap(flags.pcap, captures);
+    written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);
+  }
+  console.log(formatFleet(result, written.join('; ')));
   return 0;
+}
+
+/** Creates the file's folder and checks the file can be written, before a long run. */
+function writableFile(command: string, flag: string, path: string): void {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    closeSync(openSync(path, 'a'));
+  } catch (e) {
+    throw new UsageError(`${command}: --${flag}: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }
 
 /** A whole number flag within [min, max]. */

@@ -1,6 +1,6 @@
 /**
- * The main job: replay the May 2019 incident for the three firmware behaviours side by side. The
- * cloud runs in process on a virtual network, in virtual time; one device per profile wakes
+ * A scripted one-device-per-profile incident for the lifecycle tests (the main job is the fleet
+ * replay, host/sim/fleet). The cloud runs in process on a virtual network, in virtual time; one device per profile wakes
  * every `wakeEveryMs`, publishes a reading and goes back to sleep. The session cache is wiped (the
  * Redis crash), and later the cloud rolls out the 2019 "malformed datagram" heal.
  */
@@ -62,12 +62,6 @@ export interface IncidentResult {
   engine: string;
   profiles: ProfileResult[];
 }
-
-export const PROFILE_TITLES: Record<Profile, string> = {
-  legacy: 'legacy (Device OS 1.1.0)',
-  fixed: 'fixed (Device OS 1.2.x)',
-  default: 'default (sleepy-session)',
-};
 
 export async function runIncident(opts: IncidentOptions = DEFAULT_INCIDENT): Promise<IncidentResult> {
   const world = new World({ seed: opts.seed });
@@ -141,60 +135,4 @@ function summarize(profile: Profile, deviceId: string, wakes: WakeRecord[], deli
     profile, deviceId, wakes, published, deliveredOnce: unique.size, duplicates: delivered.length - unique.size,
     lost, handshakes, stuckWakes, healedBy, verdict,
   };
-}
-
-const hhmm = (ms: number): string => {
-  const m = Math.floor(ms / 60_000);
-  return `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
-};
-
-function describeWake(w: WakeRecord): string {
-  const parts: string[] = [];
-  for (const e of w.events) {
-    switch (e.type) {
-      case 'resumed': parts.push(`resumed (use ${e.useCounter})`); break;
-      case 'session-discarded': parts.push(`session dropped: ${e.reason}`); break;
-      case 'handshake-started': parts.push('handshake'); break;
-      case 'connected': parts.push('connected'); break;
-      case 'event-acked': parts.push(`#${e.seq} ACKed`); break;
-      case 'event-dropped': parts.push(`#${e.seq} LOST at sleep`); break;
-      case 'handshake-failed': parts.push(`handshake failed (${e.error})`); break;
-      default: break;
-    }
-  }
-  const acked = w.events.some((e) => e.type === 'event-acked');
-  const queued = !acked && !w.events.some((e) => e.type === 'event-dropped') ? ` · #${w.wake - 1} still queued` : '';
-  const delivered = w.delivered.length ? ` · cloud delivered #${w.delivered.join(', #')}` : '';
-  return `${parts.join(', ')}${queued}${delivered} · ${w.datagramsSent} datagrams/${w.bytesSent} B up`;
-}
-
-export function formatIncident(r: IncidentResult, beforeVerdict?: string): string {
-  const o = r.options;
-  const lines: string[] = [];
-  lines.push(`May 2019 replay — one device per profile, waking every ${o.wakeEveryMs / 60_000} min, engine ${r.engine}, seed "${o.seed}"`);
-  lines.push(`  ${hhmm(o.wipeAtMs)} session cache wiped (all keys lost)` +
-    (o.malformedAtMs !== null ? `; ${hhmm(o.malformedAtMs)} cloud rolls out the malformed-datagram heal` : ''));
-  for (const p of r.profiles) {
-    lines.push('');
-    lines.push(`== ${PROFILE_TITLES[p.profile]}`);
-    let marks = [o.wipeAtMs, o.malformedAtMs ?? Infinity];
-    for (const w of p.wakes) {
-      if (w.atMs >= marks[0]) {
-        lines.push(`   ${hhmm(marks[0])} ---- ${marks[0] === o.wipeAtMs ? 'cache wiped' : 'malformed heal on'} ----`);
-        marks = marks.slice(1).concat(Infinity);
-        if (w.atMs >= marks[0]) {
-          lines.push(`   ${hhmm(marks[0])} ---- malformed heal on ----`);
-          marks = [Infinity];
-        }
-      }
-      lines.push(`   ${hhmm(w.atMs)} wake ${String(w.wake).padStart(2)}  ${describeWake(w)}`);
-    }
-  }
-  lines.push('');
-  if (beforeVerdict) lines.push(beforeVerdict, '');
-  lines.push('Verdict');
-  for (const p of r.profiles) {
-    lines.push(`  ${p.profile.padEnd(7)} ${p.verdict}; ${p.deliveredOnce}/${p.published} events delivered, ${p.duplicates} duplicates, ${p.handshakes} handshakes`);
-  }
-  return lines.join('\n');
 }

@@ -10,8 +10,10 @@ const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-sess
 
 describe('sleepy-session command', () => {
   it('start replays a fleet: one column per profile, one verdict line per profile last, a trace on request, and the report', () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'sleepy-cli-')), 'incident.json');
-    const r = run('start', '--devices', '8', '--days', '9', '--sleepy-share', '0.5', '--seed', 'cli', '--trace', 'dev-000003', '--report', report);
+    const dir = mkdtempSync(join(tmpdir(), 'sleepy-cli-'));
+    const report = join(dir, 'incident.json');
+    const pcap = join(dir, 'fleet.pcap');
+    const r = run('start', '--devices', '8', '--days', '9', '--sleepy-share', '0.5', '--seed', 'cli', '--trace', 'dev-000003', '--report', report, '--pcap', pcap, '--pcap-devices', '2');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^May 2019 replay — 8 devices/);
     assert.match(r.stdout, /May 2 10:00 {2}session cache \(Redis\) crashes/);
@@ -24,6 +26,9 @@ describe('sleepy-session command', () => {
     const json = JSON.parse(readFileSync(report, 'utf8'));
     assert.equal(json.profiles.length, 3);
     assert.equal(json.options.devices, 8);
+    const packets = Number(/pcap: \S+ \(([\d,]+) packets of 2 devices\)/.exec(r.stdout)![1].replace(/,/g, ''));
+    assert.ok(packets > 0);
+    assert.equal(readFileSync(pcap).readUInt32BE(0), 0xa1b2c3d4);
   });
 
   for (const [args, pattern] of [
@@ -32,6 +37,8 @@ describe('sleepy-session command', () => {
     [['start', '--sleepy-share', '1.5'], /--sleepy-share must be a number 0\.\.1 \(got '1\.5'\)/],
     [['start', '--profile', 'legacy,newest'], /--profile must be one of legacy, fixed, default/],
     [['start', '--workers', '0'], /--workers must be a whole number 1\.\.64/],
+    [['start', '--pcap-devices', '3'], /^sleepy-session: start: --pcap-devices needs --pcap FILE\n$/],
+    [['start', '--pcap', 'x.pcap', '--pcap-devices', '0'], /--pcap-devices must be a whole number 1\.\.150/],
     [['start', '--devices', '5', '--trace', '9'], /--trace must name a device of the fleet: an index 0\.\.4 or its id/],
     [['start', '--colour', 'red'], /unknown flag --colour; allowed: --devices, .*--report\n$/],
     [['device', '--cloud', 'nowhere', '--id', 'x', '--psk', '00'], /--cloud must be HOST:PORT/],

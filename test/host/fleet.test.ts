@@ -4,9 +4,12 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
-import { DEFAULT_FLEET, HOUR_MS, type FleetOptions } from '../../host/sim/fleet/spec.ts';
+import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../host/sim/fleet/spec.ts';
 import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
+import { sessionsLostMinute } from '../../host/sim/fleet/summary.ts';
 import type { Profile } from '../../host/session-abi.ts';
+import { wasm3Available } from '../../host/engines/wasm3/index.ts';
+import { skipOrFail } from './engines.ts';
 
 const OPTIONS: FleetOptions = { ...DEFAULT_FLEET, devices: 16, sleepyShare: 0.5, seed: 'fleet-test', workers: 2 };
 const t = OPTIONS.timeline;
@@ -90,6 +93,30 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     assert.equal(summary('default').alarms.find((x) => x.rule === 'SleepyCloudDeviceStuck')!.firedAtMs, null);
   });
 
+  it('SleepyCloudSessionsLost fires after the crash where devices stay stuck, and never before the crash', () => {
+    for (const p of ['legacy', 'fixed'] as const) {
+      const a = summary(p).alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+      assert.ok(a.afterCrashMs !== null && a.afterCrashMs >= 0 && a.afterCrashMs <= 6 * HOUR_MS, `${p}: ${a.afterCrashMs}`);
+    }
+    // 16 devices that each heal with one undecryptable record never make 6 within 10 minutes.
+    const d = summary('default').alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
+    assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0);
+  });
+
+  it('the SessionsLost rule holds over a sliding 10-minute window: more than 5 records and more than 5 % of the datagrams', () => {
+    const z = (n: number) => new Array(n).fill(0);
+    const u = z(30);
+    const d = z(30).map(() => 100);
+    u[3] = 3;
+    u[12] = 3; // 6 records, but 9 minutes apart from minute 3 only at minute 12: window 3..12
+    assert.equal(sessionsLostMinute(u, d), -1, '6 records are 0.6 % of 1,000 datagrams');
+    const d2 = z(30).map(() => 10);
+    assert.equal(sessionsLostMinute(u, d2), 12, '6 records > 5 and > 5 % of 100 datagrams at minute 12');
+    u[12] = 0;
+    u[14] = 3;
+    assert.equal(sessionsLostMinute(u, d2), -1, 'minute 3 has left the window when minute 14 comes');
+  });
+
   it('the stuck series counts the stuck devices hour by hour', () => {
     const s = summary('legacy');
     const crashHour = Math.floor(t.crashAtMs / HOUR_MS);
@@ -99,11 +126,42 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     assert.equal(s.series.stuck.at(-1), s.stuck.stillStuckAtEnd);
   });
 
+  it('a legacy device that sleeps within the slow heal\'s delay is healed only by the May 15 change', async () => {
+    // Find a seed whose first 6 devices include a quick sleeper (4 % of sleepy devices).
+    let seed = '';
+    let quick = -1;
+    for (let k = 0; quick < 0; k++) {
+      seed = `quick-${k}`;
+      for (let i = 0; i < 6 && quick < 0; i++) {
+        const d = deviceSpec({ ...OPTIONS, seed }, i);
+        if (d.kind === 'sleepy' && d.awakeMs < t.healDelayMs) quick = i;
+      }
+    }
+    const r = await runFleet({ ...OPTIONS, seed, devices: 6, profiles: ['legacy'], workers: 1 });
+    const x = r.devices.get('legacy')![quick];
+    assert.equal(x.healedBy, 'truncated-record');
+    assert.ok(x.healedAtMs! >= t.inlineHealAtMs, `healed ${x.healedAtMs} before the inline heal ${t.inlineHealAtMs}`);
+    // ... while the other sleepy devices were healed by the rollout of May 7–8.
+    for (const y of r.devices.get('legacy')!) {
+      if (y.kind === 'sleepy' && y.awakeMs > t.healDelayMs + 2 * OPTIONS.latencyMs) assert.ok(y.healedAtMs! < t.inlineHealAtMs, `device ${y.index}`);
+    }
+  });
+
   it('gives the same result with 1 and 3 workers (devices do not interact through the partition)', async () => {
     const strip = (r: FleetRun) => JSON.stringify({ ...r.result, wallMs: 0, wakesPerSecond: 0, options: { ...r.result.options, workers: 0 } });
     const one = await runFleet({ ...OPTIONS, workers: 1, days: 4 });
     const three = await runFleet({ ...OPTIONS, workers: 3, days: 4 });
     assert.equal(strip(one), strip(three));
     assert.ok(one.result.wakes > 0);
+  });
+
+  it('gives the same result under wasm3 as under V8 (4 devices, 3 days)', async (t) => {
+    if (!wasm3Available()) return skipOrFail(t, 'build/wasm3.node not built (npm run build:wasm3; needs cargo)');
+    const strip = (r: FleetRun) => JSON.stringify({ ...r.result, wallMs: 0, wakesPerSecond: 0, engine: '', options: { ...r.result.options, engine: 'v8' } });
+    const small = { ...OPTIONS, devices: 4, days: 3, workers: 1 };
+    const v8 = await runFleet({ ...small, engine: 'v8' });
+    const wasm3 = await runFleet({ ...small, engine: 'wasm3' });
+    assert.equal(wasm3.result.engine, 'wasm3');
+    assert.equal(strip(v8), strip(wasm3));
   });
 });

@@ -65,8 +65,9 @@ export interface PartitionResult {
   deliveriesPerHour: number[];
   /** Bytes on the air per day (both ways), summed over the partition's devices. */
   bytesPerDay: number[];
-  /** Per minute: devices with an undecryptable record in the 10 minutes up to it (SleepyCloudSessionsLost's input). */
-  devicesUndecryptable10m: number[];
+  /** Per minute: records of known devices the cloud could not decrypt, and datagrams in (SleepyCloudSessionsLost's inputs). */
+  undecryptablePerMinute: number[];
+  datagramsInPerMinute: number[];
   /** First minute a device had more than 3 undecryptable records within an hour (SleepyCloudDeviceStuck), or -1. */
   deviceStuckAlertMinute: number;
   /** Undecryptable records per hour. */
@@ -86,7 +87,7 @@ function addInto(into: number[], from: number[]): void {
 /** Sums the partitions of one profile. */
 export function mergePartitions(parts: PartitionResult[]): PartitionResult {
   const out: PartitionResult = {
-    profile: parts[0].profile, devices: [], deliveriesPerHour: [], bytesPerDay: [], devicesUndecryptable10m: [],
+    profile: parts[0].profile, devices: [], deliveriesPerHour: [], bytesPerDay: [], undecryptablePerMinute: [], datagramsInPerMinute: [],
     deviceStuckAlertMinute: -1, undecryptablePerHour: [], healsSentPerHour: [], wakes: 0, cloudInternalErrors: 0,
     trace: null, capture: [],
   };
@@ -94,7 +95,8 @@ export function mergePartitions(parts: PartitionResult[]): PartitionResult {
     out.devices.push(...p.devices);
     addInto(out.deliveriesPerHour, p.deliveriesPerHour);
     addInto(out.bytesPerDay, p.bytesPerDay);
-    addInto(out.devicesUndecryptable10m, p.devicesUndecryptable10m);
+    addInto(out.undecryptablePerMinute, p.undecryptablePerMinute);
+    addInto(out.datagramsInPerMinute, p.datagramsInPerMinute);
     addInto(out.undecryptablePerHour, p.undecryptablePerHour);
     addInto(out.healsSentPerHour, p.healsSentPerHour);
     if (p.deviceStuckAlertMinute >= 0 && (out.deviceStuckAlertMinute < 0 || p.deviceStuckAlertMinute < out.deviceStuckAlertMinute)) {

@@ -29,6 +29,7 @@ const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
 const MIN_MS = 60_000;
+const PROGRESS_WAKES = 2000;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;
@@ -53,7 +54,6 @@ interface DeviceState {
   lastDiscard: string | null;
   /** Minutes of this device's recent undecryptable records (for the per-device alert). */
   recentUndecryptable: number[];
-  coveredUntilMinute: number;
   /** The cloud's undecryptable-records counter for this device, as last read. */
   seenUndecryptable: number;
   nextWakeMs: number;
@@ -77,7 +77,9 @@ export class PartitionRunner {
   #crashed = false;
   #healsSeen = 0;
   readonly #result: PartitionResult;
-  readonly #undecryptableDiff: number[];
+
+  /** Called every PROGRESS_WAKES wakes with the wakes done since the last call (benchmarks). */
+  onProgress: ((wakes: number) => void) | null = null;
 
   constructor(task: PartitionTask, engine: Engine, wasm: Uint8Array, cloudSecret: Buffer) {
     this.#task = task;
@@ -97,10 +99,9 @@ export class PartitionRunner {
     });
     const hours = Math.ceil(this.#endMs / HOUR_MS);
     const minutes = Math.ceil(this.#endMs / MIN_MS);
-    this.#undecryptableDiff = new Array(minutes + 1).fill(0);
     this.#result = {
       profile: task.profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(this.#endMs / DAY_MS)).fill(0),
-      devicesUndecryptable10m: [], deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
+      undecryptablePerMinute: new Array(minutes).fill(0), datagramsInPerMinute: new Array(minutes).fill(0), deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
       healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: task.traceIndex !== null && task.indices.includes(task.traceIndex) ? [] : null, capture: [],
     };
     for (const spec of specs) {
@@ -113,7 +114,7 @@ export class PartitionRunner {
         spec, image: new Uint8Array(REGION_BYTES).fill(0xff), out, open: new Set(), dropped: new Set(), lastDiscard: null,
         board: new SeededEntropy(`fleet/${task.options.seed}/board/${spec.index}`),
         cloudRandom: new SeededEntropy(`fleet/${task.options.seed}/cloud/${task.profile}/${spec.index}`),
-        recentUndecryptable: [], coveredUntilMinute: -1, seenUndecryptable: 0, nextWakeMs: spec.firstWakeMs,
+        recentUndecryptable: [], seenUndecryptable: 0, nextWakeMs: spec.firstWakeMs,
       });
     }
   }
@@ -140,9 +141,11 @@ export class PartitionRunner {
         this.#crashed = true;
       }
       const sleptAt = await this.#wake(d, d.nextWakeMs);
+      if (this.onProgress && this.#result.wakes % PROGRESS_WAKES === 0) this.onProgress(PROGRESS_WAKES);
       d.nextWakeMs = sleptAt + d.spec.wakeEveryMs;
       heap.push(d);
     }
+    if (this.onProgress) this.onProgress(this.#result.wakes % PROGRESS_WAKES);
     return this.#finish();
   }
 
@@ -152,8 +155,6 @@ export class PartitionRunner {
       d.out.pending = d.open.size;
       r.devices.push(d.out);
     }
-    let running = 0;
-    r.devicesUndecryptable10m = this.#undecryptableDiff.slice(0, -1).map((v) => (running += v));
     r.cloudInternalErrors = this.#cloud.stats.get('internal_errors');
     return r;
   }
@@ -310,6 +311,8 @@ export class PartitionRunner {
     const nowMs = sentAtMs + this.#task.options.latencyMs;
     const t = this.#task.options.timeline;
     this.#cloud.heal.malformed = d.spec.rolloutBucket < rolloutShare(t, nowMs);
+    const minute = Math.floor(nowMs / MIN_MS);
+    if (minute < this.#result.datagramsInPerMinute.length) this.#result.datagramsInPerMinute[minute]++;
     const out = await this.#cloud.handleDatagram(data, d.spec.address, nowMs);
     const healDelayMs = nowMs < t.inlineHealAtMs ? t.healDelayMs : 0;
     await this.#cloudOutput(d, out, nowMs, (to, bytes) => send(to, bytes, isMalformedHeal(bytes) ? healDelayMs : 0), trace);
@@ -351,14 +354,7 @@ export class PartitionRunner {
     const hour = Math.floor(nowMs / HOUR_MS);
     const r = this.#result;
     if (hour < r.undecryptablePerHour.length) r.undecryptablePerHour[hour] += n;
-    // SleepyCloudSessionsLost: the device counts in every minute whose 10-minute window holds a record.
-    const from = Math.max(minute, d.coveredUntilMinute + 1);
-    const to = Math.min(minute + 9, this.#undecryptableDiff.length - 2);
-    if (from <= to) {
-      this.#undecryptableDiff[from]++;
-      this.#undecryptableDiff[to + 1]--;
-      d.coveredUntilMinute = to;
-    }
+    if (minute < r.undecryptablePerMinute.length) r.undecryptablePerMinute[minute] += n;
     // SleepyCloudDeviceStuck: more than 3 in an hour.
     for (let i = 0; i < n; i++) d.recentUndecryptable.push(minute);
     while (d.recentUndecryptable.length && d.recentUndecryptable[0] <= minute - 60) d.recentUndecryptable.shift();

@@ -9,7 +9,7 @@ import { mergePartitions, type CapturedDatagram, type DeviceOutcome, type Partit
 import type { PartitionTask } from './partition.ts';
 import type { FleetOptions } from './spec.ts';
 import { summarizeFleet, type FleetResult } from './summary.ts';
-import type { ToWorker } from './worker-main.ts';
+import type { FromWorker, ToWorker } from './worker-main.ts';
 
 const WORKER = new URL('./worker.mjs', import.meta.url);
 
@@ -23,8 +23,8 @@ export interface FleetRunExtras {
   traceIndex?: number | null;
   /** Datagrams of devices with an index below this are captured (`--pcap-devices`). */
   captureBelow?: number;
-  /** Called as partitions finish (done, total). */
-  onProgress?: (done: number, total: number) => void;
+  /** Called with the wakes done, every 2,000 wakes of each worker (benchmarks). */
+  onWakes?: (wakes: number) => void;
 }
 
 export interface FleetRun {
@@ -48,7 +48,7 @@ export async function runFleet(o: FleetOptions, extras: FleetRunExtras = {}): Pr
       tasks.push({ options, profile, indices, traceIndex: extras.traceIndex ?? null, captureBelow: extras.captureBelow ?? 0 });
     }
   }
-  const results = await runPool(tasks, parts, o.engine, extras.onProgress);
+  const results = await runPool(tasks, parts, o.engine, extras.onWakes);
   const byProfile = new Map<Profile, PartitionResult>();
   const captures = new Map<Profile, CapturedDatagram[]>();
   const devices = new Map<Profile, DeviceOutcome[]>();
@@ -65,34 +65,36 @@ export async function runFleet(o: FleetOptions, extras: FleetRunExtras = {}): Pr
 }
 
 /** Runs the tasks on `n` worker threads, one task per worker at a time. */
-async function runPool(tasks: PartitionTask[], n: number, engine: 'v8' | 'wasm3', onProgress?: (done: number, total: number) => void): Promise<PartitionResult[]> {
+async function runPool(tasks: PartitionTask[], n: number, engine: 'v8' | 'wasm3', onWakes?: (wakes: number) => void): Promise<PartitionResult[]> {
   const results: PartitionResult[] = new Array(tasks.length);
   let next = 0;
-  let done = 0;
   const workers = Array.from({ length: Math.min(n, tasks.length) }, () => new Worker(WORKER));
   try {
     await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
+      let current = -1;
       const give = (): void => {
         if (next >= tasks.length) {
+          current = -1;
           w.postMessage({ stop: true } satisfies ToWorker);
           resolve();
           return;
         }
-        const i = next++;
-        w.once('message', (m: { ok: true; result: PartitionResult } | { ok: false; error: string }) => {
-          if (!m.ok) {
-            reject(new Error(`fleet worker failed: ${m.error}`));
-            return;
-          }
-          results[i] = m.result;
-          onProgress?.(++done, tasks.length);
-          give();
-        });
-        w.postMessage({ task: tasks[i], engine } satisfies ToWorker);
+        current = next++;
+        w.postMessage({ task: tasks[current], engine } satisfies ToWorker);
       };
+      w.on('message', (m: FromWorker) => {
+        if ('progress' in m) {
+          onWakes?.(m.progress);
+        } else if (!m.ok) {
+          reject(new Error(`fleet worker failed: ${m.error}`));
+        } else {
+          results[current] = m.result;
+          give();
+        }
+      });
       w.once('error', reject);
       w.once('exit', (code) => {
-        if (next < tasks.length || done < tasks.length) reject(new Error(`fleet worker exited (code ${code}) with work left`));
+        if (current >= 0) reject(new Error(`fleet worker exited (code ${code}) in the middle of a partition`));
       });
       give();
     })));

@@ -96,6 +96,9 @@ export const DEFAULT_FLEET: FleetOptions = {
   latencyMs: 400,
 };
 
+/** The devices' UDP source port (the first of the dynamic range, RFC 6335). */
+export const DEVICE_PORT = 49152;
+
 export interface DeviceSpec {
   index: number;
   id: string;
@@ -138,7 +141,7 @@ export const ALWAYS_CONNECTED_AWAKE_MS = 120_000;
 export const QUICK_SLEEPER_SHARE = 0.04;
 
 /**
- * The device at `index`. Sleepy: wakes every 15 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
+ * The device at `index`. Sleepy: wakes every 30 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
  * Always connected: a keepalive/publish round every 1 … 6 h, awake 120 s each round (a device
  * that never sleeps, modelled as rounds: its RAM holds nothing the session needs between them).
  */
@@ -148,7 +151,7 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   let wakeEveryMs: number;
   let awakeMs: number;
   if (kind === 'sleepy') {
-    wakeEveryMs = Math.round(d.logUniform(15 * MIN, 24 * 60 * MIN));
+    wakeEveryMs = Math.round(d.logUniform(30 * MIN, 24 * 60 * MIN));
     awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(1500, 4500) : d.uniform(6000, 30_000));
   } else {
     wakeEveryMs = Math.round(d.logUniform(60 * MIN, 6 * 60 * MIN));
@@ -159,8 +162,9 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   const rolloutBucket = d.next();
   const psk = crypto.createHash('sha256').update(`fleet/${o.seed}/psk/${index}`).digest().subarray(0, 16);
   const id = `dev-${String(index).padStart(6, '0')}`;
-  // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices).
-  const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:5683`;
+  // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices); an
+  // ephemeral port, as a device's socket has, so Wireshark dissects the cloud's port (5684, DTLS).
+  const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:${DEVICE_PORT}`;
   return { index, id, identity: id, psk, kind, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
 }
 

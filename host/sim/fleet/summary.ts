@@ -16,7 +16,7 @@ export const PROFILE_TITLES: Record<Profile, string> = {
 
 /** The alert rules of docs/protocol.md §10, as the simulator evaluates them (every minute). */
 export const ALERT_RULES = {
-  sessionsLost: { name: 'SleepyCloudSessionsLost', devicesIn10m: 50 },
+  sessionsLost: { name: 'SleepyCloudSessionsLost', windowMinutes: 10, minRecords: 5, shareOfDatagrams: 0.05 },
   deviceStuck: { name: 'SleepyCloudDeviceStuck', recordsPerHour: 3 },
 } as const;
 
@@ -141,7 +141,7 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
     pending: sum(devs, (d) => d.pending),
   };
 
-  const lostMinute = p.devicesUndecryptable10m.findIndex((n) => n > ALERT_RULES.sessionsLost.devicesIn10m);
+  const lostMinute = sessionsLostMinute(p.undecryptablePerMinute, p.datagramsInPerMinute);
   const alarm = (rule: string, minute: number): ProfileSummary['alarms'][number] => {
     const at = minute >= 0 ? minute * 60_000 : null;
     return { rule, firedAtMs: at, afterCrashMs: at === null ? null : at - crash };
@@ -181,6 +181,23 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
   };
   summary.verdict = verdictOf(summary);
   return summary;
+}
+
+/** First minute at which SleepyCloudSessionsLost holds over its 10-minute window, or -1. */
+export function sessionsLostMinute(undecryptable: number[], datagramsIn: number[]): number {
+  const { windowMinutes, minRecords, shareOfDatagrams } = ALERT_RULES.sessionsLost;
+  let u = 0;
+  let d = 0;
+  for (let m = 0; m < undecryptable.length; m++) {
+    u += undecryptable[m];
+    d += datagramsIn[m];
+    if (m >= windowMinutes) {
+      u -= undecryptable[m - windowMinutes];
+      d -= datagramsIn[m - windowMinutes];
+    }
+    if (u > minRecords && u > shareOfDatagrams * d) return m;
+  }
+  return -1;
 }
 
 function sum<T>(xs: T[], f: (x: T) => number): number {
