@@ -11,6 +11,7 @@ import { findChromium, openReport } from '../../scripts/report-screenshot.ts';
 import { runFleet } from '../../host/sim/fleet/run.ts';
 import { DEFAULT_FLEET } from '../../host/sim/fleet/spec.ts';
 import type { FleetResult } from '../../host/sim/fleet/summary.ts';
+import { renderSvg } from '../../host/sim/report/charts.ts';
 import { jsonPathFor, writeReport, type ReportData } from '../../host/sim/report/index.ts';
 import { skipOrFail } from './engines.ts';
 
@@ -119,6 +120,13 @@ describe('fleet report (reports/incident.html)', () => {
 
   it('writeReport refuses a path that is not .html, naming it', async () => {
     await assert.rejects(writeReport(result, join(dir, 'incident.json')), /incident\.json must end in \.html/);
+  });
+
+  it('a chart vega-lite warns about fails the report instead of going missing', async () => {
+    const bad = { description: 'bad', data: { values: [{ a: 1 }] }, mark: 'line', encoding: { x: { field: 'a', type: 'quantitative' }, align: { value: 'left' } } };
+    await assert.rejects(renderSvg(bad as never), /report: chart "bad": warning: .*align/);
+    const good = await renderSvg({ ...bad, encoding: { x: bad.encoding.x } } as never);
+    assert.match(good, /^<svg /);
   });
 
   it('opens offline in headless Chromium: nothing fetched, no error, every chart with every profile, the reported points', async (t) => {
