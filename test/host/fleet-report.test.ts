@@ -12,7 +12,7 @@ import { runFleet } from '../../host/sim/fleet/run.ts';
 import { DEFAULT_FLEET } from '../../host/sim/fleet/spec.ts';
 import type { FleetResult } from '../../host/sim/fleet/summary.ts';
 import { renderSvg } from '../../host/sim/report/charts.ts';
-import { jsonPathFor, writeReport, type ReportData } from '../../host/sim/report/index.ts';
+import { jsonPathFor, renderReport, writeReport, type ReportData } from '../../host/sim/report/index.ts';
 import { skipOrFail } from './engines.ts';
 
 const CHARTS = ['healthy', 'stuck', 'deliveries', 'bytes'] as const;
@@ -120,6 +120,21 @@ describe('fleet report (reports/incident.html)', () => {
 
   it('writeReport refuses a path that is not .html, naming it', async () => {
     await assert.rejects(writeReport(result, join(dir, 'incident.json')), /incident\.json must end in \.html/);
+  });
+
+  it('is the same page whatever the time zone of the machine drawing it (dates are Pacific, as the status page)', async () => {
+    const zone = process.env.TZ;
+    try {
+      process.env.TZ = 'Pacific/Kiritimati';
+      const east = (await renderReport(result)).html;
+      process.env.TZ = 'America/Los_Angeles';
+      const west = (await renderReport(result)).html;
+      assert.ok(east === west, 'the page depends on the time zone');
+      assert.match(east, /May 2 10:00/);
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
   });
 
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {

@@ -20,6 +20,8 @@ export const PROFILE_COLORS: Record<Profile, string> = { legacy: '#D55E00', fixe
  */
 const PLOT_EPOCH_MS = Date.UTC(2019, 4, 2);
 const plotTime = (virtualMs: number): number => PLOT_EPOCH_MS + virtualMs;
+/** The x encoding of every layer over the time axis (its utc scale keeps labels zone-free). */
+const X_UTC = { field: 'time', type: 'temporal', scale: { type: 'utc' } } as const;
 
 /** The status page's figures on the simulated fleet's scale (see scaleReportedPoints). */
 export interface ScaledReportedPoint {
@@ -143,7 +145,7 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
       name: 'timeline_events',
       data: { values: events },
       mark: { type: 'rule', strokeDash: [4, 3], color: '#666', strokeWidth: 1 },
-      encoding: { x: { field: 'time', type: 'temporal' } },
+      encoding: { x: X_UTC },
     });
   }
   if (alarmRules.length) {
@@ -151,7 +153,7 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
       name: 'timeline_alarms',
       data: { values: alarmRules },
       mark: { type: 'rule', strokeDash: [1, 2], strokeWidth: 1.5 },
-      encoding: { x: { field: 'time', type: 'temporal' }, color: { field: 'profile', type: 'nominal' } },
+      encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
     });
   }
   if (tagData.length) {
@@ -160,7 +162,7 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
       data: { values: tagData },
       mark: { type: 'text', fontSize: 10, fontWeight: 'bold', baseline: 'bottom', align: 'center' },
       encoding: {
-        x: { field: 'time', type: 'temporal' },
+        x: X_UTC,
         y: { field: 'tagY', type: 'quantitative', scale: null },
         text: { field: 'n' },
         color: { condition: { test: "datum.kind === 'alarm'", value: '#a00' }, value: '#444' },
@@ -242,14 +244,14 @@ function reportedLayers(r: FleetResult, points: { time: number; value: number; l
     name: `reported_labels_${side}`,
     data: { values },
     mark: { type: 'text', dy: -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
-    encoding: { x: { field: 'time', type: 'temporal' }, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
+    encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
   }]);
   return [
     {
       name: 'reported_points',
       data: { values: points },
       mark: { type: 'point', shape: 'diamond', size: 110, filled: true, color: '#111', stroke: 'white', strokeWidth: 1, opacity: 1 },
-      encoding: { x: { field: 'time', type: 'temporal' }, y: { field: 'value', type: 'quantitative' } },
+      encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' } },
     },
     ...labels('right', points.filter((p) => p.time <= rightSide)),
     ...labels('left', points.filter((p) => p.time > rightSide)),
