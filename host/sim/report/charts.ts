@@ -236,16 +236,19 @@ export interface ChartSpec {
   spec: TopLevelSpec;
 }
 
-function reportedLayers(r: FleetResult, points: { time: number; value: number; label: string }[]): object[] {
+/**
+ * The status page's points (diamonds) and their labels: to the left of points near the right
+ * edge, else to the right; under points above `labelBelowFrom` (the top of the plot), else above.
+ */
+function reportedLayers(r: FleetResult, points: { time: number; value: number; label: string }[], labelBelowFrom = Infinity): object[] {
   if (points.length === 0) return [];
-  // Labels of points near the right edge go to the left of their point, the others to the right.
   const rightSide = plotTime(r.options.days * DAY_MS * 0.7);
-  const labels = (side: 'left' | 'right', values: typeof points): object[] => (values.length === 0 ? [] : [{
-    name: `reported_labels_${side}`,
-    data: { values },
-    mark: { type: 'text', dy: -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
+  const labels = (side: 'left' | 'right', values: typeof points): object[] => values.map((p, i) => ({
+    name: `reported_labels_${side}_${i}`,
+    data: { values: [p] },
+    mark: { type: 'text', dy: p.value > labelBelowFrom ? 12 : -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
     encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
-  }]);
+  }));
   return [
     {
       name: 'reported_points',
@@ -283,7 +286,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
       caption: `Per hour, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
       spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.healthyShare),
         { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
-        reportedLayers(r, healthyPoints)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
+        reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
     },
     {
       id: 'stuck',
