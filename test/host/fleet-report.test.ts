@@ -137,6 +137,17 @@ describe('fleet report (reports/incident.html)', () => {
     }
   });
 
+  it('a 3-day replay: devices still stuck count to the last hour, status-page points after the end are not drawn', async () => {
+    const { result: short } = await runFleet({ ...DEFAULT_FLEET, devices: 8, workers: 2, days: 3, seed: 'report-test', profiles: ['legacy'] });
+    const legacy = short.profiles[0];
+    assert.ok(legacy.stuck.stillStuckAtEnd > 0, 'some devices are still stuck after 3 days');
+    assert.equal(legacy.series.stuck.at(-1), legacy.stuck.stillStuckAtEnd);
+    const { html } = await renderReport(short);
+    assert.doesNotMatch(html, /reported_points_marks/);
+    assert.match(html, /3 of them fall after the end of this replay and are not drawn/);
+    assert.match(html, /May 2019 replay: 8 devices, one firmware profile/);
+  });
+
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {
     const bad = { description: 'bad', data: { values: [{ a: 1 }] }, mark: 'line', encoding: { x: { field: 'a', type: 'quantitative' }, align: { value: 'left' } } };
     await assert.rejects(renderSvg(bad as never), /report: chart "bad": warning: .*align/);

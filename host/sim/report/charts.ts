@@ -265,10 +265,13 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
   const tags = timelineTags(r);
   const scale = scaleReportedPoints(r);
   const pct = (x: number): string => `${(x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0)} %`;
-  const healthyPoints = (scale?.points ?? []).map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
-  const stuckPoints = (scale?.points ?? []).map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
+  // Points after the end of the replay stay in the JSON but are not drawn (they would stretch the axis).
+  const drawn = (scale?.points ?? []).filter((p) => p.atMs <= r.options.days * DAY_MS);
+  const undrawn = (scale?.points.length ?? 0) - drawn.length;
+  const healthyPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
+  const stuckPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
   const scaledNote = scale
-    ? `Black diamonds: the status page's counts (500 stuck, 20 left on May 8 evening, 0 on May 15 afternoon) scaled to this fleet: 500 maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).`
+    ? `Black diamonds: the status page's counts (500 stuck, 20 left on May 8 evening, 0 on May 15 afternoon) scaled to this fleet: 500 maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
     : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
 
   const days = r.options.days;
@@ -293,7 +296,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
       title: 'Devices stuck',
       caption: `Devices stuck at the end of each hour. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
       spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.stuck),
-        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1 } },
+        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } },
         reportedLayers(r, stuckPoints)), 'Devices stuck over time per firmware profile', tags),
     },
     {
@@ -301,7 +304,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
       title: 'Webhook deliveries per hour',
       caption: `Events the cloud delivered to the webhook per hour (distinct events; mean over blocks of ${DELIVERY_BLOCK_HOURS} h). The gap between a profile's curve and the default's is events that never arrive: what the customer noticed.`,
       spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.deliveriesPerHour, DELIVERY_BLOCK_HOURS),
-        { field: 'value', type: 'quantitative', title: 'deliveries / hour', axis: { tickMinStep: 1 } }), 'Webhook deliveries per hour per firmware profile', tags),
+        { field: 'value', type: 'quantitative', title: 'deliveries / hour', axis: { tickMinStep: 1, format: ',d' } }), 'Webhook deliveries per hour per firmware profile', tags),
     },
     {
       id: 'bytes',

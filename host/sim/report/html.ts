@@ -101,7 +101,8 @@ export interface PageParts {
 export function reportHtml({ result: r, tags, scale, charts, data }: PageParts): string {
   const o = r.options;
   const sleepy = r.profiles[0]?.sleepy ?? 0;
-  const title = `May 2019 replay: ${int(o.devices)} devices, three firmware profiles`;
+  const n = r.profiles.length;
+  const title = `May 2019 replay: ${int(o.devices)} devices, ${n === 1 ? 'one firmware profile' : `${n === 3 ? 'three' : n} firmware profiles`}`;
   const verdicts = r.profiles.map((p) => `<div class="verdict" data-profile="${esc(p.profile)}" style="border-color:${PROFILE_COLORS[p.profile]}"><b>${esc(p.title)}</b>${esc(p.verdict)}</div>`).join('');
   const figures = charts.map((c) => `<figure id="chart-${c.id}" data-chart="${c.id}"><h2>${esc(c.title)}</h2>${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n');
   const scaling = scale
