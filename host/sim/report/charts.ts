@@ -271,7 +271,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
   const healthyPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
   const stuckPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
   const scaledNote = scale
-    ? `Black diamonds: the status page's counts (500 stuck, 20 left on May 8 evening, 0 on May 15 afternoon) scaled to this fleet: 500 maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
+    ? `Black diamonds: the status page's counts of devices stuck (${scale.points.map((p) => `${p.statusPageStuck} on ${p.when}`).join(', ')}) scaled to this fleet: ${scale.statusPagePeak} maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
     : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
 
   const days = r.options.days;
