@@ -3,7 +3,7 @@
  * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
  * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
@@ -32,7 +32,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
-    { name: 'report', value: 'FILE', help: 'JSON report (the data behind the replay)', default: 'reports/incident.json' },
+    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
   ],
 };
 
@@ -133,13 +133,15 @@ async function start(args: string[]): Promise<number> {
   if (flags['pcap-devices'] !== undefined && flags.pcap === undefined) throw new UsageError('start: --pcap-devices needs --pcap FILE');
   const pcapDevices = flags['pcap-devices'] ? wholeNumber('start', 'pcap-devices', flags['pcap-devices'], 1, Math.min(MAX_PCAP_DEVICES, options.devices)) : 4;
   if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
-  const reportPath = flags.report ?? 'reports/incident.json';
+  const reportPath = flags.report ?? 'reports/incident.html';
+  if (!reportPath.endsWith('.html')) throw new UsageError(`start: --report must name an .html file (the JSON goes next to it) (got '${reportPath}')`);
   writableFile('start', 'report', reportPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
   const { result, captures } = await runFleet(options, { traceIndex, captureBelow: flags.pcap !== undefined ? pcapDevices : 0 });
-  writeFileSync(reportPath, JSON.stringify(result, null, 2));
-  const written = [`report: ${reportPath}`];
+  const { writeReport } = await import('./sim/report/index.ts');
+  await writeReport(result, reportPath);
+  const written = [`report: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`];
   if (flags.pcap !== undefined) {
     const w = writePcap(flags.pcap, captures);
     written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);

@@ -11,7 +11,7 @@ const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-sess
 describe('sleepy-session command', () => {
   it('start replays a fleet: one column per profile, one verdict line per profile last, a trace on request, and the report', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sleepy-cli-'));
-    const report = join(dir, 'incident.json');
+    const report = join(dir, 'incident.html');
     const pcap = join(dir, 'fleet.pcap');
     const r = run('start', '--devices', '8', '--days', '9', '--sleepy-share', '0.5', '--seed', 'cli', '--trace', 'dev-000003', '--report', report, '--pcap', pcap, '--pcap-devices', '2');
     assert.equal(r.status, 0, r.stderr);
@@ -23,7 +23,8 @@ describe('sleepy-session command', () => {
     assert.match(last[0], /^ {2}legacy .*devices stuck.*truncated-record.*events lost/);
     assert.match(last[1], /^ {2}fixed .*unconfirmed-restores/);
     assert.match(last[2], /^ {2}default +every device healed on its first wake after the crash.*no event lost/);
-    const json = JSON.parse(readFileSync(report, 'utf8'));
+    assert.match(readFileSync(report, 'utf8'), /^<!doctype html>/i);
+    const json = JSON.parse(readFileSync(report.replace(/\.html$/, '.json'), 'utf8'));
     assert.equal(json.profiles.length, 3);
     assert.equal(json.options.devices, 8);
     const packets = Number(/pcap: \S+ \(([\d,]+) packets of 2 devices\)/.exec(r.stdout)![1].replace(/,/g, ''));
@@ -37,6 +38,7 @@ describe('sleepy-session command', () => {
     [['start', '--sleepy-share', '1.5'], /--sleepy-share must be a number 0\.\.1 \(got '1\.5'\)/],
     [['start', '--profile', 'legacy,newest'], /--profile must be one of legacy, fixed, default/],
     [['start', '--workers', '0'], /--workers must be a whole number 1\.\.64/],
+    [['start', '--report', 'out.json'], /^sleepy-session: start: --report must name an \.html file/],
     [['start', '--pcap-devices', '3'], /^sleepy-session: start: --pcap-devices needs --pcap FILE\n$/],
     [['start', '--pcap', 'x.pcap', '--pcap-devices', '0'], /--pcap-devices must be a whole number 1\.\.150/],
     [['start', '--devices', '5', '--trace', '9'], /--trace must name a device of the fleet: an index 0\.\.4 or its id/],

@@ -108,10 +108,11 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
   }
 
   const hours = Math.ceil(end / HOUR_MS);
-  const stuckDiff = new Array(hours + 1).fill(0);
+  const stuckDiff = new Array(hours + 2).fill(0);
   for (const d of stuckDevs) {
     const from = Math.ceil(d.firstWakeAfterCrashMs! / HOUR_MS);
-    const to = d.healedAtMs === null ? hours : Math.ceil(d.healedAtMs / HOUR_MS);
+    // Still stuck: counted to the end of the last hour (hours + 1 is past it).
+    const to = d.healedAtMs === null ? hours + 1 : Math.ceil(d.healedAtMs / HOUR_MS);
     if (from < to) {
       stuckDiff[Math.min(from, hours)]++;
       stuckDiff[to]--;

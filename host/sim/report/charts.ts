@@ -1,0 +1,377 @@
+/**
+ * The report's charts as Vega-Lite specs built from a FleetResult, and their rendering to SVG in
+ * Node (vega-lite compiles, a headless vega View draws; no browser, no canvas). Every chart draws
+ * one series per profile (mark name `series`, field `profile`), shares one colour per profile, and
+ * carries the timeline as vertical rules with numbered tags (the numbers key the page's timeline).
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import type { Profile } from '../../session-abi.ts';
+import { DAY_MS, HOUR_MS, calendar } from '../fleet/spec.ts';
+import type { FleetResult, ProfileSummary } from '../fleet/summary.ts';
+
+/** Okabe–Ito colours (distinguishable with colour-blindness), one per profile. */
+export const PROFILE_COLORS: Record<Profile, string> = { legacy: '#D55E00', fixed: '#E69F00', default: '#0072B2' };
+
+/**
+ * Virtual ms → the timestamp the charts plot: the PDT wall clock read as UTC, so a `utc` scale
+ * labels days as the status page does, whatever the time zone of the machine drawing it.
+ */
+const PLOT_EPOCH_MS = Date.UTC(2019, 4, 2);
+const plotTime = (virtualMs: number): number => PLOT_EPOCH_MS + virtualMs;
+/** The x encoding of every layer over the time axis (its utc scale keeps labels zone-free). */
+const X_UTC = { field: 'time', type: 'temporal', scale: { type: 'utc' } } as const;
+
+/** The status page's figures on the simulated fleet's scale (see scaleReportedPoints). */
+export interface ScaledReportedPoint {
+  atMs: number;
+  when: string;
+  label: string;
+  /** Devices stuck according to the status page (of a fleet of many thousands). */
+  statusPageStuck: number;
+  /** The same share of the status page's peak (500), applied to the legacy replay's peak. */
+  stuck: number;
+  healthyShare: number;
+}
+
+export interface ReportedScale {
+  /** Peak of devices stuck at once in the legacy replay, and that as a share of its fleet. */
+  legacyPeakStuck: number;
+  legacyPeakStuckShare: number;
+  statusPagePeak: number;
+  points: ScaledReportedPoint[];
+}
+
+/**
+ * The simulated fleet is not the 2019 fleet, so the status page's counts are scaled: its peak
+ * (500 stuck) maps to the legacy replay's peak of devices stuck at once, and each reported count
+ * to the same fraction of that peak (healthy share = 1 − legacyPeakStuckShare × stuck / 500).
+ * Null when the replay has no legacy profile (nothing to compare the status page with).
+ */
+export function scaleReportedPoints(r: FleetResult): ReportedScale | null {
+  const legacy = r.profiles.find((p) => p.profile === 'legacy');
+  if (!legacy || r.reportedPoints.length === 0) return null;
+  const statusPagePeak = Math.max(...r.reportedPoints.map((p) => p.stuck));
+  const legacyPeakStuck = Math.max(0, ...legacy.series.stuck);
+  const legacyPeakStuckShare = legacy.devices ? legacyPeakStuck / legacy.devices : 0;
+  const points = r.reportedPoints.map((p) => {
+    const fraction = statusPagePeak ? p.stuck / statusPagePeak : 0;
+    return {
+      atMs: p.atMs,
+      when: calendar(p.atMs),
+      label: p.label,
+      statusPageStuck: p.stuck,
+      stuck: legacyPeakStuck * fraction,
+      healthyShare: 1 - legacyPeakStuckShare * fraction,
+    };
+  });
+  return { legacyPeakStuck, legacyPeakStuckShare, statusPagePeak, points };
+}
+
+/** A numbered mark on the time axis: a timeline event, or an alert rule firing (for some profiles). */
+export interface TimelineTag {
+  n: number;
+  atMs: number;
+  when: string;
+  kind: 'event' | 'alarm';
+  label: string;
+  /** Alarm tags: the profiles whose cloud fired it at that minute. */
+  profiles: Profile[];
+  /** Row of the tag above the plot, so that tags close in time do not overlap. */
+  row: number;
+}
+
+/** Tags closer than this (virtual time) go on separate rows. */
+const TAG_MIN_GAP_MS = 14 * HOUR_MS;
+
+export function timelineTags(r: FleetResult): TimelineTag[] {
+  const raw: Omit<TimelineTag, 'n' | 'row'>[] = r.timeline.map((e) => ({ atMs: e.atMs, when: calendar(e.atMs), kind: 'event', label: e.label, profiles: [] }));
+  const alarms = new Map<string, Omit<TimelineTag, 'n' | 'row'>>();
+  for (const p of r.profiles) {
+    for (const a of p.alarms) {
+      if (a.firedAtMs === null) continue;
+      const key = `${a.rule}@${a.firedAtMs}`;
+      const after = a.afterCrashMs === null ? '' : `, ${Math.round(a.afterCrashMs / 60_000)} min after the crash`;
+      const tag = alarms.get(key) ?? { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'alarm' as const, label: `alert ${a.rule} fires${after}`, profiles: [] };
+      tag.profiles.push(p.profile);
+      alarms.set(key, tag);
+    }
+  }
+  raw.push(...alarms.values());
+  raw.sort((a, b) => a.atMs - b.atMs || (a.kind === b.kind ? 0 : a.kind === 'event' ? -1 : 1));
+  const lastInRow: number[] = [];
+  return raw.map((t, i) => {
+    let row = lastInRow.findIndex((at) => t.atMs - at >= TAG_MIN_GAP_MS);
+    if (row < 0) row = lastInRow.length;
+    lastInRow[row] = t.atMs;
+    return { ...t, n: i + 1, row };
+  });
+}
+
+const WIDTH = 860;
+const HEIGHT = 190;
+const TAG_ROW_PX = 12;
+const BAR_WIDTH = 190;
+/** Deliveries are drawn as the mean per hour over blocks of this many hours: hourly counts of a small fleet are mostly noise. */
+export const DELIVERY_BLOCK_HOURS = 6;
+
+const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
+
+function colorScale(r: FleetResult) {
+  return { domain: r.profiles.map((p) => p.title), range: r.profiles.map((p) => PROFILE_COLORS[p.profile]) };
+}
+
+function timeX(r: FleetResult, title = '2019, Pacific time') {
+  return {
+    field: 'time',
+    type: 'temporal' as const,
+    title,
+    scale: { type: 'utc' as const, domain: [plotTime(0), plotTime(r.options.days * DAY_MS)] },
+    axis: { format: '%b %-d', tickCount: { interval: 'day', step: 1 }, labelAngle: 0, grid: true, gridColor: '#eee' },
+  };
+}
+
+/** Rules and numbered tags for the timeline, layered over a time chart. */
+function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
+  const events = tags.filter((t) => t.kind === 'event').map((t) => ({ time: plotTime(t.atMs), n: String(t.n), label: t.label }));
+  const alarmRules = tags.filter((t) => t.kind === 'alarm').flatMap((t) => t.profiles.map((p) => ({
+    time: plotTime(t.atMs), profile: r.profiles.find((s) => s.profile === p)!.title, label: t.label,
+  })));
+  const tagData = tags.map((t) => ({ time: plotTime(t.atMs), n: String(t.n), tagY: -8 - t.row * TAG_ROW_PX, kind: t.kind }));
+  const layers: object[] = [];
+  if (events.length) {
+    layers.push({
+      name: 'timeline_events',
+      data: { values: events },
+      mark: { type: 'rule', strokeDash: [4, 3], color: '#666', strokeWidth: 1 },
+      encoding: { x: X_UTC },
+    });
+  }
+  if (alarmRules.length) {
+    layers.push({
+      name: 'timeline_alarms',
+      data: { values: alarmRules },
+      mark: { type: 'rule', strokeDash: [1, 2], strokeWidth: 1.5 },
+      encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
+    });
+  }
+  if (tagData.length) {
+    layers.push({
+      name: 'timeline_tags',
+      data: { values: tagData },
+      mark: { type: 'text', fontSize: 10, fontWeight: 'bold', baseline: 'bottom', align: 'center' },
+      encoding: {
+        x: X_UTC,
+        y: { field: 'tagY', type: 'quantitative', scale: null },
+        text: { field: 'n' },
+        color: { condition: { test: "datum.kind === 'alarm'", value: '#a00' }, value: '#444' },
+      },
+    });
+  }
+  return layers;
+}
+
+interface Point {
+  time: number;
+  profile: string;
+  value: number;
+}
+
+/**
+ * One point per block of `blockHours` at the end of the block (the series count what happened in
+ * an hour, or the state at its end): the mean of the block's hours.
+ */
+function hourly(r: FleetResult, pick: (p: ProfileSummary) => number[], blockHours = 1): Point[] {
+  return r.profiles.flatMap((p) => {
+    const hours = pick(p);
+    const points: Point[] = [];
+    for (let h = 0; h < hours.length; h += blockHours) {
+      const block = hours.slice(h, h + blockHours);
+      points.push({ time: plotTime((h + block.length) * HOUR_MS), profile: p.title, value: block.reduce((a, b) => a + b, 0) / block.length });
+    }
+    return points;
+  });
+}
+
+function lineChart(r: FleetResult, tags: TimelineTag[], values: Point[], y: object, extra: object[] = [], mark: object = { interpolate: 'step-before' }, width = WIDTH): object {
+  return {
+    width,
+    height: HEIGHT,
+    layer: [
+      {
+        name: 'series',
+        data: { values },
+        mark: { type: 'line', strokeWidth: 1.75, ...mark },
+        encoding: { x: timeX(r), y, color: { field: 'profile', type: 'nominal', title: 'firmware', scale: colorScale(r) } },
+      },
+      ...extra,
+      ...timelineLayers(r, tags),
+    ],
+  };
+}
+
+function topLevel(spec: object, description: string, tags: TimelineTag[]): TopLevelSpec {
+  // The legend sits above the timeline tags, which sit above the plot (a concat's bounds already hold them).
+  const tagRows = tags.length && !('hconcat' in spec) ? Math.max(...tags.map((t) => t.row)) + 1 : 0;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description,
+    background: 'white',
+    padding: { top: 8, left: 4, right: 4, bottom: 4 },
+    config: {
+      font: FONT,
+      view: { stroke: '#ccc' },
+      axis: { labelFontSize: 11, titleFontSize: 11, titleFontWeight: 'normal', titleColor: '#555', labelColor: '#333' },
+      legend: { orient: 'top', direction: 'horizontal', offset: 6 + tagRows * TAG_ROW_PX, labelFontSize: 12, titleFontSize: 12, symbolType: 'stroke', symbolStrokeWidth: 3, labelLimit: 260 },
+    },
+    ...spec,
+  } as TopLevelSpec;
+}
+
+export interface ChartSpec {
+  id: 'healthy' | 'stuck' | 'deliveries' | 'bytes';
+  title: string;
+  caption: string;
+  spec: TopLevelSpec;
+}
+
+/**
+ * The status page's points (diamonds) and their labels: to the left of points near the right
+ * edge, else to the right; under points above `labelBelowFrom` (the top of the plot), else above.
+ */
+function reportedLayers(r: FleetResult, points: { time: number; value: number; label: string }[], labelBelowFrom = Infinity): object[] {
+  if (points.length === 0) return [];
+  const rightSide = plotTime(r.options.days * DAY_MS * 0.7);
+  const labels = (side: 'left' | 'right', values: typeof points): object[] => values.map((p, i) => ({
+    name: `reported_labels_${side}_${i}`,
+    data: { values: [p] },
+    mark: { type: 'text', dy: p.value > labelBelowFrom ? 12 : -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
+    encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
+  }));
+  return [
+    {
+      name: 'reported_points',
+      data: { values: points },
+      mark: { type: 'point', shape: 'diamond', size: 110, filled: true, color: '#111', stroke: 'white', strokeWidth: 1, opacity: 1 },
+      encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' } },
+    },
+    ...labels('right', points.filter((p) => p.time <= rightSide)),
+    ...labels('left', points.filter((p) => p.time > rightSide)),
+  ];
+}
+
+export function chartSpecs(r: FleetResult): ChartSpec[] {
+  const tags = timelineTags(r);
+  const scale = scaleReportedPoints(r);
+  const pct = (x: number): string => `${(x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0)} %`;
+  // Points after the end of the replay stay in the JSON but are not drawn (they would stretch the axis).
+  const drawn = (scale?.points ?? []).filter((p) => p.atMs <= r.options.days * DAY_MS);
+  const undrawn = (scale?.points.length ?? 0) - drawn.length;
+  const healthyPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
+  const stuckPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
+  const scaledNote = scale
+    ? `Black diamonds: the status page's counts of devices stuck (${scale.points.map((p) => `${p.statusPageStuck} on ${p.when}`).join(', ')}) scaled to this fleet: ${scale.statusPagePeak} maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
+    : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
+
+  const days = r.options.days;
+  const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, days).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
+  const stuckVsHealthy = r.profiles.flatMap((p) => [
+    ...(p.bytes.perStuckDeviceDay === null ? [] : [{ profile: p.title, kind: 'stuck', value: p.bytes.perStuckDeviceDay }]),
+    { profile: p.title, kind: 'healthy', value: p.bytes.perHealthySleepyDeviceDay },
+  ]);
+  const noStuck = r.profiles.filter((p) => p.bytes.perStuckDeviceDay === null).map((p) => p.profile);
+
+  return [
+    {
+      id: 'healthy',
+      title: 'Share of the fleet healthy',
+      caption: `Per hour, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
+      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.healthyShare),
+        { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
+        reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
+    },
+    {
+      id: 'stuck',
+      title: 'Devices stuck',
+      caption: `Devices stuck at the end of each hour. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
+      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.stuck),
+        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } },
+        reportedLayers(r, stuckPoints)), 'Devices stuck over time per firmware profile', tags),
+    },
+    {
+      id: 'deliveries',
+      title: 'Webhook deliveries per hour',
+      caption: `Events the cloud delivered to the webhook per hour (distinct events; mean over blocks of ${DELIVERY_BLOCK_HOURS} h). The gap between a profile's curve and the default's is events that never arrive: what the customer noticed.`,
+      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.deliveriesPerHour, DELIVERY_BLOCK_HOURS),
+        { field: 'value', type: 'quantitative', title: 'deliveries / hour', axis: { tickMinStep: 1, format: ',d' } }), 'Webhook deliveries per hour per firmware profile', tags),
+    },
+    {
+      id: 'bytes',
+      title: 'Bytes on the air per device',
+      caption: `Left: bytes on the air (both directions) per device per day, whole fleet. Right: per device-day, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}. Cellular data is paid per byte.`,
+      spec: topLevel({
+        hconcat: [
+          lineChart(r, tags, bytesPerDay, { field: 'value', type: 'quantitative', title: 'bytes / device / day' }, [], { interpolate: 'linear', point: true }, WIDTH - BAR_WIDTH - 90),
+          {
+            width: BAR_WIDTH,
+            height: HEIGHT,
+            layer: [
+              {
+                name: 'bytes_bars',
+                data: { values: stuckVsHealthy },
+                mark: { type: 'bar' },
+                encoding: {
+                  x: { field: 'kind', type: 'nominal', title: null, sort: ['stuck', 'healthy'], axis: { labelAngle: 0, labelLimit: 90 } },
+                  xOffset: { field: 'profile', type: 'nominal', sort: r.profiles.map((p) => p.title) },
+                  y: { field: 'value', type: 'quantitative', title: 'bytes / device-day' },
+                  color: { field: 'profile', type: 'nominal', title: 'firmware', scale: colorScale(r) },
+                },
+              },
+            ],
+          },
+        ],
+        resolve: { scale: { y: 'independent' } },
+      }, 'Bytes on the air per device per day, and per stuck vs healthy device-day, per firmware profile', tags),
+    },
+  ];
+}
+
+/**
+ * A logger that turns warnings and errors into a thrown error: vega only logs a chart it cannot
+ * draw and vega-lite drops what it does not understand, and a report must not silently lose a chart.
+ */
+function strictLogger(what: string) {
+  const problems: string[] = [];
+  const logger = {
+    level(): number { return vega.Warn; },
+    error(...args: unknown[]) { problems.push(`error: ${args.map(String).join(' ')}`); return logger; },
+    warn(...args: unknown[]) { problems.push(`warning: ${args.map(String).join(' ')}`); return logger; },
+    info() { return logger; },
+    debug() { return logger; },
+  };
+  const check = (): void => {
+    if (problems.length) throw new Error(`report: chart "${what}": ${problems.join('; ')}`);
+  };
+  return { logger, check };
+}
+
+/** Vega-Lite → Vega → SVG, headless (renderer 'none': no canvas, text widths estimated). */
+export async function renderSvg(spec: TopLevelSpec, what = spec.description ?? 'chart'): Promise<string> {
+  const log = strictLogger(what);
+  const compiled = vl.compile(spec, { logger: log.logger as never }).spec;
+  log.check();
+  const view = new vega.View(vega.parse(compiled), { renderer: 'none', logger: log.logger as never });
+  try {
+    view.logLevel(vega.Warn);
+    let svg: string;
+    try {
+      svg = await view.toSVG();
+    } finally {
+      log.check();
+    }
+    return svg;
+  } finally {
+    view.finalize();
+  }
+}
