@@ -11,6 +11,8 @@ import { readFirmware } from './firmware.ts';
 import { dirname } from 'node:path';
 import { PROFILES } from './session-abi.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
+import { LIVE_FLEET, LIVE_SPEED } from './sim/live/options.ts';
+import { LIVE_MAX_DEVICES } from './sim/live/run.ts';
 
 import { UsageError, duration, helpText, hostPort, oneOf, parseFlags, str, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
 
@@ -30,6 +32,8 @@ export const START_SPEC: CommandSpec = {
     { name: 'workers', value: 'N', help: 'worker threads, each running one firmware instance at a time (1..64)', default: String(DEFAULT_FLEET.workers) },
     ENGINE_FLAG,
     { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
+    { name: 'live', help: 'the same replay over real UDP against cloud processes and a real redis-server killed with SIGKILL at the crash (compressed to one virtual hour, 100 devices; docs/fleet.md)' },
+    { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
     { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
@@ -111,16 +115,23 @@ async function start(args: string[]): Promise<number> {
   await engineByName(engine); // fails early, with the reason, when the engine is not built
   const profiles = (flags.profile ?? 'legacy,fixed,default').split(',').map((p) => oneOf('start', 'profile', p.trim(), PROFILES));
   if (new Set(profiles).size !== profiles.length) throw new UsageError('start: --profile names a profile twice');
+  const live = parsed.live === true;
+  if (!live && flags.speed !== undefined) throw new UsageError('start: --speed needs --live');
+  for (const f of ['days', 'workers', 'trace'] as const) {
+    if (live && flags[f] !== undefined) throw new UsageError(`start: --${f} does not apply with --live (its timeline is one virtual hour, its devices run in one process)`);
+  }
+  const base = live ? LIVE_FLEET : DEFAULT_FLEET;
   const options: FleetOptions = {
-    ...DEFAULT_FLEET,
-    devices: flags.devices ? wholeNumber('start', 'devices', flags.devices, 1, 1_000_000) : DEFAULT_FLEET.devices,
-    sleepyShare: flags['sleepy-share'] ? decimal('start', 'sleepy-share', flags['sleepy-share'], 0, 1) : DEFAULT_FLEET.sleepyShare,
-    days: flags.days ? decimal('start', 'days', flags.days, 0.5, 60) : DEFAULT_FLEET.days,
-    seed: flags.seed ?? DEFAULT_FLEET.seed,
-    workers: flags.workers ? wholeNumber('start', 'workers', flags.workers, 1, 64) : DEFAULT_FLEET.workers,
+    ...base,
+    devices: flags.devices ? wholeNumber('start', 'devices', flags.devices, 1, live ? LIVE_MAX_DEVICES : 1_000_000) : base.devices,
+    sleepyShare: flags['sleepy-share'] ? decimal('start', 'sleepy-share', flags['sleepy-share'], 0, 1) : base.sleepyShare,
+    days: flags.days ? decimal('start', 'days', flags.days, 0.5, 60) : base.days,
+    seed: flags.seed ?? base.seed,
+    workers: flags.workers ? wholeNumber('start', 'workers', flags.workers, 1, 64) : base.workers,
     profiles,
     engine,
   };
+  const speed = flags.speed !== undefined ? decimal('start', 'speed', flags.speed, 1, 10_000) : LIVE_SPEED;
   let traceIndex: number | null = null;
   if (flags.trace !== undefined) {
     const m = /^(?:dev-)?(\d{1,7})$/.exec(flags.trace);
@@ -138,7 +149,23 @@ async function start(args: string[]): Promise<number> {
   writableFile('start', 'report', reportPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
-  const { result, captures } = await runFleet(options, { traceIndex, captureBelow: flags.pcap !== undefined ? pcapDevices : 0 });
+  const captureBelow = flags.pcap !== undefined ? pcapDevices : 0;
+  let liveText = '';
+  let run;
+  if (live) {
+    const { checkLiveOptions, formatLiveFacts, runLiveFleet } = await import('./sim/live/run.ts');
+    try {
+      checkLiveOptions(options, { speed });
+    } catch (e) {
+      throw new UsageError(`start: ${(e as Error).message}`);
+    }
+    const r = await runLiveFleet(options, { speed, captureBelow, log: (line) => console.error(line) });
+    liveText = formatLiveFacts(r.live);
+    run = r;
+  } else {
+    run = await runFleet(options, { traceIndex, captureBelow });
+  }
+  const { result, captures } = run;
   const { writeReport } = await import('./sim/report/index.ts');
   await writeReport(result, reportPath);
   const written = [`report: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`];
@@ -146,7 +173,8 @@ async function start(args: string[]): Promise<number> {
     const w = writePcap(flags.pcap, captures);
     written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);
   }
-  console.log(formatFleet(result, written.join('; ')));
+  console.log(formatFleet(result, written.join('; '), live ? `live over real UDP at ×${speed}` : undefined));
+  if (liveText) console.log(`\n${liveText}`);
   return 0;
 }
 

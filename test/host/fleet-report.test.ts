@@ -10,6 +10,7 @@ import type { Page } from 'puppeteer-core';
 import { findChromium, openReport } from '../../scripts/report-screenshot.ts';
 import { runFleet } from '../../host/sim/fleet/run.ts';
 import { DEFAULT_FLEET } from '../../host/sim/fleet/spec.ts';
+import { LIVE_FLEET } from '../../host/sim/live/options.ts';
 import type { FleetResult } from '../../host/sim/fleet/summary.ts';
 import { renderSvg } from '../../host/sim/report/charts.ts';
 import { jsonPathFor, renderReport, writeReport, type ReportData } from '../../host/sim/report/index.ts';
@@ -146,6 +147,12 @@ describe('fleet report (reports/incident.html)', () => {
     assert.doesNotMatch(html, /reported_points_marks/);
     assert.match(html, /3 of them fall after the end of this replay and are not drawn/);
     assert.match(html, /May 2019 replay: 8 devices, one firmware profile/);
+  });
+
+  it('a replay shorter than a day (the live timeline: one hour) draws its one partial day of bytes', async () => {
+    const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['default'] });
+    const { html } = await renderReport(hour);
+    assert.match(html, /Bytes on the air per device/);
   });
 
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {

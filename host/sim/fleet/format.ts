@@ -21,7 +21,8 @@ function alarmText(p: ProfileSummary, rule: string): string {
   return `${calendar(a.firedAtMs)} (+${dur(a.afterCrashMs!)})`;
 }
 
-export function formatFleet(r: FleetResult, reportLine?: string): string {
+/** `how`: what ran the devices, when not the worker pool (e.g. "live over real UDP at ×60"). */
+export function formatFleet(r: FleetResult, reportLine?: string, how?: string): string {
   const o = r.options;
   const lines: string[] = [];
   const sleepy = r.profiles[0]?.sleepy ?? 0;
@@ -66,7 +67,8 @@ export function formatFleet(r: FleetResult, reportLine?: string): string {
     }
   }
   lines.push('');
-  lines.push(`${int(r.wakes)} wakes in ${(r.wallMs / 1000).toFixed(1)} s (${int(Math.round(r.wakesPerSecond))} wakes/s, ${o.workers} worker${o.workers === 1 ? '' : 's'})` +
+  const ran = how ?? `${int(Math.round(r.wakesPerSecond))} wakes/s, ${o.workers} worker${o.workers === 1 ? '' : 's'}`;
+  lines.push(`${int(r.wakes)} wakes in ${(r.wallMs / 1000).toFixed(1)} s (${ran})` +
     (reportLine ? `; ${reportLine}` : ''));
   lines.push('', 'Verdict');
   for (const p of r.profiles) lines.push(`  ${p.profile.padEnd(7)} ${p.verdict}`);

@@ -275,7 +275,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
 
   const days = r.options.days;
-  const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, days).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
+  const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, Math.ceil(days)).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
   const stuckVsHealthy = r.profiles.flatMap((p) => [
     ...(p.bytes.perStuckDeviceDay === null ? [] : [{ profile: p.title, kind: 'stuck', value: p.bytes.perStuckDeviceDay }]),
     { profile: p.title, kind: 'healthy', value: p.bytes.perHealthySleepyDeviceDay },
