@@ -4,6 +4,7 @@
 // with redaction, and CLI flag errors.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { freeUdpPort } from '../../host/sim/live/processes.ts';
 import crypto from 'node:crypto';
 import { inspect } from 'node:util';
 import dgram from 'node:dgram';
@@ -241,15 +242,6 @@ describe('devices file', () => {
     assert.throws(() => parseDevicesJson('{', 'f.json'), /f\.json: not valid JSON/);
   });
 });
-
-async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  s.bind(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('cloud CLI flags', () => {
   const err = (args: string[], match: RegExp) => assert.throws(() => cloudOptionsFromArgs(args), (e: Error) => e instanceof UsageError && match.test(e.message));
