@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
-import { dirname } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { PROFILES } from './session-abi.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
 import { LIVE_FLEET, LIVE_SPEED } from './sim/live/options.ts';
@@ -24,7 +24,7 @@ export const START_SPEC: CommandSpec = {
   name: 'start',
   summary: 'the main job: replay May 2–16, 2019 (a session-cache crash) for a fleet under the three firmware profiles side by side (cloud in process, virtual time)',
   flags: [
-    { name: 'devices', value: 'N', help: 'devices in the fleet (1..1000000)', default: String(DEFAULT_FLEET.devices) },
+    { name: 'devices', value: 'N', help: 'devices in the fleet (1..1000000; with --live 1..1000 per profile)', default: String(DEFAULT_FLEET.devices) },
     { name: 'sleepy-share', value: 'F', help: 'share of sleepy devices, 0..1 (the rest are always connected)', default: String(DEFAULT_FLEET.sleepyShare) },
     { name: 'days', value: 'N', help: 'days replayed from May 2 00:00 (0.5..60; the crash is May 2 10:00)', default: String(DEFAULT_FLEET.days) },
     { name: 'seed', value: 'TEXT', help: 'seed of every random choice', default: DEFAULT_FLEET.seed },
@@ -33,7 +33,7 @@ export const START_SPEC: CommandSpec = {
     ENGINE_FLAG,
     { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
     { name: 'live', help: 'the same replay over real UDP against cloud processes and a real redis-server killed with SIGKILL at the crash (compressed to one virtual hour, 100 devices; docs/fleet.md)' },
-    { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock', default: '60' },
+    { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
     { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
@@ -123,15 +123,15 @@ async function start(args: string[]): Promise<number> {
   const base = live ? LIVE_FLEET : DEFAULT_FLEET;
   const options: FleetOptions = {
     ...base,
-    devices: flags.devices ? wholeNumber('start', 'devices', flags.devices, 1, live ? LIVE_MAX_DEVICES : 1_000_000) : base.devices,
-    sleepyShare: flags['sleepy-share'] ? decimal('start', 'sleepy-share', flags['sleepy-share'], 0, 1) : base.sleepyShare,
-    days: flags.days ? decimal('start', 'days', flags.days, 0.5, 60) : base.days,
-    seed: flags.seed ?? base.seed,
-    workers: flags.workers ? wholeNumber('start', 'workers', flags.workers, 1, 64) : base.workers,
+    devices: flags.devices !== undefined ? wholeNumber('start', 'devices', flags.devices, 1, live ? LIVE_MAX_DEVICES : 1_000_000) : base.devices,
+    sleepyShare: flags['sleepy-share'] !== undefined ? decimal('start', 'sleepy-share', flags['sleepy-share'], 0, 1) : base.sleepyShare,
+    days: flags.days !== undefined ? decimal('start', 'days', flags.days, 0.5, 60) : base.days,
+    seed: flags.seed !== undefined ? nonEmpty('start', 'seed', flags.seed) : base.seed,
+    workers: flags.workers !== undefined ? wholeNumber('start', 'workers', flags.workers, 1, 64) : base.workers,
     profiles,
     engine,
   };
-  const speed = flags.speed !== undefined ? decimal('start', 'speed', flags.speed, 1, 10_000) : LIVE_SPEED;
+  const speed = flags.speed !== undefined ? decimal('start', 'speed', flags.speed, 2, 240) : LIVE_SPEED;
   let traceIndex: number | null = null;
   if (flags.trace !== undefined) {
     const m = /^(?:dev-)?(\d{1,7})$/.exec(flags.trace);
@@ -142,11 +142,21 @@ async function start(args: string[]): Promise<number> {
   }
   const { MAX_PCAP_DEVICES, writePcap } = await import('./sim/pcap.ts');
   if (flags['pcap-devices'] !== undefined && flags.pcap === undefined) throw new UsageError('start: --pcap-devices needs --pcap FILE');
-  const pcapDevices = flags['pcap-devices'] ? wholeNumber('start', 'pcap-devices', flags['pcap-devices'], 1, Math.min(MAX_PCAP_DEVICES, options.devices)) : 4;
-  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
+  const pcapDevices = flags['pcap-devices'] !== undefined ? wholeNumber('start', 'pcap-devices', flags['pcap-devices'], 1, Math.min(MAX_PCAP_DEVICES, options.devices)) : 4;
+  if (live && flags.pcap !== undefined) {
+    throw new UsageError('start: --pcap does not apply with --live (its datagrams are real: capture them with tcpdump -i lo udp)');
+  }
   const reportPath = flags.report ?? 'reports/incident.html';
-  if (!reportPath.endsWith('.html')) throw new UsageError(`start: --report must name an .html file (the JSON goes next to it) (got '${reportPath}')`);
+  if (!/[^/]\.html$/.test(reportPath) || basename(reportPath) === '.html') {
+    throw new UsageError(`start: --report must name an .html file, e.g. reports/incident.html (the JSON goes next to it) (got '${reportPath}')`);
+  }
+  const jsonPath = reportPath.replace(/\.html$/, '.json');
+  if (flags.pcap !== undefined && [reportPath, jsonPath].map((f) => resolve(f)).includes(resolve(flags.pcap))) {
+    throw new UsageError(`start: --pcap ${flags.pcap} would overwrite the report (${reportPath}, ${jsonPath})`);
+  }
+  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
   writableFile('start', 'report', reportPath);
+  writableFile('start', 'report', jsonPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
   const captureBelow = flags.pcap !== undefined ? pcapDevices : 0;
@@ -186,6 +196,12 @@ function writableFile(command: string, flag: string, path: string): void {
   } catch (e) {
     throw new UsageError(`${command}: --${flag}: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
+}
+
+/** A text flag that must not be empty. */
+function nonEmpty(command: string, flag: string, value: string): string {
+  if (value === '') throw new UsageError(`${command}: --${flag} must not be empty`);
+  return value;
 }
 
 /** A whole number flag within [min, max]. */

@@ -42,7 +42,7 @@ export function formatFleet(r: FleetResult, reportLine?: string, how?: string): 
     ['  lost', (p) => [int(p.events.lost)]],
     ['  duplicated', (p) => [int(p.events.duplicated)]],
     ['  still queued at the end', (p) => [int(p.events.pending)]],
-    ['bytes/day stuck vs healthy', (p) => [p.bytes.perStuckDeviceDay === null ? `– vs ${kB(p.bytes.perHealthySleepyDeviceDay)}`
+    ['bytes/day stuck vs healthy', (p) => [p.bytes.perStuckDeviceDay === null ? `– vs ${p.sleepy ? kB(p.bytes.perHealthySleepyDeviceDay) : '–'}`
       : `${kB(p.bytes.perStuckDeviceDay)} vs ${kB(p.bytes.perHealthySleepyDeviceDay)} (${p.bytes.ratio!.toFixed(1)}×)`]],
     ['alarm: SessionsLost', (p) => [alarmText(p, 'SleepyCloudSessionsLost')]],
     ['alarm: DeviceStuck', (p) => [alarmText(p, 'SleepyCloudDeviceStuck')]],

@@ -7,7 +7,7 @@
  */
 import type { SessionEvent, Profile } from '../../session-abi.ts';
 import type { DeviceOutcome, PartitionResult } from './outcome.ts';
-import { DAY_MS, HOUR_MS, type DeviceSpec } from './spec.ts';
+import { DAY_MS, seriesStepMs, type DeviceSpec } from './spec.ts';
 
 const MIN_MS = 60_000;
 
@@ -104,15 +104,22 @@ export class WakeBook {
 export class Ledger {
   readonly result: PartitionResult;
   readonly #books: DeviceBook[] = [];
+  readonly #stepMs: number;
 
   constructor(profile: Profile, endMs: number, trace: boolean) {
-    const hours = Math.ceil(endMs / HOUR_MS);
+    this.#stepMs = seriesStepMs(endMs);
+    const steps = Math.ceil(endMs / this.#stepMs);
     const minutes = Math.ceil(endMs / MIN_MS);
     this.result = {
-      profile, devices: [], deliveriesPerHour: new Array(hours).fill(0), bytesPerDay: new Array(Math.ceil(endMs / DAY_MS)).fill(0),
-      undecryptablePerMinute: new Array(minutes).fill(0), datagramsInPerMinute: new Array(minutes).fill(0), deviceStuckAlertMinute: -1, undecryptablePerHour: new Array(hours).fill(0),
-      healsSentPerHour: new Array(hours).fill(0), wakes: 0, cloudInternalErrors: 0, trace: trace ? [] : null, capture: [],
+      profile, devices: [], stepMs: this.#stepMs, deliveriesPerStep: new Array(steps).fill(0), bytesPerDay: new Array(Math.ceil(endMs / DAY_MS)).fill(0),
+      undecryptablePerMinute: new Array(minutes).fill(0), datagramsInPerMinute: new Array(minutes).fill(0), deviceStuckAlertMinute: -1, undecryptablePerStep: new Array(steps).fill(0),
+      healsSentPerStep: new Array(steps).fill(0), wakes: 0, cloudInternalErrors: 0, trace: trace ? [] : null, capture: [],
     };
+  }
+
+  /** The series step of `atMs`; what happens after the end (a live webhook catching up) counts in the last step. */
+  #step(atMs: number, series: number[]): number {
+    return Math.max(0, Math.min(series.length - 1, Math.floor(atMs / this.#stepMs)));
   }
 
   device(spec: DeviceSpec): DeviceBook {
@@ -139,9 +146,8 @@ export class Ledger {
 
   /** The cloud delivered event `seq` of `owner` to the webhook at `atMs`: first delivery, late delivery of a dropped one, or duplicate. */
   delivered(owner: DeviceBook, seq: number, atMs: number): void {
-    const hour = Math.floor(atMs / HOUR_MS);
     const r = this.result;
-    if (hour < r.deliveriesPerHour.length) r.deliveriesPerHour[hour]++;
+    r.deliveriesPerStep[this.#step(atMs, r.deliveriesPerStep)]++;
     const out = owner.out;
     if (owner.open.delete(seq)) out.delivered++;
     else if (owner.dropped.delete(seq)) {
@@ -152,8 +158,8 @@ export class Ledger {
 
   /** The cloud sent `n` heals (reset tokens, malformed datagrams) at `atMs`. */
   healsSent(atMs: number, n: number): void {
-    const hour = Math.floor(atMs / HOUR_MS);
-    if (hour < this.result.healsSentPerHour.length) this.result.healsSentPerHour[hour] += n;
+    const r = this.result;
+    r.healsSentPerStep[this.#step(atMs, r.healsSentPerStep)] += n;
   }
 
   /** The cloud's undecryptable-records counter for `d` reads `total` at `atMs` (counted since the last reading). */
@@ -167,9 +173,8 @@ export class Ledger {
   /** `n` records of `d` the cloud could not decrypt, at `atMs`: the inputs of the alert rules (docs/protocol.md §10). */
   undecryptable(d: DeviceBook, atMs: number, n: number): void {
     const minute = Math.floor(atMs / MIN_MS);
-    const hour = Math.floor(atMs / HOUR_MS);
     const r = this.result;
-    if (hour < r.undecryptablePerHour.length) r.undecryptablePerHour[hour] += n;
+    r.undecryptablePerStep[this.#step(atMs, r.undecryptablePerStep)] += n;
     if (minute < r.undecryptablePerMinute.length) r.undecryptablePerMinute[minute] += n;
     // SleepyCloudDeviceStuck: more than 3 in an hour.
     for (let i = 0; i < n; i++) d.recentUndecryptable.push(minute);

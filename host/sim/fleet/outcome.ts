@@ -61,8 +61,10 @@ export interface CapturedDatagram {
 export interface PartitionResult {
   profile: Profile;
   devices: DeviceOutcome[];
-  /** Webhook deliveries (first deliveries and duplicates) per hour. */
-  deliveriesPerHour: number[];
+  /** The step of the series below (seriesStepMs: an hour for a replay of days). */
+  stepMs: number;
+  /** Webhook deliveries (first deliveries and duplicates) per step. */
+  deliveriesPerStep: number[];
   /** Bytes on the air per day (both ways), summed over the partition's devices. */
   bytesPerDay: number[];
   /** Per minute: records of known devices the cloud could not decrypt, and datagrams in (SleepyCloudSessionsLost's inputs). */
@@ -70,10 +72,10 @@ export interface PartitionResult {
   datagramsInPerMinute: number[];
   /** First minute a device had more than 3 undecryptable records within an hour (SleepyCloudDeviceStuck), or -1. */
   deviceStuckAlertMinute: number;
-  /** Undecryptable records per hour. */
-  undecryptablePerHour: number[];
-  /** Heals the cloud sent (reset tokens, malformed datagrams) per hour. */
-  healsSentPerHour: number[];
+  /** Undecryptable records per step. */
+  undecryptablePerStep: number[];
+  /** Heals the cloud sent (reset tokens, malformed datagrams) per step. */
+  healsSentPerStep: number[];
   wakes: number;
   cloudInternalErrors: number;
   trace: TracedWake[] | null;
@@ -87,18 +89,18 @@ function addInto(into: number[], from: number[]): void {
 /** Sums the partitions of one profile. */
 export function mergePartitions(parts: PartitionResult[]): PartitionResult {
   const out: PartitionResult = {
-    profile: parts[0].profile, devices: [], deliveriesPerHour: [], bytesPerDay: [], undecryptablePerMinute: [], datagramsInPerMinute: [],
-    deviceStuckAlertMinute: -1, undecryptablePerHour: [], healsSentPerHour: [], wakes: 0, cloudInternalErrors: 0,
+    profile: parts[0].profile, devices: [], stepMs: parts[0].stepMs, deliveriesPerStep: [], bytesPerDay: [], undecryptablePerMinute: [], datagramsInPerMinute: [],
+    deviceStuckAlertMinute: -1, undecryptablePerStep: [], healsSentPerStep: [], wakes: 0, cloudInternalErrors: 0,
     trace: null, capture: [],
   };
   for (const p of parts) {
     out.devices.push(...p.devices);
-    addInto(out.deliveriesPerHour, p.deliveriesPerHour);
+    addInto(out.deliveriesPerStep, p.deliveriesPerStep);
     addInto(out.bytesPerDay, p.bytesPerDay);
     addInto(out.undecryptablePerMinute, p.undecryptablePerMinute);
     addInto(out.datagramsInPerMinute, p.datagramsInPerMinute);
-    addInto(out.undecryptablePerHour, p.undecryptablePerHour);
-    addInto(out.healsSentPerHour, p.healsSentPerHour);
+    addInto(out.undecryptablePerStep, p.undecryptablePerStep);
+    addInto(out.healsSentPerStep, p.healsSentPerStep);
     if (p.deviceStuckAlertMinute >= 0 && (out.deviceStuckAlertMinute < 0 || p.deviceStuckAlertMinute < out.deviceStuckAlertMinute)) {
       out.deviceStuckAlertMinute = p.deviceStuckAlertMinute;
     }

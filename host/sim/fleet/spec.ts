@@ -199,3 +199,13 @@ export function rolloutShare(t: Timeline, atMs: number): number {
 export function endMs(o: Pick<FleetOptions, 'days'>): number {
   return o.days * DAY_MS;
 }
+
+/**
+ * The step of the time series (deliveries, heals, undecryptable records, devices stuck): an hour
+ * for a replay of days, 10 minutes for one of hours, a minute for the live hour.
+ */
+export function seriesStepMs(replayMs: number): number {
+  if (replayMs >= 2 * DAY_MS) return HOUR_MS;
+  if (replayMs > 2 * HOUR_MS) return 10 * MIN;
+  return MIN;
+}

@@ -45,12 +45,15 @@ export interface ProfileSummary {
   handshakes: number;
   cloudInternalErrors: number;
   series: {
-    /** Per hour (end of the hour): devices stuck, and the share of the fleet not stuck. */
+    /** The step of the series (an hour for a replay of days; seriesStepMs). */
+    stepMs: number;
+    /** Per step (at its end): devices stuck, and the share of the fleet not stuck. */
     stuck: number[];
     healthyShare: number[];
-    deliveriesPerHour: number[];
-    undecryptablePerHour: number[];
-    healsSentPerHour: number[];
+    /** Per step: webhook deliveries, undecryptable records, heals sent. */
+    deliveriesPerStep: number[];
+    undecryptablePerStep: number[];
+    healsSentPerStep: number[];
     /** Per day: bytes on the air per device. */
     bytesPerDeviceDay: number[];
   };
@@ -107,18 +110,19 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
     heals.set(m, h);
   }
 
-  const hours = Math.ceil(end / HOUR_MS);
+  const stepMs = p.stepMs;
+  const hours = Math.ceil(end / stepMs);
   const stuckDiff = new Array(hours + 2).fill(0);
   for (const d of stuckDevs) {
-    const from = Math.ceil(d.firstWakeAfterCrashMs! / HOUR_MS);
-    // Still stuck: counted to the end of the last hour (hours + 1 is past it).
-    const to = d.healedAtMs === null ? hours + 1 : Math.ceil(d.healedAtMs / HOUR_MS);
+    const from = Math.ceil(d.firstWakeAfterCrashMs! / stepMs);
+    // Still stuck: counted to the end of the last step (hours + 1 is past it).
+    const to = d.healedAtMs === null ? hours + 1 : Math.ceil(d.healedAtMs / stepMs);
     if (from < to) {
       stuckDiff[Math.min(from, hours)]++;
       stuckDiff[to]--;
     }
   }
-  // stuck[h]: devices stuck at the end of hour h.
+  // stuck[h]: devices stuck at the end of step h.
   const stuckSeries: number[] = [];
   let running = 0;
   for (let h = 0; h < hours; h++) {
@@ -172,10 +176,12 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
     series: {
       stuck: stuckSeries,
       healthyShare: stuckSeries.map((s) => (devs.length ? 1 - s / devs.length : 1)),
-      deliveriesPerHour: p.deliveriesPerHour,
-      undecryptablePerHour: p.undecryptablePerHour,
-      healsSentPerHour: p.healsSentPerHour,
-      bytesPerDeviceDay: p.bytesPerDay.map((b) => (devs.length ? b / devs.length : 0)),
+      stepMs,
+      deliveriesPerStep: p.deliveriesPerStep,
+      undecryptablePerStep: p.undecryptablePerStep,
+      healsSentPerStep: p.healsSentPerStep,
+      // A partial last day is scaled to a whole one.
+      bytesPerDeviceDay: p.bytesPerDay.map((b, day) => (devs.length ? b / devs.length / Math.min(1, (end - day * DAY_MS) / DAY_MS) : 0)),
     },
     verdict: '',
     trace: p.trace,
@@ -218,11 +224,12 @@ export function dur(ms: number): string {
 /** The verdict, from the numbers (not from the profile's name). */
 export function verdictOf(s: ProfileSummary): string {
   const e = s.events;
-  const lost = e.lost === 0 ? 'no event lost' : `${e.lost} events lost`;
+  const n = (x: number, one: string, many: string): string => `${x.toLocaleString('en-US')} ${x === 1 ? one : many}`;
+  const lost = e.lost === 0 ? 'no event lost' : `${n(e.lost, 'event', 'events')} lost`;
   const mechanisms = s.heals.filter((h) => h.mechanism !== 'none').map((h) => `${h.mechanism} ${h.devices}`).join(', ');
   if (s.stuck.devices === 0) return `every device healed on its first wake after the crash (${mechanisms || 'nothing to heal'}); ${lost}`;
-  const still = s.stuck.stillStuckAtEnd ? `, ${s.stuck.stillStuckAtEnd} still stuck at the end` : '';
-  return `${s.stuck.devices} devices stuck (p50 ${dur(s.stuck.p50Ms)}, max ${dur(s.stuck.maxMs)}${still}); healed by ${mechanisms || 'nothing'}; ${lost}`;
+  const still = s.stuck.stillStuckAtEnd ? `, ${s.stuck.stillStuckAtEnd.toLocaleString('en-US')} still stuck at the end` : '';
+  return `${n(s.stuck.devices, 'device', 'devices')} stuck (p50 ${dur(s.stuck.p50Ms)}, max ${dur(s.stuck.maxMs)}${still}); healed by ${mechanisms || 'nothing'}; ${lost}`;
 }
 
 export function summarizeFleet(parts: Map<Profile, PartitionResult>, o: FleetOptions, engine: string, wallMs: number, traceDevice: string | null): FleetResult {

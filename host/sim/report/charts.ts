@@ -113,8 +113,8 @@ const WIDTH = 860;
 const HEIGHT = 190;
 const TAG_ROW_PX = 12;
 const BAR_WIDTH = 190;
-/** Deliveries are drawn as the mean per hour over blocks of this many hours: hourly counts of a small fleet are mostly noise. */
-export const DELIVERY_BLOCK_HOURS = 6;
+/** Deliveries are drawn as the mean per hour over blocks of this many series steps (6 h for a replay of days): hourly counts of a small fleet are mostly noise. */
+export const DELIVERY_BLOCK_STEPS = 6;
 
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
 
@@ -179,19 +179,25 @@ interface Point {
 }
 
 /**
- * One point per block of `blockHours` at the end of the block (the series count what happened in
- * an hour, or the state at its end): the mean of the block's hours.
+ * One point per block of `blockSteps` series steps at the end of the block (the series count what
+ * happened in a step, or the state at its end): the mean of the block's steps, times `scale`.
  */
-function hourly(r: FleetResult, pick: (p: ProfileSummary) => number[], blockHours = 1): Point[] {
+function stepped(r: FleetResult, pick: (p: ProfileSummary) => number[], blockSteps = 1, scale = 1): Point[] {
   return r.profiles.flatMap((p) => {
-    const hours = pick(p);
+    const steps = pick(p);
+    const stepMs = p.series.stepMs;
     const points: Point[] = [];
-    for (let h = 0; h < hours.length; h += blockHours) {
-      const block = hours.slice(h, h + blockHours);
-      points.push({ time: plotTime((h + block.length) * HOUR_MS), profile: p.title, value: block.reduce((a, b) => a + b, 0) / block.length });
+    for (let h = 0; h < steps.length; h += blockSteps) {
+      const block = steps.slice(h, h + blockSteps);
+      points.push({ time: plotTime((h + block.length) * stepMs), profile: p.title, value: (scale * block.reduce((a, b) => a + b, 0)) / block.length });
     }
     return points;
   });
+}
+
+/** "1 h", "10 min". */
+function stepText(ms: number): string {
+  return ms >= HOUR_MS ? `${ms / HOUR_MS} h` : `${ms / 60_000} min`;
 }
 
 function lineChart(r: FleetResult, tags: TimelineTag[], values: Point[], y: object, extra: object[] = [], mark: object = { interpolate: 'step-before' }, width = WIDTH): object {
@@ -287,23 +293,23 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
       id: 'healthy',
       title: 'Share of the fleet healthy',
       caption: `Per hour, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
-      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.healthyShare),
+      spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.healthyShare),
         { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
         reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
     },
     {
       id: 'stuck',
       title: 'Devices stuck',
-      caption: `Devices stuck at the end of each hour. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
-      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.stuck),
+      caption: `Devices stuck at the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
+      spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.stuck),
         { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } },
         reportedLayers(r, stuckPoints)), 'Devices stuck over time per firmware profile', tags),
     },
     {
       id: 'deliveries',
       title: 'Webhook deliveries per hour',
-      caption: `Events the cloud delivered to the webhook per hour (distinct events; mean over blocks of ${DELIVERY_BLOCK_HOURS} h). The gap between a profile's curve and the default's is events that never arrive: what the customer noticed.`,
-      spec: topLevel(lineChart(r, tags, hourly(r, (p) => p.series.deliveriesPerHour, DELIVERY_BLOCK_HOURS),
+      caption: `Events the cloud delivered to the webhook per hour (distinct events; mean over blocks of ${stepText(DELIVERY_BLOCK_STEPS * (r.profiles[0]?.series.stepMs ?? HOUR_MS))}). The gap between a profile's curve and the default's is events that never arrive: what the customer noticed.`,
+      spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.deliveriesPerStep, DELIVERY_BLOCK_STEPS, HOUR_MS / (r.profiles[0]?.series.stepMs ?? HOUR_MS)),
         { field: 'value', type: 'quantitative', title: 'deliveries / hour', axis: { tickMinStep: 1, format: ',d' } }), 'Webhook deliveries per hour per firmware profile', tags),
     },
     {
