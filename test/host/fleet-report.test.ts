@@ -149,10 +149,11 @@ describe('fleet report (reports/incident.html)', () => {
     assert.match(html, /May 2019 replay: 8 devices, one firmware profile/);
   });
 
-  it('a replay shorter than a day (the live timeline: one hour) draws its one partial day of bytes', async () => {
+  it('a replay shorter than a day (the live timeline: one hour) draws its bytes as per device-day bars only', async () => {
     const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['default'] });
     const { html } = await renderReport(hour);
     assert.match(html, /Bytes on the air per device/);
+    assert.match(html, /Per device-day, a stuck device while stuck/);
   });
 
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {

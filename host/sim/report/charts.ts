@@ -292,7 +292,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     {
       id: 'healthy',
       title: 'Share of the fleet healthy',
-      caption: `Per hour, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
+      caption: `At the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
       spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.healthyShare),
         { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
         reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
@@ -315,10 +315,11 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     {
       id: 'bytes',
       title: 'Bytes on the air per device',
-      caption: `Left: bytes on the air (both directions) per device per day, whole fleet. Right: per device-day, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}. Cellular data is paid per byte.`,
+      caption: `${days >= 2 ? 'Left: bytes on the air (both directions) per device per day, whole fleet. Right: per' : 'Per'} device-day, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}. Cellular data is paid per byte.`,
       spec: topLevel({
         hconcat: [
-          lineChart(r, tags, bytesPerDay, { field: 'value', type: 'quantitative', title: 'bytes / device / day' }, [], { interpolate: 'linear', point: true }, WIDTH - BAR_WIDTH - 90),
+          // A replay shorter than two days has no day-by-day line worth drawing (one partial day).
+          ...(days >= 2 ? [lineChart(r, tags, bytesPerDay, { field: 'value', type: 'quantitative', title: 'bytes / device / day' }, [], { interpolate: 'linear', point: true }, WIDTH - BAR_WIDTH - 90)] : []),
           {
             width: BAR_WIDTH,
             height: HEIGHT,
