@@ -171,6 +171,7 @@ export class PartitionRunner {
           trace.bytesUp += data.length;
         }
         if (capture) result.capture.push({ atMs: nowMs, src: d.spec.address, dst: CLOUD_ADDRESS, data });
+        // Runs when the datagram arrives: `nowMs` is then the arrival time (the loop's clock).
         schedule(nowMs + latencyMs, () => this.#toCloud(d, data, nowMs, (to, bytes, delayMs) => {
           if (to !== d.spec.address) return; // a leftover for another (sleeping) device
           const sentAt = nowMs + delayMs;
@@ -243,8 +244,7 @@ export class PartitionRunner {
   }
 
   /** A datagram reaches the cloud: the heal flags as the rollout has them for this device now. */
-  async #toCloud(d: DeviceState, data: Buffer, sentAtMs: number, send: (to: string, bytes: Buffer, delayMs: number) => void, trace: TracedWake | null): Promise<void> {
-    const nowMs = sentAtMs + this.#task.options.latencyMs;
+  async #toCloud(d: DeviceState, data: Buffer, nowMs: number, send: (to: string, bytes: Buffer, delayMs: number) => void, trace: TracedWake | null): Promise<void> {
     const t = this.#task.options.timeline;
     this.#cloud.heal.malformed = d.spec.rolloutBucket < rolloutShare(t, nowMs);
     this.#ledger.datagramIn(nowMs);
