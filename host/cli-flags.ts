@@ -121,3 +121,23 @@ export function redisUrl(command: string, flag: string, value: string, allowMemo
   }
   return value;
 }
+
+/** A text flag that must not be empty. */
+export function nonEmpty(command: string, flag: string, value: string): string {
+  if (value === '') throw new UsageError(`${command}: --${flag} must not be empty`);
+  return value;
+}
+
+/** A whole number flag within [min, max]. */
+export function wholeNumber(command: string, flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a whole number ${min}..${max} (got '${value}')`);
+  return n;
+}
+
+/** A decimal flag within [min, max]. */
+export function decimal(command: string, flag: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a number ${min}..${max} (got '${value}')`);
+  return n;
+}

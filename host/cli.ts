@@ -11,10 +11,9 @@ import { readFirmware } from './firmware.ts';
 import { basename, dirname, resolve } from 'node:path';
 import { PROFILES } from './session-abi.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
-import { LIVE_FLEET, LIVE_SPEED } from './sim/live/options.ts';
-import { LIVE_MAX_DEVICES } from './sim/live/run.ts';
+import { LIVE_FLEET, LIVE_MAX_DEVICES, LIVE_SPEED } from './sim/live/options.ts';
 
-import { UsageError, duration, helpText, hostPort, oneOf, parseFlags, str, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
+import { UsageError, decimal, duration, helpText, hostPort, nonEmpty, oneOf, parseFlags, str, wholeNumber, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
 
 export { UsageError, duration, hostPort, oneOf };
 
@@ -198,25 +197,6 @@ function writableFile(command: string, flag: string, path: string): void {
   }
 }
 
-/** A text flag that must not be empty. */
-function nonEmpty(command: string, flag: string, value: string): string {
-  if (value === '') throw new UsageError(`${command}: --${flag} must not be empty`);
-  return value;
-}
-
-/** A whole number flag within [min, max]. */
-function wholeNumber(command: string, flag: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a whole number ${min}..${max} (got '${value}')`);
-  return n;
-}
-
-/** A decimal flag within [min, max]. */
-function decimal(command: string, flag: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!/^\d+(\.\d+)?$/.test(value) || n < min || n > max) throw new UsageError(`${command}: --${flag} must be a number ${min}..${max} (got '${value}')`);
-  return n;
-}
 
 /** The string flags of a parse (switches left out). */
 function strings(f: ParsedFlags): Record<string, string | undefined> {

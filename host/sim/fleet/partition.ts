@@ -84,7 +84,10 @@ export class PartitionRunner {
       store: this.#store,
       cloudSecret,
       // Per device, so the cloud's choices for a device do not depend on its partition.
-      random: (n) => (this.#current ? this.#current.cloudRandom.bytes(n) : Buffer.alloc(n)),
+      random: (n) => {
+        if (!this.#current) throw new Error('fleet: the cloud asked for randomness outside a wake');
+        return this.#current.cloudRandom.bytes(n);
+      },
       // Bounds above any partition's size, and no global heal budget: what a device meets must not
       // depend on how many other devices share its partition.
       config: { healGlobalPerSec: Number.MAX_SAFE_INTEGER, maxPendingHandshakes: 1_000_000, maxKeyedHandshakes: 1_000_000, maxFinalFlights: 1_000_000, cidDirectoryEntries: 10_000_000, healRateEntries: 10_000_000, keyCacheEntries: 1024 },

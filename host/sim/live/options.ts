@@ -40,3 +40,6 @@ export const LIVE_FLEET: FleetOptions = {
 
 /** Virtual ms per wall ms: one virtual hour in a minute. */
 export const LIVE_SPEED = 60;
+
+/** One UDP socket per device and profile: beyond this the machine, not the replay, is what is measured. */
+export const LIVE_MAX_DEVICES = 1000;

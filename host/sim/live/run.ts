@@ -37,6 +37,7 @@ import { deviceSpec, endMs, type DeviceSpec, type FleetOptions } from '../fleet/
 import { summarizeFleet, type FleetResult } from '../fleet/summary.ts';
 import { VirtualClock, type ClockTimer } from './clock.ts';
 import { CloudProcess, RedisServer, freeTcpPort, freeUdpPort, startWebhookReceiver } from './processes.ts';
+import { LIVE_MAX_DEVICES } from './options.ts';
 
 /** A wake never lasts longer than this (virtual; the firmware's own waits are far shorter). */
 const MAX_WAKE_MS = 10 * 60_000;
@@ -46,8 +47,6 @@ const SCRAPE_EVERY_WALL_MS = 250;
 const REDIS_RECONNECT_WALL_MS = 700;
 /** At the end, how long (wall) to wait for the webhook to deliver every event the cloud ACKed. */
 const DRAIN_TIMEOUT_WALL_MS = 30_000;
-/** One UDP socket per device and profile: beyond this the machine, not the replay, is what is measured. */
-export const LIVE_MAX_DEVICES = 1000;
 /** A live run longer than this (wall) is refused: the timeline is not a live one (LIVE_FLEET's is an hour at ×60). */
 export const LIVE_MAX_WALL_MS = 30 * 60_000;
 /** Lag of a wake behind its virtual time above which the run says the machine did not keep up with the speed. */
