@@ -258,14 +258,17 @@ describe('issue 9.7 and the key limits', () => {
     assert.equal(await h.sleepAndWake(), 'resumed', '2 failures of 3 allowed: the session stays');
   });
 
-  it('failed authentications reaching the limit retire the key before sleep (failed-auth-limit)', async () => {
+  it('failed authentications reaching the limit retire the key as the last one arrives (failed-auth-limit)', async () => {
     const h = await resumedDevice('failed-auth-limit', { config: { maxFailedAuthPerKey: 3 } });
     await h.converse();
-    await forgedRecords(h, 3);
+    const old = h.sessionKeys();
     const mark = h.deviceEvents.length;
-    await h.sleep();
-    assert.ok(discarded(newEventsSince(h, mark), 'failed-auth-limit'));
-    assert.equal(await h.boot(), 'handshaking');
+    await forgedRecords(h, 2);
+    assert.ok(!discarded(newEventsSince(h, mark), 'failed-auth-limit'), '2 failures of 3 allowed');
+    await forgedRecords(h, 1);
+    assert.ok(discarded(newEventsSince(h, mark), 'failed-auth-limit'), 'not retired while awake (issue 17.4)');
+    assert.equal(h.fw!.sessionState, 'handshaking');
+    assert.deepEqual(h.holds(old.clientKey), { ram: false, flash: false });
   });
 
   it('records sent under one key reaching the limit retire it (record-limit)', async () => {
