@@ -59,7 +59,7 @@ export type SessionState = (typeof SESSION_STATES)[number];
 export const DISCARD_REASONS = [
   'none', 'max-age', 'unconfirmed-restores', 'record-limit', 'failed-auth-limit', 'coap-rst', 'coap-give-up',
   'reset-token', 'truncated-record', 'credentials-changed', 'peer-closed', 'handshake-failed',
-  'closed', 'reconnect', 'persisted-invalid', 'persisted-slot-lost',
+  'closed', 'reconnect', 'persisted-invalid', 'persisted-slot-lost', 'event-number-conflict',
 ] as const;
 export type DiscardReason = (typeof DISCARD_REASONS)[number];
 

@@ -36,6 +36,7 @@ export const R_CLOSED: u32 = 12; // the application closed the connection (close
 export const R_RECONNECT: u32 = 13; // the application asked for a new handshake (connect)
 export const R_PERSISTED_INVALID: u32 = 14; // the newest slot's CRC matched but its content is out of range
 export const R_PERSISTED_SLOT_LOST: u32 = 15; // one slot failed its CRC: the surviving one may be stale
+export const R_EVENT_NUMBER_CONFLICT: u32 = 16; // the cloud holds an event number of ours with other content
 export const R_NONE: u32 = 0;
 
 // Application events (poll_event): type, then two u32 arguments
@@ -570,6 +571,14 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
       discardAndHandshake(R_COAP_RST, now);
       return;
     }
+    if (outKind == KIND_EVENT && coap.msgCode == coap.CODE_CONFLICT && policy.keepsEventsAcrossSleep()) {
+      // The cloud has this (incarnation, seq) with other content: our persisted state went back in
+      // time (an older image restored, two hosts on one flash). Its numbers and its keys have been
+      // used before: the queued events move to a new stream and the session is replaced.
+      startNewEventStream();
+      discardAndHandshake(R_EVENT_NUMBER_CONFLICT, now);
+      return;
+    }
     if (outKind == KIND_EVENT) removeAcked(outEventSeq);
     clearExchange();
     kick(now);
@@ -606,6 +615,16 @@ const ACK: usize = memory.data(16, 4);
 function sendAck(mid: u32, code: u8, token: usize, tokenLen: i32): void {
   const n = coap.writeHeader(ACK, coap.COAP_ACK, code, mid, token, tokenLen);
   dtls.sendApplicationData(ACK, n);
+}
+
+/** A new random incarnation; the queued events are renumbered from 0 under it, in order. */
+function startNewEventStream(): void {
+  hmacDrbgGenerate(DRBG, SCRATCH, 4, 0, 0);
+  store<u32>(P.SLOT_IMAGE + P.SLOT_INCARNATION, load<u32>(SCRATCH));
+  const n = outboxCount();
+  for (let i = 0; i < n; i++) store<u32>(outboxEntry(i) + P.OUTBOX_SEQ, <u32>i);
+  store<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ, <u32>n);
+  dirty = true;
 }
 
 function removeAcked(seq: u32): void {
