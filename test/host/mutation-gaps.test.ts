@@ -144,10 +144,9 @@ describe('record parsers take the CID length from the session, not a fixed 8', (
     const [a, b] = h.uplink.slice(from);
     assert.ok(a && b, 'the device sent two datagrams');
     const datagram = Buffer.concat([a, b]);
-    const slot = Buffer.from(h.memory.bytes.subarray(newestSlot(h.memory.bytes)!.at));
-    const cidLength = slot[SLOT.peerCidLen];
+    const peerCid = newestSlot(h.memory.bytes)!.peerCid;
+    const cidLength = peerCid.length;
     assert.equal(cidLength, SERVER_CID_BYTES, 'the session holds the CID the cloud issued');
-    const peerCid = slot.subarray(SLOT.peerCid, SLOT.peerCid + cidLength);
     const records = parseDatagram(datagram, cidLength);
     assert.equal(records.length, 2);
     const k = h.sessionKeys();
