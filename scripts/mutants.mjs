@@ -209,6 +209,11 @@ export const MUTANTS = [
     tests: [HARDENING],
   },
   // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
+  // Not here: the audit's keyGeneration guard in commit() (disabled, or keyGeneration not bumped in
+  // wipeConnection). No export reaches it today: every path that ends the DTLS connection under a
+  // booted session is the session's own (connect/close, afterDtls, expiry), and the model-based test
+  // over every export never reaches it (checked with a build that traps there). It needs a test-build
+  // export that ends the connection behind the session before a mutant of it can be killed.
   {
     id: 'replay-shift-wraps', why: 'a jump of 64 or more ahead keeps stale bits (a wasm shift by 64 is a shift by 0): fresh records refused',
     edits: [{ file: 'assembly/dtls/record.ts', from: '(ahead >= 64 ? 0 : bits << ahead) | 1', to: '(bits << ahead) | 1' }],
