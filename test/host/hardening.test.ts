@@ -5,7 +5,7 @@
 // key left, one outcome counter per datagram) are checked at the end of every test too.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
+import { AbiHarness, resumedDevice, truncatedRecord } from './fixtures/abi-harness.ts';
 import { CRED, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, newestSlot, resealCreds, resealSlot } from './fixtures/persisted.ts';
 import { TestPeer, pump } from './dtls-peer.ts';
 import { FirmwareClient, type SessionEvent } from '../../host/session-abi.ts';
@@ -36,16 +36,6 @@ function discarded(events: SessionEvent[], reason: string): boolean {
 
 function newEventsSince(h: AbiHarness, from: number): SessionEvent[] {
   return h.deviceEvents.slice(from);
-}
-
-/** A device with a confirmed session that has slept once and woken resumed (nothing delivered yet). */
-async function resumedDevice(seed: string, opts: Partial<ConstructorParameters<typeof AbiHarness>[0]> = {}): Promise<AbiHarness> {
-  const h = new AbiHarness({ seed, profile: 'default', ...opts });
-  await h.provision();
-  await h.wakeAndConfirm();
-  assert.equal(h.fw!.sessionState, 'confirmed');
-  assert.equal(await h.sleepAndWake(), 'resumed');
-  return h;
 }
 
 describe('issue 9.1: no export bypasses the write reservation', () => {
