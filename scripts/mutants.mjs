@@ -29,7 +29,7 @@ const CORE = 'test/host/cloud-core.test.ts';
 const GAPS = 'test/host/mutation-gaps.test.ts';
 
 /** @typedef {{ file: string, from: string, to: string }} Edit */
-/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number }[]} */
+/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number, testBuild?: boolean }[]} */
 export const MUTANTS = [
   // --- issue 9, the nine reproduced defects -----------------------------------------------------
   {
@@ -209,11 +209,51 @@ export const MUTANTS = [
     tests: [HARDENING],
   },
   // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
-  // Not here: the audit's keyGeneration guard in commit() (disabled, or keyGeneration not bumped in
-  // wipeConnection). No export reaches it today: every path that ends the DTLS connection under a
-  // booted session is the session's own (connect/close, afterDtls, expiry), and the model-based test
-  // over every export never reaches it (checked with a build that traps there). It needs a test-build
-  // export that ends the connection behind the session before a mutant of it can be killed.
+  // The keyGeneration guard in commit(): no export of the shipped module reaches it (every path that
+  // ends the connection under a booted session is the session's own); the test build's
+  // selftest_end_connection ends it behind the session's back, and single-fault.test.ts checks the guard.
+  {
+    id: 'key-generation-guard-off', why: 'a connection ended behind the session leaves its keys persisted (resumable with a stale reservation)',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (hasSession() && dtls.keyGeneration != sessionKeyGeneration) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'behind the session', testBuild: true,
+  },
+  {
+    id: 'key-generation-not-bumped', why: 'wiping the connection does not move keyGeneration: the guard cannot see the end',
+    edits: [{ file: 'assembly/dtls/client.ts', from: '  writeSeqReserved = 0;\n  keyGeneration++;', to: '  writeSeqReserved = 0;' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'behind the session', testBuild: true,
+  },
+  // --- issue 17: the firmware's single-fault fixes ---------------------------------------------------
+  {
+    id: 'slot-lost-resumed', why: '17.1 a slot lost next to a valid one: the older slot resumed (its reservation is behind the wire)',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (found == P.SLOT_LOADED && P.oneSlotLost) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts', 'test/host/fault-enumeration.test.ts'],
+  },
+  {
+    id: 'read-window-lags', why: '17.3 a record after confirmation is not persisted: replayed at the next wake it confirms',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (dirty || dtls.reservationMoved || readWindowAhead()) persistNow();', to: 'if (dirty || dtls.reservationMoved) persistNow();' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'replayed at the next one',
+  },
+  {
+    id: 'failed-auth-checked-at-sleep-only', why: '17.4 forged records past the limit within a wake: the key keeps answering',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (policy.enforcesKeyLimits() && failedAuthTotal() >= <u64>policy.maxFailedAuthPerKey) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'failed-authentication limit',
+  },
+  {
+    id: 'failed-auth-not-persisted', why: '17.4 the failure count lives in RAM until sleep: a power cut resets it',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (dtls.failedAuthThisKey >= FAILED_AUTH_PERSIST_STEP) dirty = true;', to: '' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'failed-authentication limit',
+  },
+  {
+    id: 'reprovision-keeps-psk', why: "17.5 re-provisioning a booted module leaves the old PSK in the DTLS client",
+    edits: [{ file: 'assembly/session/session.ts', from: '  dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, identityLen, P.CREDS_IMAGE + P.CRED_PSK, pskLen);', to: '' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 're-provisioning',
+  },
+  {
+    id: 'conflict-taken-as-ack', why: 'a 4.09 Conflict to an event (numbers gone back in time) is taken as delivered',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (outKind == KIND_EVENT && coap.msgCode == coap.CODE_CONFLICT && policy.keepsEventsAcrossSleep()) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'Conflict',
+  },
+  // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
   {
     id: 'replay-shift-wraps', why: 'a jump of 64 or more ahead keeps stale bits (a wasm shift by 64 is a shift by 0): fresh records refused',
     edits: [{ file: 'assembly/dtls/record.ts', from: '(ahead >= 64 ? 0 : bits << ahead) | 1', to: '(bits << ahead) | 1' }],
@@ -286,7 +326,14 @@ async function firmwareMutant(m) {
     const wasm = join(dir, 'session.wasm');
     const built = await run(asc, ['assembly/index.ts', '--target', 'release', '-o', wasm], {}, dir);
     if (built.code !== 0) throw new Error(`mutant ${m.id} does not build:\n${built.out.slice(0, 2000)}`);
-    return await testsFail(m, { SLEEPY_FIRMWARE: wasm });
+    const env = { SLEEPY_FIRMWARE: wasm };
+    if (m.testBuild) { // its test drives a test-only export (build/session-test.wasm)
+      const testWasm = join(dir, 'session-test.wasm');
+      const builtTest = await run(asc, ['assembly/test-build.ts', '--target', 'test', '-o', testWasm], {}, dir);
+      if (builtTest.code !== 0) throw new Error(`mutant ${m.id} does not build:\n${builtTest.out.slice(0, 2000)}`);
+      env.SLEEPY_TEST_FIRMWARE = testWasm;
+    }
+    return await testsFail(m, env);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

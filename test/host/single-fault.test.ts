@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { AbiHarness } from './fixtures/abi-harness.ts';
 import { SLOT, newestSlot, readSlot, SLOT_AT, SLOT_BYTES } from './fixtures/persisted.ts';
 import type { SessionEvent } from '../../host/session-abi.ts';
+import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
 
 const CT_APPLICATION_DATA = 23;
 
@@ -171,5 +172,51 @@ describe('issue 17.5: re-provisioning a booted module', () => {
     assert.equal(sent.indexOf(oldIdentity), -1, 'the old identity went out');
     assert.notEqual(sent.indexOf(Buffer.from('new-identity-x')), -1, 'the ClientKeyExchange carries the new identity');
     assert.notEqual(h.fw!.state, 'connected', 'a handshake completed with the old PSK');
+  });
+});
+
+describe("the session's guard over the persisted keys (issue 17, mutation audit)", () => {
+  it('a connection ended behind the session (test-only export) has its persisted keys destroyed at the next export', async () => {
+    const h = new AbiHarness({ seed: 'guard', profile: 'default', wasm: readFirmware(TEST_WASM) });
+    await h.provision();
+    await h.wakeAndConfirm();
+    const keys = h.sessionKeys();
+    const mark = h.deviceEvents.length;
+    await h.call((fw) => fw.m.call('selftest_end_connection'));
+    await h.call((fw) => fw.handleTimeout(h.nowMs)); // any export ends in the session's commit
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'closed'), 'the guard did not notice');
+    assert.deepEqual(h.holds(keys.clientKey), { ram: false, flash: false });
+    assert.equal(h.fw!.sessionState, 'no-session');
+    h.check();
+  });
+});
+
+describe('a 4.09 Conflict to an event: the device numbers went back in time (rollback, two hosts on one flash)', () => {
+  it('moves the outbox to a new event stream and replaces the session; the event is delivered under the new numbers', async () => {
+    const h = new AbiHarness({ seed: 'conflict', profile: 'default' });
+    await h.provision();
+    await h.wakeAndConfirm();
+    const before = newestSlot(h.memory.bytes)!;
+    const oldKey = h.sessionKeys().clientKey;
+    await h.publish('t', Buffer.from('reading'));
+    const con = h.openedUplink().filter((r) => r && r.type === CT_APPLICATION_DATA && (r.content[0] >> 4 & 3) === 0).at(-1)!;
+    const mid = con.content.readUInt16BE(2);
+    const token = con.content.subarray(4, 4 + (con.content[0] & 0x0f));
+    const conflict = Buffer.concat([Buffer.from([0x60 | token.length, 0x89, mid >> 8, mid & 0xff]), token]);
+    const mark = h.deviceEvents.length;
+    h.downlink.length = 0; // the cloud's own answer is not delivered
+    await h.deliver(h.sealToDevice(CT_APPLICATION_DATA, conflict, 100_000n));
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'event-number-conflict'));
+    assert.ok(!h.deviceEvents.slice(mark).some((e) => e.type === 'event-acked'), 'a conflict is not a delivery');
+    const after = newestSlot(h.memory.bytes)!;
+    assert.notEqual(after.incarnation, before.incarnation, 'a new event stream');
+    assert.equal(after.outbox, 1, 'the event stays queued');
+    assert.deepEqual(h.holds(oldKey), { ram: false, flash: false });
+    await h.converse();
+    assert.equal(h.fw!.sessionState, 'confirmed');
+    const delivered = h.cloudEvents.filter((e) => e.kind === 'event').map((e) => (e as { incarnation: string | null; data: Buffer }));
+    const stream = Buffer.alloc(4);
+    stream.writeUInt32LE(after.incarnation); // the option carries the persisted bytes as they are
+    assert.ok(delivered.some((e) => e.data.toString() === 'reading' && e.incarnation === stream.toString('hex')), 'delivered under the new stream');
   });
 });
