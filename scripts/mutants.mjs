@@ -208,6 +208,11 @@ export const MUTANTS = [
     edits: [{ file: 'assembly/session/session.ts', from: '    emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);\n    eraseBothSlots = true;', to: '    emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);' }],
     tests: [HARDENING],
   },
+  {
+    id: 'closed-after-finished-waits', why: "a close_notify behind the server's Finished leaves the session handshaking with no timer",
+    edits: [{ file: 'assembly/session/session.ts', from: '} else if (dtls.state == dtls.S_FAILED || dtls.state == dtls.S_CLOSED) {', to: '} else if (dtls.state == dtls.S_FAILED) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'close_notify in one datagram',
+  },
   // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
   // The keyGeneration guard in commit(): no export of the shipped module reaches it (every path that
   // ends the connection under a booted session is the session's own); the test build's

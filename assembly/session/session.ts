@@ -706,7 +706,9 @@ function afterDtls(now: i64): void {
       transition(SS_CONFIRMED, R_NONE, now);
       wakePingDue = false;
       kick(now);
-    } else if (dtls.state == dtls.S_FAILED) {
+    } else if (dtls.state == dtls.S_FAILED || dtls.state == dtls.S_CLOSED) {
+      // Closed counts too: a close_notify right behind the server's Finished (one datagram) ends
+      // the connection before the session took it; waiting for it would wait for nothing.
       transition(SS_NO_SESSION, R_HANDSHAKE_FAILED, now);
     }
   } else if (sessState == SS_RESUMED || sessState == SS_CONFIRMED) {

@@ -8,6 +8,8 @@ import { AbiHarness } from './fixtures/abi-harness.ts';
 import { SLOT, newestSlot, readSlot, SLOT_AT, SLOT_BYTES } from './fixtures/persisted.ts';
 import type { SessionEvent } from '../../host/session-abi.ts';
 import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
+import { sealRecord } from './dtls-ref.ts';
+import { deviceHandle } from '../../host/cloud/devices.ts';
 
 const CT_APPLICATION_DATA = 23;
 
@@ -218,5 +220,37 @@ describe('a 4.09 Conflict to an event: the device numbers went back in time (rol
     const stream = Buffer.alloc(4);
     stream.writeUInt32LE(after.incarnation); // the option carries the persisted bytes as they are
     assert.ok(delivered.some((e) => e.data.toString() === 'reading' && e.incarnation === stream.toString('hex')), 'delivered under the new stream');
+  });
+});
+
+describe('found while auditing (issue 17)', () => {
+  it("the server's Finished and a close_notify in one datagram: the session does not stay handshaking without a timer", async () => {
+    // Two harnesses with one seed make the same handshake: the first one's persisted keys seal a
+    // close_notify that the second receives right behind the server's Finished.
+    const a = new AbiHarness({ seed: 'finished-close', profile: 'default' });
+    await a.provision();
+    await a.wakeAndConfirm();
+    const keys = a.sessionKeys();
+    const b = new AbiHarness({ seed: 'finished-close', profile: 'default' });
+    await b.provision();
+    await b.boot();
+    for (let i = 0; i < 40 && b.fw!.sessionState === 'handshaking'; i++) {
+      const d = b.downlink.shift();
+      if (!d) {
+        await b.advance(150);
+        continue;
+      }
+      const lastFlight = d.includes(20) && d[0] === 20; // ChangeCipherSpec opens the server's last flight
+      const close = sealRecord({ type: 21, epoch: 1, seq: 100n, key: keys.serverKey, iv: keys.serverIv, cid: deviceHandle(b.id) }, Buffer.from([1, 0]));
+      await b.deliver(lastFlight ? Buffer.concat([d, close]) : d);
+      if (lastFlight) break;
+    }
+    const state = b.fw!.sessionState;
+    assert.ok(state !== 'handshaking' || b.fw!.nextTimeout() !== null, `session ${state}, DTLS ${b.fw!.state}, no timer armed`);
+    assert.equal(state, 'no-session');
+    await b.sleepAndWake();
+    await b.converse();
+    assert.equal(b.fw!.sessionState, 'confirmed', 'the next wake handshakes again');
+    b.check();
   });
 });
