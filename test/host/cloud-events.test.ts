@@ -82,10 +82,28 @@ function contract(name: string, open: () => Promise<EventLog>, close: (l: EventL
       assert.equal(await log.backlog(), 0);
     });
 
+    it('event id reuse (issue 17): the same key with the same content is a duplicate; with another content or name a conflict, and nothing is appended', async (t) => {
+      if (skip(t)) return;
+      const before = await log.backlog();
+      assert.equal(await log.append(ev(10, 'a'), 60_000, 0), 'appended');
+      assert.equal(await log.append(ev(10, 'a'), 60_000, 0), 'duplicate', 'a retransmission');
+      assert.equal(await log.append({ ...ev(10, 'a'), receivedMs: 9 }, 60_000, 0), 'duplicate', 'the time of arrival is not content');
+      assert.equal(await log.append(ev(10, 'b'), 60_000, 0), 'conflict', 'other data');
+      assert.equal(await log.append({ ...ev(10, 'a'), name: 'm' }, 60_000, 0), 'conflict', 'other name');
+      assert.equal(await log.append(ev(10, 'a'), 60_000, 0), 'duplicate', 'the first content keeps the claim');
+      assert.equal(await log.append(ev(10, 'a', 'd2'), 60_000, 0), 'appended', 'another device');
+      assert.equal(await log.backlog(), before + 2);
+      const taken = await log.take('a', 100);
+      assert.deepEqual(taken.filter((g) => g.ev.seq === 10).map((g) => [g.ev.deviceId, g.ev.data.toString(), g.ev.name]), [['d', 'a', 'n'], ['d2', 'a', 'n']]);
+      await log.ack(taken.map((g) => g.id));
+    });
+
     it('dead letters are listed and retried (XRANGE replies)', async (t) => {
       if (skip(t)) return;
       assert.equal(await log.append(ev(3), 60_000, 0), 'appended');
-      const [e] = await log.take('a', 10);
+      const taken = await log.take('a', 100);
+      const e = taken.find((g) => g.ev.seq === 3)!;
+      await log.ack(taken.filter((g) => g !== e).map((g) => g.id)); // whatever an earlier test left
       await log.deadLetter(e, 'http_422', 5);
       const dead = await log.listDead(10);
       assert.deepEqual(dead.map((d) => [d.ev.seq, d.reason, d.failedMs]), [[3, 'http_422', 5]]);
