@@ -3,8 +3,9 @@
  * apart from the session cache's "ss:" so a cache wipe never touches it):
  *   <prefix>log        stream of events waiting for delivery; consumer group "webhook"
  *   <prefix>dead       stream of dead letters (refused permanently by the receiver)
- *   <prefix>c:<key>    claim of one idempotency key (device:incarnation:seq), with a TTL
- * `append` is one Lua script: claim (SET NX PX) and XADD happen together or not at all, and with
+ *   <prefix>c:<key>    claim of one idempotency key (device:incarnation:seq), with a TTL; its
+ *                      value is the event's content hash (a reused id with other content: conflict)
+ * `append` is one Lua script: claim (GET, then SET PX) and XADD happen together or not at all, and with
  * `appendonly yes` + `appendfsync always` Redis answers only after the write is on disk — so the
  * cloud ACKs a device only for an event that survives a kill -9 of Redis.
  * Delivery: XREADGROUP hands new entries to one consumer (one per cloud process); XACK+XDEL when
@@ -12,14 +13,23 @@
  */
 import { connectRedis, type RedisConnection, type RedisOptions } from './redis-client.ts';
 import type { AppendResult, DeadLetter, DeviceEvent, EventLog, LoggedEvent } from './events.ts';
-import { idempotencyKey } from './events.ts';
+import { contentHash, idempotencyKey } from './events.ts';
 
 export const EVENT_GROUP = 'webhook';
 
-/** 1 appended, 0 duplicate, -1 full (stream at its bound: nothing written). */
+/**
+ * 1 appended, 0 duplicate (claimed for this content hash), -2 conflict (claimed for another: a
+ * reused event id), -1 full (stream at its bound: nothing written). A claim's value is the content
+ * hash; claims written before hashes were kept hold "1" and count as this content (duplicate).
+ */
 const APPEND_LUA = `
+local claimed = redis.call('GET', KEYS[1])
+if claimed then
+  if claimed == ARGV[4] or claimed == '1' then return 0 end
+  return -2
+end
 if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 return 1
 `;
@@ -193,8 +203,8 @@ export class RedisEventLog implements EventLog {
   }
 
   async append(ev: DeviceEvent, claimTtlMs: number, _nowMs: number): Promise<AppendResult> {
-    const r = await this.#conn.script<number>(APPEND_LUA, [this.#claimPrefix + idempotencyKey(ev), this.#log], [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog)]);
-    return r === 1 ? 'appended' : r === 0 ? 'duplicate' : 'full';
+    const r = await this.#conn.script<number>(APPEND_LUA, [this.#claimPrefix + idempotencyKey(ev), this.#log], [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog), contentHash(ev)]);
+    return r === 1 ? 'appended' : r === 0 ? 'duplicate' : r === -2 ? 'conflict' : 'full';
   }
 
   async take(consumer: string, max: number): Promise<LoggedEvent[]> {

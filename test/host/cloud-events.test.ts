@@ -7,7 +7,8 @@
 // "nothing new".
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryEventLog, type DeviceEvent, type EventLog } from '../../host/cloud/events.ts';
+import { MemoryEventLog, idempotencyKey, type DeviceEvent, type EventLog } from '../../host/cloud/events.ts';
+import { connectRedis } from '../../host/cloud/redis-client.ts';
 import { RedisEventLog, StreamReplyError, autoclaimReply, readGroupEntries, streamEntries } from '../../host/cloud/redis-events.ts';
 import { Redis, freeTcpPort, toolMissing } from './fixtures/cloud-tools.ts';
 import { skipOrFail } from './engines.ts';
@@ -113,6 +114,25 @@ function contract(name: string, open: () => Promise<EventLog>, close: (l: EventL
     });
   });
 }
+
+describe('Redis claims written before content hashes were kept', () => {
+  it('a claim holding "1" counts as this content: a duplicate, never a conflict, until its TTL ends', async (t) => {
+    if (missing) return skipOrFail(t, missing);
+    const r = new Redis(await freeTcpPort());
+    await r.start();
+    const conn = await connectRedis({ url: r.url });
+    const log = await RedisEventLog.connect({ url: r.url, prefix: 'old:' });
+    try {
+      await conn.command(['SET', `old:c:${idempotencyKey(ev(1))}`, '1', 'PX', '60000']);
+      assert.equal(await log.append(ev(1, 'anything'), 60_000, 0), 'duplicate');
+      assert.equal(await log.backlog(), 0);
+    } finally {
+      await log.close();
+      await conn.close();
+      await r.kill9();
+    }
+  });
+});
 
 let redis: Redis | null = null;
 let opened = 0;
