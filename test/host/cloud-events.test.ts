@@ -7,6 +7,7 @@
 // "nothing new".
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { MemoryEventLog, idempotencyKey, type DeviceEvent, type EventLog } from '../../host/cloud/events.ts';
 import { connectRedis } from '../../host/cloud/redis-client.ts';
 import { RedisEventLog, StreamReplyError, autoclaimReply, readGroupEntries, streamEntries } from '../../host/cloud/redis-events.ts';
@@ -16,6 +17,21 @@ import { skipOrFail } from './engines.ts';
 const missing = toolMissing('redis-server', ['--version']);
 
 const ev = (seq: number, data = `v${seq}`, deviceId = 'd'): DeviceEvent => ({ deviceId, incarnation: '0badc0de', seq, name: 'n', data: Buffer.from(data), receivedMs: 1000 + seq });
+
+describe('idempotency keys', () => {
+  it('are unambiguous although device ids may contain ":" (device "col", incarnation 0badc0de, seq 7 ≠ device "col:0badc0de", seq 7)', () => {
+    assert.notEqual(idempotencyKey({ deviceId: 'col', incarnation: '0badc0de', seq: 7 }), idempotencyKey({ deviceId: 'col:0badc0de', incarnation: null, seq: 7 }));
+    assert.notEqual(idempotencyKey({ deviceId: 'a:1', incarnation: null, seq: 2 }), idempotencyKey({ deviceId: 'a', incarnation: null, seq: 1 }));
+    const id = fc.stringMatching(/^[A-Za-z0-9._:%-]{1,12}$/);
+    const key = fc.record({ deviceId: id, incarnation: fc.option(fc.stringMatching(/^[0-9a-f]{8}$/), { nil: null }), seq: fc.nat() });
+    fc.assert(fc.property(key, key, (a, b) => (idempotencyKey(a) === idempotencyKey(b)) === (a.deviceId === b.deviceId && a.incarnation === b.incarnation && a.seq === b.seq)), { numRuns: 2000 });
+  });
+
+  it('are unchanged for device ids without ":" (claims in Redis and webhook ids from before stay valid)', () => {
+    assert.equal(idempotencyKey({ deviceId: 'dev-1.x_Y', incarnation: '0badc0de', seq: 7 }), 'dev-1.x_Y:0badc0de:7');
+    assert.equal(idempotencyKey({ deviceId: 'dev-1', incarnation: null, seq: 7 }), 'dev-1:7');
+  });
+});
 
 describe('stream reply normaliser', () => {
   const e1: [string, string[]] = ['1-0', ['e', 'one']];
@@ -96,6 +112,15 @@ function contract(name: string, open: () => Promise<EventLog>, close: (l: EventL
       assert.equal(await log.backlog(), before + 2);
       const taken = await log.take('a', 100);
       assert.deepEqual(taken.filter((g) => g.ev.seq === 10).map((g) => [g.ev.deviceId, g.ev.data.toString(), g.ev.name]), [['d', 'a', 'n'], ['d2', 'a', 'n']]);
+      await log.ack(taken.map((g) => g.id));
+    });
+
+    it('two devices whose keys used to collide ("col" 0badc0de/7 and "col:0badc0de" 7) each get their own claim', async (t) => {
+      if (skip(t)) return;
+      assert.equal(await log.append({ ...ev(7, 'x', 'col'), incarnation: '0badc0de' }, 60_000, 0), 'appended');
+      assert.equal(await log.append({ ...ev(7, 'y', 'col:0badc0de'), incarnation: null }, 60_000, 0), 'appended');
+      const taken = await log.take('a', 100);
+      assert.deepEqual(taken.filter((g) => g.ev.seq === 7).map((g) => g.ev.deviceId), ['col', 'col:0badc0de']);
       await log.ack(taken.map((g) => g.id));
     });
 
