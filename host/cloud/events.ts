@@ -24,9 +24,17 @@ export interface DeviceEvent {
   receivedMs: number;
 }
 
-/** The idempotency key a webhook receiver de-duplicates by. Devices without an incarnation keep the old form. */
+/**
+ * The idempotency key a webhook receiver de-duplicates by: `<device>:<incarnation>:<seq>`, or
+ * `<device>:<seq>` for devices that send no incarnation. Device ids may contain ':', so in the key
+ * the id is written with '%' as %25 and ':' as %3A: the key then holds no ':' but its separators,
+ * and two different events never share a key (device "col", incarnation 0badc0de, seq 7 and
+ * device "col:0badc0de", seq 7 made the same key before). Ids without ':' (or '%', which ids may
+ * not contain) keep exactly the key they had, so existing claims and webhook ids stay valid.
+ */
 export function idempotencyKey(ev: Pick<DeviceEvent, 'deviceId' | 'incarnation' | 'seq'>): string {
-  return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;
+  const device = ev.deviceId.replaceAll('%', '%25').replaceAll(':', '%3A');
+  return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;
 }
 
 /** Bytes of SHA-256 kept as the content hash of a claim (hex in the claim). */
