@@ -159,6 +159,27 @@ describe('Redis claims written before content hashes were kept', () => {
   });
 });
 
+describe('Redis log: an entry that does not decode', () => {
+  it('does not hold back the good entries read with it (take and reclaim hand them over)', async (t) => {
+    if (missing) return skipOrFail(t, missing);
+    const r = new Redis(await freeTcpPort());
+    await r.start();
+    const conn = await connectRedis({ url: r.url });
+    const log = await RedisEventLog.connect({ url: r.url, prefix: 'bad:' });
+    try {
+      await conn.command(['XADD', 'bad:log', '*', 'e', '{not json']);
+      await conn.command(['XADD', 'bad:log', '*', 'x', 'no e field']);
+      assert.equal(await log.append(ev(1), 60_000, 0), 'appended');
+      assert.deepEqual((await log.take('a', 10)).map((g) => g.ev.seq), [1]);
+      assert.deepEqual((await log.reclaim('b', 0, 10)).map((g) => g.ev.seq), [1]);
+    } finally {
+      await log.close();
+      await conn.close();
+      await r.kill9();
+    }
+  });
+});
+
 let redis: Redis | null = null;
 let opened = 0;
 const openRedis = (resp?: 2 | 3) => async () => {
