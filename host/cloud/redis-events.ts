@@ -140,9 +140,24 @@ export function autoclaimReply(reply: unknown): { cursor: string; entries: [stri
   return { cursor: String(reply[0]), entries: streamEntries(reply[1]) };
 }
 
+/**
+ * The events among entries read. An entry that is not an event of ours (no "e" field, or not its
+ * JSON; nothing this code writes) is left out rather than failing the read: the others, already
+ * moved into this consumer's pending list by the read, are handed over. It stays pending, counted
+ * in the backlog, for someone to look at.
+ */
 function logged(list: [string, Record<string, string>][]): LoggedEvent[] {
   const out: LoggedEvent[] = [];
-  for (const [id, f] of list) if (f.e !== undefined) out.push({ id, ev: decode(f.e) });
+  for (const [id, f] of list) {
+    if (f.e === undefined) continue;
+    let ev: DeviceEvent;
+    try {
+      ev = decode(f.e);
+    } catch {
+      continue;
+    }
+    out.push({ id, ev });
+  }
   return out;
 }
 
