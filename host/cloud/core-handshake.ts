@@ -49,7 +49,7 @@ import {
   serverKeyExchangeBody,
   type HandshakeFragment,
 } from './handshake.ts';
-import { handleOfCid, makeServerCid } from './heal.ts';
+import { handleOfCid } from './heal.ts';
 import type { StoredSession } from './store.ts';
 import {
   CT_ALERT,
@@ -409,7 +409,7 @@ export class Handshakes {
       clientCid = parseCidExtension(cidExt);
       if (!clientCid) return fail('bad_connection_id_extension', ALERT_DECODE_ERROR);
       clientCid = Buffer.from(clientCid);
-      serverCid = makeServerCid(clientCid.length === HANDLE_BYTES ? clientCid : null, this.ctx.random);
+      serverCid = this.ctx.secrets.makeServerCid(clientCid.length === HANDLE_BYTES ? clientCid : null, this.ctx.random);
     }
     const reneg = ch.extensions.get(EXT_RENEGOTIATION_INFO);
     if (reneg && !(reneg.length === 1 && reneg[0] === 0)) return fail('bad_renegotiation_info', ALERT_HANDSHAKE_FAILURE);
