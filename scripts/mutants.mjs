@@ -290,6 +290,22 @@ export const MUTANTS = [
     edits: [{ file: 'host/cloud/events.ts', from: "if (exp !== undefined && exp > nowMs) return 'duplicate';", to: '' }],
     tests: [WEBHOOK],
   },
+  // --- issue 18: bugs in the Redis event log that its tests missed -----------------------------------------
+  {
+    id: 'cloud-redis-claim-not-exclusive', why: 'the Redis claim ignores an existing claim (NX dropped): every retransmission is appended and delivered again',
+    edits: [{ file: 'host/cloud/redis-events.ts', from: "local claimed = redis.call('GET', KEYS[1])", to: 'local claimed = false' }],
+    tests: [WEBHOOK], pattern: 'redis event log',
+  },
+  {
+    id: 'cloud-redis-backlog-bound-off-by-one', why: 'the Redis log holds one event more than its bound (>= became >)',
+    edits: [{ file: 'host/cloud/redis-events.ts', from: "redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3])", to: "redis.call('XLEN', KEYS[2]) > tonumber(ARGV[3])" }],
+    tests: ['test/host/cloud-events.test.ts'], pattern: 'holds exactly its bound',
+  },
+  {
+    id: 'cloud-redis-dead-letter-stays', why: 'a dead letter is not removed from the Redis log (XDEL dropped): the backlog grows until the log is full',
+    edits: [{ file: 'host/cloud/redis-events.ts', from: "redis.call('XDEL', KEYS[1], ARGV[1])", to: '' }],
+    tests: ['test/host/cloud-events.test.ts'], pattern: 'dead letters are listed',
+  },
 ];
 
 /** A planted bug may make the firmware loop forever: a run that takes this long counts as failed. */

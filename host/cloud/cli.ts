@@ -22,12 +22,12 @@ export const CLOUD_SPEC: CommandSpec = {
     { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT', default: 'memory' },
     { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always)', default: 'memory' },
     { name: 'webhook', value: 'URL', help: 'http(s) URL that receives device events by POST', default: 'none' },
-    { name: 'webhook-max-delay', value: 'DUR', help: 'longest back-off between attempts at one event (it is retried forever)', default: '30s' },
-    { name: 'event-reclaim-after', value: 'DUR', help: 'events another process took and left this long are taken over', default: '60s' },
-    { name: 'heal', value: 'LIST', help: 'comma-separated: reset-token, malformed; or none', default: 'reset-token' },
+    { name: 'webhook-max-delay', value: 'DUR', help: 'longest back-off between attempts at one event (it is retried forever), 100ms..24h', default: '30s' },
+    { name: 'event-reclaim-after', value: 'DUR', help: 'events another process took and left this long are taken over, 1s..24h', default: '60s' },
+    { name: 'heal', value: 'LIST', help: 'comma-separated, each at most once: reset-token, malformed; or none', default: 'reset-token' },
     { name: 'metrics-port', value: 'N', help: 'HTTP port for GET /metrics, 0..65535 (0 = any free port)', default: 'no endpoint' },
     { name: 'metrics-host', value: 'ADDR', help: 'bind address of the metrics endpoint', default: '127.0.0.1' },
-    { name: 'identity-hint', value: 'TEXT', help: 'PSK identity hint sent in a ServerKeyExchange', default: 'none, no SKE' },
+    { name: 'identity-hint', value: 'TEXT', help: 'PSK identity hint sent in a ServerKeyExchange, 1..255 bytes', default: 'none, no SKE' },
     { name: 'session-ttl', value: 'SECONDS', help: 'idle lifetime of a session in the store', default: '604800 = 7 days' },
   ],
 };
@@ -43,11 +43,45 @@ export const EVENTS_SPEC: CommandSpec = {
   notes: '  Without --retry, lists the dead letters (one JSON line each) and exits.',
 };
 
-function positiveDuration(flag: string, value: string | undefined): number | undefined {
+/** Bounds of the duration flags: [min ms, max ms, as written in the message]. */
+export const DURATION_BOUNDS = {
+  // Below 100 ms a failing receiver is hammered; above a day an event waits for no reason.
+  'webhook-max-delay': [100, 24 * 3_600_000, '100ms..24h'],
+  // Below 1 s processes take each other's entries while they are being sent (duplicates).
+  'event-reclaim-after': [1000, 24 * 3_600_000, '1s..24h'],
+} as const;
+
+function boundedDuration(flag: keyof typeof DURATION_BOUNDS, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
+  const [min, max, text] = DURATION_BOUNDS[flag];
   const ms = duration('cloud', flag, value);
-  if (ms < 1) throw new UsageError(`cloud: --${flag} must be at least 1ms (got '${value}')`);
+  if (!(ms >= min && ms <= max)) throw new UsageError(`cloud: --${flag} must be a duration ${text} (got '${value}')`);
   return ms;
+}
+
+/** The identity hint goes into a ServerKeyExchange: 1..255 bytes (none at all: leave the flag out). */
+export const MAX_IDENTITY_HINT_BYTES = 255;
+
+function identityHint(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const n = Buffer.byteLength(value, 'utf8');
+  if (n < 1 || n > MAX_IDENTITY_HINT_BYTES) throw new UsageError(`cloud: --identity-hint must be 1..${MAX_IDENTITY_HINT_BYTES} bytes of UTF-8 text (got ${n} bytes)`);
+  return value;
+}
+
+/** redisUrl, and the port (6379 when none) must be 1..65535: the URL parser's "Invalid URL" names no flag. */
+function redisSpec(command: string, flag: string, value: string, allowMemory: boolean): string {
+  redisUrl(command, flag, value, allowMemory);
+  if (value === 'memory') return value;
+  let port: number;
+  try {
+    const u = new URL(value);
+    port = u.port === '' ? 6379 : Number(u.port);
+  } catch {
+    port = NaN;
+  }
+  if (!(port >= 1 && port <= 65535)) throw new UsageError(`${command}: --${flag} must be ${allowMemory ? 'memory or ' : ''}redis://HOST:PORT with a port 1..65535 (got '${value}')`);
+  return value;
 }
 
 /** Validated options for startCloud (the devices file is read and checked too), or a UsageError naming the flag. */
@@ -56,8 +90,8 @@ export function cloudOptionsFromArgs(argv: string[]) {
   if (f === 'help') throw new UsageError('cloud: --help is handled by runCloudCommand');
   const devices = str(f, 'devices');
   if (!devices) throw new UsageError('cloud: --devices FILE is required (device registry JSON; see docs/protocol.md)');
-  const store = redisUrl('cloud', 'store', str(f, 'store') ?? 'memory', true);
-  const events = redisUrl('cloud', 'events', str(f, 'events') ?? 'memory', true);
+  const store = redisSpec('cloud', 'store', str(f, 'store') ?? 'memory', true);
+  const events = redisSpec('cloud', 'events', str(f, 'events') ?? 'memory', true);
   let heal;
   try {
     heal = parseHeal(str(f, 'heal') ?? 'reset-token');
@@ -80,8 +114,9 @@ export function cloudOptionsFromArgs(argv: string[]) {
     if (!/^\d+$/.test(ttl) || Number(ttl) < 1) throw new UsageError(`cloud: --session-ttl must be a whole number of seconds ≥ 1 (got '${ttl}')`);
     sessionTtlMs = Number(ttl) * 1000;
   }
-  const maxDelayMs = positiveDuration('webhook-max-delay', str(f, 'webhook-max-delay'));
-  const reclaimIdleMs = positiveDuration('event-reclaim-after', str(f, 'event-reclaim-after'));
+  const maxDelayMs = boundedDuration('webhook-max-delay', str(f, 'webhook-max-delay'));
+  const reclaimIdleMs = boundedDuration('event-reclaim-after', str(f, 'event-reclaim-after'));
+  const hint = identityHint(str(f, 'identity-hint'));
   const port = str(f, 'port');
   const metricsPort = str(f, 'metrics-port');
   return {
@@ -97,7 +132,7 @@ export function cloudOptionsFromArgs(argv: string[]) {
     metricsPort: metricsPort === undefined ? null : portFlag('cloud', 'metrics-port', metricsPort),
     metricsHost: str(f, 'metrics-host') ?? '127.0.0.1',
     config: {
-      ...(str(f, 'identity-hint') !== undefined ? { identityHint: str(f, 'identity-hint')! } : {}),
+      ...(hint !== undefined ? { identityHint: hint } : {}),
       ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     },
   };
@@ -166,7 +201,7 @@ export async function runEventsCommand(argv: string[]): Promise<number> {
     }
     const url = str(f, 'events');
     if (!url) throw new UsageError('events: --events redis://HOST:PORT is required (the event log of the cloud)');
-    redisUrl('events', 'events', url, false);
+    redisSpec('events', 'events', url, false);
     const limitText = str(f, 'limit') ?? '100';
     if (!/^\d{1,7}$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`events: --limit must be a whole number 1..9999999 (got '${limitText}')`);
     const retry = str(f, 'retry');

@@ -1,9 +1,11 @@
 /**
  * The handshake half of the core (docs/protocol.md §2): stateless cookies, then two bounded
- * tables of handshakes in progress, each with a per-source-IP quota:
+ * tables of handshakes in progress, each with a per-prefix quota (IPv4 /24, IPv6 /64) and fair
+ * eviction (QuotaTable):
  *  - `hellos`: cookie verified, server flight sent, waiting for the ClientKeyExchange. This is
- *    what a half-open flood fills; a new handshake from an address over its quota forgets that
- *    address's oldest one, so one host cannot push anybody else out.
+ *    what a half-open flood fills; a new handshake from a prefix over its quota forgets that
+ *    prefix's oldest one, and a full table forgets from the prefix holding the most, so many
+ *    addresses — of one prefix or of many — cannot push a client of another prefix out.
  *  - `keyed`: a known PSK identity was presented, waiting for the Finished. Hello floods never
  *    evict these, and completed handshakes (final flights, sessions) are never evicted by either.
  * Entries are small: the transcript is kept as the bytes it hashes, not as a hash object.
@@ -47,7 +49,7 @@ import {
   serverKeyExchangeBody,
   type HandshakeFragment,
 } from './handshake.ts';
-import { handleOfCid, makeServerCid } from './heal.ts';
+import { handleOfCid } from './heal.ts';
 import type { StoredSession } from './store.ts';
 import {
   CT_ALERT,
@@ -104,7 +106,8 @@ class Pending {
 
   constructor(
     readonly from: string,
-    readonly ip: string,
+    /** What the handshake quotas count by (prefixOf). */
+    readonly prefix: string,
     readonly createdMs: number,
     public deadlineMs: number,
     hello: Buffer,
@@ -167,28 +170,64 @@ class Pending {
   }
 }
 
-/** The IP of "ip:port" / "[v6]:port": what per-address quotas count by. */
+/** The IP of "ip:port" / "[v6]:port". */
 export function ipOf(from: string): string {
   return from.slice(0, from.lastIndexOf(':'));
 }
 
 /**
- * A bounded table with a per-group quota: beyond the global bound its oldest entry goes, beyond a
- * group's quota that group's oldest entry goes. Both O(1).
+ * What the handshake quotas count by: an IPv4 address's /24, an IPv6 address's /64 (one host may
+ * hold a whole /64 — RFC 4941 temporary addresses, or a /64 routed to it — so counting by address
+ * would give it unlimited quota). An IPv4-mapped IPv6 address counts as its IPv4 address. Takes
+ * what ipOf returns ("1.2.3.4" or "[v6]"); anything else counts as itself.
  */
-class QuotaTable<V extends { ip: string }> {
+export function prefixOf(ip: string): string {
+  let a = ip.startsWith('[') ? ip.slice(1, -1) : ip;
+  const zone = a.indexOf('%');
+  if (zone >= 0) a = a.slice(0, zone);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a);
+  if (mapped) a = mapped[1];
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(a)) return a.slice(0, a.lastIndexOf('.')) + '.0/24';
+  if (!a.includes(':')) return ip;
+  const halves = a.toLowerCase().split('::');
+  if (halves.length > 2) return ip;
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  if (tail.length > 0 && tail[tail.length - 1].includes('.')) tail.splice(tail.length - 1, 1, '0', '0'); // embedded IPv4: low 32 bits
+  const groups = halves.length === 2 ? [...head, ...Array(Math.max(0, 8 - head.length - tail.length)).fill('0'), ...tail] : head;
+  if (groups.length !== 8) return ip;
+  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':') + '::/64';
+}
+
+/** One prefix's entries of a QuotaTable, oldest first. */
+interface Group {
+  readonly prefix: string;
+  readonly keys: BoundedMap<string, true>;
+}
+
+/**
+ * A bounded table with a per-prefix quota and fair eviction, all O(1):
+ *  - beyond a prefix's quota, that prefix's oldest entry goes;
+ *  - beyond the table's bound, the oldest entry of the prefix holding the most entries goes (the new
+ *    entry's own prefix when it is among the largest). An entry is pushed out by others only when
+ *    every prefix in the table holds as few entries as its own: a client alone in its prefix
+ *    survives any fill from fewer prefixes than the table's bound (10,000 /24s or /64s by default),
+ *    however many addresses each prefix has and however slow the client is.
+ * The prefixes are kept in buckets by size, so the largest one is found without a scan.
+ */
+class QuotaTable<V extends { prefix: string }> {
   readonly all: BoundedMap<string, V>;
-  readonly #groups = new Map<string, BoundedMap<string, true>>();
+  readonly #groups = new Map<string, Group>();
+  /** Prefixes by how many entries they hold; every bucket 1..#largest is kept, possibly empty. */
+  readonly #bySize: Set<Group>[] = [new Set()];
+  #largest = 0;
 
   constructor(
-    max: number,
+    readonly max: number,
     readonly quota: number,
     readonly onEvict: (key: string, v: V) => void,
   ) {
-    this.all = new BoundedMap(max, (key, v) => {
-      this.#leaveGroup(v.ip, key);
-      onEvict(key, v);
-    });
+    this.all = new BoundedMap(Infinity);
   }
 
   get size(): number {
@@ -200,31 +239,52 @@ class QuotaTable<V extends { ip: string }> {
   }
 
   set(key: string, v: V): void {
-    let g = this.#groups.get(v.ip);
+    if (this.all.has(key)) this.delete(key);
+    const prefix = v.prefix;
+    let g = this.#groups.get(prefix);
     if (!g) {
-      g = new BoundedMap(this.quota, (k) => {
-        const evicted = this.all.get(k);
-        this.all.delete(k);
-        if (evicted) this.onEvict(k, evicted);
-      });
-      this.#groups.set(v.ip, g);
+      g = { prefix, keys: new BoundedMap(Infinity) };
+      this.#groups.set(prefix, g);
     }
-    g.set(key, true);
+    if (g.keys.size >= this.quota) this.#evictFrom(g);
+    this.#resize(g, () => g.keys.set(key, true));
     this.all.set(key, v);
+    while (this.all.size > this.max) {
+      this.#evictFrom(g.keys.size === this.#largest ? g : this.#bySize[this.#largest].values().next().value!);
+    }
   }
 
   delete(key: string): void {
     const v = this.all.get(key);
     if (!v) return;
     this.all.delete(key);
-    this.#leaveGroup(v.ip, key);
+    const g = this.#groups.get(v.prefix);
+    if (g) this.#resize(g, () => g.keys.delete(key));
   }
 
-  #leaveGroup(ip: string, key: string): void {
-    const g = this.#groups.get(ip);
-    if (!g) return;
-    g.delete(key);
-    if (g.size === 0) this.#groups.delete(ip);
+  #evictFrom(g: Group): void {
+    const oldest = g.keys.oldest();
+    if (!oldest) return;
+    const v = this.all.get(oldest[0])!;
+    this.delete(oldest[0]);
+    this.onEvict(oldest[0], v);
+  }
+
+  /** Runs a change of g's entries, keeping the size buckets and #largest true (sizes move by one). */
+  #resize(g: Group, change: () => void): void {
+    const before = g.keys.size;
+    change();
+    const after = g.keys.size;
+    if (after === before) return;
+    if (before > 0) this.#bySize[before].delete(g);
+    if (after > 0) {
+      while (this.#bySize.length <= after) this.#bySize.push(new Set());
+      this.#bySize[after].add(g);
+    } else {
+      this.#groups.delete(g.prefix);
+    }
+    if (after > this.#largest) this.#largest = after;
+    while (this.#largest > 0 && this.#bySize[this.#largest].size === 0) this.#largest--;
   }
 }
 
@@ -349,7 +409,7 @@ export class Handshakes {
       clientCid = parseCidExtension(cidExt);
       if (!clientCid) return fail('bad_connection_id_extension', ALERT_DECODE_ERROR);
       clientCid = Buffer.from(clientCid);
-      serverCid = makeServerCid(clientCid.length === HANDLE_BYTES ? clientCid : null, this.ctx.random);
+      serverCid = this.ctx.secrets.makeServerCid(clientCid.length === HANDLE_BYTES ? clientCid : null, this.ctx.random);
     }
     const reneg = ch.extensions.get(EXT_RENEGOTIATION_INFO);
     if (reneg && !(reneg.length === 1 && reneg[0] === 0)) return fail('bad_renegotiation_info', ALERT_HANDSHAKE_FAILURE);
@@ -365,7 +425,7 @@ export class Handshakes {
     const flight = Buffer.concat(messages.map((m) => plainRecord(CT_HANDSHAKE, seq0++, m)));
     const p = new Pending(
       from,
-      ipOf(from),
+      prefixOf(ipOf(from)),
       nowMs,
       nowMs + c.handshakeRetransmitInitialMs,
       handshakeMessage(HT_CLIENT_HELLO, messageSeq, body),

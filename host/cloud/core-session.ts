@@ -260,10 +260,12 @@ export class Sessions {
     const withCid = rec.type === CT_TLS12_CID;
     stats.inc('unknown_session_records', withCid ? 'cid' : 'address');
     if (withCid) {
-      // A CID that names a device (by this process's memory or by its handle) whose session the
-      // store lacks: that device's records cannot be decrypted — the 2019 incident, per device.
+      // A CID the cloud issued for a device (this process remembers it, or its tag verifies and
+      // its handle names one device) whose session the store lacks: that device's records cannot
+      // be decrypted — the 2019 incident, per device. A CID that merely starts with a device's
+      // public handle proves nothing and is not counted for it (docs/protocol.md §10).
       const known = this.#cidDirectory.get(rec.cid!.toString('hex'));
-      const byHandle = known ? null : this.ctx.devices.byHandle(handleOfCid(rec.cid!));
+      const byHandle = known || !this.ctx.secrets.issuedCid(rec.cid!) ? null : this.ctx.devices.byHandle(handleOfCid(rec.cid!));
       const deviceId = known?.deviceId ?? (byHandle && byHandle.length === 1 ? byHandle[0].id : null);
       if (deviceId !== null) stats.inc('undecryptable_records', deviceId);
     }

@@ -8,7 +8,7 @@
  * reason (`drops{reason}`), and the datagram as a whole is counted accepted (≥ 1 record handled)
  * or dropped. Nothing is remembered about a client before its cookie verifies (except a bounded
  * reassembly buffer for fragmented ClientHellos); after that, bounded in-process handshake tables
- * with per-address quotas (core-handshake.ts); after the handshake, everything lives in the
+ * with per-prefix quotas and fair eviction (core-handshake.ts); after the handshake, everything lives in the
  * session store (core-session.ts), and events go to the event log before they are ACKed.
  */
 import crypto from 'node:crypto';
@@ -41,9 +41,9 @@ export interface CoreConfig {
   handshakeLifetimeMs: number;
   /** Handshakes waiting for a ClientKeyExchange, in all. */
   maxPendingHandshakes: number;
-  /** Of those, per source IP address (beyond it, that address's oldest is forgotten). */
+  /** Of those, per source prefix — IPv4 /24, IPv6 /64 (beyond it, that prefix's oldest is forgotten). */
   maxPendingPerAddress: number;
-  /** Handshakes that presented a known PSK identity and wait for the Finished, in all / per IP. */
+  /** Handshakes that presented a known PSK identity and wait for the Finished, in all / per prefix. */
   maxKeyedHandshakes: number;
   maxKeyedPerAddress: number;
   /** Fragmented ClientHellos in reassembly (before any cookie: kept small and short-lived). */

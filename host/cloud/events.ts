@@ -33,8 +33,13 @@ export interface DeviceEvent {
  * not contain) keep exactly the key they had, so existing claims and webhook ids stay valid.
  */
 export function idempotencyKey(ev: Pick<DeviceEvent, 'deviceId' | 'incarnation' | 'seq'>): string {
-  const device = ev.deviceId.replaceAll('%', '%25').replaceAll(':', '%3A');
+  const device = deviceKeyPart(ev.deviceId);
   return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;
+}
+
+/** The device id as written in keys: '%' as %25, ':' as %3A (so it holds no ':'). */
+export function deviceKeyPart(deviceId: string): string {
+  return deviceId.replaceAll('%', '%25').replaceAll(':', '%3A');
 }
 
 /** Bytes of SHA-256 kept as the content hash of a claim (hex in the claim). */
@@ -72,8 +77,22 @@ export interface DeadLetter {
   failedMs: number;
 }
 
+/** What a log removed to stay bounded, since this process opened it (exported as metrics). */
+export interface TrimCounts {
+  /** Oldest dead letters dropped beyond the dead-letter bound. */
+  deadLetters: number;
+  /** Claims forgotten before their TTL because their device holds more than its claim bound. */
+  claims: number;
+  /** Consumers removed from the group after being idle, with nothing pending, beyond the idle bound. */
+  consumers: number;
+}
+
 export interface EventLog {
   readonly kind: 'memory' | 'redis';
+  /** What this log removed to stay bounded (absent: it removes nothing). */
+  readonly trimmed?: TrimCounts;
+  /** Removes consumers idle for `idleMs` with nothing pending; returns how many (absent: no consumer group). */
+  pruneConsumers?(idleMs: number): Promise<number>;
   /** Claims the event's key (with its content hash) and appends it, atomically; see AppendResult. */
   append(ev: DeviceEvent, claimTtlMs: number, nowMs: number): Promise<AppendResult>;
   /** Up to `max` entries nobody has taken yet, now owned by `consumer`. */
@@ -121,13 +140,13 @@ export class MemoryEventLog implements EventLog {
   readonly keepEntries: boolean;
   #nextId = 1;
   /** Dead letters pushed out by the bound (counted, so it is never silent). */
-  deadDropped = 0;
+  readonly trimmed: TrimCounts = { deadLetters: 0, claims: 0, consumers: 0 };
 
   constructor(o: MemoryEventLogOptions = {}) {
     this.#claims = new BoundedMap(o.maxClaims ?? 1_000_000);
     this.maxBacklog = o.maxBacklog ?? 100_000;
     this.keepEntries = o.keepEntries ?? true;
-    this.#dead = new BoundedMap(o.maxDeadLetters ?? 10_000, () => this.deadDropped++);
+    this.#dead = new BoundedMap(o.maxDeadLetters ?? 10_000, () => this.trimmed.deadLetters++);
   }
 
   get claimCount(): number {

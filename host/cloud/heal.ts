@@ -10,11 +10,14 @@ import { CT_APPLICATION_DATA, CT_TLS12_CID, RECORD_HEADER_BYTES, SERVER_CID_BYTE
 
 export const RESET_TOKEN_BYTES = 16;
 export const COOKIE_BYTES = 16;
+/** The tag at the end of every CID the cloud issues (§3): HMAC-SHA-256(CID key, the first 8 bytes)[:4]. */
+export const CID_TAG_BYTES = 4;
 
 /** Keys derived (HKDF-SHA-256) from the one cloud secret that every cloud process shares. */
 export class CloudSecrets {
   readonly #cookieKey: Buffer;
   readonly #resetKey: Buffer;
+  readonly #cidKey: Buffer;
   readonly #periodSecrets = new Map<number, Buffer>();
 
   constructor(cloudSecret: Buffer) {
@@ -22,11 +25,35 @@ export class CloudSecrets {
     const derive = (info: string): Buffer => Buffer.from(crypto.hkdfSync('sha256', cloudSecret, Buffer.alloc(0), info, 32));
     this.#cookieKey = derive('sleepy-session cookie');
     this.#resetKey = derive('sleepy-session reset');
+    this.#cidKey = derive('sleepy-session cid');
   }
 
   /** token = HMAC-SHA-256(reset key, device id || CID)[:16]. */
   resetToken(deviceId: string, cid: Buffer): Buffer {
     return crypto.createHmac('sha256', this.#resetKey).update(deviceId, 'utf8').update(cid).digest().subarray(0, RESET_TOKEN_BYTES);
+  }
+
+  #cidTag(body: Buffer): Buffer {
+    return crypto.createHmac('sha256', this.#cidKey).update(body).digest().subarray(0, CID_TAG_BYTES);
+  }
+
+  /**
+   * The CID this cloud issues: the device's 4-byte handle (its offered client CID) and 4 random
+   * bytes — or 8 random bytes when the client offered no handle — followed by a 4-byte tag over
+   * them. The random bytes and the tag (which only the cloud can compute) make a CID unguessable,
+   * and so keep strangers from triggering reset tokens (§6.1); the tag also lets any cloud process,
+   * with no state, tell a CID it issued from a made-up one (issuedCid).
+   */
+  makeServerCid(handle: Buffer | null, random: (n: number) => Buffer): Buffer {
+    const body = handle && handle.length === HANDLE_BYTES ? Buffer.concat([handle, random(SERVER_CID_BYTES - CID_TAG_BYTES - HANDLE_BYTES)]) : random(SERVER_CID_BYTES - CID_TAG_BYTES);
+    return Buffer.concat([body, this.#cidTag(body)]);
+  }
+
+  /** Whether a cloud process with this secret issued `cid` (its tag verifies). */
+  issuedCid(cid: Buffer): boolean {
+    if (cid.length !== SERVER_CID_BYTES) return false;
+    const at = SERVER_CID_BYTES - CID_TAG_BYTES;
+    return crypto.timingSafeEqual(cid.subarray(at), this.#cidTag(cid.subarray(0, at)));
   }
 
   #periodSecret(period: number): Buffer {
@@ -55,16 +82,6 @@ export class CloudSecrets {
     }
     return false;
   }
-}
-
-/**
- * The CID this cloud issues: the device's 4-byte handle (its offered client CID) followed by
- * 8 random bytes; 12 random bytes when the client offered no handle. The random part is what
- * makes a CID unguessable, and so what keeps strangers from triggering reset tokens (§6.1).
- */
-export function makeServerCid(handle: Buffer | null, random: (n: number) => Buffer): Buffer {
-  if (handle && handle.length === HANDLE_BYTES) return Buffer.concat([handle, random(SERVER_CID_BYTES - HANDLE_BYTES)]);
-  return random(SERVER_CID_BYTES);
 }
 
 /** The handle inside a server CID (its first 4 bytes). */

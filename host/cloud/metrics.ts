@@ -155,6 +155,20 @@ export function createMetrics(): CloudMetrics {
       },
     });
   }
+  new Counter({
+    name: `${METRIC_PREFIX}event_log_trimmed_total`,
+    help: 'What the event log removed to stay bounded: dead_letters (oldest beyond the bound), claims (a device\'s oldest beyond its claim bound), consumers (idle, nothing pending)',
+    labelNames: ['what'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const t = events?.trimmed;
+      if (!t) return;
+      this.inc({ what: 'dead_letters' }, t.deadLetters);
+      this.inc({ what: 'claims' }, t.claims);
+      this.inc({ what: 'consumers' }, t.consumers);
+    },
+  });
   const storeLatency = new Histogram({
     name: `${METRIC_PREFIX}store_latency_seconds`,
     help: 'Session store operation latency',

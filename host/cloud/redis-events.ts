@@ -5,22 +5,29 @@
  *   <prefix>dead       stream of dead letters (refused permanently by the receiver)
  *   <prefix>c:<key>    claim of one idempotency key (device:incarnation:seq), with a TTL; its
  *                      value is the event's content hash (a reused id with other content: conflict)
+ *   <prefix>d:<device> sorted set of the device's claims (key → time claimed), same TTL: at most
+ *                      maxClaimsPerDevice; beyond it the oldest claims are deleted
  * `append` is one Lua script: claim (GET, then SET PX) and XADD happen together or not at all, and with
  * `appendonly yes` + `appendfsync always` Redis answers only after the write is on disk — so the
  * cloud ACKs a device only for an event that survives a kill -9 of Redis.
  * Delivery: XREADGROUP hands new entries to one consumer (one per cloud process); XACK+XDEL when
  * delivered; XAUTOCLAIM lets another process take over the entries of a process that died.
+ * Bounded (docs/protocol.md §8.1): the log by maxBacklog, the dead letters by maxDeadLetters
+ * (XADD MAXLEN ~), claims per device by maxClaimsPerDevice, and consumers that died are removed.
  */
 import { connectRedis, type RedisConnection, type RedisOptions } from './redis-client.ts';
 import type { AppendResult, DeadLetter, DeviceEvent, EventLog, LoggedEvent } from './events.ts';
-import { contentHash, idempotencyKey } from './events.ts';
+import { contentHash, deviceKeyPart, idempotencyKey, type TrimCounts } from './events.ts';
 
 export const EVENT_GROUP = 'webhook';
 
 /**
- * 1 appended, 0 duplicate (claimed for this content hash), -2 conflict (claimed for another: a
- * reused event id), -1 full (stream at its bound: nothing written). A claim's value is the content
- * hash; claims written before hashes were kept hold "1" and count as this content (duplicate).
+ * 0 duplicate (claimed for this content hash), -2 conflict (claimed for another: a reused event
+ * id), -1 full (stream at its bound: nothing written), 1 + n appended, where n is how many of the
+ * device's oldest claims were deleted to keep it at ARGV[5] claims (0: no bound). A claim's value
+ * is the content hash; claims written before hashes were kept hold "1" and count as this content.
+ * KEYS: claim, log, the device's claim index. ARGV: TTL ms, entry, backlog bound, content hash,
+ * claim bound per device, the claim's key (index member), the claim key prefix.
  */
 const APPEND_LUA = `
 local claimed = redis.call('GET', KEYS[1])
@@ -31,15 +38,53 @@ end
 if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
-return 1
+local cap = tonumber(ARGV[5])
+if cap <= 0 then return 1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[1])))
+redis.call('ZADD', KEYS[3], now, ARGV[6])
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[3]) - cap
+if over <= 0 then return 1 end
+local old = redis.call('ZPOPMIN', KEYS[3], over)
+for i = 1, #old, 2 do redis.call('DEL', ARGV[7] .. old[i]) end
+return 1 + over
 `;
 
-/** Moves one entry to the dead-letter stream and out of the log, atomically. */
+/**
+ * Moves one entry to the dead-letter stream and out of the log, atomically; the dead-letter stream
+ * is trimmed to about ARGV[6] entries (0: no bound). Returns how many old dead letters went.
+ */
 const DEAD_LUA = `
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[2], 'reason', ARGV[3], 'at', ARGV[4], 'from', ARGV[1])
+local before = redis.call('XLEN', KEYS[2])
+if tonumber(ARGV[6]) > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[2], 'reason', ARGV[3], 'at', ARGV[4], 'from', ARGV[1])
+else
+  redis.call('XADD', KEYS[2], '*', 'e', ARGV[2], 'reason', ARGV[3], 'at', ARGV[4], 'from', ARGV[1])
+end
 redis.call('XACK', KEYS[1], ARGV[5], ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
-return 1
+return before + 1 - redis.call('XLEN', KEYS[2])
+`;
+
+/**
+ * Removes the group's consumers idle for at least ARGV[2] ms that have nothing pending, atomically
+ * (so none can take an entry between the check and the removal); returns how many. A consumer
+ * with entries pending stays until another process reclaims them. Removing a live consumer would
+ * be harmless: its next read creates it again.
+ */
+const PRUNE_LUA = `
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if tonumber(f['pending']) == 0 and tonumber(f['idle']) >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
 `;
 
 /** Moves one dead letter back into the log, atomically; 0 when it is not there. */
@@ -62,7 +107,16 @@ return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 export interface RedisEventLogOptions extends RedisOptions {
   /** Events waiting at most (0 = no bound); beyond it `append` answers 'full' and the device is not ACKed. */
   maxBacklog?: number;
+  /** Dead letters kept, about (XADD MAXLEN ~; 0 = no bound); the oldest go first, counted. */
+  maxDeadLetters?: number;
+  /** Claims kept per device (0 = no bound); beyond it the device's oldest claims are deleted, counted. */
+  maxClaimsPerDevice?: number;
 }
+
+export const DEFAULT_MAX_BACKLOG = 10_000_000;
+export const DEFAULT_MAX_DEAD_LETTERS = 1_000_000;
+/** One event a minute for the 7-day claim TTL: devices below that rate keep every claim for its TTL. */
+export const DEFAULT_MAX_CLAIMS_PER_DEVICE = 10_080;
 
 function encode(ev: DeviceEvent): string {
   return JSON.stringify({ d: ev.deviceId, i: ev.incarnation, s: ev.seq, n: ev.name, x: ev.data.toString('base64'), t: ev.receivedMs });
@@ -167,21 +221,28 @@ export class RedisEventLog implements EventLog {
   readonly #log: string;
   readonly #dead: string;
   readonly #claimPrefix: string;
+  readonly #indexPrefix: string;
   readonly #maxBacklog: number;
+  readonly #maxDeadLetters: number;
+  readonly #maxClaimsPerDevice: number;
+  readonly trimmed: TrimCounts = { deadLetters: 0, claims: 0, consumers: 0 };
   #groupReady = false;
   #reclaimCursor = '0-0';
 
-  private constructor(conn: RedisConnection, prefix: string, maxBacklog: number) {
+  private constructor(conn: RedisConnection, prefix: string, opts: RedisEventLogOptions) {
     this.#conn = conn;
     this.#log = `${prefix}log`;
     this.#dead = `${prefix}dead`;
     this.#claimPrefix = `${prefix}c:`;
-    this.#maxBacklog = maxBacklog;
+    this.#indexPrefix = `${prefix}d:`;
+    this.#maxBacklog = opts.maxBacklog ?? DEFAULT_MAX_BACKLOG;
+    this.#maxDeadLetters = opts.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS;
+    this.#maxClaimsPerDevice = opts.maxClaimsPerDevice ?? DEFAULT_MAX_CLAIMS_PER_DEVICE;
   }
 
   static async connect(opts: RedisEventLogOptions): Promise<RedisEventLog> {
     const conn = await connectRedis(opts);
-    const log = new RedisEventLog(conn, opts.prefix ?? 'ssev:', opts.maxBacklog ?? 10_000_000);
+    const log = new RedisEventLog(conn, opts.prefix ?? 'ssev:', opts);
     try {
       await log.#ensureGroup();
     } catch (e) {
@@ -218,8 +279,17 @@ export class RedisEventLog implements EventLog {
   }
 
   async append(ev: DeviceEvent, claimTtlMs: number, _nowMs: number): Promise<AppendResult> {
-    const r = await this.#conn.script<number>(APPEND_LUA, [this.#claimPrefix + idempotencyKey(ev), this.#log], [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog), contentHash(ev)]);
-    return r === 1 ? 'appended' : r === 0 ? 'duplicate' : r === -2 ? 'conflict' : 'full';
+    const key = idempotencyKey(ev);
+    const r = await this.#conn.script<number>(
+      APPEND_LUA,
+      [this.#claimPrefix + key, this.#log, this.#indexPrefix + deviceKeyPart(ev.deviceId)],
+      [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog), contentHash(ev), String(this.#maxClaimsPerDevice), key, this.#claimPrefix],
+    );
+    if (r >= 1) {
+      this.trimmed.claims += r - 1;
+      return 'appended';
+    }
+    return r === 0 ? 'duplicate' : r === -2 ? 'conflict' : 'full';
   }
 
   async take(consumer: string, max: number): Promise<LoggedEvent[]> {
@@ -248,7 +318,13 @@ export class RedisEventLog implements EventLog {
   }
 
   async deadLetter(entry: LoggedEvent, reason: string, nowMs: number): Promise<void> {
-    await this.#conn.script(DEAD_LUA, [this.#log, this.#dead], [entry.id, encode(entry.ev), reason, String(nowMs), EVENT_GROUP]);
+    this.trimmed.deadLetters += await this.#conn.script<number>(DEAD_LUA, [this.#log, this.#dead], [entry.id, encode(entry.ev), reason, String(nowMs), EVENT_GROUP, String(this.#maxDeadLetters)]);
+  }
+
+  async pruneConsumers(idleMs: number): Promise<number> {
+    const n = await this.#withGroup(() => this.#conn.script<number>(PRUNE_LUA, [this.#log], [EVENT_GROUP, String(Math.max(0, Math.round(idleMs)))]));
+    this.trimmed.consumers += n;
+    return n;
   }
 
   async listDead(max: number): Promise<DeadLetter[]> {

@@ -25,12 +25,17 @@ export function parseHeal(spec: string): HealFlags {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+  const allowed = `allowed: ${HEAL_FEATURES.join(', ')} (comma-separated, each at most once) or none`;
   if (items.length === 1 && items[0] === 'none') return flags;
-  if (items.length === 0) throw new Error(`empty heal list; allowed: ${HEAL_FEATURES.join(', ')} (comma-separated) or none`);
+  if (items.length === 0) throw new Error(`empty heal list; ${allowed}`);
+  if (items.length !== spec.split(',').length) throw new Error(`empty item in '${spec}'; ${allowed}`);
+  const seen = new Set<string>();
   for (const item of items) {
+    if (seen.has(item)) throw new Error(`'${item}' is listed twice; ${allowed}`);
+    seen.add(item);
     if (item === 'reset-token') flags.resetToken = true;
     else if (item === 'malformed') flags.malformed = true;
-    else throw new Error(`unknown heal feature '${item}'; allowed: ${HEAL_FEATURES.join(', ')} (comma-separated) or none`);
+    else throw new Error(`unknown heal feature '${item}'; ${allowed}`);
   }
   return flags;
 }

@@ -27,6 +27,11 @@ export interface WebhookOptions {
   reclaimIdleMs?: number;
   /** Consumer name (default: host, pid and a random part). */
   consumer?: string;
+  /**
+   * Consumers of the group (other processes, long gone) idle this long with nothing pending are
+   * removed from it; checked every min(this, 60 s).
+   */
+  consumerIdleMs?: number;
 }
 
 export function webhookBody(ev: DeviceEvent): string {
@@ -67,6 +72,7 @@ export class WebhookDelivery {
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #lastReclaimMs = 0;
+  #lastPruneMs = 0;
   #logErrors = 0;
 
   constructor(opts: WebhookOptions, log: EventLog, stats: Counters) {
@@ -74,7 +80,7 @@ export class WebhookDelivery {
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`webhook URL must be http: or https: (got ${u.protocol})`);
     this.url = opts.url;
     this.consumer = opts.consumer ?? `${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`;
-    this.#o = { baseDelayMs: 250, maxDelayMs: 30_000, timeoutMs: 5000, concurrency: 16, maxInHand: 1000, pollMs: 20, reclaimIdleMs: 60_000, ...opts };
+    this.#o = { baseDelayMs: 250, maxDelayMs: 30_000, timeoutMs: 5000, concurrency: 16, maxInHand: 1000, pollMs: 20, reclaimIdleMs: 60_000, consumerIdleMs: 3_600_000, ...opts };
     this.#log = log;
     this.#stats = stats;
   }
@@ -105,6 +111,11 @@ export class WebhookDelivery {
             got += this.#add(await this.#log.reclaim(this.consumer, this.#o.reclaimIdleMs, room));
           }
           if (this.#o.maxInHand - this.#jobs.size > 0) got += this.#add(await this.#log.take(this.consumer, this.#o.maxInHand - this.#jobs.size));
+        }
+        const now = Date.now();
+        if (this.#log.pruneConsumers && now - this.#lastPruneMs >= Math.min(this.#o.consumerIdleMs, 60_000)) {
+          this.#lastPruneMs = now;
+          await this.#log.pruneConsumers(this.#o.consumerIdleMs).catch(() => this.#stats.inc('event_log_errors', 'prune'));
         }
         this.#logErrors = 0;
       } catch {

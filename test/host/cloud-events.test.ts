@@ -130,7 +130,9 @@ function contract(name: string, open: () => Promise<EventLog>, close: (l: EventL
       const taken = await log.take('a', 100);
       const e = taken.find((g) => g.ev.seq === 3)!;
       await log.ack(taken.filter((g) => g !== e).map((g) => g.id)); // whatever an earlier test left
+      const waiting = await log.backlog();
       await log.deadLetter(e, 'http_422', 5);
+      assert.equal(await log.backlog(), waiting - 1, 'a dead letter leaves the log (else the backlog grows until the log is "full")');
       const dead = await log.listDead(10);
       assert.deepEqual(dead.map((d) => [d.ev.seq, d.reason, d.failedMs]), [[3, 'http_422', 5]]);
       assert.equal(await log.retryDead('all'), 1);
@@ -139,6 +141,38 @@ function contract(name: string, open: () => Promise<EventLog>, close: (l: EventL
     });
   });
 }
+
+/** The backlog bound, filled to the brim on each log (issue 18: no test filled the Redis log). */
+function backlogBound(name: string, open: (max: number) => Promise<EventLog>) {
+  describe(`event log backlog bound: ${name}`, () => {
+    it('holds exactly its bound: the next new event is refused (not claimed), a claimed one is still a duplicate, room comes back with an ack', async (t) => {
+      if (missing && name !== 'memory') return skipOrFail(t, missing);
+      const log = await open(5);
+      try {
+        for (let i = 0; i < 5; i++) assert.equal(await log.append(ev(i), 60_000, 0), 'appended', `event ${i}`);
+        assert.equal(await log.append(ev(5), 60_000, 0), 'full', 'the sixth is refused: the device is not ACKed');
+        assert.equal(await log.backlog(), 5);
+        assert.equal(await log.append(ev(2), 60_000, 0), 'duplicate', 'a retransmission is still answered');
+        const one = await log.take('a', 1);
+        await log.ack(one.map((g) => g.id));
+        assert.equal(await log.append(ev(5), 60_000, 0), 'appended', 'the refused event was not claimed: accepted once there is room');
+        assert.equal(await log.append(ev(6), 60_000, 0), 'full');
+        assert.equal(await log.backlog(), 5);
+      } finally {
+        await log.close();
+      }
+    });
+  });
+}
+
+backlogBound('memory', async (max) => new MemoryEventLog({ maxBacklog: max }));
+backlogBound('Redis', async (max) => {
+  const r = new Redis(await freeTcpPort());
+  await r.start();
+  const log = await RedisEventLog.connect({ url: r.url, prefix: 'bb:', maxBacklog: max });
+  const close = log.close.bind(log);
+  return Object.assign(log, { close: async () => { await close(); await r.kill9(); } });
+});
 
 describe('Redis claims written before content hashes were kept', () => {
   it('a claim holding "1" counts as this content: a duplicate, never a conflict, until its TTL ends', async (t) => {

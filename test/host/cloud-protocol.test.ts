@@ -3,6 +3,7 @@
 // renegotiation refused with no_renegotiation; hostile ClientHellos that carry the right
 // address-bound cookie (so the code behind the cookie is what they hit); the half-open flood that
 // used to lock every device out; idempotency keys with the device's incarnation.
+import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BoundedMap } from '../../host/cloud/bounded.ts';
@@ -13,7 +14,8 @@ import { MemoryStore } from '../../host/cloud/store.ts';
 import { createMetrics } from '../../host/cloud/metrics.ts';
 import { CLOUD_SECRET, Link, connected, dev1, kinds, makeCore } from './fixtures/cloud-harness.ts';
 import { TestDtlsClient, UdpCloudClient, coapHeader, type ClientOptions } from './fixtures/cloud-client.ts';
-import { DeviceRegistry } from '../../host/cloud/devices.ts';
+import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
+import { CT_TLS12_CID, recordHeader } from '../../host/cloud/wire.ts';
 import { startCloud } from '../../host/cloud/server.ts';
 import type { CloudCore } from '../../host/cloud/core.ts';
 import { prng, until } from './fixtures/cloud-tools.ts';
@@ -202,6 +204,29 @@ describe('undecryptable records with a known CID (for issue 13)', () => {
     const m = createMetrics();
     m.attach(link.core);
     assert.match(await m.registry.metrics(), /^sleepy_cloud_undecryptable_records_total\{device="dev-1"\} 3$/m);
+  });
+});
+
+describe('undecryptable records: only CIDs the cloud issued count (issue 18)', () => {
+  it('50 records carrying the public handle of a device that never connected (or made-up CIDs of one that did) count for nobody; a CID the cloud issued still counts after a cache loss, in any process', async () => {
+    const core = makeCore();
+    const forge = (handle: Buffer, i: number) => {
+      const cid = Buffer.concat([handle, crypto.createHash('sha256').update(`forged ${i}`).digest().subarray(0, 8)]);
+      const body = Buffer.alloc(32, i);
+      return Buffer.concat([recordHeader(CT_TLS12_CID, 1, i, body.length, cid), body]);
+    };
+    for (let i = 0; i < 50; i++) await core.handleDatagram(forge(deviceHandle('dev-2'), i), `203.0.113.${i}:40000`, 1000 + i);
+    assert.equal(core.stats.get('unknown_session_records', 'cid'), 50);
+    assert.equal(core.stats.get('undecryptable_records', 'dev-2'), 0, 'a public handle names a device but proves nothing');
+    const link = await connected(dev1(), core);
+    for (let i = 0; i < 50; i++) await core.handleDatagram(forge(deviceHandle('dev-1'), i), `203.0.113.${i}:40000`, 2000 + i);
+    assert.equal(core.stats.get('undecryptable_records', 'dev-1'), 0, 'nor does a made-up CID with the handle of a device that has a session');
+    await core.store.wipe();
+    await link.send(link.client.ping());
+    const other = makeCore();
+    await other.handleDatagram(link.client.ping(), '10.0.0.1:5684', 0);
+    assert.equal(core.stats.get('undecryptable_records', 'dev-1'), 1);
+    assert.equal(other.stats.get('undecryptable_records', 'dev-1'), 1, 'the tag of the issued CID verifies in a process that never saw it');
   });
 });
 
