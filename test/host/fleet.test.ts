@@ -7,6 +7,7 @@ import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
 import { DEFAULT_FLEET, HOUR_MS, deviceSpec, type FleetOptions } from '../../host/sim/fleet/spec.ts';
 import type { DeviceOutcome } from '../../host/sim/fleet/outcome.ts';
 import { sessionsLostMinute } from '../../host/sim/fleet/summary.ts';
+import { describeWake, formatFleet } from '../../host/sim/fleet/format.ts';
 import type { Profile } from '../../host/session-abi.ts';
 import { wasm3Available } from '../../host/engines/wasm3/index.ts';
 import { skipOrFail } from './engines.ts';
@@ -101,6 +102,39 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     // 16 devices that each heal with one undecryptable record never make 6 within 10 minutes.
     const d = summary('default').alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
     assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0);
+  });
+
+  it('the 2019 cloud for the 2019 firmware: no reset token ever reaches legacy or fixed, a stuck wake gets no answer until the rollout; default meets our cloud', async () => {
+    const sleepy = Array.from({ length: 16 }, (_, i) => deviceSpec(OPTIONS, i)).find((d) => d.kind === 'sleepy')!;
+    const r = await runFleet({ ...OPTIONS, devices: sleepy.index + 1, days: 9, workers: 1 }, { traceIndex: sleepy.index });
+    const firstRollout = t.rollout[0].atMs;
+    for (const p of ['legacy', 'fixed'] as const) {
+      const s = r.result.profiles.find((x) => x.profile === p)!;
+      const wakes = s.trace!;
+      assert.ok(wakes.length > 10, p);
+      for (const w of wakes) assert.ok(!w.healsSent.includes('reset-token'), `${p} wake ${w.wake}: the 2019 cloud sent a reset token`);
+      // No heal of any kind before the malformed datagram exists.
+      const stepMs = s.series.stepMs;
+      assert.equal(s.series.healsSentPerStep.slice(0, Math.floor(firstRollout / stepMs)).reduce((a, b) => a + b, 0), 0, `${p}: heals before the rollout`);
+      for (const a of s.alarms) assert.equal(a.inCloud, false, `${p}: ${a.rule} is not a rule of the 2019 cloud`);
+    }
+    // A stuck legacy wake before the rollout: the cloud cannot decrypt and says nothing.
+    const legacy = r.result.profiles.find((x) => x.profile === 'legacy')!.trace!;
+    const stuck = legacy.filter((w) => w.atMs >= t.crashAtMs && w.atMs < firstRollout);
+    assert.ok(stuck.length > 0);
+    for (const w of stuck) {
+      assert.equal(w.datagramsDown, 0, `legacy wake ${w.wake} got an answer`);
+      assert.doesNotMatch(describeWake(w), /reset token|heal/);
+    }
+    assert.ok(legacy.some((w) => w.healsSent.includes('malformed')), 'the malformed datagram reached the legacy device');
+    assert.ok(legacy.filter((w) => w.healsSent.includes('malformed')).every((w) => w.atMs >= firstRollout - HOUR_MS));
+    const def = r.result.profiles.find((x) => x.profile === 'default')!;
+    assert.ok(def.trace!.some((w) => w.healsSent.includes('reset-token')), 'our cloud sends reset tokens');
+    assert.ok(def.trace!.every((w) => !w.healsSent.includes('malformed')), 'our cloud sends no malformed datagram');
+    for (const a of def.alarms) assert.equal(a.inCloud, true);
+    const text = formatFleet(r.result);
+    assert.match(text, /would have fired May 2/);
+    assert.match(text, /the 2019 cloud had no such alert rule/);
   });
 
   it('the SessionsLost rule holds over a sliding 10-minute window: more than 5 records and more than 5 % of the datagrams', () => {

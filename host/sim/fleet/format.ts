@@ -17,8 +17,9 @@ function healsText(p: ProfileSummary): string[] {
 
 function alarmText(p: ProfileSummary, rule: string): string {
   const a = p.alarms.find((x) => x.rule === rule);
-  if (!a || a.firedAtMs === null) return 'did not fire';
-  return `${calendar(a.firedAtMs)} (+${dur(a.afterCrashMs!)})`;
+  if (!a || a.firedAtMs === null) return a && !a.inCloud ? 'would not have fired' : 'did not fire';
+  const at = `${calendar(a.firedAtMs)} (+${dur(a.afterCrashMs!)})`;
+  return a.inCloud ? at : `would have fired ${at}`;
 }
 
 /** `how`: what ran the devices, when not the worker pool (e.g. "live over real UDP at ×60"). */
@@ -70,6 +71,9 @@ export function formatFleet(r: FleetResult, reportLine?: string, how?: string): 
   const ran = how ?? `${int(Math.round(r.wakesPerSecond))} wakes/s, ${o.workers} worker${o.workers === 1 ? '' : 's'}`;
   lines.push(`${int(r.wakes)} wakes in ${(r.wallMs / 1000).toFixed(1)} s (${ran})` +
     (reportLine ? `; ${reportLine}` : ''));
+  if (r.profiles.some((p) => p.alarms.some((a) => !a.inCloud))) {
+    lines.push('("would have fired": the 2019 cloud had no such alert rule; a customer reported the incident on May 3)');
+  }
   lines.push('', 'Verdict');
   for (const p of r.profiles) lines.push(`  ${p.profile.padEnd(7)} ${p.verdict}`);
   return lines.join('\n');
@@ -90,6 +94,6 @@ export function describeWake(w: TracedWake): string {
     }
   }
   const delivered = w.delivered.length ? ` · cloud delivered #${w.delivered.join(', #')}` : '';
-  const heal = w.healSent ? ' · cloud sent a heal' : '';
+  const heal = w.healsSent.map((k) => (k === 'malformed' ? ' · cloud sent the malformed datagram' : ' · cloud sent a reset token')).join('');
   return `${parts.join(', ') || 'nothing happened'}${delivered}${heal} · ${w.datagramsUp}↑ ${w.bytesUp} B, ${w.datagramsDown}↓ ${w.bytesDown} B`;
 }

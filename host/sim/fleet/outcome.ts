@@ -46,7 +46,8 @@ export interface TracedWake {
   bytesUp: number;
   datagramsDown: number;
   bytesDown: number;
-  healSent: boolean;
+  /** Heals the cloud sent in this wake, by kind ('malformed': the 2019 datagram; 'reset-token': ours). */
+  healsSent: ('malformed' | 'reset-token')[];
 }
 
 /** One datagram on the air, for `--pcap`. */

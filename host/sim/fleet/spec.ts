@@ -69,6 +69,17 @@ export const DEFAULT_TIMELINE: Timeline = {
 
 export type DeviceKind = 'sleepy' | 'always-connected';
 
+/**
+ * The cloud a profile runs against: the 2019 firmware (legacy, fixed) meets the cloud Particle ran
+ * in 2019 — no reset tokens (none handed out at the handshake, none sent), no alert rules (they are
+ * evaluated and shown as "would have fired"), the malformed-datagram heal as the timeline rolls it
+ * out; `default` meets this project's cloud (reset tokens, alert rules, no malformed datagram).
+ */
+export type CloudEra = '2019' | 'ours';
+export function cloudOf(profile: Profile): CloudEra {
+  return profile === 'default' ? 'ours' : '2019';
+}
+
 export interface FleetOptions {
   devices: number;
   /** Share of sleepy devices (the rest are always connected). */

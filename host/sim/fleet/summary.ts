@@ -6,7 +6,7 @@
  */
 import type { Profile } from '../../session-abi.ts';
 import type { DeviceOutcome, PartitionResult, TracedWake } from './outcome.ts';
-import { DAY_MS, HOUR_MS, REPORTED_POINTS, calendar, endMs, type FleetOptions, type Timeline } from './spec.ts';
+import { DAY_MS, HOUR_MS, REPORTED_POINTS, calendar, cloudOf, endMs, type FleetOptions, type Timeline } from './spec.ts';
 
 export const PROFILE_TITLES: Record<Profile, string> = {
   legacy: 'legacy (Device OS 1.1.0)',
@@ -41,7 +41,11 @@ export interface ProfileSummary {
   events: { published: number; delivered: number; duplicated: number; lost: number; pending: number };
   /** Bytes on the air (both ways) per device-day: stuck devices while stuck vs sleepy devices while healthy. */
   bytes: { perStuckDeviceDay: number | null; perHealthySleepyDeviceDay: number; ratio: number | null };
-  alarms: { rule: string; firedAtMs: number | null; afterCrashMs: number | null }[];
+  /**
+   * The alert rules of docs/protocol.md §10, evaluated on the cloud's counters. `inCloud`: the
+   * profile's cloud had the rule (ours); the 2019 cloud had none, so there it only "would have fired".
+   */
+  alarms: { rule: string; firedAtMs: number | null; afterCrashMs: number | null; inCloud: boolean }[];
   handshakes: number;
   cloudInternalErrors: number;
   series: {
@@ -149,7 +153,7 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
   const lostMinute = sessionsLostMinute(p.undecryptablePerMinute, p.datagramsInPerMinute);
   const alarm = (rule: string, minute: number): ProfileSummary['alarms'][number] => {
     const at = minute >= 0 ? minute * 60_000 : null;
-    return { rule, firedAtMs: at, afterCrashMs: at === null ? null : at - crash };
+    return { rule, firedAtMs: at, afterCrashMs: at === null ? null : at - crash, inCloud: cloudOf(p.profile) === 'ours' };
   };
   const alarms = [alarm(ALERT_RULES.sessionsLost.name, lostMinute), alarm(ALERT_RULES.deviceStuck.name, p.deviceStuckAlertMinute)];
 

@@ -74,7 +74,8 @@ export interface TimelineTag {
   n: number;
   atMs: number;
   when: string;
-  kind: 'event' | 'alarm';
+  /** 'alarm': a rule of the profile's cloud fired; 'would-fire': the 2019 cloud had no such rule, it would have fired. */
+  kind: 'event' | 'alarm' | 'would-fire';
   label: string;
   /** Alarm tags: the profiles whose cloud fired it at that minute. */
   profiles: Profile[];
@@ -91,9 +92,11 @@ export function timelineTags(r: FleetResult): TimelineTag[] {
   for (const p of r.profiles) {
     for (const a of p.alarms) {
       if (a.firedAtMs === null) continue;
-      const key = `${a.rule}@${a.firedAtMs}`;
+      const key = `${a.rule}@${a.firedAtMs}@${a.inCloud}`;
       const after = a.afterCrashMs === null ? '' : `, ${Math.round(a.afterCrashMs / 60_000)} min after the crash`;
-      const tag = alarms.get(key) ?? { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'alarm' as const, label: `alert ${a.rule} fires${after}`, profiles: [] };
+      const tag = alarms.get(key) ?? (a.inCloud
+        ? { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'alarm' as const, label: `alert ${a.rule} fires${after}`, profiles: [] }
+        : { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'would-fire' as const, label: `alert ${a.rule} would have fired${after} (the 2019 cloud had no such rule)`, profiles: [] });
       tag.profiles.push(p.profile);
       alarms.set(key, tag);
     }
@@ -135,9 +138,11 @@ function timeX(r: FleetResult, title = '2019, Pacific time') {
 /** Rules and numbered tags for the timeline, layered over a time chart. */
 function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
   const events = tags.filter((t) => t.kind === 'event').map((t) => ({ time: plotTime(t.atMs), n: String(t.n), label: t.label }));
-  const alarmRules = tags.filter((t) => t.kind === 'alarm').flatMap((t) => t.profiles.map((p) => ({
+  const rulesOf = (kind: TimelineTag['kind']) => tags.filter((t) => t.kind === kind).flatMap((t) => t.profiles.map((p) => ({
     time: plotTime(t.atMs), profile: r.profiles.find((s) => s.profile === p)!.title, label: t.label,
   })));
+  const alarmRules = rulesOf('alarm');
+  const wouldFireRules = rulesOf('would-fire');
   const tagData = tags.map((t) => ({ time: plotTime(t.atMs), n: String(t.n), tagY: -8 - t.row * TAG_ROW_PX, kind: t.kind }));
   const layers: object[] = [];
   if (events.length) {
@@ -156,6 +161,14 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
       encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
     });
   }
+  if (wouldFireRules.length) {
+    layers.push({
+      name: 'timeline_would_fire',
+      data: { values: wouldFireRules },
+      mark: { type: 'rule', strokeDash: [1, 5], strokeWidth: 1, opacity: 0.55 },
+      encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
+    });
+  }
   if (tagData.length) {
     layers.push({
       name: 'timeline_tags',
@@ -165,7 +178,7 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
         x: X_UTC,
         y: { field: 'tagY', type: 'quantitative', scale: null },
         text: { field: 'n' },
-        color: { condition: { test: "datum.kind === 'alarm'", value: '#a00' }, value: '#444' },
+        color: { condition: [{ test: "datum.kind === 'alarm'", value: '#a00' }, { test: "datum.kind === 'would-fire'", value: '#999' }], value: '#444' },
       },
     });
   }

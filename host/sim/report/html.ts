@@ -31,6 +31,7 @@ ol.timeline { margin: 0; padding: 0; list-style: none; columns: 2; column-gap: 2
 ol.timeline li { break-inside: avoid; padding: 1px 0; }
 .tag { display: inline-block; min-width: 20px; text-align: center; font-weight: bold; font-size: 12px; color: #444; }
 .tag.alarm { color: #a00; }
+.tag.would-fire { color: #999; }
 .when { font-variant-numeric: tabular-nums; color: #333; margin-right: 6px; }
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin: 0 2px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
@@ -46,8 +47,8 @@ footer { color: #666; font-size: 12px; }
 
 function alarmCell(p: ProfileSummary, rule: string): string {
   const a = p.alarms.find((x) => x.rule === rule);
-  if (!a || a.firedAtMs === null) return '<span class="muted">did not fire</span>';
-  return `${esc(calendar(a.firedAtMs))}${a.afterCrashMs === null ? '' : ` <span class="muted">(${esc(dur(a.afterCrashMs))} after the crash)</span>`}`;
+  if (!a || a.firedAtMs === null) return `<span class="muted">${a && !a.inCloud ? 'would not have fired' : 'did not fire'}</span>`;
+  return `${a.inCloud ? '' : '<span class="muted">would have fired (no such rule in 2019)</span> '}${esc(calendar(a.firedAtMs))}${a.afterCrashMs === null ? '' : ` <span class="muted">(${esc(dur(a.afterCrashMs))} after the crash)</span>`}`;
 }
 
 function healsCell(p: ProfileSummary): string {
@@ -122,7 +123,7 @@ export function reportHtml({ result: r, tags, scale, charts, data }: PageParts):
 <h1>${esc(title)}</h1>
 <p class="sub">${int(sleepy)} sleepy and ${int(o.devices - sleepy)} always-connected devices, May 2 00:00 – ${esc(calendar(o.days * DAY_MS))} (Pacific time, virtual), seed “${esc(o.seed)}”, engine ${esc(r.engine)}; the same fleet and schedule under each profile. ${int(r.wakes)} wakes simulated in ${(r.wallMs / 1000).toFixed(1)} s.</p>
 <section id="verdicts"><h2>Verdict</h2><div class="verdicts">${verdicts}</div></section>
-<section id="timeline"><h2>Timeline</h2><p class="muted" style="margin:0 0 6px">The numbers tag the vertical rules in the charts (grey dashed: events; dotted, in the profile's colour: an alert firing).</p>${timelineList(tags)}</section>
+<section id="timeline"><h2>Timeline</h2><p class="muted" style="margin:0 0 6px">The numbers tag the vertical rules in the charts (grey dashed: events; dotted, in the profile's colour: an alert of that profile's cloud firing; faint, with a grey number: an alert that would have fired — the 2019 cloud had no such rule).</p>${timelineList(tags)}</section>
 ${figures}
 <section id="table"><h2>Per profile</h2>${profileTable(r)}</section>
 <section id="scaling"><h2>How the status page's points are scaled</h2><p style="margin:0">${scaling}</p></section>
