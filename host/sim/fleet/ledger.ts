@@ -25,7 +25,7 @@ export class DeviceBook {
 
   constructor(readonly spec: DeviceSpec) {
     this.out = {
-      index: spec.index, kind: spec.kind, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
+      index: spec.index, kind: spec.kind, pattern: spec.pattern, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
       firstWakeAfterCrashMs: null, healedAtMs: null, healedBy: null, stuckWakes: 0, published: 0, delivered: 0,
       duplicates: 0, lost: 0, pending: 0, bytesUp: 0, bytesDown: 0, bytesStuck: 0, handshakes: 0,
     };

@@ -4,11 +4,12 @@
  * per hour (deliveries, bytes) or per minute (the alarm's inputs), summed over partitions.
  */
 import type { Profile, SessionEvent } from '../../session-abi.ts';
-import type { DeviceKind } from './spec.ts';
+import type { AppPattern, DeviceKind } from './spec.ts';
 
 export interface DeviceOutcome {
   index: number;
   kind: DeviceKind;
+  pattern: AppPattern;
   wakeEveryMs: number;
   awakeMs: number;
   wakes: number;

@@ -199,6 +199,7 @@ export class PartitionRunner {
     };
 
     fw.seed(d.board.bytes(48));
+    if (options.coapAckTimeoutMs !== undefined) fw.config('coapAckTimeoutMs', options.coapAckTimeoutMs);
     fw.boot(t0, d.image);
     flush();
     try {

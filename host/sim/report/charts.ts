@@ -23,52 +23,6 @@ const plotTime = (virtualMs: number): number => PLOT_EPOCH_MS + virtualMs;
 /** The x encoding of every layer over the time axis (its utc scale keeps labels zone-free). */
 const X_UTC = { field: 'time', type: 'temporal', scale: { type: 'utc' } } as const;
 
-/** The status page's figures on the simulated fleet's scale (see scaleReportedPoints). */
-export interface ScaledReportedPoint {
-  atMs: number;
-  when: string;
-  label: string;
-  /** Devices stuck according to the status page (of a fleet of many thousands). */
-  statusPageStuck: number;
-  /** The same share of the status page's peak (500), applied to the legacy replay's peak. */
-  stuck: number;
-  healthyShare: number;
-}
-
-export interface ReportedScale {
-  /** Peak of devices stuck at once in the legacy replay, and that as a share of its fleet. */
-  legacyPeakStuck: number;
-  legacyPeakStuckShare: number;
-  statusPagePeak: number;
-  points: ScaledReportedPoint[];
-}
-
-/**
- * The simulated fleet is not the 2019 fleet, so the status page's counts are scaled: its peak
- * (500 stuck) maps to the legacy replay's peak of devices stuck at once, and each reported count
- * to the same fraction of that peak (healthy share = 1 − legacyPeakStuckShare × stuck / 500).
- * Null when the replay has no legacy profile (nothing to compare the status page with).
- */
-export function scaleReportedPoints(r: FleetResult): ReportedScale | null {
-  const legacy = r.profiles.find((p) => p.profile === 'legacy');
-  if (!legacy || r.reportedPoints.length === 0) return null;
-  const statusPagePeak = Math.max(...r.reportedPoints.map((p) => p.stuck));
-  const legacyPeakStuck = Math.max(0, ...legacy.series.stuck);
-  const legacyPeakStuckShare = legacy.devices ? legacyPeakStuck / legacy.devices : 0;
-  const points = r.reportedPoints.map((p) => {
-    const fraction = statusPagePeak ? p.stuck / statusPagePeak : 0;
-    return {
-      atMs: p.atMs,
-      when: calendar(p.atMs),
-      label: p.label,
-      statusPageStuck: p.stuck,
-      stuck: legacyPeakStuck * fraction,
-      healthyShare: 1 - legacyPeakStuckShare * fraction,
-    };
-  });
-  return { legacyPeakStuck, legacyPeakStuckShare, statusPagePeak, points };
-}
-
 /** A numbered mark on the time axis: a timeline event, or an alert rule firing (for some profiles). */
 export interface TimelineTag {
   n: number;
@@ -255,44 +209,12 @@ export interface ChartSpec {
   spec: TopLevelSpec;
 }
 
-/**
- * The status page's points (diamonds) and their labels: to the left of points near the right
- * edge, else to the right; under points above `labelBelowFrom` (the top of the plot), else above.
- */
-function reportedLayers(r: FleetResult, points: { time: number; value: number; label: string }[], labelBelowFrom = Infinity): object[] {
-  if (points.length === 0) return [];
-  const rightSide = plotTime(r.options.days * DAY_MS * 0.7);
-  const labels = (side: 'left' | 'right', values: typeof points): object[] => values.map((p, i) => ({
-    name: `reported_labels_${side}_${i}`,
-    data: { values: [p] },
-    mark: { type: 'text', dy: p.value > labelBelowFrom ? 12 : -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
-    encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
-  }));
-  return [
-    {
-      name: 'reported_points',
-      data: { values: points },
-      mark: { type: 'point', shape: 'diamond', size: 110, filled: true, color: '#111', stroke: 'white', strokeWidth: 1, opacity: 1 },
-      encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' } },
-    },
-    ...labels('right', points.filter((p) => p.time <= rightSide)),
-    ...labels('left', points.filter((p) => p.time > rightSide)),
-  ];
-}
-
 export function chartSpecs(r: FleetResult): ChartSpec[] {
   const tags = timelineTags(r);
-  const scale = scaleReportedPoints(r);
-  const pct = (x: number): string => `${(x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0)} %`;
-  // Points after the end of the replay stay in the JSON but are not drawn (they would stretch the axis).
-  const drawn = (scale?.points ?? []).filter((p) => p.atMs <= r.options.days * DAY_MS);
-  const undrawn = (scale?.points.length ?? 0) - drawn.length;
-  const healthyPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
-  const stuckPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
-  const scaledNote = scale
-    ? `Black diamonds: the status page's counts of devices stuck (${scale.points.map((p) => `${p.statusPageStuck} on ${p.when}`).join(', ')}) scaled to this fleet: ${scale.statusPagePeak} maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
-    : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
-
+  const c = r.statusPage;
+  const statusNote = c
+    ? ` Not drawn: the status page's counts (~${c.reportedStuck} stuck, ${c.reportedHealedByMay8Evening} healed by May 8 evening) are devices of a fleet of unknown size, not a share of this one; they are set beside the legacy replay as counts below the table.`
+    : '';
   const days = r.options.days;
   const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, Math.ceil(days)).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
   const stuckVsHealthy = r.profiles.flatMap((p) => [
@@ -305,18 +227,16 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     {
       id: 'healthy',
       title: 'Share of the fleet healthy',
-      caption: `At the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
+      caption: `At the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has).${statusNote}`,
       spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.healthyShare),
-        { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
-        reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
+        { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } }), 'Share of the fleet healthy over time per firmware profile', tags),
     },
     {
       id: 'stuck',
       title: 'Devices stuck',
-      caption: `Devices stuck at the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
+      caption: `Devices stuck at the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}.`,
       spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.stuck),
-        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } },
-        reportedLayers(r, stuckPoints)), 'Devices stuck over time per firmware profile', tags),
+        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } }), 'Devices stuck over time per firmware profile', tags),
     },
     {
       id: 'deliveries',
