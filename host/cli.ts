@@ -3,12 +3,12 @@
  * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
  * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { PROFILES } from './session-abi.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
 import { LIVE_FLEET, LIVE_MAX_DEVICES, LIVE_SPEED } from './sim/live/options.ts';
@@ -35,6 +35,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
+    { name: 'overwrite', help: 'let --pcap (and --export) replace a file that exists (the report is always replaced)' },
     { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
   ],
 };
@@ -153,7 +154,8 @@ async function start(args: string[]): Promise<number> {
   if (flags.pcap !== undefined && [reportPath, jsonPath].map((f) => resolve(f)).includes(resolve(flags.pcap))) {
     throw new UsageError(`start: --pcap ${flags.pcap} would overwrite the report (${reportPath}, ${jsonPath})`);
   }
-  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
+  const overwrite = parsed.overwrite === true;
+  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap, !overwrite);
   writableFile('start', 'report', reportPath);
   writableFile('start', 'report', jsonPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
@@ -172,7 +174,14 @@ async function start(args: string[]): Promise<number> {
     liveText = formatLiveFacts(r.live);
     run = r;
   } else {
-    run = await runFleet(options, { traceIndex, captureBelow });
+    const { Progress, expectedWakes } = await import('./sim/fleet/progress.ts');
+    // A progress line on a terminal (none in CI or when stderr is piped).
+    const progress = new Progress(process.stderr.isTTY && !process.env.CI ? expectedWakes(options) : 0, process.stderr);
+    try {
+      run = await runFleet(options, { traceIndex, captureBelow, onWakes: progress.add });
+    } finally {
+      progress.end();
+    }
   }
   const { result, captures } = run;
   const { writeReport } = await import('./sim/report/index.ts');
@@ -187,10 +196,36 @@ async function start(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Creates the file's folder and checks the file can be written, before a long run. */
-function writableFile(command: string, flag: string, path: string): void {
+/**
+ * Creates a folder one level at a time (mkdirSync's recursive mode loops forever under /proc on
+ * Node 20: `--report /proc/x/y.html` hung), so an impossible path fails at once with its reason.
+ */
+function makeFolder(dir: string): void {
+  const abs = resolve(dir);
+  let at = abs.startsWith(sep) ? sep : '';
+  for (const part of abs.split(sep).filter(Boolean)) {
+    at = join(at, part);
+    let st;
+    try {
+      st = statSync(at);
+    } catch {
+      mkdirSync(at);
+      continue;
+    }
+    if (!st.isDirectory()) throw Object.assign(new Error(`${at} is not a folder`), { code: 'ENOTDIR' });
+  }
+}
+
+/**
+ * Creates the file's folder and checks the file can be written, before a long run. `keep`: a
+ * file that exists is refused (named, with the flag that allows it) instead of overwritten.
+ */
+function writableFile(command: string, flag: string, path: string, keep = false): void {
+  if (keep && existsSync(path)) {
+    throw new UsageError(`${command}: --${flag}: ${path} exists; remove it, name another file, or add --overwrite`);
+  }
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeFolder(dirname(path));
     closeSync(openSync(path, 'a'));
   } catch (e) {
     throw new UsageError(`${command}: --${flag}: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);

@@ -13,6 +13,7 @@ import { DEFAULT_FLEET } from '../../host/sim/fleet/spec.ts';
 import { LIVE_FLEET } from '../../host/sim/live/options.ts';
 import type { FleetResult } from '../../host/sim/fleet/summary.ts';
 import { renderSvg } from '../../host/sim/report/charts.ts';
+import { formatFleet } from '../../host/sim/fleet/format.ts';
 import { jsonPathFor, renderReport, writeReport, type ReportData } from '../../host/sim/report/index.ts';
 import { skipOrFail } from './engines.ts';
 
@@ -149,11 +150,18 @@ describe('fleet report (reports/incident.html)', () => {
     assert.match(html, /May 2019 replay: 8 devices, one firmware profile/);
   });
 
-  it('a replay shorter than a day (the live timeline: one hour) draws its bytes as per device-day bars only', async () => {
-    const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['default'] });
+  it('a replay shorter than a day (the live timeline: one hour) shows its bytes per wake, not scaled to a device-day', async () => {
+    const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['legacy', 'default'] });
     const { html } = await renderReport(hour);
     assert.match(html, /Bytes on the air per device/);
-    assert.match(html, /Per device-day, a stuck device while stuck/);
+    assert.match(html, /Per wake, a stuck device while stuck/);
+    assert.doesNotMatch(html, /device-day/);
+    const legacy = hour.profiles.find((p) => p.profile === 'legacy')!;
+    assert.equal(legacy.bytes.unit, 'wake');
+    assert.ok(legacy.bytes.perStuckWake! > 0 && legacy.bytes.wakeRatio !== null);
+    const text = formatFleet(hour);
+    assert.match(text, /bytes\/wake stuck vs healthy/);
+    assert.doesNotMatch(text, /bytes\/day/);
   });
 
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {

@@ -4,7 +4,7 @@
  */
 import type { TracedWake } from './outcome.ts';
 import { calendar, DAY_MS } from './spec.ts';
-import { ELEVATED_USAGE, dur, type FleetResult, type ProfileSummary, type StatusPageComparison } from './summary.ts';
+import { ELEVATED_USAGE, bytesShown, dur, type FleetResult, type ProfileSummary, type StatusPageComparison } from './summary.ts';
 
 const kB = (n: number): string => (n >= 1000 ? `${(n / 1000).toFixed(1)} kB` : `${Math.round(n)} B`);
 const int = (n: number): string => n.toLocaleString('en-US');
@@ -55,8 +55,10 @@ export function formatFleet(r: FleetResult, reportLine?: string, how?: string): 
     ['  lost', (p) => [int(p.events.lost)]],
     ['  duplicated', (p) => [int(p.events.duplicated)]],
     ['  still queued at the end', (p) => [int(p.events.pending)]],
-    ['bytes/day stuck vs healthy', (p) => [p.bytes.perStuckDeviceDay === null ? `– vs ${p.sleepy ? kB(p.bytes.perHealthySleepyDeviceDay) : '–'}`
-      : `${kB(p.bytes.perStuckDeviceDay)} vs ${kB(p.bytes.perHealthySleepyDeviceDay)} (${p.bytes.ratio!.toFixed(1)}×)`]],
+    [`bytes/${r.profiles[0]?.bytes.unit === 'wake' ? 'wake' : 'day'} stuck vs healthy`, (p) => {
+      const b = bytesShown(p);
+      return [b.stuck === null ? `– vs ${p.sleepy ? kB(b.healthy) : '–'}` : `${kB(b.stuck)} vs ${kB(b.healthy)}${b.ratio === null ? '' : ` (${b.ratio.toFixed(1)}×)`}`];
+    }],
     [`  stuck with elevated usage (>${ELEVATED_USAGE}× own)`, (p) => [p.stuck.devices ? `${int(p.bytes.elevated)} of ${int(p.stuck.devices)}${p.bytes.elevated ? ` (${Object.entries(p.bytes.elevatedByPattern).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}` : '–']],
     ['alarm: SessionsLost', (p) => [alarmText(p, 'SleepyCloudSessionsLost')]],
     ['alarm: DeviceStuck', (p) => [alarmText(p, 'SleepyCloudDeviceStuck')]],

@@ -29,7 +29,7 @@ export const CLOUD_ADDRESS = '192.0.2.1:5684';
 const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
-const PROGRESS_WAKES = 2000;
+const PROGRESS_WAKES = 500;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;

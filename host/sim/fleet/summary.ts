@@ -96,7 +96,14 @@ export interface ProfileSummary {
    * healthy; `elevated`: stuck devices whose own bytes per day while stuck exceed ELEVATED_USAGE ×
    * their own bytes per day while healthy (the status page: "only a few had elevated data usage").
    */
-  bytes: { perStuckDeviceDay: number | null; perHealthySleepyDeviceDay: number; ratio: number | null; elevated: number; elevatedByPattern: Partial<Record<AppPattern, number>> };
+  bytes: {
+    perStuckDeviceDay: number | null; perHealthySleepyDeviceDay: number; ratio: number | null;
+    /** The same per wake: what a replay shorter than a day (the live hour, whose wake intervals are compressed) reports. */
+    perStuckWake: number | null; perHealthySleepyWake: number; wakeRatio: number | null;
+    /** The unit the text and the report show: 'device-day' for a replay of a day or more, else 'wake'. */
+    unit: 'device-day' | 'wake';
+    elevated: number; elevatedByPattern: Partial<Record<AppPattern, number>>;
+  };
   /**
    * The alert rules of docs/protocol.md §10, evaluated on the cloud's counters. `inCloud`: the
    * profile's cloud had the rule (ours); the 2019 cloud had none, so there it only "would have fired".
@@ -198,6 +205,10 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
   const healthySleepyBytes = sleepy.reduce((n, d) => n + d.bytesUp + d.bytesDown - d.bytesStuck, 0);
   const healthySleepyDays = sleepy.reduce((n, d) => n + (end - (d.stuckWakes > 0 ? stuckDuration(d) : 0)) / DAY_MS, 0);
   const perStuck = stuckDays > 0 ? stuckBytes / stuckDays : null;
+  const stuckWakes = sum(stuckDevs, (d) => d.stuckWakes);
+  const healthySleepyWakes = sum(sleepy, (d) => d.wakes - d.stuckWakes);
+  const perStuckWake = stuckWakes > 0 ? stuckBytes / stuckWakes : null;
+  const perHealthyWake = healthySleepyWakes > 0 ? healthySleepyBytes / healthySleepyWakes : 0;
   const elevatedByPattern: Partial<Record<AppPattern, number>> = {};
   let elevated = 0;
   for (const d of stuckDevs) {
@@ -251,7 +262,9 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
     })(),
     heals: [...heals].map(([mechanism, h]) => ({ mechanism, ...h })).sort((a, b) => b.devices - a.devices),
     events,
-    bytes: { perStuckDeviceDay: perStuck, perHealthySleepyDeviceDay: perHealthy, ratio: perStuck === null || perHealthy === 0 ? null : perStuck / perHealthy, elevated, elevatedByPattern },
+    bytes: { perStuckDeviceDay: perStuck, perHealthySleepyDeviceDay: perHealthy, ratio: perStuck === null || perHealthy === 0 ? null : perStuck / perHealthy,
+      perStuckWake, perHealthySleepyWake: perHealthyWake, wakeRatio: perStuckWake === null || perHealthyWake === 0 ? null : perStuckWake / perHealthyWake,
+      unit: end >= DAY_MS ? 'device-day' : 'wake', elevated, elevatedByPattern },
     alarms,
     handshakes: sum(devs, (d) => d.handshakes),
     cloudInternalErrors: p.cloudInternalErrors,
@@ -270,6 +283,18 @@ export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days
   };
   summary.verdict = verdictOf(summary);
   return summary;
+}
+
+/**
+ * Bytes stuck vs healthy in the unit the replay supports: per device-day for a replay of a day or
+ * more; per wake for a shorter one (the live hour: its wake intervals are compressed to minutes, so
+ * a "device-day" scaled from it says nothing about a day of the real fleet).
+ */
+export function bytesShown(p: ProfileSummary): { unit: string; stuck: number | null; healthy: number; ratio: number | null } {
+  const b = p.bytes;
+  return b.unit === 'wake'
+    ? { unit: 'wake', stuck: b.perStuckWake, healthy: b.perHealthySleepyWake, ratio: b.wakeRatio }
+    : { unit: 'device-day', stuck: b.perStuckDeviceDay, healthy: b.perHealthySleepyDeviceDay, ratio: b.ratio };
 }
 
 /** First minute at which SleepyCloudSessionsLost holds over its 10-minute window, or -1. */

@@ -9,7 +9,7 @@ import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import type { Profile } from '../../session-abi.ts';
 import { DAY_MS, HOUR_MS, calendar } from '../fleet/spec.ts';
-import type { FleetResult, ProfileSummary } from '../fleet/summary.ts';
+import { bytesShown, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
 
 /** Okabe–Ito colours (distinguishable with colour-blindness), one per profile. */
 export const PROFILE_COLORS: Record<Profile, string> = { legacy: '#D55E00', fixed: '#E69F00', default: '#0072B2' };
@@ -218,10 +218,11 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
   const days = r.options.days;
   const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, Math.ceil(days)).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
   const stuckVsHealthy = r.profiles.flatMap((p) => [
-    ...(p.bytes.perStuckDeviceDay === null ? [] : [{ profile: p.title, kind: 'stuck', value: p.bytes.perStuckDeviceDay }]),
-    { profile: p.title, kind: 'healthy', value: p.bytes.perHealthySleepyDeviceDay },
+    ...(bytesShown(p).stuck === null ? [] : [{ profile: p.title, kind: 'stuck', value: bytesShown(p).stuck! }]),
+    { profile: p.title, kind: 'healthy', value: bytesShown(p).healthy },
   ]);
-  const noStuck = r.profiles.filter((p) => p.bytes.perStuckDeviceDay === null).map((p) => p.profile);
+  const noStuck = r.profiles.filter((p) => bytesShown(p).stuck === null).map((p) => p.profile);
+  const unit = r.profiles[0]?.bytes.unit ?? 'device-day';
 
   return [
     {
@@ -248,7 +249,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     {
       id: 'bytes',
       title: 'Bytes on the air per device',
-      caption: `${days >= 2 ? 'Left: bytes on the air (both directions) per device per day, whole fleet. Right: per' : 'Per'} device-day, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}. Cellular data is paid per byte.`,
+      caption: `${days >= 2 ? 'Left: bytes on the air (both directions) per device per day, whole fleet. Right: per' : 'Per'} ${unit}, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}.${unit === 'wake' ? ' Per wake, not per day: a replay shorter than a day (the live hour compresses wake intervals to minutes) says nothing about a day of the real fleet.' : ''} Cellular data is paid per byte.`,
       spec: topLevel({
         hconcat: [
           // A replay shorter than two days has no day-by-day line worth drawing (one partial day).
@@ -264,7 +265,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
                 encoding: {
                   x: { field: 'kind', type: 'nominal', title: null, sort: ['stuck', 'healthy'], axis: { labelAngle: 0, labelLimit: 90 } },
                   xOffset: { field: 'profile', type: 'nominal', sort: r.profiles.map((p) => p.title) },
-                  y: { field: 'value', type: 'quantitative', title: 'bytes / device-day' },
+                  y: { field: 'value', type: 'quantitative', title: `bytes / ${unit}` },
                   color: { field: 'profile', type: 'nominal', title: 'firmware', scale: colorScale(r) },
                 },
               },
@@ -272,7 +273,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
           },
         ],
         resolve: { scale: { y: 'independent' } },
-      }, 'Bytes on the air per device per day, and per stuck vs healthy device-day, per firmware profile', tags),
+      }, `Bytes on the air per device per day, and per stuck vs healthy ${unit}, per firmware profile`, tags),
     },
   ];
 }

@@ -3,7 +3,7 @@
  * block; no script runs, nothing is fetched), readable offline and printable.
  */
 import { DAY_MS, calendar } from '../fleet/spec.ts';
-import { dur, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
+import { bytesShown, dur, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
 import { statusPageText } from '../fleet/format.ts';
 import { PROFILE_COLORS, type TimelineTag } from './charts.ts';
 
@@ -73,8 +73,10 @@ function profileTable(r: FleetResult): string {
     ['lost', true, (p) => (p.events.lost ? `<b>${int(p.events.lost)}</b>` : '0')],
     ['duplicated', true, (p) => int(p.events.duplicated)],
     ['still queued at the end', true, (p) => int(p.events.pending)],
-    ['bytes / device-day: stuck vs healthy', false, (p) => (p.bytes.perStuckDeviceDay === null ? `– vs ${kB(p.bytes.perHealthySleepyDeviceDay)}`
-      : `${kB(p.bytes.perStuckDeviceDay)} vs ${kB(p.bytes.perHealthySleepyDeviceDay)} (${p.bytes.ratio!.toFixed(1)}×)`)],
+    [`bytes / ${r.profiles[0]?.bytes.unit ?? 'device-day'}: stuck vs healthy`, false, (p) => {
+      const b = bytesShown(p);
+      return b.stuck === null ? `– vs ${kB(b.healthy)}` : `${kB(b.stuck)} vs ${kB(b.healthy)}${b.ratio === null ? '' : ` (${b.ratio.toFixed(1)}×)`}`;
+    }],
     ...[...new Set(r.profiles.flatMap((p) => p.alarms.map((a) => a.rule)))].map((rule): [string, boolean, (p: ProfileSummary) => string] =>
       [`alert ${rule}`, false, (p) => alarmCell(p, rule)]),
     ['handshakes', false, (p) => int(p.handshakes)],
