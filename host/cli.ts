@@ -9,8 +9,10 @@ import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { PROFILES } from './session-abi.ts';
+import { PROFILES, type Profile } from './session-abi.ts';
+import type { DeviceOutcome } from './sim/fleet/outcome.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
+import { WHAT_IFS, whatIf } from './sim/fleet/whatif.ts';
 import { LIVE_FLEET, LIVE_MAX_DEVICES, LIVE_SPEED } from './sim/live/options.ts';
 
 import { UsageError, decimal, duration, helpText, hostPort, nonEmpty, oneOf, parseFlags, str, wholeNumber, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
@@ -35,8 +37,12 @@ export const START_SPEC: CommandSpec = {
     { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
-    { name: 'overwrite', help: 'let --pcap (and --export) replace a file that exists (the report is always replaced)' },
-    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
+    { name: 'overwrite', help: 'let --pcap and --export replace a file that exists (the report is always replaced)' },
+    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html; with --sweep reports/sweep.html' },
+    { name: 'export', value: 'FILE.csv|FILE.jsonl', help: 'one row per device and profile: class, pattern, stuck from/to, heal mechanism, wakes stuck, bytes, events published/delivered/lost' },
+    ...WHAT_IFS.filter((w) => w.name !== 'sleepy-share').map((w) => ({ name: w.name, value: w.value, help: w.help })),
+    { name: 'sweep', value: 'PARAM=a,b,c', help: `replay once per value of one parameter (${WHAT_IFS.map((w) => w.name).join(', ')}; values of 'rollout' separated by ';'), print the figures side by side and plot them (--report, default reports/sweep.html)` },
+    { name: 'compare', value: 'A.json B.json', help: 'set two earlier runs side by side (the JSON next to their reports): the figures per profile and the options that differ; takes no other flag' },
   ],
 };
 
@@ -107,7 +113,30 @@ async function resolvable(command: string, flag: string, host: string): Promise<
   }
 }
 
+/** `start --compare A.json B.json`: two earlier runs side by side. */
+async function compareRuns(args: string[]): Promise<number> {
+  const files = args.filter((a) => a !== '--compare');
+  if (files.length !== 2 || args[0] !== '--compare' || files.some((f) => f.startsWith('-'))) {
+    throw new UsageError('start: --compare takes two JSON files of earlier runs and no other flag: start --compare A.json B.json');
+  }
+  const { readFileSync } = await import('node:fs');
+  const load = (f: string) => {
+    let data;
+    try {
+      data = JSON.parse(readFileSync(f, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`start: --compare: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (!data || !Array.isArray(data.profiles) || !data.options) throw new UsageError(`start: --compare: ${f} is not the JSON of a replay (the .json next to its report)`);
+    return data;
+  };
+  const { compareText } = await import('./sim/fleet/compare.ts');
+  console.log(compareText(load(files[0]), load(files[1]), files[0], files[1]));
+  return 0;
+}
+
 async function start(args: string[]): Promise<number> {
+  if (args.includes('--compare') && !args.includes('--help') && !args.includes('-h')) return compareRuns(args);
   const parsed = flagsOf(START_SPEC, args);
   if (!parsed) return 0;
   const flags = strings(parsed);
@@ -131,6 +160,17 @@ async function start(args: string[]): Promise<number> {
     profiles,
     engine,
   };
+  let whatIfOptions = options;
+  for (const w of WHAT_IFS) {
+    if (w.name === 'sleepy-share' || flags[w.name] === undefined) continue;
+    if (live) throw new UsageError(`start: --${w.name} does not apply with --live (what-ifs run in process)`);
+    try {
+      whatIfOptions = w.apply(whatIfOptions, flags[w.name]!);
+    } catch (e) {
+      throw new UsageError(`start: ${(e as Error).message}`);
+    }
+  }
+  Object.assign(options, whatIfOptions);
   const speed = flags.speed !== undefined ? decimal('start', 'speed', flags.speed, 2, 240) : LIVE_SPEED;
   let traceIndex: number | null = null;
   if (flags.trace !== undefined) {
@@ -146,7 +186,30 @@ async function start(args: string[]): Promise<number> {
   if (live && flags.pcap !== undefined) {
     throw new UsageError('start: --pcap does not apply with --live (its datagrams are real: capture them with tcpdump -i lo udp)');
   }
-  const reportPath = flags.report ?? 'reports/incident.html';
+  let sweep: { param: string; values: string[] } | null = null;
+  if (flags.sweep !== undefined) {
+    const m = /^([a-z-]+)=(.+)$/.exec(flags.sweep);
+    const w = m ? whatIf(m[1]) : undefined;
+    if (!m || !w) throw new UsageError(`start: --sweep must be PARAM=a,b,c with PARAM one of ${WHAT_IFS.map((x) => x.name).join(', ')} (got '${flags.sweep}')`);
+    const values = m[2].split(m[1] === 'rollout' ? ';' : ',').map((v) => v.trim());
+    if (values.length < 2 || values.length > 12) throw new UsageError(`start: --sweep takes 2..12 values (got ${values.length})`);
+    for (const f of ['live', 'trace', 'pcap', 'export', m[1]] as const) {
+      if ((f === 'live' ? live : flags[f] !== undefined)) throw new UsageError(`start: --sweep does not combine with --${f}`);
+    }
+    for (const v of values) {
+      try {
+        w.apply(options, v);
+      } catch (e) {
+        throw new UsageError(`start: --sweep ${m[1]}: ${(e as Error).message}`);
+      }
+    }
+    sweep = { param: m[1], values };
+  }
+  if (flags.export !== undefined && !/[^/]\.(csv|jsonl)$/.test(flags.export)) {
+    throw new UsageError(`start: --export must name a .csv or .jsonl file (got '${flags.export}')`);
+  }
+  if (live && flags.export !== undefined) throw new UsageError('start: --export does not apply with --live');
+  const reportPath = flags.report ?? (flags.sweep !== undefined ? 'reports/sweep.html' : 'reports/incident.html');
   if (!/[^/]\.html$/.test(reportPath) || basename(reportPath) === '.html') {
     throw new UsageError(`start: --report must name an .html file, e.g. reports/incident.html (the JSON goes next to it) (got '${reportPath}')`);
   }
@@ -158,6 +221,13 @@ async function start(args: string[]): Promise<number> {
   if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap, !overwrite);
   writableFile('start', 'report', reportPath);
   writableFile('start', 'report', jsonPath);
+  if (flags.export !== undefined) {
+    if ([reportPath, jsonPath, flags.pcap].filter(Boolean).map((f) => resolve(f!)).includes(resolve(flags.export))) {
+      throw new UsageError(`start: --export ${flags.export} would overwrite another output`);
+    }
+    writableFile('start', 'export', flags.export, !overwrite);
+  }
+  if (sweep) return runSweep(options, sweep.param, sweep.values, reportPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
   const captureBelow = flags.pcap !== undefined ? pcapDevices : 0;
@@ -187,12 +257,33 @@ async function start(args: string[]): Promise<number> {
   const { writeReport } = await import('./sim/report/index.ts');
   await writeReport(result, reportPath);
   const written = [`report: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`];
+  if (flags.export !== undefined) {
+    const { writeExport } = await import('./sim/fleet/export.ts');
+    const n = writeExport(flags.export, (run as { devices: Map<Profile, DeviceOutcome[]> }).devices, options.days * 86_400_000);
+    written.push(`export: ${flags.export} (${n.toLocaleString('en-US')} rows)`);
+  }
   if (flags.pcap !== undefined) {
     const w = writePcap(flags.pcap, captures);
     written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);
   }
   console.log(formatFleet(result, written.join('; '), live ? `live over real UDP at ×${speed}` : undefined));
   if (liveText) console.log(`\n${liveText}`);
+  return 0;
+}
+
+/** `start --sweep PARAM=a,b,c`: one replay per value, the figures side by side, plotted. */
+async function runSweep(base: FleetOptions, param: string, values: string[], reportPath: string): Promise<number> {
+  const { runFleet } = await import('./sim/fleet/run.ts');
+  const { sweepText } = await import('./sim/fleet/compare.ts');
+  const { writeSweepReport } = await import('./sim/report/sweep.ts');
+  const w = whatIf(param)!;
+  const points = [];
+  for (const value of values) {
+    if (process.stderr.isTTY && !process.env.CI) process.stderr.write(`sweep: --${param} ${value} (${points.length + 1} of ${values.length})\n`);
+    points.push({ value, result: (await runFleet(w.apply(base, value))).result });
+  }
+  await writeSweepReport(param, points, reportPath);
+  console.log(`${sweepText(param, points)}\n\nreport: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`);
   return 0;
 }
 

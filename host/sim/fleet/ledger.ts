@@ -68,7 +68,8 @@ export class WakeBook {
     if (e.type === 'connected' || e.type === 'confirmed' || e.type === 'event-acked') {
       if (this.afterCrash && out.healedAtMs === null) {
         out.healedAtMs = nowMs;
-        out.healedBy = d.lastDiscard ?? 'none';
+        // Stuck and back without dropping its session: the cloud has that session again (what-if: the cache came back).
+        out.healedBy = d.lastDiscard ?? (out.stuckWakes > 0 ? 'cache-back' : 'none');
       }
       this.#reached = true;
     }

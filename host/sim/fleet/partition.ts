@@ -15,7 +15,7 @@ import { SeededEntropy } from '../../board/board.ts';
 import { CloudCore, type CoreOutput } from '../../cloud/core.ts';
 import { DeviceRegistry } from '../../cloud/devices.ts';
 import { MALFORMED_LENGTH_FIELD, MALFORMED_PRESENT_BYTES } from '../../cloud/heal.ts';
-import { MemoryStore } from '../../cloud/store.ts';
+import { CrashableStore } from './cache.ts';
 import { RECORD_HEADER_BYTES } from '../../cloud/wire.ts';
 import type { Engine } from '../../engines/engine.ts';
 import { FirmwareClient, OutboxFullError, REGION_BYTES, type Profile, type SessionEvent } from '../../session-abi.ts';
@@ -61,7 +61,7 @@ export class PartitionRunner {
   readonly #task: PartitionTask;
   readonly #engine: Engine;
   readonly #wasm: Uint8Array;
-  readonly #store = new MemoryStore(10_000_000);
+  readonly #store = new CrashableStore(10_000_000);
   readonly #cloud: CloudCore;
   readonly #byId = new Map<string, DeviceState>();
   readonly #endMs: number;
@@ -125,7 +125,8 @@ export class PartitionRunner {
     while (heap.size > 0 && heap.peek()!.nextWakeMs < this.#endMs) {
       const d = heap.pop()!;
       if (!this.#crashed && d.nextWakeMs >= this.#task.options.timeline.crashAtMs) {
-        await this.#store.wipe(); // the Redis crash: every session key is gone
+        // The Redis crash: every session key is gone (what-if: back with its data some hours later).
+        this.#store.crash(this.#task.options.timeline.crashAtMs + (this.#task.options.timeline.cacheBackAfterMs ?? Infinity));
         this.#crashed = true;
       }
       const sleptAt = await this.#wake(d, d.nextWakeMs);

@@ -45,6 +45,8 @@ export interface Timeline {
    */
   inlineHealAtMs: number;
   healDelayMs: number;
+  /** What-if: the lost cache comes back with its data this long after the crash (absent: never, as in 2019). */
+  cacheBackAfterMs?: number;
 }
 
 /** The reported points of the status page, for the report's legacy curve. */

@@ -157,7 +157,8 @@ export function timelineEvents(t: Timeline, days: number): { atMs: number; label
     { atMs: t.customerReportAtMs, label: 'a customer reports missing webhooks' },
     ...t.rollout.map((s) => ({ atMs: s.atMs, label: `malformed-datagram ${s.label} (${Math.round(s.share * 100)}% of devices)` })),
     { atMs: t.inlineHealAtMs, label: `the heal answered inline by the front end (before: ${t.healDelayMs / 1000} s later)` },
-  ].filter((e) => e.atMs < end);
+    ...(t.cacheBackAfterMs !== undefined ? [{ atMs: t.crashAtMs + t.cacheBackAfterMs, label: 'what-if: the session cache comes back with its data' }] : []),
+  ].sort((a, b) => a.atMs - b.atMs).filter((e) => e.atMs < end);
 }
 
 export function summarizeProfile(p: PartitionResult, o: Pick<FleetOptions, 'days' | 'timeline'>): ProfileSummary {
