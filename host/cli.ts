@@ -38,11 +38,11 @@ export const START_SPEC: CommandSpec = {
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
     { name: 'overwrite', help: 'let --pcap and --export replace a file that exists (the report is always replaced)' },
-    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html; with --sweep reports/sweep.html' },
     { name: 'export', value: 'FILE.csv|FILE.jsonl', help: 'one row per device and profile: class, pattern, stuck from/to, heal mechanism, wakes stuck, bytes, events published/delivered/lost' },
     ...WHAT_IFS.filter((w) => w.name !== 'sleepy-share').map((w) => ({ name: w.name, value: w.value, help: w.help })),
     { name: 'sweep', value: 'PARAM=a,b,c', help: `replay once per value of one parameter (${WHAT_IFS.map((w) => w.name).join(', ')}; values of 'rollout' separated by ';'), print the figures side by side and plot them (--report, default reports/sweep.html)` },
     { name: 'compare', value: 'A.json B.json', help: 'set two earlier runs side by side (the JSON next to their reports): the figures per profile and the options that differ; takes no other flag' },
+    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html; with --sweep reports/sweep.html' },
   ],
 };
 
