@@ -1,6 +1,7 @@
-// The fleet replay (host/sim/fleet): on a small fleet, the verdicts follow the firmware's rules,
-// every published event is accounted for, the cloud's alert fires within minutes, and the result
-// does not depend on how many worker threads share the fleet.
+// The fleet replay (host/sim/fleet): on a small fleet, the verdicts follow the firmware's rules
+// (who is stuck follows from awake time against the CoAP give-up), the 2019 firmware meets the 2019
+// cloud (no reset tokens; alert rules only "would have fired"), every published event is accounted
+// for, and the result does not depend on how many worker threads share the fleet.
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { runFleet, type FleetRun } from '../../host/sim/fleet/run.ts';
