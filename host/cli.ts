@@ -41,7 +41,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'export', value: 'FILE.csv|FILE.jsonl', help: 'one row per device and profile: class, pattern, stuck from/to, heal mechanism, wakes stuck, bytes, events published/delivered/lost' },
     ...WHAT_IFS.filter((w) => w.name !== 'sleepy-share').map((w) => ({ name: w.name, value: w.value, help: w.help })),
     { name: 'sweep', value: 'PARAM=a,b,c', help: `replay once per value of one parameter (${WHAT_IFS.map((w) => w.name).join(', ')}; values of 'rollout' separated by ';'), print the figures side by side and plot them (--report, default reports/sweep.html)` },
-    { name: 'compare', value: 'A.json B.json', help: 'set two earlier runs side by side (the JSON next to their reports): the figures per profile and the options that differ; takes no other flag' },
+    { name: 'compare', value: 'A.json B.json', help: 'set two earlier runs side by side (the JSON next to their reports): the options that differ, the figures per profile; with --report FILE.html also a page plotting both runs\' devices stuck; no other flag' },
     { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html; with --sweep reports/sweep.html' },
   ],
 };
@@ -115,10 +115,19 @@ async function resolvable(command: string, flag: string, host: string): Promise<
 
 /** `start --compare A.json B.json`: two earlier runs side by side. */
 async function compareRuns(args: string[]): Promise<number> {
-  const files = args.filter((a) => a !== '--compare');
-  if (files.length !== 2 || args[0] !== '--compare' || files.some((f) => f.startsWith('-'))) {
-    throw new UsageError('start: --compare takes two JSON files of earlier runs and no other flag: start --compare A.json B.json');
+  let rest = args;
+  let reportPath: string | null = null;
+  const r = rest.indexOf('--report');
+  if (r >= 0) {
+    reportPath = rest[r + 1] ?? '';
+    if (!/[^/]\.html$/.test(reportPath)) throw new UsageError(`start: --compare --report must name an .html file (got '${reportPath}')`);
+    rest = [...rest.slice(0, r), ...rest.slice(r + 2)];
   }
+  const files = rest.filter((a) => a !== '--compare');
+  if (files.length !== 2 || rest[0] !== '--compare' || files.some((f) => f.startsWith('-'))) {
+    throw new UsageError('start: --compare takes two JSON files of earlier runs, and --report FILE.html at most: start --compare A.json B.json [--report compare.html]');
+  }
+  if (reportPath !== null) writableFile('start', 'report', reportPath);
   const { readFileSync } = await import('node:fs');
   const load = (f: string) => {
     let data;
@@ -131,7 +140,13 @@ async function compareRuns(args: string[]): Promise<number> {
     return data;
   };
   const { compareText } = await import('./sim/fleet/compare.ts');
-  console.log(compareText(load(files[0]), load(files[1]), files[0], files[1]));
+  const [a, b] = [load(files[0]), load(files[1])];
+  console.log(compareText(a, b, files[0], files[1]));
+  if (reportPath !== null) {
+    const { writeCompareReport } = await import('./sim/report/compare.ts');
+    await writeCompareReport(a, b, files[0], files[1], reportPath);
+    console.log(`\nreport: ${reportPath}`);
+  }
   return 0;
 }
 

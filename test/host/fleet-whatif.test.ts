@@ -108,6 +108,11 @@ describe('what-ifs, export, compare, sweep', () => {
     const cli = run('start', '--compare', join(dir, 'a.json'), join(dir, 'b.json'));
     assert.equal(cli.status, 0, cli.stderr);
     assert.equal(cli.stdout.trimEnd(), text.replace('a.json', join(dir, 'a.json')).replace('b.json', join(dir, 'b.json')));
+    const page = run('start', '--compare', join(dir, 'a.json'), join(dir, 'b.json'), '--report', join(dir, 'cmp.html'));
+    assert.equal(page.status, 0, page.stderr);
+    const html = readFileSync(join(dir, 'cmp.html'), 'utf8');
+    assert.equal((html.match(/<svg\b/g) ?? []).length, 1, 'devices stuck, A and B');
+    assert.match(html, /timeline\.cacheBackAfterMs: – → 86400000/);
     const wrong = run('start', '--compare', join(dir, 'a.json'));
     assert.equal(wrong.status, 2);
     assert.match(wrong.stderr, /--compare takes two JSON files/);
