@@ -155,7 +155,7 @@ export function timelineEvents(t: Timeline, days: number): { atMs: number; label
   return [
     { atMs: t.crashAtMs, label: 'session cache (Redis) crashes, restarts empty' },
     { atMs: t.customerReportAtMs, label: 'a customer reports missing webhooks' },
-    ...t.rollout.map((s) => ({ atMs: s.atMs, label: `malformed-datagram ${s.label} (${Math.round(s.share * 100)}% of devices)` })),
+    ...t.rollout.map((s) => ({ atMs: s.atMs, label: `malformed-datagram ${s.label} (${Math.round(s.share * 100)}% of devices; 2019 cloud: legacy, fixed)` })),
     { atMs: t.inlineHealAtMs, label: `the heal answered inline by the front end (before: ${t.healDelayMs / 1000} s later)` },
     ...(t.cacheBackAfterMs !== undefined ? [{ atMs: t.crashAtMs + t.cacheBackAfterMs, label: 'what-if: the session cache comes back with its data' }] : []),
   ].sort((a, b) => a.atMs - b.atMs).filter((e) => e.atMs < end);

@@ -17,6 +17,7 @@ function chart(param: string, points: SweepPoint[], field: 'share' | 'eventsLost
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     description: `${title} per value of --${param}`,
     background: 'white',
+    config: { legend: { labelLimit: 260 } },
     width: 520,
     height: 200,
     data: { values },
