@@ -42,9 +42,19 @@ export function parseFlags(spec: CommandSpec, argv: string[]): ParsedFlags | 'he
   const options: Record<string, { type: 'string' | 'boolean' }> = {};
   for (const f of spec.flags) options[f.name] = { type: f.value ? 'string' : 'boolean' };
   const allowed = spec.flags.map((f) => `--${f.name}`).join(', ') || '(none)';
+  // "--devices -5": parseArgs would take -5 for a flag and say the value is missing; a negative
+  // number is a value, so it reaches the flag's own check, which names the allowed range.
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([a-z0-9-]+)$/.exec(argv[i])?.[1];
+    if (name && options[name]?.type === 'string' && i + 1 < argv.length && /^-(\d|\.\d)/.test(argv[i + 1])) {
+      args.push(`${argv[i]}=${argv[i + 1]}`);
+      i++;
+    } else args.push(argv[i]);
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false, tokens: true });
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: false, tokens: true });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     const msg = err.message.split('\n')[0];

@@ -3,14 +3,16 @@
  * them with the one parser in cli-flags.ts, which also writes its `--help`; a bad value is one
  * line naming the flag and the allowed values, exit code 2, before anything starts.
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import crypto from 'node:crypto';
 import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
-import { basename, dirname, resolve } from 'node:path';
-import { PROFILES } from './session-abi.ts';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { PROFILES, type Profile } from './session-abi.ts';
+import type { DeviceOutcome } from './sim/fleet/outcome.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
+import { WHAT_IFS, whatIf } from './sim/fleet/whatif.ts';
 import { LIVE_FLEET, LIVE_MAX_DEVICES, LIVE_SPEED } from './sim/live/options.ts';
 
 import { UsageError, decimal, duration, helpText, hostPort, nonEmpty, oneOf, parseFlags, str, wholeNumber, type CommandSpec, type ParsedFlags } from './cli-flags.ts';
@@ -35,7 +37,12 @@ export const START_SPEC: CommandSpec = {
     { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
-    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html' },
+    { name: 'overwrite', help: 'let --pcap and --export replace a file that exists (the report is always replaced)' },
+    { name: 'export', value: 'FILE.csv|FILE.jsonl', help: 'one row per device and profile: class, pattern, stuck from/to, heal mechanism, wakes stuck, bytes, events published/delivered/lost' },
+    ...WHAT_IFS.filter((w) => w.name !== 'sleepy-share').map((w) => ({ name: w.name, value: w.value, help: w.help })),
+    { name: 'sweep', value: 'PARAM=a,b,c', help: `replay once per value of one parameter (${WHAT_IFS.map((w) => w.name).join(', ')}; values of 'rollout' separated by ';'), print the figures side by side and plot them (--report, default reports/sweep.html)` },
+    { name: 'compare', value: 'A.json B.json', help: 'set two earlier runs side by side (the JSON next to their reports): the options that differ, the figures per profile; with --report FILE.html also a page plotting both runs\' devices stuck; no other flag' },
+    { name: 'report', value: 'FILE.html', help: 'the report (charts, tables; works offline) — the data behind it goes to FILE.json', default: 'reports/incident.html; with --sweep reports/sweep.html' },
   ],
 };
 
@@ -106,7 +113,45 @@ async function resolvable(command: string, flag: string, host: string): Promise<
   }
 }
 
+/** `start --compare A.json B.json`: two earlier runs side by side. */
+async function compareRuns(args: string[]): Promise<number> {
+  let rest = args;
+  let reportPath: string | null = null;
+  const r = rest.indexOf('--report');
+  if (r >= 0) {
+    reportPath = rest[r + 1] ?? '';
+    if (!/[^/]\.html$/.test(reportPath)) throw new UsageError(`start: --compare --report must name an .html file (got '${reportPath}')`);
+    rest = [...rest.slice(0, r), ...rest.slice(r + 2)];
+  }
+  const files = rest.filter((a) => a !== '--compare');
+  if (files.length !== 2 || rest[0] !== '--compare' || files.some((f) => f.startsWith('-'))) {
+    throw new UsageError('start: --compare takes two JSON files of earlier runs, and --report FILE.html at most: start --compare A.json B.json [--report compare.html]');
+  }
+  if (reportPath !== null) writableFile('start', 'report', reportPath);
+  const { readFileSync } = await import('node:fs');
+  const load = (f: string) => {
+    let data;
+    try {
+      data = JSON.parse(readFileSync(f, 'utf8'));
+    } catch (e) {
+      throw new UsageError(`start: --compare: cannot read ${f} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (!data || !Array.isArray(data.profiles) || !data.options) throw new UsageError(`start: --compare: ${f} is not the JSON of a replay (the .json next to its report)`);
+    return data;
+  };
+  const { compareText } = await import('./sim/fleet/compare.ts');
+  const [a, b] = [load(files[0]), load(files[1])];
+  console.log(compareText(a, b, files[0], files[1]));
+  if (reportPath !== null) {
+    const { writeCompareReport } = await import('./sim/report/compare.ts');
+    await writeCompareReport(a, b, files[0], files[1], reportPath);
+    console.log(`\nreport: ${reportPath}`);
+  }
+  return 0;
+}
+
 async function start(args: string[]): Promise<number> {
+  if (args.includes('--compare') && !args.includes('--help') && !args.includes('-h')) return compareRuns(args);
   const parsed = flagsOf(START_SPEC, args);
   if (!parsed) return 0;
   const flags = strings(parsed);
@@ -130,6 +175,17 @@ async function start(args: string[]): Promise<number> {
     profiles,
     engine,
   };
+  let whatIfOptions = options;
+  for (const w of WHAT_IFS) {
+    if (w.name === 'sleepy-share' || flags[w.name] === undefined) continue;
+    if (live) throw new UsageError(`start: --${w.name} does not apply with --live (what-ifs run in process)`);
+    try {
+      whatIfOptions = w.apply(whatIfOptions, flags[w.name]!);
+    } catch (e) {
+      throw new UsageError(`start: ${(e as Error).message}`);
+    }
+  }
+  Object.assign(options, whatIfOptions);
   const speed = flags.speed !== undefined ? decimal('start', 'speed', flags.speed, 2, 240) : LIVE_SPEED;
   let traceIndex: number | null = null;
   if (flags.trace !== undefined) {
@@ -145,7 +201,30 @@ async function start(args: string[]): Promise<number> {
   if (live && flags.pcap !== undefined) {
     throw new UsageError('start: --pcap does not apply with --live (its datagrams are real: capture them with tcpdump -i lo udp)');
   }
-  const reportPath = flags.report ?? 'reports/incident.html';
+  let sweep: { param: string; values: string[] } | null = null;
+  if (flags.sweep !== undefined) {
+    const m = /^([a-z-]+)=(.+)$/.exec(flags.sweep);
+    const w = m ? whatIf(m[1]) : undefined;
+    if (!m || !w) throw new UsageError(`start: --sweep must be PARAM=a,b,c with PARAM one of ${WHAT_IFS.map((x) => x.name).join(', ')} (got '${flags.sweep}')`);
+    const values = m[2].split(m[1] === 'rollout' ? ';' : ',').map((v) => v.trim());
+    if (values.length < 2 || values.length > 12) throw new UsageError(`start: --sweep takes 2..12 values (got ${values.length})`);
+    for (const f of ['live', 'trace', 'pcap', 'export', m[1]] as const) {
+      if ((f === 'live' ? live : flags[f] !== undefined)) throw new UsageError(`start: --sweep does not combine with --${f}`);
+    }
+    for (const v of values) {
+      try {
+        w.apply(options, v);
+      } catch (e) {
+        throw new UsageError(`start: --sweep ${m[1]}: ${(e as Error).message}`);
+      }
+    }
+    sweep = { param: m[1], values };
+  }
+  if (flags.export !== undefined && !/[^/]\.(csv|jsonl)$/.test(flags.export)) {
+    throw new UsageError(`start: --export must name a .csv or .jsonl file (got '${flags.export}')`);
+  }
+  if (live && flags.export !== undefined) throw new UsageError('start: --export does not apply with --live');
+  const reportPath = flags.report ?? (flags.sweep !== undefined ? 'reports/sweep.html' : 'reports/incident.html');
   if (!/[^/]\.html$/.test(reportPath) || basename(reportPath) === '.html') {
     throw new UsageError(`start: --report must name an .html file, e.g. reports/incident.html (the JSON goes next to it) (got '${reportPath}')`);
   }
@@ -153,9 +232,17 @@ async function start(args: string[]): Promise<number> {
   if (flags.pcap !== undefined && [reportPath, jsonPath].map((f) => resolve(f)).includes(resolve(flags.pcap))) {
     throw new UsageError(`start: --pcap ${flags.pcap} would overwrite the report (${reportPath}, ${jsonPath})`);
   }
-  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap);
+  const overwrite = parsed.overwrite === true;
+  if (flags.pcap !== undefined) writableFile('start', 'pcap', flags.pcap, !overwrite);
   writableFile('start', 'report', reportPath);
   writableFile('start', 'report', jsonPath);
+  if (flags.export !== undefined) {
+    if ([reportPath, jsonPath, flags.pcap].filter(Boolean).map((f) => resolve(f!)).includes(resolve(flags.export))) {
+      throw new UsageError(`start: --export ${flags.export} would overwrite another output`);
+    }
+    writableFile('start', 'export', flags.export, !overwrite);
+  }
+  if (sweep) return runSweep(options, sweep.param, sweep.values, reportPath);
   const { runFleet } = await import('./sim/fleet/run.ts');
   const { formatFleet } = await import('./sim/fleet/format.ts');
   const captureBelow = flags.pcap !== undefined ? pcapDevices : 0;
@@ -172,12 +259,24 @@ async function start(args: string[]): Promise<number> {
     liveText = formatLiveFacts(r.live);
     run = r;
   } else {
-    run = await runFleet(options, { traceIndex, captureBelow });
+    const { Progress, expectedWakes } = await import('./sim/fleet/progress.ts');
+    // A progress line on a terminal (none in CI or when stderr is piped).
+    const progress = new Progress(process.stderr.isTTY && !process.env.CI ? expectedWakes(options) : 0, process.stderr);
+    try {
+      run = await runFleet(options, { traceIndex, captureBelow, onWakes: progress.add });
+    } finally {
+      progress.end();
+    }
   }
   const { result, captures } = run;
   const { writeReport } = await import('./sim/report/index.ts');
   await writeReport(result, reportPath);
   const written = [`report: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`];
+  if (flags.export !== undefined) {
+    const { writeExport } = await import('./sim/fleet/export.ts');
+    const n = writeExport(flags.export, (run as { devices: Map<Profile, DeviceOutcome[]> }).devices, options.days * 86_400_000);
+    written.push(`export: ${flags.export} (${n.toLocaleString('en-US')} rows)`);
+  }
   if (flags.pcap !== undefined) {
     const w = writePcap(flags.pcap, captures);
     written.push(`pcap: ${flags.pcap} (${w.packets.toLocaleString('en-US')} packets of ${Math.min(pcapDevices, options.devices)} devices)`);
@@ -187,10 +286,52 @@ async function start(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Creates the file's folder and checks the file can be written, before a long run. */
-function writableFile(command: string, flag: string, path: string): void {
+/** `start --sweep PARAM=a,b,c`: one replay per value, the figures side by side, plotted. */
+async function runSweep(base: FleetOptions, param: string, values: string[], reportPath: string): Promise<number> {
+  const { runFleet } = await import('./sim/fleet/run.ts');
+  const { sweepText } = await import('./sim/fleet/compare.ts');
+  const { writeSweepReport } = await import('./sim/report/sweep.ts');
+  const w = whatIf(param)!;
+  const points = [];
+  for (const value of values) {
+    if (process.stderr.isTTY && !process.env.CI) process.stderr.write(`sweep: --${param} ${value} (${points.length + 1} of ${values.length})\n`);
+    points.push({ value, result: (await runFleet(w.apply(base, value))).result });
+  }
+  await writeSweepReport(param, points, reportPath);
+  console.log(`${sweepText(param, points)}\n\nreport: ${reportPath} (data: ${reportPath.replace(/\.html$/, '.json')})`);
+  return 0;
+}
+
+/**
+ * Creates a folder one level at a time (mkdirSync's recursive mode loops forever under /proc on
+ * Node 20: `--report /proc/x/y.html` hung), so an impossible path fails at once with its reason.
+ */
+function makeFolder(dir: string): void {
+  const abs = resolve(dir);
+  let at = abs.startsWith(sep) ? sep : '';
+  for (const part of abs.split(sep).filter(Boolean)) {
+    at = join(at, part);
+    let st;
+    try {
+      st = statSync(at);
+    } catch {
+      mkdirSync(at);
+      continue;
+    }
+    if (!st.isDirectory()) throw Object.assign(new Error(`${at} is not a folder`), { code: 'ENOTDIR' });
+  }
+}
+
+/**
+ * Creates the file's folder and checks the file can be written, before a long run. `keep`: a
+ * file that exists is refused (named, with the flag that allows it) instead of overwritten.
+ */
+function writableFile(command: string, flag: string, path: string, keep = false): void {
+  if (keep && existsSync(path)) {
+    throw new UsageError(`${command}: --${flag}: ${path} exists; remove it, name another file, or add --overwrite`);
+  }
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeFolder(dirname(path));
     closeSync(openSync(path, 'a'));
   } catch (e) {
     throw new UsageError(`${command}: --${flag}: cannot write ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);

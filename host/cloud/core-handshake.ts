@@ -588,7 +588,7 @@ export class Handshakes {
     ];
     // The reset token goes to devices whose CID carries their own handle (so it can be recomputed
     // with no session state), inside the same datagram as our Finished.
-    const tokenIssued = p.serverCid !== null && handleOfCid(p.serverCid).equals(device.handle) && p.clientCid!.equals(device.handle);
+    const tokenIssued = this.ctx.config.issueResetTokens && p.serverCid !== null && handleOfCid(p.serverCid).equals(device.handle) && p.clientCid!.equals(device.handle);
     let con: Completion['con'];
     if (tokenIssued) {
       const mid = this.ctx.random(2).readUInt16BE(0);

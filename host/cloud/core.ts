@@ -65,6 +65,8 @@ export interface CoreConfig {
   cidDirectoryEntries: number;
   /** PSK identity hint; when set, a ServerKeyExchange carries it. */
   identityHint: string | null;
+  /** Hand a reset token to devices at the handshake (false: a cloud without reset tokens, as in 2019). */
+  issueResetTokens: boolean;
 }
 
 export const DEFAULT_CONFIG: CoreConfig = {
@@ -94,6 +96,7 @@ export const DEFAULT_CONFIG: CoreConfig = {
   keyCacheEntries: 20_000,
   cidDirectoryEntries: 100_000,
   identityHint: null,
+  issueResetTokens: true,
 };
 
 export interface Transmit {

@@ -21,7 +21,8 @@ export const MCU_USAGE = `usage: sleepy-session mcu [flags]
       --wakes N              number of wakes, 1..100000 (default 3)
       --wake-every DUR       sleep between wakes (default 15m)
       --awake DUR            time the application stays awake after boot (default 3s)
-      --flash FILE           flash image (1320 bytes), provisioned when missing (default: a temp file)
+      --flash FILE           flash image: the firmware's 1,280-byte persisted region + a 40-byte
+                             board block (1,320 bytes), provisioned when missing (default: a temp file)
       --build wasm3|wasm2c   engine inside the image (default wasm3)
       --no-publish           do not publish a reading at each wake`;
 

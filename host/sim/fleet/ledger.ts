@@ -25,7 +25,7 @@ export class DeviceBook {
 
   constructor(readonly spec: DeviceSpec) {
     this.out = {
-      index: spec.index, kind: spec.kind, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
+      index: spec.index, kind: spec.kind, pattern: spec.pattern, wakeEveryMs: spec.wakeEveryMs, awakeMs: spec.awakeMs, wakes: 0,
       firstWakeAfterCrashMs: null, healedAtMs: null, healedBy: null, stuckWakes: 0, published: 0, delivered: 0,
       duplicates: 0, lost: 0, pending: 0, bytesUp: 0, bytesDown: 0, bytesStuck: 0, handshakes: 0,
     };
@@ -68,7 +68,8 @@ export class WakeBook {
     if (e.type === 'connected' || e.type === 'confirmed' || e.type === 'event-acked') {
       if (this.afterCrash && out.healedAtMs === null) {
         out.healedAtMs = nowMs;
-        out.healedBy = d.lastDiscard ?? 'none';
+        // Stuck and back without dropping its session: the cloud has that session again (what-if: the cache came back).
+        out.healedBy = d.lastDiscard ?? (out.stuckWakes > 0 ? 'cache-back' : 'none');
       }
       this.#reached = true;
     }

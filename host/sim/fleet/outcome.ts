@@ -4,11 +4,12 @@
  * per hour (deliveries, bytes) or per minute (the alarm's inputs), summed over partitions.
  */
 import type { Profile, SessionEvent } from '../../session-abi.ts';
-import type { DeviceKind } from './spec.ts';
+import type { AppPattern, DeviceKind } from './spec.ts';
 
 export interface DeviceOutcome {
   index: number;
   kind: DeviceKind;
+  pattern: AppPattern;
   wakeEveryMs: number;
   awakeMs: number;
   wakes: number;
@@ -46,7 +47,8 @@ export interface TracedWake {
   bytesUp: number;
   datagramsDown: number;
   bytesDown: number;
-  healSent: boolean;
+  /** Heals the cloud sent in this wake, by kind ('malformed': the 2019 datagram; 'reset-token': ours). */
+  healsSent: ('malformed' | 'reset-token')[];
 }
 
 /** One datagram on the air, for `--pcap`. */

@@ -15,13 +15,13 @@ import { SeededEntropy } from '../../board/board.ts';
 import { CloudCore, type CoreOutput } from '../../cloud/core.ts';
 import { DeviceRegistry } from '../../cloud/devices.ts';
 import { MALFORMED_LENGTH_FIELD, MALFORMED_PRESENT_BYTES } from '../../cloud/heal.ts';
-import { MemoryStore } from '../../cloud/store.ts';
+import { CrashableStore } from './cache.ts';
 import { RECORD_HEADER_BYTES } from '../../cloud/wire.ts';
 import type { Engine } from '../../engines/engine.ts';
 import { FirmwareClient, OutboxFullError, REGION_BYTES, type Profile, type SessionEvent } from '../../session-abi.ts';
 import { Ledger, type DeviceBook } from './ledger.ts';
 import type { PartitionResult, TracedWake } from './outcome.ts';
-import { deviceSpec, endMs, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
+import { cloudOf, deviceSpec, endMs, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
 
 /** Where the cloud listens (in captures). */
 export const CLOUD_ADDRESS = '192.0.2.1:5684';
@@ -29,7 +29,7 @@ export const CLOUD_ADDRESS = '192.0.2.1:5684';
 const MAX_WAKE_MS = 10 * 60_000;
 /** After a wake, the cloud's timers for it run until this long after its end (retransmissions to a sleeping device). */
 const CLOUD_DRAIN_MS = 5 * 60_000;
-const PROGRESS_WAKES = 2000;
+const PROGRESS_WAKES = 500;
 
 export interface PartitionTask {
   options: Omit<FleetOptions, 'workers'>;
@@ -61,13 +61,14 @@ export class PartitionRunner {
   readonly #task: PartitionTask;
   readonly #engine: Engine;
   readonly #wasm: Uint8Array;
-  readonly #store = new MemoryStore(10_000_000);
+  readonly #store = new CrashableStore(10_000_000);
   readonly #cloud: CloudCore;
   readonly #byId = new Map<string, DeviceState>();
   readonly #endMs: number;
   #current: DeviceState | null = null;
   #crashed = false;
-  #healsSeen = 0;
+  #healsSeen = { malformed: 0, 'reset-token': 0 };
+  readonly #era: ReturnType<typeof cloudOf>;
   readonly #ledger: Ledger;
 
   /** Called every PROGRESS_WAKES wakes with the wakes done since the last call (benchmarks). */
@@ -79,6 +80,7 @@ export class PartitionRunner {
     this.#wasm = wasm;
     this.#endMs = endMs(task.options);
     const specs = task.indices.map((i) => deviceSpec(task.options, i));
+    this.#era = cloudOf(task.profile);
     this.#cloud = new CloudCore({
       devices: new DeviceRegistry(specs.map((s) => ({ id: s.id, identity: s.identity, psk: s.psk }))),
       store: this.#store,
@@ -90,7 +92,9 @@ export class PartitionRunner {
       },
       // Bounds above any partition's size, and no global heal budget: what a device meets must not
       // depend on how many other devices share its partition.
-      config: { healGlobalPerSec: Number.MAX_SAFE_INTEGER, maxPendingHandshakes: 1_000_000, maxKeyedHandshakes: 1_000_000, maxFinalFlights: 1_000_000, cidDirectoryEntries: 10_000_000, healRateEntries: 10_000_000, keyCacheEntries: 1024 },
+      // The 2019 cloud: no reset tokens at all; the malformed heal per device as the rollout goes (#toCloud).
+      heal: this.#era === '2019' ? { resetToken: false, malformed: false } : { resetToken: true, malformed: false },
+      config: { issueResetTokens: this.#era === 'ours', healGlobalPerSec: Number.MAX_SAFE_INTEGER, maxPendingHandshakes: 1_000_000, maxKeyedHandshakes: 1_000_000, maxFinalFlights: 1_000_000, cidDirectoryEntries: 10_000_000, healRateEntries: 10_000_000, keyCacheEntries: 1024 },
     });
     this.#ledger = new Ledger(task.profile, this.#endMs, task.traceIndex !== null && task.indices.includes(task.traceIndex));
     for (const spec of specs) {
@@ -121,7 +125,8 @@ export class PartitionRunner {
     while (heap.size > 0 && heap.peek()!.nextWakeMs < this.#endMs) {
       const d = heap.pop()!;
       if (!this.#crashed && d.nextWakeMs >= this.#task.options.timeline.crashAtMs) {
-        await this.#store.wipe(); // the Redis crash: every session key is gone
+        // The Redis crash: every session key is gone (what-if: back with its data some hours later).
+        this.#store.crash(this.#task.options.timeline.crashAtMs + (this.#task.options.timeline.cacheBackAfterMs ?? Infinity));
         this.#crashed = true;
       }
       const sleptAt = await this.#wake(d, d.nextWakeMs);
@@ -141,7 +146,7 @@ export class PartitionRunner {
     const wake = this.#ledger.beginWake(d.book, t0, options.timeline.crashAtMs);
     this.#current = d;
     const trace: TracedWake | null = traceIndex === d.spec.index
-      ? { wake: d.book.out.wakes, atMs: t0, events: [], delivered: [], datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, healSent: false }
+      ? { wake: d.book.out.wakes, atMs: t0, events: [], delivered: [], datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, healsSent: [] }
       : null;
     if (trace) result.trace!.push(trace);
     const capture = d.spec.index < captureBelow;
@@ -195,6 +200,7 @@ export class PartitionRunner {
     };
 
     fw.seed(d.board.bytes(48));
+    if (options.coapAckTimeoutMs !== undefined) fw.config('coapAckTimeoutMs', options.coapAckTimeoutMs);
     fw.boot(t0, d.image);
     flush();
     try {
@@ -249,7 +255,7 @@ export class PartitionRunner {
   /** A datagram reaches the cloud: the heal flags as the rollout has them for this device now. */
   async #toCloud(d: DeviceState, data: Buffer, nowMs: number, send: (to: string, bytes: Buffer, delayMs: number) => void, trace: TracedWake | null): Promise<void> {
     const t = this.#task.options.timeline;
-    this.#cloud.heal.malformed = d.spec.rolloutBucket < rolloutShare(t, nowMs);
+    if (this.#era === '2019') this.#cloud.heal.malformed = d.spec.rolloutBucket < rolloutShare(t, nowMs);
     this.#ledger.datagramIn(nowMs);
     const out = await this.#cloud.handleDatagram(data, d.spec.address, nowMs);
     const healDelayMs = nowMs < t.inlineHealAtMs ? t.healDelayMs : 0;
@@ -260,11 +266,13 @@ export class PartitionRunner {
     const stats = this.#cloud.stats;
     // The per-device counter behind the alert rules (docs/protocol.md §10), read after each call.
     this.#ledger.undecryptableTotal(d.book, nowMs, stats.get('undecryptable_records', d.spec.id));
-    const heals = stats.get('heals_sent', 'malformed') + stats.get('heals_sent', 'reset-token');
-    if (heals > this.#healsSeen) {
-      this.#ledger.healsSent(nowMs, heals - this.#healsSeen);
-      this.#healsSeen = heals;
-      if (trace) trace.healSent = true;
+    for (const kind of ['malformed', 'reset-token'] as const) {
+      const heals = stats.get('heals_sent', kind);
+      if (heals > this.#healsSeen[kind]) {
+        this.#ledger.healsSent(nowMs, heals - this.#healsSeen[kind]);
+        this.#healsSeen[kind] = heals;
+        if (trace && !trace.healsSent.includes(kind)) trace.healsSent.push(kind);
+      }
     }
     for (const e of out.events) {
       if (e.kind !== 'event') continue;

@@ -23,7 +23,7 @@ export interface FleetRunExtras {
   traceIndex?: number | null;
   /** Datagrams of devices with an index below this are captured (`--pcap-devices`). */
   captureBelow?: number;
-  /** Called with the wakes done, every 2,000 wakes of each worker (benchmarks). */
+  /** Called with the wakes done, every 500 wakes of each worker (benchmarks). */
   onWakes?: (wakes: number) => void;
 }
 

@@ -45,6 +45,8 @@ export interface Timeline {
    */
   inlineHealAtMs: number;
   healDelayMs: number;
+  /** What-if: the lost cache comes back with its data this long after the crash (absent: never, as in 2019). */
+  cacheBackAfterMs?: number;
 }
 
 /** The reported points of the status page, for the report's legacy curve. */
@@ -69,6 +71,17 @@ export const DEFAULT_TIMELINE: Timeline = {
 
 export type DeviceKind = 'sleepy' | 'always-connected';
 
+/**
+ * The cloud a profile runs against: the 2019 firmware (legacy, fixed) meets the cloud Particle ran
+ * in 2019 — no reset tokens (none handed out at the handshake, none sent), no alert rules (they are
+ * evaluated and shown as "would have fired"), the malformed-datagram heal as the timeline rolls it
+ * out; `default` meets this project's cloud (reset tokens, alert rules, no malformed datagram).
+ */
+export type CloudEra = '2019' | 'ours';
+export function cloudOf(profile: Profile): CloudEra {
+  return profile === 'default' ? 'ours' : '2019';
+}
+
 export interface FleetOptions {
   devices: number;
   /** Share of sleepy devices (the rest are always connected). */
@@ -84,14 +97,31 @@ export interface FleetOptions {
   latencyMs: number;
   /** Wake intervals and awake times (default FLEET_SCHEDULE; the live mode compresses the intervals to minutes). */
   schedule?: DeviceSchedule;
+  /**
+   * What-if: the firmware's CoAP ACK timeout (Device OS: 4,000 ms), set at every boot. The give-up
+   * that wipes a dead session comes after 1 + 2 + 4 + 8 = 15 ACK timeouts (× up to 1.5, random).
+   */
+  coapAckTimeoutMs?: number;
 }
 
-/** The ranges deviceSpec draws from (log-uniform intervals, uniform awake times). */
+/**
+ * The distributions deviceSpec draws from, per device class (docs/fleet.md, "The fleet", says
+ * where each number comes from). Intervals are log-uniform, awake times uniform or log-uniform.
+ */
 export interface DeviceSchedule {
+  /** Sleepy periodic reporters: time between wakes (log-uniform). */
   sleepyWakeEveryMs: [number, number];
+  /** Share of sleepy devices that report rarely, and their interval (log-uniform). */
+  infrequentShare: number;
+  infrequentWakeEveryMs: [number, number];
+  /** publish-and-wait (every sleepy device not in another pattern): awake after the wake, uniform. */
   sleepyAwakeMs: [number, number];
-  /** Awake time of the quick sleepers (QUICK_SLEEPER_SHARE of the sleepy devices). */
+  /** quick sleepers: sleep within seconds of the publish (uniform). */
+  quickSleeperShare: number;
   quickAwakeMs: [number, number];
+  /** update window: stay connected a while so OTA updates and function calls can reach them (log-uniform). */
+  updateWindowShare: number;
+  updateWindowAwakeMs: [number, number];
   alwaysConnectedEveryMs: [number, number];
   alwaysConnectedAwakeMs: number;
 }
@@ -111,12 +141,17 @@ export const DEFAULT_FLEET: FleetOptions = {
 /** The devices' UDP source port (the first of the dynamic range, RFC 6335). */
 export const DEVICE_PORT = 49152;
 
+/** What a device's application does at each wake (docs/fleet.md). */
+export type AppPattern = 'quick-sleeper' | 'publish-and-wait' | 'update-window' | 'always-connected';
+export const APP_PATTERNS: AppPattern[] = ['quick-sleeper', 'publish-and-wait', 'update-window', 'always-connected'];
+
 export interface DeviceSpec {
   index: number;
   id: string;
   identity: string;
   psk: Buffer;
   kind: DeviceKind;
+  pattern: AppPattern;
   /** Time between wakes (sleepy) or between keepalive rounds (always connected). */
   wakeEveryMs: number;
   /** How long the application stays awake at each wake before it asks to sleep. */
@@ -146,36 +181,57 @@ export class Draw {
 const MIN = 60_000;
 /** Always-connected devices: awake long enough for the CoAP give-up (~60–93 s) at every round. */
 export const ALWAYS_CONNECTED_AWAKE_MS = 120_000;
-/**
- * Sleepy devices that go back to sleep within seconds of sending: the subset a heal answered
- * `healDelayMs` late does not reach (modelled share; the status page says only "a further subset").
- */
-export const QUICK_SLEEPER_SHARE = 0.04;
 
+/** The replay's fleet (docs/fleet.md, "The fleet": sources and assumptions of each number). */
 export const FLEET_SCHEDULE: DeviceSchedule = {
   sleepyWakeEveryMs: [30 * MIN, 24 * 60 * MIN],
+  infrequentShare: 0.1,
+  infrequentWakeEveryMs: [DAY_MS, 7 * DAY_MS],
   sleepyAwakeMs: [6000, 30_000],
+  quickSleeperShare: 0.04,
   quickAwakeMs: [1500, 4500],
+  updateWindowShare: 0.3,
+  updateWindowAwakeMs: [30_000, 300_000],
   alwaysConnectedEveryMs: [60 * MIN, 6 * 60 * MIN],
   alwaysConnectedAwakeMs: ALWAYS_CONNECTED_AWAKE_MS,
 };
 
 /**
- * The device at `index`, drawn from `o.schedule` (default FLEET_SCHEDULE). Sleepy: wakes every 30 min … 24 h (log-uniform), awake 6–30 s (4 %: 1.5–4.5 s).
- * Always connected: a keepalive/publish round every 1 … 6 h, awake 120 s each round (a device
- * that never sleeps, modelled as rounds: its RAM holds nothing the session needs between them).
+ * The device at `index`, drawn from `o.schedule` (default FLEET_SCHEDULE): its kind (sleepy with
+ * `sleepyShare`), its application pattern, its wake interval and its awake time per wake. An
+ * always-connected device is modelled as keepalive/publish rounds (its RAM holds nothing the session
+ * needs between them). Every draw is made for every device, so changing one share moves only the
+ * devices it concerns (a what-if compares like with like).
  */
 export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timeline' | 'schedule'>, index: number): DeviceSpec {
   const d = new Draw(`fleet/${o.seed}/device/${index}`);
   const s = o.schedule ?? FLEET_SCHEDULE;
-  const kind: DeviceKind = d.next() < o.sleepyShare ? 'sleepy' : 'always-connected';
+  const kindDraw = d.next();
+  const patternDraw = d.next();
+  const rareDraw = d.next();
+  const intervalDraw = d.next();
+  const awakeDraw = d.next();
+  const kind: DeviceKind = kindDraw < o.sleepyShare ? 'sleepy' : 'always-connected';
+  const logUniform = (u: number, [lo, hi]: [number, number]): number => Math.exp(Math.log(lo) + u * (Math.log(hi) - Math.log(lo)));
+  const uniform = (u: number, [lo, hi]: [number, number]): number => lo + u * (hi - lo);
+  let pattern: AppPattern;
   let wakeEveryMs: number;
   let awakeMs: number;
   if (kind === 'sleepy') {
-    wakeEveryMs = Math.round(d.logUniform(...s.sleepyWakeEveryMs));
-    awakeMs = Math.round(d.next() < QUICK_SLEEPER_SHARE ? d.uniform(...s.quickAwakeMs) : d.uniform(...s.sleepyAwakeMs));
+    wakeEveryMs = Math.round(logUniform(intervalDraw, rareDraw < s.infrequentShare ? s.infrequentWakeEveryMs : s.sleepyWakeEveryMs));
+    if (patternDraw < s.quickSleeperShare) {
+      pattern = 'quick-sleeper';
+      awakeMs = Math.round(uniform(awakeDraw, s.quickAwakeMs));
+    } else if (patternDraw < s.quickSleeperShare + s.updateWindowShare) {
+      pattern = 'update-window';
+      awakeMs = Math.round(logUniform(awakeDraw, s.updateWindowAwakeMs));
+    } else {
+      pattern = 'publish-and-wait';
+      awakeMs = Math.round(uniform(awakeDraw, s.sleepyAwakeMs));
+    }
   } else {
-    wakeEveryMs = Math.round(d.logUniform(...s.alwaysConnectedEveryMs));
+    pattern = 'always-connected';
+    wakeEveryMs = Math.round(logUniform(intervalDraw, s.alwaysConnectedEveryMs));
     awakeMs = s.alwaysConnectedAwakeMs;
   }
   // Every device has woken at least once (holds a session) before the crash.
@@ -186,7 +242,7 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices); an
   // ephemeral port, as a device's socket has, so Wireshark dissects the cloud's port (5684, DTLS).
   const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:${DEVICE_PORT}`;
-  return { index, id, identity: id, psk, kind, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
+  return { index, id, identity: id, psk, kind, pattern, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
 }
 
 /** Share of the fleet behind the malformed-heal flag at `atMs`. */

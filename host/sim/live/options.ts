@@ -11,8 +11,15 @@ const MIN = 60_000;
 
 export const LIVE_SCHEDULE: DeviceSchedule = {
   sleepyWakeEveryMs: [2 * MIN, 5 * MIN],
+  // One hour has no room for devices that wake every few days, nor for update windows of minutes
+  // (their next wake would come after the heal): the live fleet's sleepy devices publish and sleep.
+  infrequentShare: 0,
+  infrequentWakeEveryMs: [2 * MIN, 5 * MIN],
   sleepyAwakeMs: [6000, 30_000],
+  quickSleeperShare: 0.04,
   quickAwakeMs: [1500, 4500],
+  updateWindowShare: 0,
+  updateWindowAwakeMs: [30_000, 300_000],
   alwaysConnectedEveryMs: [4 * MIN, 8 * MIN],
   alwaysConnectedAwakeMs: ALWAYS_CONNECTED_AWAKE_MS,
 };

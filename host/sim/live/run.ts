@@ -33,7 +33,7 @@ import { Ledger, type DeviceBook, type WakeBook } from '../fleet/ledger.ts';
 import type { CapturedDatagram, PartitionResult } from '../fleet/outcome.ts';
 import { isMalformedHeal } from '../fleet/partition.ts';
 import { cloudSecretOf } from '../fleet/run.ts';
-import { deviceSpec, endMs, type DeviceSpec, type FleetOptions } from '../fleet/spec.ts';
+import { cloudOf, deviceSpec, endMs, type DeviceSpec, type FleetOptions } from '../fleet/spec.ts';
 import { summarizeFleet, type FleetResult } from '../fleet/summary.ts';
 import { VirtualClock, type ClockTimer } from './clock.ts';
 import { CloudProcess, RedisServer, freeTcpPort, freeUdpPort, startWebhookReceiver } from './processes.ts';
@@ -213,8 +213,10 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       ]);
       fleets.push({ profile, ledger, devices, cloud, udpPort, metricsPort, capture: [], base: new Map(), last: new Map(), keys: new Map(), posts: 0 });
     }
-    const heal = (on: boolean): string[] => ['--heal', on ? 'reset-token,malformed' : 'reset-token'];
-    await Promise.all(fleets.map((f) => f.cloud.start(heal(false))));
+    // The 2019 cloud (legacy, fixed) sends no reset token and gets the malformed heal at the rollout;
+    // ours (default) sends reset tokens throughout (cloudOf, spec.ts).
+    const heal = (profile: Profile, on: boolean): string[] => ['--heal', cloudOf(profile) === 'ours' ? 'reset-token' : on ? 'malformed' : 'none'];
+    await Promise.all(fleets.map((f) => f.cloud.start(heal(f.profile, false))));
     log(`live: cache redis :${cache.port}, event-log redis :${eventLog.port}, ${fleets.length} cloud front ends, ${o.devices} devices each, speed ×${live.speed}`);
 
     // Provisioning: each device's image gets its credentials and profile (the factory step).
@@ -379,10 +381,10 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
               }
               await Promise.all(fleets.map(async (f) => {
                 await f.cloud.stop();
-                await f.cloud.start(heal(true));
+                await f.cloud.start(heal(f.profile, true));
               }));
               facts.rolloutPauseWallMs = performance.now() - t;
-              log(`live: ${healOn.atMs / 60_000} min: cloud front ends restarted with --heal reset-token,malformed`);
+              log(`live: ${healOn.atMs / 60_000} min: cloud front ends restarted: 2019 cloud with --heal malformed, ours with --heal reset-token`);
               resolve();
             } catch (e) {
               reject(e);

@@ -9,7 +9,7 @@ import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import type { Profile } from '../../session-abi.ts';
 import { DAY_MS, HOUR_MS, calendar } from '../fleet/spec.ts';
-import type { FleetResult, ProfileSummary } from '../fleet/summary.ts';
+import { bytesShown, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
 
 /** Okabe–Ito colours (distinguishable with colour-blindness), one per profile. */
 export const PROFILE_COLORS: Record<Profile, string> = { legacy: '#D55E00', fixed: '#E69F00', default: '#0072B2' };
@@ -23,58 +23,13 @@ const plotTime = (virtualMs: number): number => PLOT_EPOCH_MS + virtualMs;
 /** The x encoding of every layer over the time axis (its utc scale keeps labels zone-free). */
 const X_UTC = { field: 'time', type: 'temporal', scale: { type: 'utc' } } as const;
 
-/** The status page's figures on the simulated fleet's scale (see scaleReportedPoints). */
-export interface ScaledReportedPoint {
-  atMs: number;
-  when: string;
-  label: string;
-  /** Devices stuck according to the status page (of a fleet of many thousands). */
-  statusPageStuck: number;
-  /** The same share of the status page's peak (500), applied to the legacy replay's peak. */
-  stuck: number;
-  healthyShare: number;
-}
-
-export interface ReportedScale {
-  /** Peak of devices stuck at once in the legacy replay, and that as a share of its fleet. */
-  legacyPeakStuck: number;
-  legacyPeakStuckShare: number;
-  statusPagePeak: number;
-  points: ScaledReportedPoint[];
-}
-
-/**
- * The simulated fleet is not the 2019 fleet, so the status page's counts are scaled: its peak
- * (500 stuck) maps to the legacy replay's peak of devices stuck at once, and each reported count
- * to the same fraction of that peak (healthy share = 1 − legacyPeakStuckShare × stuck / 500).
- * Null when the replay has no legacy profile (nothing to compare the status page with).
- */
-export function scaleReportedPoints(r: FleetResult): ReportedScale | null {
-  const legacy = r.profiles.find((p) => p.profile === 'legacy');
-  if (!legacy || r.reportedPoints.length === 0) return null;
-  const statusPagePeak = Math.max(...r.reportedPoints.map((p) => p.stuck));
-  const legacyPeakStuck = Math.max(0, ...legacy.series.stuck);
-  const legacyPeakStuckShare = legacy.devices ? legacyPeakStuck / legacy.devices : 0;
-  const points = r.reportedPoints.map((p) => {
-    const fraction = statusPagePeak ? p.stuck / statusPagePeak : 0;
-    return {
-      atMs: p.atMs,
-      when: calendar(p.atMs),
-      label: p.label,
-      statusPageStuck: p.stuck,
-      stuck: legacyPeakStuck * fraction,
-      healthyShare: 1 - legacyPeakStuckShare * fraction,
-    };
-  });
-  return { legacyPeakStuck, legacyPeakStuckShare, statusPagePeak, points };
-}
-
 /** A numbered mark on the time axis: a timeline event, or an alert rule firing (for some profiles). */
 export interface TimelineTag {
   n: number;
   atMs: number;
   when: string;
-  kind: 'event' | 'alarm';
+  /** 'alarm': a rule of the profile's cloud fired; 'would-fire': the 2019 cloud had no such rule, it would have fired. */
+  kind: 'event' | 'alarm' | 'would-fire';
   label: string;
   /** Alarm tags: the profiles whose cloud fired it at that minute. */
   profiles: Profile[];
@@ -91,9 +46,11 @@ export function timelineTags(r: FleetResult): TimelineTag[] {
   for (const p of r.profiles) {
     for (const a of p.alarms) {
       if (a.firedAtMs === null) continue;
-      const key = `${a.rule}@${a.firedAtMs}`;
+      const key = `${a.rule}@${a.firedAtMs}@${a.inCloud}`;
       const after = a.afterCrashMs === null ? '' : `, ${Math.round(a.afterCrashMs / 60_000)} min after the crash`;
-      const tag = alarms.get(key) ?? { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'alarm' as const, label: `alert ${a.rule} fires${after}`, profiles: [] };
+      const tag = alarms.get(key) ?? (a.inCloud
+        ? { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'alarm' as const, label: `alert ${a.rule} fires${after}`, profiles: [] }
+        : { atMs: a.firedAtMs, when: calendar(a.firedAtMs), kind: 'would-fire' as const, label: `alert ${a.rule} would have fired${after} (the 2019 cloud had no such rule)`, profiles: [] });
       tag.profiles.push(p.profile);
       alarms.set(key, tag);
     }
@@ -135,9 +92,11 @@ function timeX(r: FleetResult, title = '2019, Pacific time') {
 /** Rules and numbered tags for the timeline, layered over a time chart. */
 function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
   const events = tags.filter((t) => t.kind === 'event').map((t) => ({ time: plotTime(t.atMs), n: String(t.n), label: t.label }));
-  const alarmRules = tags.filter((t) => t.kind === 'alarm').flatMap((t) => t.profiles.map((p) => ({
+  const rulesOf = (kind: TimelineTag['kind']) => tags.filter((t) => t.kind === kind).flatMap((t) => t.profiles.map((p) => ({
     time: plotTime(t.atMs), profile: r.profiles.find((s) => s.profile === p)!.title, label: t.label,
   })));
+  const alarmRules = rulesOf('alarm');
+  const wouldFireRules = rulesOf('would-fire');
   const tagData = tags.map((t) => ({ time: plotTime(t.atMs), n: String(t.n), tagY: -8 - t.row * TAG_ROW_PX, kind: t.kind }));
   const layers: object[] = [];
   if (events.length) {
@@ -156,6 +115,14 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
       encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
     });
   }
+  if (wouldFireRules.length) {
+    layers.push({
+      name: 'timeline_would_fire',
+      data: { values: wouldFireRules },
+      mark: { type: 'rule', strokeDash: [1, 5], strokeWidth: 1, opacity: 0.55 },
+      encoding: { x: X_UTC, color: { field: 'profile', type: 'nominal' } },
+    });
+  }
   if (tagData.length) {
     layers.push({
       name: 'timeline_tags',
@@ -165,7 +132,7 @@ function timelineLayers(r: FleetResult, tags: TimelineTag[]): object[] {
         x: X_UTC,
         y: { field: 'tagY', type: 'quantitative', scale: null },
         text: { field: 'n' },
-        color: { condition: { test: "datum.kind === 'alarm'", value: '#a00' }, value: '#444' },
+        color: { condition: [{ test: "datum.kind === 'alarm'", value: '#a00' }, { test: "datum.kind === 'would-fire'", value: '#999' }], value: '#444' },
       },
     });
   }
@@ -242,68 +209,35 @@ export interface ChartSpec {
   spec: TopLevelSpec;
 }
 
-/**
- * The status page's points (diamonds) and their labels: to the left of points near the right
- * edge, else to the right; under points above `labelBelowFrom` (the top of the plot), else above.
- */
-function reportedLayers(r: FleetResult, points: { time: number; value: number; label: string }[], labelBelowFrom = Infinity): object[] {
-  if (points.length === 0) return [];
-  const rightSide = plotTime(r.options.days * DAY_MS * 0.7);
-  const labels = (side: 'left' | 'right', values: typeof points): object[] => values.map((p, i) => ({
-    name: `reported_labels_${side}_${i}`,
-    data: { values: [p] },
-    mark: { type: 'text', dy: p.value > labelBelowFrom ? 12 : -9, fontSize: 10.5, color: '#111', align: side === 'left' ? 'right' : 'left', dx: side === 'left' ? -6 : 6 },
-    encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' }, text: { field: 'label' } },
-  }));
-  return [
-    {
-      name: 'reported_points',
-      data: { values: points },
-      mark: { type: 'point', shape: 'diamond', size: 110, filled: true, color: '#111', stroke: 'white', strokeWidth: 1, opacity: 1 },
-      encoding: { x: X_UTC, y: { field: 'value', type: 'quantitative' } },
-    },
-    ...labels('right', points.filter((p) => p.time <= rightSide)),
-    ...labels('left', points.filter((p) => p.time > rightSide)),
-  ];
-}
-
 export function chartSpecs(r: FleetResult): ChartSpec[] {
   const tags = timelineTags(r);
-  const scale = scaleReportedPoints(r);
-  const pct = (x: number): string => `${(x * 100).toFixed(x < 0.1 && x > 0 ? 1 : 0)} %`;
-  // Points after the end of the replay stay in the JSON but are not drawn (they would stretch the axis).
-  const drawn = (scale?.points ?? []).filter((p) => p.atMs <= r.options.days * DAY_MS);
-  const undrawn = (scale?.points.length ?? 0) - drawn.length;
-  const healthyPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.healthyShare, label: `status page: ${p.statusPageStuck} stuck → ${pct(p.healthyShare)}` }));
-  const stuckPoints = drawn.map((p) => ({ time: plotTime(p.atMs), value: p.stuck, label: `status page: ${p.statusPageStuck} → ${p.stuck.toFixed(1)}` }));
-  const scaledNote = scale
-    ? `Black diamonds: the status page's counts of devices stuck (${scale.points.map((p) => `${p.statusPageStuck} on ${p.when}`).join(', ')}) scaled to this fleet: ${scale.statusPagePeak} maps to the legacy replay's peak of ${scale.legacyPeakStuck} devices stuck at once (${pct(scale.legacyPeakStuckShare)} of the fleet).${undrawn ? ` ${undrawn} of them fall after the end of this replay and are not drawn.` : ''}`
-    : 'The status page\'s counts are not drawn: this replay has no legacy profile to scale them to.';
-
+  const c = r.statusPage;
+  const statusNote = c
+    ? ` Not drawn: the status page's counts (~${c.reportedStuck} stuck, ${c.reportedHealedByMay8Evening} healed by May 8 evening) are devices of a fleet of unknown size, not a share of this one; they are set beside the legacy replay as counts below the table.`
+    : '';
   const days = r.options.days;
   const bytesPerDay = r.profiles.flatMap((p) => p.series.bytesPerDeviceDay.slice(0, Math.ceil(days)).map((value, d) => ({ time: plotTime(d * DAY_MS + DAY_MS / 2), profile: p.title, value })));
   const stuckVsHealthy = r.profiles.flatMap((p) => [
-    ...(p.bytes.perStuckDeviceDay === null ? [] : [{ profile: p.title, kind: 'stuck', value: p.bytes.perStuckDeviceDay }]),
-    { profile: p.title, kind: 'healthy', value: p.bytes.perHealthySleepyDeviceDay },
+    ...(bytesShown(p).stuck === null ? [] : [{ profile: p.title, kind: 'stuck', value: bytesShown(p).stuck! }]),
+    { profile: p.title, kind: 'healthy', value: bytesShown(p).healthy },
   ]);
-  const noStuck = r.profiles.filter((p) => p.bytes.perStuckDeviceDay === null).map((p) => p.profile);
+  const noStuck = r.profiles.filter((p) => bytesShown(p).stuck === null).map((p) => p.profile);
+  const unit = r.profiles[0]?.bytes.unit ?? 'device-day';
 
   return [
     {
       id: 'healthy',
       title: 'Share of the fleet healthy',
-      caption: `At the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has). ${scaledNote}`,
+      caption: `At the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}, the share of devices not stuck (a device is stuck from its first wake after the crash that does not reach the cloud until it is back in a session the cloud has).${statusNote}`,
       spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.healthyShare),
-        { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
-        reportedLayers(r, healthyPoints, 0.9)), 'Share of the fleet healthy over time per firmware profile, with the status page\'s reported points', tags),
+        { field: 'value', type: 'quantitative', title: 'healthy', axis: { format: '.0%' }, scale: { domain: [0, 1] } }), 'Share of the fleet healthy over time per firmware profile', tags),
     },
     {
       id: 'stuck',
       title: 'Devices stuck',
-      caption: `Devices stuck at the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}. ${scale ? 'Black diamonds: the status page\'s counts on the same scale as above.' : ''}`,
+      caption: `Devices stuck at the end of each ${stepText(r.profiles[0]?.series.stepMs ?? HOUR_MS)}.`,
       spec: topLevel(lineChart(r, tags, stepped(r, (p) => p.series.stuck),
-        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } },
-        reportedLayers(r, stuckPoints)), 'Devices stuck over time per firmware profile', tags),
+        { field: 'value', type: 'quantitative', title: 'devices stuck', axis: { tickMinStep: 1, format: ',d' }, scale: { domain: [0, Math.max(1, ...r.profiles.flatMap((p) => p.series.stuck))] } }), 'Devices stuck over time per firmware profile', tags),
     },
     {
       id: 'deliveries',
@@ -315,7 +249,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
     {
       id: 'bytes',
       title: 'Bytes on the air per device',
-      caption: `${days >= 2 ? 'Left: bytes on the air (both directions) per device per day, whole fleet. Right: per' : 'Per'} device-day, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}. Cellular data is paid per byte.`,
+      caption: `${days >= 2 ? 'Left: bytes on the air (both directions) per device per day, whole fleet. Right: per' : 'Per'} ${unit}, a stuck device while stuck against a sleepy device while healthy${noStuck.length ? ` (${noStuck.join(', ')}: no device stuck, no bar)` : ''}.${unit === 'wake' ? ' Per wake, not per day: a replay shorter than a day (the live hour compresses wake intervals to minutes) says nothing about a day of the real fleet.' : ''} Cellular data is paid per byte.`,
       spec: topLevel({
         hconcat: [
           // A replay shorter than two days has no day-by-day line worth drawing (one partial day).
@@ -331,7 +265,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
                 encoding: {
                   x: { field: 'kind', type: 'nominal', title: null, sort: ['stuck', 'healthy'], axis: { labelAngle: 0, labelLimit: 90 } },
                   xOffset: { field: 'profile', type: 'nominal', sort: r.profiles.map((p) => p.title) },
-                  y: { field: 'value', type: 'quantitative', title: 'bytes / device-day' },
+                  y: { field: 'value', type: 'quantitative', title: `bytes / ${unit}` },
                   color: { field: 'profile', type: 'nominal', title: 'firmware', scale: colorScale(r) },
                 },
               },
@@ -339,7 +273,7 @@ export function chartSpecs(r: FleetResult): ChartSpec[] {
           },
         ],
         resolve: { scale: { y: 'independent' } },
-      }, 'Bytes on the air per device per day, and per stuck vs healthy device-day, per firmware profile', tags),
+      }, `Bytes on the air per device per day, and per stuck vs healthy ${unit}, per firmware profile`, tags),
     },
   ];
 }

@@ -3,8 +3,9 @@
  * block; no script runs, nothing is fetched), readable offline and printable.
  */
 import { DAY_MS, calendar } from '../fleet/spec.ts';
-import { dur, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
-import { PROFILE_COLORS, type ReportedScale, type TimelineTag } from './charts.ts';
+import { bytesShown, dur, type FleetResult, type ProfileSummary } from '../fleet/summary.ts';
+import { statusPageText } from '../fleet/format.ts';
+import { PROFILE_COLORS, type TimelineTag } from './charts.ts';
 
 export const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -31,6 +32,7 @@ ol.timeline { margin: 0; padding: 0; list-style: none; columns: 2; column-gap: 2
 ol.timeline li { break-inside: avoid; padding: 1px 0; }
 .tag { display: inline-block; min-width: 20px; text-align: center; font-weight: bold; font-size: 12px; color: #444; }
 .tag.alarm { color: #a00; }
+.tag.would-fire { color: #999; }
 .when { font-variant-numeric: tabular-nums; color: #333; margin-right: 6px; }
 .dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%; margin: 0 2px; }
 table { border-collapse: collapse; width: 100%; font-size: 13px; }
@@ -46,8 +48,8 @@ footer { color: #666; font-size: 12px; }
 
 function alarmCell(p: ProfileSummary, rule: string): string {
   const a = p.alarms.find((x) => x.rule === rule);
-  if (!a || a.firedAtMs === null) return '<span class="muted">did not fire</span>';
-  return `${esc(calendar(a.firedAtMs))}${a.afterCrashMs === null ? '' : ` <span class="muted">(${esc(dur(a.afterCrashMs))} after the crash)</span>`}`;
+  if (!a || a.firedAtMs === null) return `<span class="muted">${a && !a.inCloud ? 'would not have fired' : 'did not fire'}</span>`;
+  return `${a.inCloud ? '' : '<span class="muted">would have fired (no such rule in 2019)</span> '}${esc(calendar(a.firedAtMs))}${a.afterCrashMs === null ? '' : ` <span class="muted">(${esc(dur(a.afterCrashMs))} after the crash)</span>`}`;
 }
 
 function healsCell(p: ProfileSummary): string {
@@ -64,15 +66,17 @@ function profileTable(r: FleetResult): string {
     ['devices stuck (sleepy)', false, (p) => `<b>${int(p.stuck.devices)}</b> (${int(p.stuck.sleepy)})`],
     ['stuck for p50 / p99 / max', true, (p) => (p.stuck.devices ? pctl(p.stuck) : '<span class="muted">–</span>')],
     ['still stuck at the end', true, (p) => int(p.stuck.stillStuckAtEnd)],
-    ['time to heal p50 / p99 / max', false, (p) => pctl(p.timeToHeal)],
+    ['healed within the first wake (never stuck)', false, (p) => (p.healedInFirstWake.devices ? `${int(p.healedInFirstWake.devices)} <span class="muted">(p50 ${esc(dur(p.healedInFirstWake.p50Ms))}, max ${esc(dur(p.healedInFirstWake.maxMs))})</span>` : '0')],
     ['healed by (first – last)', false, healsCell],
     ['events published', false, (p) => int(p.events.published)],
     ['delivered to the webhook', true, (p) => int(p.events.delivered)],
     ['lost', true, (p) => (p.events.lost ? `<b>${int(p.events.lost)}</b>` : '0')],
     ['duplicated', true, (p) => int(p.events.duplicated)],
     ['still queued at the end', true, (p) => int(p.events.pending)],
-    ['bytes / device-day: stuck vs healthy', false, (p) => (p.bytes.perStuckDeviceDay === null ? `– vs ${kB(p.bytes.perHealthySleepyDeviceDay)}`
-      : `${kB(p.bytes.perStuckDeviceDay)} vs ${kB(p.bytes.perHealthySleepyDeviceDay)} (${p.bytes.ratio!.toFixed(1)}×)`)],
+    [`bytes / ${r.profiles[0]?.bytes.unit ?? 'device-day'}: stuck vs healthy`, false, (p) => {
+      const b = bytesShown(p);
+      return b.stuck === null ? `– vs ${kB(b.healthy)}` : `${kB(b.stuck)} vs ${kB(b.healthy)}${b.ratio === null ? '' : ` (${b.ratio.toFixed(1)}×)`}`;
+    }],
     ...[...new Set(r.profiles.flatMap((p) => p.alarms.map((a) => a.rule)))].map((rule): [string, boolean, (p: ProfileSummary) => string] =>
       [`alert ${rule}`, false, (p) => alarmCell(p, rule)]),
     ['handshakes', false, (p) => int(p.handshakes)],
@@ -93,22 +97,20 @@ function timelineList(tags: TimelineTag[]): string {
 export interface PageParts {
   result: FleetResult;
   tags: TimelineTag[];
-  scale: ReportedScale | null;
   charts: { id: string; title: string; caption: string; svg: string }[];
   data: unknown;
 }
 
-export function reportHtml({ result: r, tags, scale, charts, data }: PageParts): string {
+export function reportHtml({ result: r, tags, charts, data }: PageParts): string {
   const o = r.options;
   const sleepy = r.profiles[0]?.sleepy ?? 0;
   const n = r.profiles.length;
   const title = `May 2019 replay: ${int(o.devices)} devices, ${n === 1 ? 'one firmware profile' : `${n === 3 ? 'three' : n} firmware profiles`}`;
   const verdicts = r.profiles.map((p) => `<div class="verdict" data-profile="${esc(p.profile)}" style="border-color:${PROFILE_COLORS[p.profile]}"><b>${esc(p.title)}</b>${esc(p.verdict)}</div>`).join('');
   const figures = charts.map((c) => `<figure id="chart-${c.id}" data-chart="${c.id}"><h2>${esc(c.title)}</h2>${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n');
-  const scaling = scale
-    ? `The status page reported devices, not shares of a fleet, for a fleet far larger than this one. Its counts are drawn on the legacy curve scaled: its peak (${scale.statusPagePeak} stuck) maps to the legacy replay's peak of devices stuck at once (${int(scale.legacyPeakStuck)}, ${(scale.legacyPeakStuckShare * 100).toFixed(1)} % of the fleet), each count to the same fraction of it: healthy = 1 − ${scale.legacyPeakStuckShare.toFixed(3)} × stuck / ${scale.statusPagePeak}. ` +
-      scale.points.map((p) => `${esc(p.when)}: ${p.statusPageStuck} stuck → ${p.stuck.toFixed(1)} (${(p.healthyShare * 100).toFixed(1)} % healthy)`).join('; ') + '.'
-    : 'This replay has no legacy profile, so the status page\'s counts are not drawn.';
+  const comparison = r.statusPage
+    ? `${statusPageText(r.statusPage).split('\n').map((l) => esc(l)).join('<br>')}<br>The status page's counts are not drawn on the charts: they are devices of Particle's fleet, whose size it did not give, and this fleet is not that one. What the replay can be compared on is a share (how many of the stuck devices were healed by May 8 evening) and the fleet size the stuck share implies; docs/fleet.md ("Beside the status page") says where the model and the status page differ.`
+    : 'This replay has no legacy profile, so there is nothing to set beside the status page.';
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -122,10 +124,10 @@ export function reportHtml({ result: r, tags, scale, charts, data }: PageParts):
 <h1>${esc(title)}</h1>
 <p class="sub">${int(sleepy)} sleepy and ${int(o.devices - sleepy)} always-connected devices, May 2 00:00 – ${esc(calendar(o.days * DAY_MS))} (Pacific time, virtual), seed “${esc(o.seed)}”, engine ${esc(r.engine)}; the same fleet and schedule under each profile. ${int(r.wakes)} wakes simulated in ${(r.wallMs / 1000).toFixed(1)} s.</p>
 <section id="verdicts"><h2>Verdict</h2><div class="verdicts">${verdicts}</div></section>
-<section id="timeline"><h2>Timeline</h2><p class="muted" style="margin:0 0 6px">The numbers tag the vertical rules in the charts (grey dashed: events; dotted, in the profile's colour: an alert firing).</p>${timelineList(tags)}</section>
+<section id="timeline"><h2>Timeline</h2><p class="muted" style="margin:0 0 6px">The numbers tag the vertical rules in the charts (grey dashed: events; dotted, in the profile's colour: an alert of that profile's cloud firing; faint, with a grey number: an alert that would have fired — the 2019 cloud had no such rule).</p>${timelineList(tags)}</section>
 ${figures}
 <section id="table"><h2>Per profile</h2>${profileTable(r)}</section>
-<section id="scaling"><h2>How the status page's points are scaled</h2><p style="margin:0">${scaling}</p></section>
+<section id="status-page"><h2>Beside the status page</h2><p style="margin:0">${comparison}</p></section>
 <footer>Generated by <code>sleepy-session start</code>. The data behind this page is embedded below (<code>script#report-data</code>) and written next to it as JSON.</footer>
 </main>
 <script type="application/json" id="report-data">${inertJson(data)}</script>

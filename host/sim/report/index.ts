@@ -5,12 +5,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, extname } from 'node:path';
 import type { FleetResult } from '../fleet/summary.ts';
-import { chartSpecs, renderSvg, scaleReportedPoints, timelineTags, type ReportedScale, type TimelineTag } from './charts.ts';
+import { chartSpecs, renderSvg, timelineTags, type TimelineTag } from './charts.ts';
 import { reportHtml } from './html.ts';
 
 /** The JSON behind the page: the fleet result as is, plus what the page derives from it. */
 export type ReportData = FleetResult & {
-  report: { timelineTags: TimelineTag[]; reportedScale: ReportedScale | null; charts: { id: string; title: string }[] };
+  report: { timelineTags: TimelineTag[]; charts: { id: string; title: string }[] };
 };
 
 /** `reports/incident.html` → `reports/incident.json`. */
@@ -21,11 +21,10 @@ export function jsonPathFor(htmlPath: string): string {
 
 export async function renderReport(result: FleetResult): Promise<{ html: string; data: ReportData }> {
   const tags = timelineTags(result);
-  const scale = scaleReportedPoints(result);
   const specs = chartSpecs(result);
   const charts = await Promise.all(specs.map(async (c) => ({ id: c.id, title: c.title, caption: c.caption, svg: await renderSvg(c.spec) })));
-  const data: ReportData = { ...result, report: { timelineTags: tags, reportedScale: scale, charts: specs.map((c) => ({ id: c.id, title: c.title })) } };
-  return { html: reportHtml({ result, tags, scale, charts, data }), data };
+  const data: ReportData = { ...result, report: { timelineTags: tags, charts: specs.map((c) => ({ id: c.id, title: c.title })) } };
+  return { html: reportHtml({ result, tags, charts, data }), data };
 }
 
 /** Writes `htmlPath` (self-contained, works offline) and the JSON behind it next to it (same name, .json). */
