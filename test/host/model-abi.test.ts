@@ -96,6 +96,9 @@ class Boot implements Cmd {
       h.powerOff(); // a device without valid credentials has nothing to do until it is provisioned
       m.on = false;
     } else {
+      // The profile is the one the credentials block holds, whoever wrote it (provisioning, or a
+      // CRC-valid tamper): the firmware reads it from there at every boot, and so does the model.
+      m.profile = PROFILES[image[CRED.profile]];
       assert.ok(state === 'resumed' || state === 'handshaking', `boot → ${state}`);
       if (refuse) {
         assert.equal(state, 'handshaking', 'boot resumed a record whose lengths are out of range');
@@ -353,6 +356,7 @@ class TamperSlot implements Cmd {
     if (s) {
       h.memory.bytes[s.at + SLOT_FIELDS[this.field][1]] = this.value;
       resealSlot(h.memory.bytes, s.at);
+      if (!newestSlotOutOfRange(h.memory.bytes)) h.adoptStoredOutbox();
     }
     settle(m, h);
   }
