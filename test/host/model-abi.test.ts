@@ -23,13 +23,14 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
 import {
-  CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_BYTES, newestSlot, resealCreds, resealSlot,
+  CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, SLOT_BYTES, newestSlot, resealCreds, resealSlot,
 } from './fixtures/persisted.ts';
 import { PROFILES, type Profile, type SessionEvent } from '../../host/session-abi.ts';
 
 const RUNS = Number(process.env.FC_RUNS ?? 150);
 const SEED = Number(process.env.FC_SEED ?? 20261130);
 const OUTBOX_SLOTS = 6;
+const REGION_BYTES = CREDS_BYTES + 2 * SLOT_BYTES;
 
 /** What the ABI promises, tracked outside the firmware. */
 interface Model {
@@ -170,6 +171,24 @@ class WakeCycle implements Cmd {
     await new Advance(15 * 60_000).run(m, h);
   }
   toString() { return `wakeCycle(${this.publishes},${this.awakeRounds})`; }
+}
+
+/** A wake in which nothing the device sends reaches the cloud (out of coverage): it talks, then sleeps. */
+class WakeUnanswered implements Cmd {
+  constructor(readonly awakeMs: number) {}
+  check(m: Readonly<Model>) { return !m.on; }
+  async run(m: Model, h: AbiHarness) {
+    h.networkDown = true;
+    try {
+      await new Boot().run(m, h);
+      if (m.on) await new Advance(this.awakeMs).run(m, h);
+      if (m.on) await new Sleep().run(m, h);
+    } finally {
+      h.networkDown = false;
+    }
+    await new Advance(15 * 60_000).run(m, h);
+  }
+  toString() { return `wakeUnanswered(${this.awakeMs})`; }
 }
 
 class DeliverReplay implements Cmd {
@@ -374,11 +393,29 @@ class TamperCreds implements Cmd {
   toString() { return `tamperCreds(${this.field}=${this.value})`; }
 }
 
+/**
+ * One bit of the persisted region rots between wakes and nothing re-seals it (issue 17): in the
+ * newest slot, the older one, or anywhere in the region (the credentials block included).
+ */
+class BitFlip implements Cmd {
+  constructor(readonly where: 'newest' | 'older' | 'region', readonly byte: number, readonly bit: number) {}
+  check(m: Readonly<Model>) { return !m.on; }
+  async run(m: Model, h: AbiHarness) {
+    const newest = newestSlot(h.memory.bytes)?.at ?? SLOT_AT[0];
+    const at = this.where === 'region' ? this.byte % REGION_BYTES
+      : (this.where === 'newest' ? newest : SLOT_AT[0] + SLOT_AT[1] - newest) + (this.byte % SLOT_BYTES);
+    h.memory.bytes[at] ^= 1 << this.bit;
+    settle(m, h);
+  }
+  toString() { return `bitFlip(${this.where},${this.byte},${this.bit})`; }
+}
+
 const commands = [
   fc.constant(new Boot()),
   fc.constant(new Boot()),
   fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 10 })).map(([p, r]) => new WakeCycle(p, r)),
   fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 10 })).map(([p, r]) => new WakeCycle(p, r)),
+  fc.constantFrom(200, 5_000, 40_000).map((ms) => new WakeUnanswered(ms)),
   fc.tuple(fc.integer({ min: 1, max: 15 }), fc.integer({ min: 0, max: 43 })).map(([n, d]) => new Publish(n, d)),
   fc.integer({ min: 1, max: 4 }).map((n) => new DeliverGenuine(n)),
   fc.integer({ min: 2, max: 12 }).map((n) => new Converse(n)),
@@ -402,6 +439,8 @@ const commands = [
   fc.constantFrom(...PROFILES).map((p) => new Reprovision(p)),
   fc.constant(new WipeCloud()),
   fc.tuple(fc.integer({ min: 0, max: SLOT_FIELDS.length - 1 }), fc.constantFrom(7, 33, 200, 255)).map(([f, v]) => new TamperSlot(f, v)),
+  fc.tuple(fc.constantFrom('newest', 'newest', 'older', 'region') as fc.Arbitrary<'newest' | 'older' | 'region'>, fc.nat({ max: REGION_BYTES - 1 }), fc.nat({ max: 7 }))
+    .map(([w, b, i]) => new BitFlip(w, b, i)),
   fc.tuple(fc.constantFrom('identityLen', 'pskLen', 'idLen', 'profile') as fc.Arbitrary<'identityLen' | 'pskLen' | 'idLen' | 'profile'>, fc.constantFrom(0, 65, 128, 255))
     .map(([f, v]) => new TamperCreds(f, v)),
 ];
