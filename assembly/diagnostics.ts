@@ -6,12 +6,21 @@ import {
   hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
 } from './crypto/index';
 import { IO, fitsIo } from './io';
+import * as dtls from './dtls/client';
 
 /** Diagnostics for engine tests: 1 = out-of-bounds load (engine trap), 2 = firmware abort. */
 export function selftest_trap(kind: i32): i32 {
   if (kind == 1) return load<i32>(<usize>0xfffffff0);
   if (kind == 2) abort('selftest: firmware abort requested');
   return 0;
+}
+
+/**
+ * Ends the DTLS connection behind the session layer's back (no export of the shipped module does):
+ * the session's commit at the end of the next export must notice and destroy the persisted keys.
+ */
+export function selftest_end_connection(): void {
+  dtls.discardConnection(0, 0);
 }
 
 // --- Crypto primitives over the I/O buffer, for conformance tests and benchmarks -------------

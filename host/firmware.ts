@@ -9,7 +9,7 @@ import { V8Engine } from './engines/v8.ts';
  */
 export const RELEASE_WASM = process.env.SLEEPY_FIRMWARE ?? fileURLToPath(new URL('../build/session.wasm', import.meta.url));
 /** The same firmware plus test-only exports (crypto_*, selftest_trap): tests and benchmarks only. */
-export const TEST_WASM = fileURLToPath(new URL('../build/session-test.wasm', import.meta.url));
+export const TEST_WASM = process.env.SLEEPY_TEST_FIRMWARE ?? fileURLToPath(new URL('../build/session-test.wasm', import.meta.url));
 
 export function readFirmware(path = RELEASE_WASM): Uint8Array {
   try {

@@ -26,7 +26,7 @@ export const COUNTERS = [
   'hintsActed', 'hintsIgnored', 'coapRetransmissions', 'coapGiveUps', 'eventsAcked', 'eventsDropped',
   'coapMalformed', 'storeWrites',
   'dropDatagramTooLong', 'dropRxTooLarge', 'coapStaleIgnored', 'coapNonIgnored', 'persistedRefused',
-  'datagramsAccepted', 'datagramsRetransmitted', 'datagramsDropped',
+  'datagramsAccepted', 'datagramsRetransmitted', 'datagramsDropped', 'persistedSlotLost',
 ] as const;
 export type CounterName = (typeof COUNTERS)[number];
 export type Counters = Record<CounterName, number>;
@@ -59,7 +59,7 @@ export type SessionState = (typeof SESSION_STATES)[number];
 export const DISCARD_REASONS = [
   'none', 'max-age', 'unconfirmed-restores', 'record-limit', 'failed-auth-limit', 'coap-rst', 'coap-give-up',
   'reset-token', 'truncated-record', 'credentials-changed', 'peer-closed', 'handshake-failed',
-  'closed', 'reconnect', 'persisted-invalid',
+  'closed', 'reconnect', 'persisted-invalid', 'persisted-slot-lost', 'event-number-conflict',
 ] as const;
 export type DiscardReason = (typeof DISCARD_REASONS)[number];
 

@@ -9,6 +9,7 @@
 //   npm run test:mutants -- ID [ID ...]   only these
 //   … -- --tests FILE[,FILE] ID …         those mutants against other tests (e.g. only the model test)
 //   … -- --check                          only check that every patch still applies
+//   … -- --show ID …                      also print why each killed mutant failed (its failing tests)
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -25,9 +26,10 @@ const FLOOD = 'test/host/lifecycle-flood.test.ts';
 const POWER = 'test/host/lifecycle-power.test.ts';
 const WEBHOOK = 'test/host/cloud-webhook.test.ts';
 const CORE = 'test/host/cloud-core.test.ts';
+const GAPS = 'test/host/mutation-gaps.test.ts';
 
 /** @typedef {{ file: string, from: string, to: string }} Edit */
-/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number }[]} */
+/** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number, testBuild?: boolean }[]} */
 export const MUTANTS = [
   // --- issue 9, the nine reproduced defects -----------------------------------------------------
   {
@@ -206,6 +208,72 @@ export const MUTANTS = [
     edits: [{ file: 'assembly/session/session.ts', from: '    emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);\n    eraseBothSlots = true;', to: '    emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);' }],
     tests: [HARDENING],
   },
+  {
+    id: 'closed-after-finished-waits', why: "a close_notify behind the server's Finished leaves the session handshaking with no timer",
+    edits: [{ file: 'assembly/session/session.ts', from: '} else if (dtls.state == dtls.S_FAILED || dtls.state == dtls.S_CLOSED) {', to: '} else if (dtls.state == dtls.S_FAILED) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'close_notify in one datagram',
+  },
+  // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
+  // The keyGeneration guard in commit(): no export of the shipped module reaches it (every path that
+  // ends the connection under a booted session is the session's own); the test build's
+  // selftest_end_connection ends it behind the session's back, and single-fault.test.ts checks the guard.
+  {
+    id: 'key-generation-guard-off', why: 'a connection ended behind the session leaves its keys persisted (resumable with a stale reservation)',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (hasSession() && dtls.keyGeneration != sessionKeyGeneration) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'behind the session', testBuild: true,
+  },
+  {
+    id: 'key-generation-not-bumped', why: 'wiping the connection does not move keyGeneration: the guard cannot see the end',
+    edits: [{ file: 'assembly/dtls/client.ts', from: '  writeSeqReserved = 0;\n  keyGeneration++;', to: '  writeSeqReserved = 0;' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'behind the session', testBuild: true,
+  },
+  // --- issue 17: the firmware's single-fault fixes ---------------------------------------------------
+  {
+    id: 'slot-lost-resumed', why: '17.1 a slot lost next to a valid one: the older slot resumed (its reservation is behind the wire)',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (found == P.SLOT_LOADED && P.oneSlotLost) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts', 'test/host/fault-enumeration.test.ts'],
+  },
+  {
+    id: 'read-window-lags', why: '17.3 a record after confirmation is not persisted: replayed at the next wake it confirms',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (dirty || dtls.reservationMoved || readWindowAhead()) persistNow();', to: 'if (dirty || dtls.reservationMoved) persistNow();' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'replayed at the next one',
+  },
+  {
+    id: 'failed-auth-checked-at-sleep-only', why: '17.4 forged records past the limit within a wake: the key keeps answering',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (policy.enforcesKeyLimits() && failedAuthTotal() >= <u64>policy.maxFailedAuthPerKey) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'failed-authentication limit',
+  },
+  {
+    id: 'failed-auth-not-persisted', why: '17.4 the failure count lives in RAM until sleep: a power cut resets it',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (dtls.failedAuthThisKey >= FAILED_AUTH_PERSIST_STEP) dirty = true;', to: '' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'failed-authentication limit',
+  },
+  {
+    id: 'reprovision-keeps-psk', why: "17.5 re-provisioning a booted module leaves the old PSK in the DTLS client",
+    edits: [{ file: 'assembly/session/session.ts', from: '  dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, identityLen, P.CREDS_IMAGE + P.CRED_PSK, pskLen);', to: '' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 're-provisioning',
+  },
+  {
+    id: 'conflict-taken-as-ack', why: 'a 4.09 Conflict to an event (numbers gone back in time) is taken as delivered',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (outKind == KIND_EVENT && coap.msgCode == coap.CODE_CONFLICT && policy.keepsEventsAcrossSleep()) {', to: 'if (false) {' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'Conflict',
+  },
+  // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
+  {
+    id: 'replay-shift-wraps', why: 'a jump of 64 or more ahead keeps stale bits (a wasm shift by 64 is a shift by 0): fresh records refused',
+    edits: [{ file: 'assembly/dtls/record.ts', from: '(ahead >= 64 ? 0 : bits << ahead) | 1', to: '(bits << ahead) | 1' }],
+    tests: [GAPS], pattern: 'replay window after a jump',
+  },
+  {
+    id: 'hint-clock-back-closes', why: 'an RTC set back before the last acted-on hint closes the hint window until the clock catches up',
+    edits: [{ file: 'assembly/session/session.ts', from: 'return sinceMs < 0 || sinceMs >= policy.truncatedHintWindowMs;', to: 'return sinceMs >= policy.truncatedHintWindowMs;' }],
+    tests: [GAPS], pattern: 'RTC went backwards',
+  },
+  {
+    id: 'restore-window-top-only', why: 'after a wake only the persisted highest record counts as seen: older cloud records (1..63 behind) get in and confirm',
+    edits: [{ file: 'assembly/dtls/client.ts', from: 'store<u64>(WINDOW1, 0xffffffffffffffff, 8);', to: 'store<u64>(WINDOW1, 1, 8);' }],
+    tests: [GAPS], pattern: 'persisted highest is a replay',
+  },
   // --- the cloud --------------------------------------------------------------------------------------------
   {
     id: 'cloud-claims-ignore-incarnation', why: "a re-provisioned device's events are swallowed as duplicates",
@@ -263,7 +331,14 @@ async function firmwareMutant(m) {
     const wasm = join(dir, 'session.wasm');
     const built = await run(asc, ['assembly/index.ts', '--target', 'release', '-o', wasm], {}, dir);
     if (built.code !== 0) throw new Error(`mutant ${m.id} does not build:\n${built.out.slice(0, 2000)}`);
-    return await testsFail(m, { SLEEPY_FIRMWARE: wasm });
+    const env = { SLEEPY_FIRMWARE: wasm };
+    if (m.testBuild) { // its test drives a test-only export (build/session-test.wasm)
+      const testWasm = join(dir, 'session-test.wasm');
+      const builtTest = await run(asc, ['assembly/test-build.ts', '--target', 'test', '-o', testWasm], {}, dir);
+      if (builtTest.code !== 0) throw new Error(`mutant ${m.id} does not build:\n${builtTest.out.slice(0, 2000)}`);
+      env.SLEEPY_TEST_FIRMWARE = testWasm;
+    }
+    return await testsFail(m, env);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -285,10 +360,28 @@ async function cloudMutant(m) {
 }
 process.on('SIGINT', () => { restoreInPlace?.(); process.exit(130); });
 
+/** The failing tests of a node:test run, each with the first line of its error. */
+function failures(out) {
+  const lines = out.split('\n');
+  const picked = [];
+  lines.forEach((l, i) => {
+    if (!/^\s*not ok \d+ - /.test(l)) return;
+    const at = lines.findIndex((x, j) => j > i && /^\s*error: /.test(x));
+    if (at < 0 || at > i + 12) return;
+    let msg = lines[at].trim().replace(/^error: /, '');
+    if (/^[|>]-?$/.test(msg)) msg = (lines[at + 1] ?? '').trim();
+    if (/^'\d+ subtests? failed'$/.test(msg)) return; // a suite: its tests are listed already
+    picked.push(`    ${l.trim()}\n      ${msg}`);
+  });
+  return picked.join('\n') || out.slice(-800);
+}
+
 async function main() {
   const argv = process.argv.slice(2);
   const t = argv.indexOf('--tests');
   const testsOverride = t >= 0 ? argv.splice(t, 2)[1].split(',') : null;
+  const s = argv.indexOf('--show');
+  const show = s >= 0 && argv.splice(s, 1).length > 0;
   if (argv[0] === '--check') {
     for (const m of MUTANTS) for (const e of m.edits) patch(readFileSync(join(root, e.file), 'utf8'), e, m.id);
     console.log(`${MUTANTS.length} mutants, every patch applies`);
@@ -307,6 +400,7 @@ async function main() {
   const report = (m, r, ms) => {
     results.push({ m, r });
     console.log(`${r.failed ? 'killed  ' : 'SURVIVED'} ${m.id.padEnd(34)} ${(ms / 1000).toFixed(1).padStart(5)} s  ${m.why}`);
+    if (show && r.failed) console.log(failures(r.out));
   };
   await Promise.all(Array.from({ length: workers }, async () => {
     for (let m = queue.shift(); m; m = queue.shift()) {

@@ -10,6 +10,7 @@ export const CODE_EMPTY: u8 = 0x00;
 export const CODE_POST: u8 = 0x02;
 export const CODE_CHANGED: u8 = 0x44; // 2.04
 export const CODE_NOT_FOUND: u8 = 0x84; // 4.04
+export const CODE_CONFLICT: u8 = 0x89; // 4.09: the cloud holds this event number with other content
 
 const OPT_URI_PATH: u32 = 11;
 

@@ -267,7 +267,9 @@ export function pollTransmit(out: usize, capacity: i32): i32 {
   if (txCount == 0) return 0;
   const len = load<i32>(TX_LEN + <usize>(txHead << 2));
   if (len > capacity) return -2;
-  memory.copy(out, TX + <usize>(txHead * TX_SLOT_BYTES), <usize>len);
+  const slot = TX + <usize>(txHead * TX_SLOT_BYTES);
+  memory.copy(out, slot, <usize>len);
+  zeroize(slot, len); // sent: nothing of it (a handshake flight, a plaintext before sealing) stays behind
   txHead = (txHead + 1) % TX_SLOTS;
   txCount--;
   return len;

@@ -51,7 +51,8 @@ export const C_PERSISTED_REFUSED: i32 = 44; // newest slot sealed but out of ran
 export const C_DATAGRAMS_ACCEPTED: i32 = 45; // at least one record in it was accepted
 export const C_DATAGRAMS_RETRANSMITTED: i32 = 46; // nothing new: a server flight seen again
 export const C_DATAGRAMS_DROPPED: i32 = 47; // nothing accepted; the drop* counters say why
-export const COUNTER_COUNT: i32 = 48;
+export const C_PERSISTED_SLOT_LOST: i32 = 48; // one slot sealed, the other not (torn or rotten): treated as possibly stale
+export const COUNTER_COUNT: i32 = 49;
 
 const COUNTERS: usize = memory.data(COUNTER_COUNT * 4, 4);
 

@@ -83,6 +83,7 @@ let reasmLen: i32 = 0;
 export function provision(identity: usize, idLen: i32, psk: usize, keyLen: i32): i32 {
   if (idLen < 1 || idLen > cfg.MAX_IDENTITY_BYTES || keyLen < 1 || keyLen > cfg.MAX_PSK_BYTES) return -2;
   zeroize(PSK, cfg.MAX_PSK_BYTES);
+  zeroize(IDENTITY, cfg.MAX_IDENTITY_BYTES); // a shorter identity leaves nothing of the old one
   memory.copy(IDENTITY, identity, <usize>idLen);
   identityLen = idLen;
   memory.copy(PSK, psk, <usize>keyLen);

@@ -80,6 +80,14 @@ let currentSlot: i32 = 1;
 let generation: u32 = 0;
 /** The slot not loaded is sealed and still holds a session (a cut between the two erasing writes). */
 export let otherSlotHoldsSession: bool = false;
+/**
+ * Exactly one slot is sealed, the other not. A torn write and a bit that rotted after a complete
+ * write look the same here, and only the torn write makes the surviving slot current: after rot,
+ * the lost slot may have been the newer one, whose reservation, event numbers and message IDs have
+ * been used on the wire. The session layer treats the surviving slot as possibly stale
+ * (docs/persistence.md).
+ */
+export let oneSlotLost: bool = false;
 
 /** Magic, CRC, and every length and enum within its field. */
 export function credsValid(p: usize): bool {
@@ -137,6 +145,7 @@ export function loadNewestSlot(region: usize): i32 {
   const aOk = slotSealed(a), bOk = slotSealed(b);
   memory.fill(SLOT_IMAGE, 0, <usize>SLOT_BYTES);
   otherSlotHoldsSession = false;
+  oneSlotLost = aOk != bOk;
   if (!aOk && !bOk) {
     currentSlot = 1;
     generation = 0;

@@ -35,6 +35,8 @@ export const R_HANDSHAKE_FAILED: u32 = 11;
 export const R_CLOSED: u32 = 12; // the application closed the connection (close) or it ended under the session
 export const R_RECONNECT: u32 = 13; // the application asked for a new handshake (connect)
 export const R_PERSISTED_INVALID: u32 = 14; // the newest slot's CRC matched but its content is out of range
+export const R_PERSISTED_SLOT_LOST: u32 = 15; // one slot failed its CRC: the surviving one may be stale
+export const R_EVENT_NUMBER_CONFLICT: u32 = 16; // the cloud holds an event number of ours with other content
 export const R_NONE: u32 = 0;
 
 // Application events (poll_event): type, then two u32 arguments
@@ -103,6 +105,20 @@ const HANDLE_LABEL: usize = memory.data<u8>([
   0x73, 0x6c, 0x65, 0x65, 0x70, 0x79, 0x2d, 0x73, 0x65, 0x73, 0x73, 0x69, 0x6f, 0x6e, 0x20, 0x68, 0x61, 0x6e, 0x64, 0x6c, 0x65,
 ]); // "sleepy-session handle"
 const HANDLE_LABEL_LEN: i32 = 21;
+/**
+ * How far the event sequence number and the CoAP message ID move past a surviving slot whose
+ * sibling was lost (docs/persistence.md). One export publishes at most one event and sends at most
+ * a transmit queue's worth of CoAP messages, and every export that moves either ends in a slot
+ * write: the lost slot, one write newer, is at most that far ahead. The margins are far larger.
+ */
+const SLOT_LOST_EVENT_SEQ_MARGIN: u32 = 1024;
+const SLOT_LOST_MID_MARGIN: u16 = 4096;
+/**
+ * Failed authentications are folded into the record every this many, not only at sleep: a power
+ * cut loses fewer than this many, and forged records cannot wear the flash out faster than one
+ * write per this many (the limit of 2^16 takes at most 64 such writes).
+ */
+const FAILED_AUTH_PERSIST_STEP: u32 = 1024;
 const PATH_EVENTS: usize = memory.data<u8>([0x65]); // "e"
 const PATH_RESET_TOKEN: usize = memory.data<u8>([0x72, 0x74]); // "rt"
 
@@ -148,6 +164,9 @@ export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: 
   P.sealCreds();
   P.writeCreds();
   C.count(C.C_STORE_WRITES);
+  // The DTLS client's copy of the old PSK and identity goes too: a raw `connect` after this must
+  // not complete a handshake with credentials the device no longer has.
+  dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, identityLen, P.CREDS_IMAGE + P.CRED_PSK, pskLen);
   // Both slots blank: whatever session the old credentials had leaves flash now, not at some later
   // boot. (Their credentials checksum is 0, so the next boot starts a fresh record and stream.)
   P.blankSlot();
@@ -180,6 +199,17 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   // older slot still holding a session the newest one has destroyed (a cut between the two writes).
   let eraseBothSlots = P.otherSlotHoldsSession && !hasSession();
   let fresh = found != P.SLOT_LOADED;
+  let slotLost = false;
+  if (found == P.SLOT_LOADED && P.oneSlotLost) {
+    // The lost slot may have been the newer one (rot, not a torn write): its sequence reservation,
+    // event numbers and message IDs may be on the wire already. The session is not resumed (its
+    // keys are erased from both slots below), and numbering continues past anything it could hold.
+    slotLost = true;
+    C.count(C.C_PERSISTED_SLOT_LOST);
+    store<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ, load<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ) + SLOT_LOST_EVENT_SEQ_MARGIN);
+    store<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID, load<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID) + SLOT_LOST_MID_MARGIN);
+    dirty = true;
+  }
   if (found == P.SLOT_REFUSED) {
     C.count(C.C_PERSISTED_REFUSED);
     emit(EV_SESSION_DISCARDED, R_PERSISTED_INVALID, 0);
@@ -208,7 +238,7 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   }
   let ended = R_NONE;
   if (hasSession()) {
-    ended = expiryReason(now, true);
+    ended = slotLost ? R_PERSISTED_SLOT_LOST : expiryReason(now, true);
     if (ended != R_NONE) destroySession(ended);
     else restore(now);
   }
@@ -407,7 +437,18 @@ export function commit(): void {
     destroySession(R_CLOSED);
     transition(SS_NO_SESSION, R_CLOSED, 0);
   }
-  if (dirty || dtls.reservationMoved) persistNow();
+  if (dirty || dtls.reservationMoved || readWindowAhead()) persistNow();
+}
+
+/**
+ * A record authenticated beyond the persisted read window. Persisted before the call returns: a
+ * record the next wake restores as "not yet seen" could be replayed then, and a replayed record
+ * must not confirm a restored session (the unconfirmed-restores heal would never fire).
+ */
+function readWindowAhead(): bool {
+  if (!hasSession() || dtls.authenticatedRecords == 0) return false;
+  if ((load<u8>(P.SLOT_IMAGE + P.SLOT_FLAGS) & P.FLAG_HAS_READ) == 0) return true;
+  return dtls.readSequenceMax() > load<u64>(P.SLOT_IMAGE + P.SLOT_READ_MAX);
 }
 
 /** `close` after boot: close_notify under the session's keys, then the keys are destroyed everywhere. */
@@ -530,6 +571,14 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
       discardAndHandshake(R_COAP_RST, now);
       return;
     }
+    if (outKind == KIND_EVENT && coap.msgCode == coap.CODE_CONFLICT && policy.keepsEventsAcrossSleep()) {
+      // The cloud has this (incarnation, seq) with other content: our persisted state went back in
+      // time (an older image restored, two hosts on one flash). Its numbers and its keys have been
+      // used before: the queued events move to a new stream and the session is replaced.
+      startNewEventStream();
+      discardAndHandshake(R_EVENT_NUMBER_CONFLICT, now);
+      return;
+    }
     if (outKind == KIND_EVENT) removeAcked(outEventSeq);
     clearExchange();
     kick(now);
@@ -566,6 +615,16 @@ const ACK: usize = memory.data(16, 4);
 function sendAck(mid: u32, code: u8, token: usize, tokenLen: i32): void {
   const n = coap.writeHeader(ACK, coap.COAP_ACK, code, mid, token, tokenLen);
   dtls.sendApplicationData(ACK, n);
+}
+
+/** A new random incarnation; the queued events are renumbered from 0 under it, in order. */
+function startNewEventStream(): void {
+  hmacDrbgGenerate(DRBG, SCRATCH, 4, 0, 0);
+  store<u32>(P.SLOT_IMAGE + P.SLOT_INCARNATION, load<u32>(SCRATCH));
+  const n = outboxCount();
+  for (let i = 0; i < n; i++) store<u32>(outboxEntry(i) + P.OUTBOX_SEQ, <u32>i);
+  store<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ, <u32>n);
+  dirty = true;
 }
 
 function removeAcked(seq: u32): void {
@@ -613,6 +672,14 @@ function afterDtls(now: i64): void {
     discardAndHandshake(R_RESET_TOKEN, now);
     return;
   }
+  if (dtls.failedAuthThisKey > 0 && hasSession()) {
+    // The limit holds as the failures arrive (RFC 9147 §4.5.3), not only at restore and at sleep.
+    if (policy.enforcesKeyLimits() && failedAuthTotal() >= <u64>policy.maxFailedAuthPerKey) {
+      discardAndHandshake(R_FAILED_AUTH_LIMIT, now);
+      return;
+    }
+    if (dtls.failedAuthThisKey >= FAILED_AUTH_PERSIST_STEP) dirty = true; // persistNow folds them in
+  }
   // A record that authenticated confirms the session before any hint in the same datagram is
   // weighed: a forged truncated record behind a genuine one must not undo what the genuine proved.
   if (sessState == SS_RESUMED && dtls.authenticatedRecords > seenAuthenticated) transition(SS_CONFIRMED, R_NONE, now);
@@ -639,7 +706,9 @@ function afterDtls(now: i64): void {
       transition(SS_CONFIRMED, R_NONE, now);
       wakePingDue = false;
       kick(now);
-    } else if (dtls.state == dtls.S_FAILED) {
+    } else if (dtls.state == dtls.S_FAILED || dtls.state == dtls.S_CLOSED) {
+      // Closed counts too: a close_notify right behind the server's Finished (one datagram) ends
+      // the connection before the session took it; waiting for it would wait for nothing.
       transition(SS_NO_SESSION, R_HANDSHAKE_FAILED, now);
     }
   } else if (sessState == SS_RESUMED || sessState == SS_CONFIRMED) {

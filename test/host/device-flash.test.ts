@@ -15,7 +15,8 @@ import { ScaledClock } from '../../host/board/rtc.ts';
 import { V8Engine } from '../../host/engines/v8.ts';
 import { World } from '../../host/sim/world.ts';
 import { startWakeCycle } from '../../host/sim/wake-cycle.ts';
-import { parseRecords } from './dtls-ref.ts';
+import { parseDatagram } from './dtls-ref.ts';
+import { SERVER_CID_BYTES } from '../../host/cloud/wire.ts';
 import { newestSlot } from './fixtures/persisted.ts';
 
 const tmp = () => fs.mkdtempSync(join(tmpdir(), 'sleepy-flash-'));
@@ -177,9 +178,10 @@ describe('host contract on a file-backed board', () => {
       ops.push('send');
       // What the file holds as the datagram leaves: the sequence number of each record in it is
       // reserved there (the handshake's own flight, with epoch-0 records, needs no reservation).
-      const records = parseRecords(d, 8);
+      const stored = newestSlot(fs.readFileSync(path));
+      // The server CID's length: the session's once it holds one, else the one the cloud issues.
+      const records = parseDatagram(d, stored?.hasSession ? stored.peerCid.length : SERVER_CID_BYTES);
       if (!records.some((r) => r.epoch === 0)) {
-        const stored = newestSlot(fs.readFileSync(path));
         for (const r of records) {
           reservationChecks++;
           assert.ok(stored?.hasSession && stored.writeReserved > r.seq, `record seq ${r.seq} sent with ${stored?.writeReserved} reserved in the file`);

@@ -117,6 +117,23 @@ export function parseRecords(datagram: Uint8Array, cidLength = 0): ParsedRecord[
   return out;
 }
 
+/**
+ * The same, strictly: every record must end exactly where the next begins and the last at the
+ * datagram's end, so a wrong `cidLength` (the length read from inside the CID) throws instead of
+ * yielding records that are right only by luck. Take `cidLength` from where it is known: the
+ * session's persisted peer CID length, or the cloud's SERVER_CID_BYTES (host/cloud/wire.ts).
+ */
+export function parseDatagram(datagram: Uint8Array, cidLength: number): ParsedRecord[] {
+  let at = 0;
+  while (at < datagram.length) {
+    const cl = datagram[at] === 25 ? cidLength : 0;
+    if (at + 13 + cl > datagram.length) throw new Error(`record at ${at}: header beyond the datagram (${datagram.length} bytes, CID length ${cidLength})`);
+    at += 13 + cl + ((datagram[at + 11 + cl] << 8) | datagram[at + 12 + cl]);
+    if (at > datagram.length) throw new Error(`records do not end at the datagram's end (${at} > ${datagram.length}, CID length ${cidLength})`);
+  }
+  return parseRecords(datagram, cidLength);
+}
+
 /** Opens a protected record; returns { type, content } or null when it does not authenticate. */
 export function openRecord(r: ParsedRecord, key: Uint8Array, iv: Uint8Array): { type: number; content: Buffer } | null {
   if (r.body.length < 16) return null;

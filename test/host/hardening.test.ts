@@ -5,7 +5,7 @@
 // key left, one outcome counter per datagram) are checked at the end of every test too.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
+import { AbiHarness, resumedDevice, truncatedRecord } from './fixtures/abi-harness.ts';
 import { CRED, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, newestSlot, resealCreds, resealSlot } from './fixtures/persisted.ts';
 import { TestPeer, pump } from './dtls-peer.ts';
 import { FirmwareClient, type SessionEvent } from '../../host/session-abi.ts';
@@ -36,16 +36,6 @@ function discarded(events: SessionEvent[], reason: string): boolean {
 
 function newEventsSince(h: AbiHarness, from: number): SessionEvent[] {
   return h.deviceEvents.slice(from);
-}
-
-/** A device with a confirmed session that has slept once and woken resumed (nothing delivered yet). */
-async function resumedDevice(seed: string, opts: Partial<ConstructorParameters<typeof AbiHarness>[0]> = {}): Promise<AbiHarness> {
-  const h = new AbiHarness({ seed, profile: 'default', ...opts });
-  await h.provision();
-  await h.wakeAndConfirm();
-  assert.equal(h.fw!.sessionState, 'confirmed');
-  assert.equal(await h.sleepAndWake(), 'resumed');
-  return h;
 }
 
 describe('issue 9.1: no export bypasses the write reservation', () => {
@@ -258,14 +248,17 @@ describe('issue 9.7 and the key limits', () => {
     assert.equal(await h.sleepAndWake(), 'resumed', '2 failures of 3 allowed: the session stays');
   });
 
-  it('failed authentications reaching the limit retire the key before sleep (failed-auth-limit)', async () => {
+  it('failed authentications reaching the limit retire the key as the last one arrives (failed-auth-limit)', async () => {
     const h = await resumedDevice('failed-auth-limit', { config: { maxFailedAuthPerKey: 3 } });
     await h.converse();
-    await forgedRecords(h, 3);
+    const old = h.sessionKeys();
     const mark = h.deviceEvents.length;
-    await h.sleep();
-    assert.ok(discarded(newEventsSince(h, mark), 'failed-auth-limit'));
-    assert.equal(await h.boot(), 'handshaking');
+    await forgedRecords(h, 2);
+    assert.ok(!discarded(newEventsSince(h, mark), 'failed-auth-limit'), '2 failures of 3 allowed');
+    await forgedRecords(h, 1);
+    assert.ok(discarded(newEventsSince(h, mark), 'failed-auth-limit'), 'not retired while awake (issue 17.4)');
+    assert.equal(h.fw!.sessionState, 'handshaking');
+    assert.deepEqual(h.holds(old.clientKey), { ram: false, flash: false });
   });
 
   it('records sent under one key reaching the limit retire it (record-limit)', async () => {

@@ -8,11 +8,11 @@ import { World } from '../../host/sim/world.ts';
 import { startWakeCycle } from '../../host/sim/wake-cycle.ts';
 import { FirmwareClient, REGION_BYTES, type StoreWrite } from '../../host/session-abi.ts';
 import { readFirmware } from '../../host/firmware.ts';
-import { parseRecords } from './dtls-ref.ts';
+import { parseDatagram } from './dtls-ref.ts';
+import { SERVER_CID_BYTES } from '../../host/cloud/wire.ts';
 import { SLOT_AT, SLOT_BYTES, newestSlot, readSlot } from './fixtures/persisted.ts';
 
 const MIN = 60_000;
-const SERVER_CID_BYTES = 8;
 const newest = newestSlot;
 
 function applied(image: Uint8Array, w: StoreWrite): Uint8Array {
@@ -21,9 +21,13 @@ function applied(image: Uint8Array, w: StoreWrite): Uint8Array {
   return img;
 }
 
-/** (key, nonce) identities of the protected records in a datagram: (server CID, epoch, seq). */
+/**
+ * (key, nonce) identities of the protected records in a datagram: (server CID, epoch, seq). The
+ * device's records carry the CID the cloud issued (SERVER_CID_BYTES, its config): the split is
+ * strict, so a wrong length throws instead of reading a record length from inside the CID.
+ */
 function nonces(d: Uint8Array): string[] {
-  return parseRecords(d, SERVER_CID_BYTES).filter((r) => r.epoch > 0).map((r) => `${r.cid.toString('hex')}/${r.epoch}/${r.seq}`);
+  return parseDatagram(d, SERVER_CID_BYTES).filter((r) => r.epoch > 0).map((r) => `${r.cid.toString('hex')}/${r.epoch}/${r.seq}`);
 }
 
 describe('power loss during persisted writes', () => {
