@@ -23,7 +23,7 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
 import {
-  CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, SLOT_BYTES, newestSlot, resealCreds, resealSlot,
+  CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, SLOT_BYTES, bothSlots, newestSlot, resealCreds, resealSlot,
 } from './fixtures/persisted.ts';
 import { PROFILES, type Profile, type SessionEvent } from '../../host/session-abi.ts';
 
@@ -84,12 +84,24 @@ function credsInvalid(image: Uint8Array): boolean {
     || c[CRED.identityLen] > 64 || c[CRED.pskLen] < 1 || c[CRED.pskLen] > 64;
 }
 
+/**
+ * One slot sealed and the other not (a torn write, or a bit rotted after the write: boot cannot
+ * tell which), and the sealed one would otherwise be resumed: docs/persistence.md says its session
+ * is discarded (reason persisted-slot-lost) and a handshake follows, its outbox kept.
+ */
+function slotLostUnderSession(image: Uint8Array): { outbox: number } | null {
+  const sealed = bothSlots(image).filter((s) => s !== null);
+  if (sealed.length !== 1 || !sealed[0].hasSession || newestSlotOutOfRange(image)) return null;
+  return sealed[0].credsCrc === Buffer.from(image).readUInt32LE(CRED.crc) ? { outbox: sealed[0].outbox } : null;
+}
+
 class Boot implements Cmd {
   check(m: Readonly<Model>) { return !m.on; }
   async run(m: Model, h: AbiHarness) {
     const image = h.memory.snapshot();
     const refuse = newestSlotOutOfRange(image);
     const badCreds = credsInvalid(image);
+    const lost = slotLostUnderSession(image);
     const state = await h.boot();
     m.on = h.fw !== null;
     if (badCreds) {
@@ -106,6 +118,15 @@ class Boot implements Cmd {
         // (its events are read after the writes: a cut during them takes the events with it)
         if (!h.lastStepCut) {
           assert.ok(h.deviceEvents.slice(m.eventsSeen).some((e) => e.type === 'session-discarded' && e.reason === 'persisted-invalid'));
+        }
+      }
+      if (lost) {
+        assert.equal(state, 'handshaking', 'boot resumed the session of a slot whose sibling failed its CRC (it may be older than the wire)');
+        if (!h.lastStepCut) {
+          const events = h.deviceEvents.slice(m.eventsSeen);
+          assert.ok(events.some((e) => e.type === 'session-discarded' && e.reason === 'persisted-slot-lost'), `no persisted-slot-lost discard: ${events.map((e) => e.type).join(',')}`);
+          assert.ok(events.some((e) => e.type === 'handshake-started' && e.reason === 'persisted-slot-lost'), 'no handshake after the slot was lost');
+          assert.equal(newestSlot(h.memory.bytes)?.outbox, lost.outbox, 'the queued events did not survive the lost slot');
         }
       }
     }
