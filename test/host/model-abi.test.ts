@@ -315,6 +315,7 @@ class Sleep implements Cmd {
   check(m: Readonly<Model>) { return m.on; }
   async run(m: Model, h: AbiHarness) {
     await h.sleep();
+    if (!h.lastStepCut) h.backup(); // what a rollback can bring back: the region of a device asleep
     settle(m, h);
   }
   toString() { return 'sleep'; }
@@ -431,6 +432,23 @@ class BitFlip implements Cmd {
   toString() { return `bitFlip(${this.where},${this.byte},${this.bit})`; }
 }
 
+/**
+ * An older complete image written back between wakes (someone with flash access, or a backup
+ * restored): every slot sealed and in range, so no firmware can tell it from the real thing
+ * without a monotonic counter. Nonces and event numbers repeat; the harness counts that as
+ * exposure and checks what must still hold (one content per delivered event number, no destroyed
+ * key left, no PSK or key on the wire, no nonce repeated without a rollback in between).
+ */
+class Rollback implements Cmd {
+  constructor(readonly pick: number) {}
+  check(m: Readonly<Model>) { return !m.on; }
+  async run(m: Model, h: AbiHarness) {
+    if (h.backups.length > 0) h.rollback(h.backups[this.pick % h.backups.length]);
+    settle(m, h);
+  }
+  toString() { return `rollback(${this.pick})`; }
+}
+
 const commands = [
   fc.constant(new Boot()),
   fc.constant(new Boot()),
@@ -460,6 +478,7 @@ const commands = [
   fc.constantFrom(...PROFILES).map((p) => new Reprovision(p)),
   fc.constant(new WipeCloud()),
   fc.tuple(fc.integer({ min: 0, max: SLOT_FIELDS.length - 1 }), fc.constantFrom(7, 33, 200, 255)).map(([f, v]) => new TamperSlot(f, v)),
+  fc.nat().map((p) => new Rollback(p)),
   fc.tuple(fc.constantFrom('newest', 'newest', 'older', 'region') as fc.Arbitrary<'newest' | 'older' | 'region'>, fc.nat({ max: REGION_BYTES - 1 }), fc.nat({ max: 7 }))
     .map(([w, b, i]) => new BitFlip(w, b, i)),
   fc.tuple(fc.constantFrom('identityLen', 'pskLen', 'idLen', 'profile') as fc.Arbitrary<'identityLen' | 'pskLen' | 'idLen' | 'profile'>, fc.constantFrom(0, 65, 128, 255))
@@ -469,16 +488,30 @@ const commands = [
 describe('model-based: every export in any order', () => {
   it(`holds every invariant after every step (${RUNS} runs, seed ${SEED})`, async () => {
     let run = 0;
+    const seen = { runs: 0, rollbacks: 0, exposedRecords: 0, eventNumbers: 0, ackedNotDelivered: 0, redeliveredAfterClaim: 0, slotLostBoots: 0 };
     const result = await fc.check(
       fc.asyncProperty(fc.constantFrom(...PROFILES), fc.commands(commands, { maxCommands: 100, size: 'max' }), async (profile, cmds) => {
         const h = new AbiHarness({ seed: `model/${run++}`, profile });
         await h.provision(profile);
         const m: Model = { profile, on: false, outbox: 0, eventsSeen: 0 };
-        await fc.asyncModelRun(() => ({ model: m, real: h }), cmds);
+        try {
+          await fc.asyncModelRun(() => ({ model: m, real: h }), cmds);
+        } finally {
+          seen.runs++;
+          seen.rollbacks += h.rollbacks;
+          seen.exposedRecords += h.rollbackExposure.records;
+          seen.eventNumbers += h.rollbackExposure.eventNumbers;
+          seen.ackedNotDelivered += h.rollbackExposure.ackedNotDelivered;
+          seen.redeliveredAfterClaim += h.rollbackExposure.redeliveredAfterClaim;
+          seen.slotLostBoots += h.deviceEvents.filter((e) => e.type === 'session-discarded' && e.reason === 'persisted-slot-lost').length;
+        }
         if (process.env.MODEL_TRACE) console.log(profile, String(cmds), h.deviceEvents.map((e) => e.type).join(','));
       }),
       { numRuns: RUNS, seed: SEED },
     );
+    console.log(`# ${seen.runs} runs (shrinking included): ${seen.slotLostBoots} sessions discarded after a lost slot; ${seen.rollbacks} image rollbacks exposed `
+      + `${seen.exposedRecords} records with a repeated (key, nonce), ${seen.eventNumbers} event numbers published again with other content `
+      + `(${seen.ackedNotDelivered} of them ACKed without their new content delivered, ${seen.redeliveredAfterClaim} delivered again after their claim expired)`);
     if (result.failed) {
       const why = result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance);
       assert.fail(`${why}\ncounterexample (seed ${SEED}, path ${result.counterexamplePath}): ${fc.stringify(result.counterexample)}`);
