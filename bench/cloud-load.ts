@@ -4,25 +4,33 @@
  *    front ends, for `durationMs`;
  *  - records: handshakes one session per device, then keeps `window` CoAP pings in flight over
  *    those sessions, sealed on the fly, each sent to the next front end in turn (the session
- *    follows its CID through the shared store), for `durationMs`.
+ *    follows its CID through the shared store), for `durationMs`;
+ *  - events: one session and one socket per device, each device publishing events one after
+ *    another (a CON POST /e/…, the next once the 2.04 came; the same message again after 1 s
+ *    without one), for `durationMs`; reports when each event was ACKed (wall clock, ms), so the
+ *    parent, which runs the webhook receiver, can measure ACK → webhook.
  * The parent counts completed operations on the cloud side (its metrics), not here.
  */
+import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { TestDtlsClient } from '../test/host/fixtures/cloud-client.ts';
+import { wallMs } from './lib.ts';
 
 export interface LoadConfig {
-  mode: 'handshakes' | 'records';
+  mode: 'handshakes' | 'records' | 'events';
   ports: number[];
-  devices: { identity: string; psk: string; handle: string }[];
+  devices: { id: string; identity: string; psk: string; handle: string }[];
   sockets: number;
   durationMs: number;
   window: number;
 }
 
-export type LoadMessage = { phase: 'running' } | { phase: 'done'; stalls: number } | { phase: 'error'; message: string };
+export type LoadMessage = { phase: 'running' } | { phase: 'done'; stalls: number; acks?: [string, number][] } | { phase: 'error'; message: string };
 
 const send = (m: LoadMessage) => process.send!(m);
+/** The last message, then the channel closed once it is written (a large message could be cut off otherwise). */
+const sendLast = (m: LoadMessage) => process.send!(m, undefined, {}, () => process.disconnect());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function socket(): Promise<dgram.Socket> {
@@ -111,15 +119,64 @@ async function records(cfg: LoadConfig): Promise<number> {
   return stalls;
 }
 
+
+async function events(cfg: LoadConfig): Promise<{ stalls: number; acks: [string, number][] }> {
+  const devices = cfg.devices.slice(0, cfg.sockets);
+  const sessions: { c: TestDtlsClient; s: dgram.Socket; d: LoadConfig['devices'][number] }[] = [];
+  for (const d of devices) {
+    const s = await socket();
+    const c = await handshake(s, cfg.ports[0], d);
+    if (c) sessions.push({ c, s, d });
+    else s.close();
+  }
+  if (sessions.length === 0) throw new Error('no session could be established');
+  const acks: [string, number][] = [];
+  let stalls = 0;
+  let running = true;
+  const loops = sessions.map(async ({ c, s, d }) => {
+    const incarnation = crypto.randomBytes(4);
+    let waiting: { mid: number; done: () => void } | null = null;
+    s.removeAllListeners('message');
+    s.on('message', (msg: Buffer) => {
+      const r = c.receive(msg);
+      for (const x of r.send) s.send(x, cfg.ports[0], '127.0.0.1');
+      for (const e of r.events) {
+        if (e.kind !== 'coap' || !waiting) continue;
+        const m = e.message;
+        if (((m[0] >> 4) & 3) === 2 && m[1] === 0x44 && m.readUInt16BE(2) === waiting.mid) waiting.done();
+      }
+    });
+    for (let seq = 0; running; seq++) {
+      const mid = c.nextMid();
+      for (;;) {
+        const acked = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 1000);
+          waiting = { mid, done: () => (clearTimeout(timer), resolve(true)) };
+          // A retransmission is the same CoAP message (same MID) in a new record.
+          s.send(c.event('t', seq, Buffer.from(`v${seq}`), { mid, incarnation }), cfg.ports[0], '127.0.0.1');
+        });
+        waiting = null;
+        if (acked) break;
+        stalls++;
+      }
+      acks.push([`${d.id}:${incarnation.toString('hex')}:${seq}`, wallMs()]);
+    }
+  });
+  send({ phase: 'running' });
+  await sleep(cfg.durationMs);
+  running = false;
+  await Promise.all(loops);
+  for (const { s } of sessions) s.close();
+  return { stalls, acks };
+}
+
 process.once('message', (cfg: LoadConfig) => {
-  (cfg.mode === 'handshakes' ? handshakes(cfg) : records(cfg)).then(
-    (stalls) => {
-      send({ phase: 'done', stalls });
-      process.disconnect();
+  (cfg.mode === 'events' ? events(cfg) : (cfg.mode === 'handshakes' ? handshakes(cfg) : records(cfg)).then((stalls) => ({ stalls, acks: undefined }))).then(
+    ({ stalls, acks }) => {
+      sendLast({ phase: 'done', stalls, ...(acks ? { acks } : {}) });
     },
     (e: Error) => {
-      send({ phase: 'error', message: e.stack ?? e.message });
-      process.disconnect();
+      sendLast({ phase: 'error', message: e.stack ?? e.message });
     },
   );
 });

@@ -7,11 +7,16 @@
  *  - handshakes/s: full PSK handshakes with cookie exchange, CID and reset token.
  * Operations are counted by the cloud (its /metrics), in 10 s windows, so the table shows the
  * first and the last 10 s (a cliff shows as a drop) and each process's RSS over time.
+ * Then ACK → webhook latency of the Redis event log with the settings a user gets with no flag
+ * (`--events redis://…` on a Redis with appendonly yes + appendfsync always, `--webhook`, no
+ * `--event-reclaim-after`): 8 devices (CLOUD_BENCH_EVENT_DEVICES) publish events one after another for the phase; a local
+ * receiver notes when each arrives; p50/p95/p99/max of (arrival − the device's 2.04).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +24,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { deviceHandle } from '../host/cloud/devices.ts';
 import { parsePrometheus } from '../host/cloud/metrics.ts';
 import type { LoadConfig, LoadMessage } from './cloud-load.ts';
-import { fmt, table } from './lib.ts';
+import { fmt, table, wallMs } from './lib.ts';
 
 const LOAD = fileURLToPath(new URL('./cloud-load.ts', import.meta.url));
 const CLI = fileURLToPath(new URL('../host/cloud/cli.ts', import.meta.url));
@@ -84,9 +89,11 @@ async function waitOutput(proc: ChildProcess, pattern: RegExp, what: string): Pr
   });
 }
 
-async function startRedis(): Promise<{ proc: ChildProcess; url: string } | null> {
+/** A redis-server on a free port; `persistent`: append-only file, fsync on every write (what the event log requires). */
+async function startRedis(persistent = false): Promise<{ proc: ChildProcess; url: string } | null> {
   const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const persistence = persistent ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', mkdtempSync(join(tmpdir(), 'cloud-bench-redis-'))] : ['--appendonly', 'no'];
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence], { stdio: ['ignore', 'pipe', 'ignore'] });
   proc.on('error', () => undefined);
   try {
     await waitOutput(proc, /Ready to accept connections/, 'redis-server');
@@ -103,9 +110,9 @@ interface FrontEnd {
   metricsPort: number;
 }
 
-async function startFrontEnd(devicesFile: string, store: string): Promise<FrontEnd> {
+async function startFrontEnd(devicesFile: string, store: string, extra: string[] = []): Promise<FrontEnd> {
   // Handshake log lines go to stderr as in production; here they are discarded.
-  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, '--devices', devicesFile, '--port', '0', '--metrics-port', '0', '--store', store], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', CLI, '--devices', devicesFile, '--port', '0', '--metrics-port', '0', '--store', store, ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
   const m = await waitOutput(proc, /cloud listening udp=\S+:(\d+) metrics=(\d+)/, 'cloud');
   return { proc, port: Number(m[1]), metricsPort: Number(m[2]) };
 }
@@ -120,30 +127,45 @@ async function count(fes: FrontEnd[], measure: CloudBenchRow['measure']): Promis
   return n;
 }
 
-async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis', frontEnds: number, seconds: number, redis: { proc: ChildProcess; url: string } | null): Promise<CloudBenchRow> {
+/** A devices file for the bench's devices (random PSKs and cloud secret) and the load's view of them. */
+function benchDevices(): { devicesFile: string; devices: LoadConfig['devices'] } {
   const devs = Array.from({ length: DEVICES }, (_, i) => ({ id: `bench-${i}`, identity: `bench-id-${i}`, psk: crypto.randomBytes(16) }));
   const dir = mkdtempSync(join(tmpdir(), 'cloud-bench-'));
   const devicesFile = join(dir, 'devices.json');
   writeFileSync(devicesFile, JSON.stringify({ cloudSecret: crypto.randomBytes(32).toString('hex'), devices: devs.map((d) => ({ id: d.id, identity: d.identity, psk: d.psk.toString('hex') })) }));
-  const fes = await Promise.all(Array.from({ length: frontEnds }, () => startFrontEnd(devicesFile, store === 'memory' ? 'memory' : redis!.url)));
-  const cfg: LoadConfig = {
-    mode: measure === 'records/s' ? 'records' : 'handshakes',
-    ports: fes.map((f) => f.port),
-    devices: devs.map((d) => ({ identity: d.identity, psk: d.psk.toString('hex'), handle: deviceHandle(d.id).toString('hex') })),
-    sockets: 16,
-    durationMs: seconds * 1000 + 3000,
-    window: Number(process.env.CLOUD_BENCH_WINDOW ?? 512),
-  };
+  return { devicesFile, devices: devs.map((d) => ({ id: d.id, identity: d.identity, psk: d.psk.toString('hex'), handle: deviceHandle(d.id).toString('hex') })) };
+}
+
+/** Forks the load process and resolves once its load runs; `exited` resolves with its last message. */
+async function startLoad(cfg: LoadConfig): Promise<{ child: ChildProcess; exited: Promise<LoadMessage | null> }> {
   const child = fork(LOAD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let finish: (m: LoadMessage | null) => void = () => undefined;
+  const finished = new Promise<LoadMessage | null>((r) => (finish = r));
   const running = new Promise<void>((resolve, reject) => {
     child.on('message', (m: LoadMessage) => {
       if (m.phase === 'running') resolve();
-      else if (m.phase === 'error') reject(new Error(`cloud load process: ${m.message}`));
+      else finish(m);
+      if (m.phase === 'error') reject(new Error(`cloud load process: ${m.message}`));
     });
   });
-  const exited = once(child, 'exit');
+  // The last message, once the process exited (a process that died without one: null after 1 s).
+  const exited = once(child, 'exit').then(() => Promise.race([finished, new Promise<null>((r) => setTimeout(() => r(null), 1000).unref())]));
   child.send(cfg);
   await running;
+  return { child, exited };
+}
+
+async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis', frontEnds: number, seconds: number, redis: { proc: ChildProcess; url: string } | null): Promise<CloudBenchRow> {
+  const { devicesFile, devices } = benchDevices();
+  const fes = await Promise.all(Array.from({ length: frontEnds }, () => startFrontEnd(devicesFile, store === 'memory' ? 'memory' : redis!.url)));
+  const { child, exited } = await startLoad({
+    mode: measure === 'records/s' ? 'records' : 'handshakes',
+    ports: fes.map((f) => f.port),
+    devices,
+    sockets: 16,
+    durationMs: seconds * 1000 + 3000,
+    window: Number(process.env.CLOUD_BENCH_WINDOW ?? 512),
+  });
   await new Promise((r) => setTimeout(r, 2000)); // warm-up
   const cpu = () => ({ cloud: fes.reduce((s, f) => s + cpuSeconds(f.proc.pid!), 0), load: cpuSeconds(child.pid!), redis: redis ? cpuSeconds(redis.proc.pid!) : 0 });
   const c0 = cpu();
@@ -196,6 +218,100 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
   };
 }
 
+export interface EventLatencyRow {
+  events: 'redis';
+  frontEnds: number;
+  devices: number;
+  seconds: number;
+  /** Events ACKed (2.04) during the phase. */
+  acked: number;
+  ackedPerSecond: number;
+  /** ACK → webhook arrival, ms (nearest rank). */
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  /** Events delivered per second, from the first ACK to the last arrival (below ACKed/s: delivery falls behind, latency is queueing). */
+  deliveredPerSecond: number;
+  /** ACKed events that had not reached the receiver when the bench stopped waiting. */
+  undelivered: number;
+  /** Events sent again after 1 s without a 2.04. */
+  retransmits: number;
+}
+
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/**
+ * ACK → webhook latency with the Redis event log as a user runs it with no flag but --events and
+ * --webhook (default reclaim timer 60 s, default concurrency): `devices` devices publish events
+ * one after another for `seconds`; then the bench waits for the rest (at most `waitMs`).
+ */
+async function eventPhase(seconds: number, devices = 8, waitMs = 90_000): Promise<EventLatencyRow | null> {
+  const redis = await startRedis(true);
+  if (!redis) return null;
+  const arrived = new Map<string, number>();
+  const hook = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const id = String((JSON.parse(body) as { id: string }).id);
+      if (!arrived.has(id)) arrived.set(id, wallMs());
+      res.writeHead(200).end();
+    });
+  });
+  hook.listen(0, '127.0.0.1');
+  await once(hook, 'listening');
+  const hookUrl = `http://127.0.0.1:${(hook.address() as net.AddressInfo).port}/hook`;
+  const { devicesFile, devices: devs } = benchDevices();
+  const fe = await startFrontEnd(devicesFile, 'memory', ['--events', redis.url, '--webhook', hookUrl]);
+  try {
+    const { exited } = await startLoad({ mode: 'events', ports: [fe.port], devices: devs, sockets: devices, durationMs: seconds * 1000, window: 1 });
+    const done = await exited;
+    if (!done || done.phase !== 'done' || !done.acks) throw new Error(`cloud load process ended without its ACK times (${done ? done.phase : 'no message'})`);
+    const acks = done.acks;
+    const until = Date.now() + waitMs;
+    while (Date.now() < until && acks.some(([k]) => !arrived.has(k))) await new Promise((r) => setTimeout(r, 50));
+    const lat = acks.filter(([k]) => arrived.has(k)).map(([k, t]) => arrived.get(k)! - t).sort((a, b) => a - b);
+    const firstAck = Math.min(...acks.map(([, t]) => t));
+    const lastArrival = Math.max(...arrived.values());
+    return {
+      events: 'redis',
+      frontEnds: 1,
+      devices,
+      seconds,
+      acked: acks.length,
+      ackedPerSecond: acks.length / seconds,
+      deliveredPerSecond: lat.length / ((lastArrival - firstAck) / 1000),
+      p50: percentile(lat, 50),
+      p95: percentile(lat, 95),
+      p99: percentile(lat, 99),
+      max: lat.at(-1) ?? NaN,
+      undelivered: acks.length - lat.length,
+      retransmits: done.stalls,
+    };
+  } finally {
+    fe.proc.kill('SIGKILL');
+    redis.proc.kill('SIGKILL');
+    hook.closeAllConnections();
+    hook.close();
+    await once(fe.proc, 'exit');
+  }
+}
+
+export function eventLatencyText(r: EventLatencyRow): string {
+  const ms = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n.toFixed(1)} ms`);
+  return (
+    `Redis event log, default settings (appendfsync always, reclaim 60 s): ACK (2.04) → webhook, ${r.devices} devices publishing one event after another for ${r.seconds} s\n` +
+    table(
+      ['events', 'front ends', 'ACKed', 'ACKed/s', 'delivered/s', 'p50', 'p95', 'p99', 'max', 'undelivered', 'retransmits'],
+      [[r.events, String(r.frontEnds), String(r.acked), fmt(r.ackedPerSecond), fmt(r.deliveredPerSecond), ms(r.p50), ms(r.p95), ms(r.p99), ms(r.max), String(r.undelivered), String(r.retransmits)]],
+    )
+  );
+}
+
 async function flush(redis: { url: string }): Promise<void> {
   const { connectRedis } = await import('../host/cloud/redis-client.ts');
   const conn = await connectRedis({ url: redis.url });
@@ -238,12 +354,12 @@ export async function benchBoundedMap(): Promise<{ text: string; oldMs: number; 
   return { text, oldMs, boundedMs };
 }
 
-export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[] }> {
+export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[]; events: EventLatencyRow | null }> {
   const seconds = Number(process.env.CLOUD_BENCH_SECONDS ?? 60);
   const rows: CloudBenchRow[] = [];
   const log = (r: CloudBenchRow) =>
     console.error(`  ${r.measure} ${r.store} ×${r.frontEnds}: ${fmt(r.rate)} (10 s windows: ${r.windows.map((w) => fmt(w)).join(', ')}; per cloud CPU-second: ${r.perCpuSecond.map((w) => fmt(w)).join(', ')}; RSS MiB ${r.rssMiB.join(' → ')})`);
-  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one).
+  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one); "events:redis:1" the event latency alone.
   const only = process.env.CLOUD_BENCH_ONLY;
   const wanted = (m: string, st: string, fe: number) => !only || only === `${m}:${st}:${fe}`;
   for (const measure of ['records/s', 'handshakes/s'] as const) {
@@ -267,6 +383,11 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
       redis.proc.kill('SIGKILL');
     }
   } else note = '\n(redis-server not installed: Redis rows skipped; apt-get install redis-server)';
+  let events: EventLatencyRow | null = null;
+  if (wanted('events', 'redis', 1)) {
+    events = await eventPhase(seconds, Number(process.env.CLOUD_BENCH_EVENT_DEVICES ?? 8));
+    if (events) console.error(`  events redis ×1: p50 ${events.p50.toFixed(1)} ms, p99 ${events.p99.toFixed(1)} ms, max ${events.max.toFixed(1)} ms, ${events.undelivered} undelivered`);
+  }
   const cpu = (n: number | null) => (n === null ? '–' : `${n}%`);
   const text =
     `Cloud over loopback UDP, sustained: ${seconds} s per phase after 2 s warm-up; load from a separate process; CPU in % of one core (summed over front ends); RSS summed over front ends\n` +
@@ -287,18 +408,19 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
         cpu(r.redisCpu),
       ]),
     ) +
-    note;
-  return { text, rows };
+    note +
+    (events ? `\n\n${eventLatencyText(events)}` : '');
+  return { text, rows, events };
 }
 
 // `npm run bench:cloud` runs this benchmark alone.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const maps = await benchBoundedMap();
   console.log(maps.text + '\n');
-  const { text, rows } = await benchCloud();
+  const { text, rows, events } = await benchCloud();
   console.log(text);
   const { mkdirSync } = await import('node:fs');
   mkdirSync('reports', { recursive: true });
-  writeFileSync('reports/bench-cloud.json', JSON.stringify({ date: new Date().toISOString(), node: process.version, boundedMap: { oldMs: maps.oldMs, boundedMs: maps.boundedMs }, rows }, null, 2));
+  writeFileSync('reports/bench-cloud.json', JSON.stringify({ date: new Date().toISOString(), node: process.version, boundedMap: { oldMs: maps.oldMs, boundedMs: maps.boundedMs }, rows, eventLatency: events }, null, 2));
   console.log('written: reports/bench-cloud.json');
 }

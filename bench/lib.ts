@@ -49,3 +49,6 @@ export function table(headers: string[], rows: (string | number)[][]): string {
 }
 
 export const fmt = (n: number): string => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2));
+
+/** Wall-clock ms with sub-millisecond resolution (comparable across processes on one machine). */
+export const wallMs = (): number => performance.timeOrigin + performance.now();

@@ -26,6 +26,7 @@ results.engines = engines.rows;
 const cloud = await benchCloud();
 console.log(cloud.text + '\n');
 results.cloud = cloud.rows;
+results.cloudEventLatency = cloud.events;
 
 mkdirSync('reports', { recursive: true });
 writeFileSync('reports/bench.json', JSON.stringify(results, null, 2));

@@ -234,6 +234,11 @@ export const MUTANTS = [
     tests: ['test/host/single-fault.test.ts', 'test/host/fault-enumeration.test.ts'],
   },
   {
+    id: 'rotten-slot-keys-kept', why: '17.1 the keys of a session lost to rot stay in the unsealed slot until the writes get round to it',
+    edits: [{ file: 'assembly/session/session.ts', from: 'if (found == P.SLOT_NONE || P.oneSlotLost) eraseBothSlots = true;', to: '' }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'keys in a slot that rotted',
+  },
+  {
     id: 'read-window-lags', why: '17.3 a record after confirmation is not persisted: replayed at the next wake it confirms',
     edits: [{ file: 'assembly/session/session.ts', from: 'if (dirty || dtls.reservationMoved || readWindowAhead()) persistNow();', to: 'if (dirty || dtls.reservationMoved) persistNow();' }],
     tests: ['test/host/single-fault.test.ts'], pattern: 'replayed at the next one',

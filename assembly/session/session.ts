@@ -198,6 +198,9 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   // Keys that must not stay on flash: a refused record, a record of other credentials, or the
   // older slot still holding a session the newest one has destroyed (a cut between the two writes).
   let eraseBothSlots = P.otherSlotHoldsSession && !hasSession();
+  // An unsealed slot may still hold the keys of a session lost to rot: overwrite both now rather
+  // than whenever the alternating writes get to it.
+  if (found == P.SLOT_NONE || P.oneSlotLost) eraseBothSlots = true;
   let fresh = found != P.SLOT_LOADED;
   let slotLost = false;
   if (found == P.SLOT_LOADED && P.oneSlotLost) {

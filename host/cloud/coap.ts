@@ -12,6 +12,7 @@ export const CODE_BAD_REQUEST = 0x80; // 4.00
 export const CODE_BAD_OPTION = 0x82; // 4.02
 export const CODE_NOT_FOUND = 0x84; // 4.04
 export const CODE_METHOD_NOT_ALLOWED = 0x85; // 4.05
+export const CODE_CONFLICT = 0x89; // 4.09
 
 export const OPT_URI_PATH = 11;
 /** Event-Incarnation (elective, experimental range): the 4-byte identity of a device's event stream. */

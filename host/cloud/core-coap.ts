@@ -10,6 +10,7 @@ import {
   CODE_BAD_OPTION,
   CODE_BAD_REQUEST,
   CODE_CHANGED,
+  CODE_CONFLICT,
   CODE_EMPTY,
   CODE_METHOD_NOT_ALLOWED,
   CODE_NOT_FOUND,
@@ -45,6 +46,8 @@ export interface CoapPlan {
   outCount: number;
   response: Buffer | null;
   event?: EventRequest;
+  /** For an event: the answer instead of `response` when its id is claimed for other content (4.09; null for a NON). */
+  conflictResponse?: Buffer | null;
   dedupeKey?: string;
   ackedMid?: { mid: number; rst: boolean };
   /** A CoAP-level drop reason (the record itself authenticated). */
@@ -84,8 +87,9 @@ export function planCoap(dedupe: DedupeTable, sid: string, content: Buffer, nowM
   }
   if (m.type === COAP_NON && m.code === CODE_EMPTY) return { outCount: 0, response: null, drop: 'coap_malformed', kind: 'malformed' };
   const { code, event, kind } = request(m);
-  const response = m.type === COAP_CON ? encodeCoap({ type: COAP_ACK, code, mid: m.mid, token: m.token }) : null;
-  return { outCount: response ? 1 : 0, response, dedupeKey, event, kind };
+  const answer = (c: number) => (m.type === COAP_CON ? encodeCoap({ type: COAP_ACK, code: c, mid: m.mid, token: m.token }) : null);
+  const response = answer(code);
+  return { outCount: response ? 1 : 0, response, dedupeKey, event, kind, ...(event ? { conflictResponse: answer(CODE_CONFLICT) } : {}) };
 }
 
 /** Uri-Host, Uri-Port (this cloud is the only origin, so they change nothing), Uri-Path, Uri-Query. */

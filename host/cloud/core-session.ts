@@ -175,6 +175,8 @@ export class Sessions {
         stats.inc('coap', plan.ackedMid.rst ? 'reset_token_rejected' : 'reset_token_acked');
       }
     }
+    let response = plan.response;
+    let reused = false;
     if (plan.event) {
       const ev = { deviceId: s.deviceId, ...plan.event, receivedMs: nowMs };
       let result;
@@ -185,16 +187,47 @@ export class Sessions {
         return 'event_log_error'; // no ACK: the device sends it again
       }
       if (result === 'full') return 'event_log_full'; // no ACK either: nothing is lost, the device retries
-      stats.inc('events', result === 'appended' ? 'accepted' : 'duplicate');
+      stats.inc('events', result === 'appended' ? 'accepted' : result === 'duplicate' ? 'duplicate' : 'id_reuse');
       if (result === 'appended') out.events.push({ kind: 'event', ...ev, from });
+      if (result === 'conflict') {
+        // The device reused an event id for other content (issue 17, docs/protocol.md §5.3).
+        stats.inc('event_id_reuse', s.deviceId);
+        response = plan.conflictResponse ?? null;
+        reused = true;
+      }
     }
     stats.inc('coap', plan.kind);
-    if (plan.dedupeKey) this.#dedupe.set(plan.dedupeKey, { response: plan.response && plan.response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs });
-    if (plan.response) {
-      out.transmits.push({ to: from, data: sealRecord(keys.server, CT_APPLICATION_DATA, s.epoch, acc.outSeq, plan.response, peerCid) });
+    if (plan.dedupeKey) this.#dedupe.set(plan.dedupeKey, { response: response && response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs });
+    if (response) {
+      out.transmits.push({ to: from, data: sealRecord(keys.server, CT_APPLICATION_DATA, s.epoch, acc.outSeq, response, peerCid) });
       stats.inc('records_out', 'application_data');
     }
+    if (reused) return this.#discardForReuse(sid, s, rec, dgramBytes, from, nowMs, out);
     return true;
+  }
+
+  /**
+   * A device whose event ids went back has lost part of its persisted state (an older flash
+   * image, two writers): its session's nonce reservations may have gone back too. The session is
+   * deleted and the device told as for a session the cloud lost (the heals of §6), so it
+   * handshakes new keys.
+   */
+  async #discardForReuse(sid: string, s: StoredSession, rec: RecordView, dgramBytes: number, from: string, nowMs: number, out: CoreOutput): Promise<Verdict> {
+    try {
+      await this.ctx.store.delete(sid);
+    } catch {
+      return this.storeError('delete');
+    }
+    this.#forget(sid);
+    this.ctx.stats.inc('sessions_closed', 'event_id_reuse');
+    out.events.push({ kind: 'closed', deviceId: s.deviceId, sessionId: sid, reason: 'event_id_reuse' });
+    this.#heal(rec, dgramBytes, from, nowMs, out);
+    return true;
+  }
+
+  #forget(sid: string): void {
+    this.#finalFlights.delete(sid);
+    this.#serverCons.delete(sid);
   }
 
   async #alert(sid: string, s: StoredSession, rec: RecordView, content: Buffer, nowMs: number, out: CoreOutput): Promise<Verdict> {
@@ -215,8 +248,7 @@ export class Sessions {
     } catch {
       return this.storeError('delete');
     }
-    this.#finalFlights.delete(sid);
-    this.#serverCons.delete(sid);
+    this.#forget(sid);
     const reason = desc === ALERT_CLOSE_NOTIFY ? 'close_notify' : `alert_${desc}`;
     this.ctx.stats.inc('sessions_closed', desc === ALERT_CLOSE_NOTIFY ? 'close_notify' : 'fatal_alert');
     out.events.push({ kind: 'closed', deviceId: s.deviceId, sessionId: sid, reason });
@@ -224,7 +256,7 @@ export class Sessions {
   }
 
   #unknownSession(rec: RecordView, dgramBytes: number, from: string, nowMs: number, out: CoreOutput): Verdict {
-    const { heal, stats } = this.ctx;
+    const { stats } = this.ctx;
     const withCid = rec.type === CT_TLS12_CID;
     stats.inc('unknown_session_records', withCid ? 'cid' : 'address');
     if (withCid) {
@@ -235,6 +267,14 @@ export class Sessions {
       const deviceId = known?.deviceId ?? (byHandle && byHandle.length === 1 ? byHandle[0].id : null);
       if (deviceId !== null) stats.inc('undecryptable_records', deviceId);
     }
+    this.#heal(rec, dgramBytes, from, nowMs, out);
+    return 'unknown_session';
+  }
+
+  /** What a device gets whose session the cloud does not have: the heal datagrams `--heal` enables (§6). */
+  #heal(rec: RecordView, dgramBytes: number, from: string, nowMs: number, out: CoreOutput): void {
+    const { heal, stats } = this.ctx;
+    const withCid = rec.type === CT_TLS12_CID;
     if (heal.resetToken) {
       if (!withCid) stats.inc('heals_suppressed', 'reset-token/no_cid');
       else this.#sendResets(rec, dgramBytes, from, nowMs, out);
@@ -246,7 +286,6 @@ export class Sessions {
         stats.inc('heals_sent', 'malformed');
       }
     }
-    return 'unknown_session';
   }
 
   #sendResets(rec: RecordView, dgramBytes: number, from: string, nowMs: number, out: CoreOutput): void {

@@ -10,6 +10,7 @@
  *  - RedisEventLog (redis-events.ts): a Redis Stream plus claims in one Lua script, on a Redis
  *    with append-only persistence; shared by every cloud process; consumer-group delivery.
  */
+import crypto from 'node:crypto';
 import { BoundedMap } from './bounded.ts';
 
 /** An accepted device event and its idempotency key (deviceId, incarnation, seq). */
@@ -23,12 +24,39 @@ export interface DeviceEvent {
   receivedMs: number;
 }
 
-/** The idempotency key a webhook receiver de-duplicates by. Devices without an incarnation keep the old form. */
+/**
+ * The idempotency key a webhook receiver de-duplicates by: `<device>:<incarnation>:<seq>`, or
+ * `<device>:<seq>` for devices that send no incarnation. Device ids may contain ':', so in the key
+ * the id is written with '%' as %25 and ':' as %3A: the key then holds no ':' but its separators,
+ * and two different events never share a key (device "col", incarnation 0badc0de, seq 7 and
+ * device "col:0badc0de", seq 7 made the same key before). Ids without ':' (or '%', which ids may
+ * not contain) keep exactly the key they had, so existing claims and webhook ids stay valid.
+ */
 export function idempotencyKey(ev: Pick<DeviceEvent, 'deviceId' | 'incarnation' | 'seq'>): string {
-  return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;
+  const device = ev.deviceId.replaceAll('%', '%25').replaceAll(':', '%3A');
+  return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;
 }
 
-export type AppendResult = 'appended' | 'duplicate' | 'full';
+/** Bytes of SHA-256 kept as the content hash of a claim (hex in the claim). */
+export const CONTENT_HASH_BYTES = 12;
+
+/**
+ * What a claim remembers of the event's content: SHA-256(name length (u16 BE) || name || data),
+ * the first 12 bytes in hex. The same key with another hash is a reused event id (issue 17).
+ */
+export function contentHash(ev: Pick<DeviceEvent, 'name' | 'data'>): string {
+  const name = Buffer.from(ev.name, 'utf8');
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(name.length);
+  return crypto.createHash('sha256').update(len).update(name).update(ev.data).digest().subarray(0, CONTENT_HASH_BYTES).toString('hex');
+}
+
+/**
+ * 'duplicate': the key is claimed for this very content (a retransmission); 'conflict': the key is
+ * claimed for other content (the device reused an event id: neither claimed nor appended);
+ * 'full': neither claimed nor appended (do not ACK).
+ */
+export type AppendResult = 'appended' | 'duplicate' | 'conflict' | 'full';
 
 /** An event in the log, as handed to the deliverer. */
 export interface LoggedEvent {
@@ -46,7 +74,7 @@ export interface DeadLetter {
 
 export interface EventLog {
   readonly kind: 'memory' | 'redis';
-  /** Claims the event's key and appends it, atomically. 'full': neither happened (do not ACK). */
+  /** Claims the event's key (with its content hash) and appends it, atomically; see AppendResult. */
   append(ev: DeviceEvent, claimTtlMs: number, nowMs: number): Promise<AppendResult>;
   /** Up to `max` entries nobody has taken yet, now owned by `consumer`. */
   take(consumer: string, max: number): Promise<LoggedEvent[]>;
@@ -85,7 +113,8 @@ interface MemEntry extends LoggedEvent {
 /** One-process event log: bounded; nothing survives the process. */
 export class MemoryEventLog implements EventLog {
   readonly kind = 'memory' as const;
-  readonly #claims: BoundedMap<string, number>;
+  /** Key → claim expiry and content hash. */
+  readonly #claims: BoundedMap<string, { expMs: number; hash: string }>;
   readonly #entries = new BoundedMap<string, MemEntry>(Number.MAX_SAFE_INTEGER);
   readonly #dead: BoundedMap<string, DeadLetter>;
   readonly maxBacklog: number;
@@ -107,10 +136,11 @@ export class MemoryEventLog implements EventLog {
 
   async append(ev: DeviceEvent, claimTtlMs: number, nowMs: number): Promise<AppendResult> {
     const key = idempotencyKey(ev);
-    const exp = this.#claims.get(key);
-    if (exp !== undefined && exp > nowMs) return 'duplicate';
+    const hash = contentHash(ev);
+    const claim = this.#claims.get(key);
+    if (claim !== undefined && claim.expMs > nowMs) return claim.hash === hash ? 'duplicate' : 'conflict';
     if (this.#entries.size >= this.maxBacklog) return 'full';
-    this.#claims.set(key, nowMs + claimTtlMs);
+    this.#claims.set(key, { expMs: nowMs + claimTtlMs, hash });
     if (!this.keepEntries) return 'appended';
     const id = String(this.#nextId++);
     this.#entries.set(id, { id, ev, owner: null, touchedMs: 0 });

@@ -13,11 +13,14 @@ export interface RedisOptions {
   commandTimeoutMs?: number;
   /** Wait at most this long for the first connection (ms); the client keeps reconnecting after. */
   connectTimeoutMs?: number;
+  /** Protocol (default: the client's, RESP3 for @redis/client 6); replies are read in either. */
+  resp?: 2 | 3;
 }
 
 function makeClient(opts: RedisOptions) {
   return createClient({
     url: opts.url,
+    ...(opts.resp !== undefined ? { RESP: opts.resp } : {}),
     disableOfflineQueue: true,
     commandOptions: { timeout: opts.commandTimeoutMs ?? 2000 },
     socket: {

@@ -3,8 +3,9 @@
  * apart from the session cache's "ss:" so a cache wipe never touches it):
  *   <prefix>log        stream of events waiting for delivery; consumer group "webhook"
  *   <prefix>dead       stream of dead letters (refused permanently by the receiver)
- *   <prefix>c:<key>    claim of one idempotency key (device:incarnation:seq), with a TTL
- * `append` is one Lua script: claim (SET NX PX) and XADD happen together or not at all, and with
+ *   <prefix>c:<key>    claim of one idempotency key (device:incarnation:seq), with a TTL; its
+ *                      value is the event's content hash (a reused id with other content: conflict)
+ * `append` is one Lua script: claim (GET, then SET PX) and XADD happen together or not at all, and with
  * `appendonly yes` + `appendfsync always` Redis answers only after the write is on disk — so the
  * cloud ACKs a device only for an event that survives a kill -9 of Redis.
  * Delivery: XREADGROUP hands new entries to one consumer (one per cloud process); XACK+XDEL when
@@ -12,14 +13,23 @@
  */
 import { connectRedis, type RedisConnection, type RedisOptions } from './redis-client.ts';
 import type { AppendResult, DeadLetter, DeviceEvent, EventLog, LoggedEvent } from './events.ts';
-import { idempotencyKey } from './events.ts';
+import { contentHash, idempotencyKey } from './events.ts';
 
 export const EVENT_GROUP = 'webhook';
 
-/** 1 appended, 0 duplicate, -1 full (stream at its bound: nothing written). */
+/**
+ * 1 appended, 0 duplicate (claimed for this content hash), -2 conflict (claimed for another: a
+ * reused event id), -1 full (stream at its bound: nothing written). A claim's value is the content
+ * hash; claims written before hashes were kept hold "1" and count as this content (duplicate).
+ */
 const APPEND_LUA = `
+local claimed = redis.call('GET', KEYS[1])
+if claimed then
+  if claimed == ARGV[4] or claimed == '1' then return 0 end
+  return -2
+end
 if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 return 1
 `;
@@ -63,20 +73,90 @@ function decode(json: string): DeviceEvent {
   return { deviceId: o.d, incarnation: o.i, seq: o.s, name: o.n, data: Buffer.from(o.x, 'base64'), receivedMs: o.t };
 }
 
-type StreamEntry = [string, string[]] | null;
+/**
+ * Stream replies as node-redis hands them over from `sendCommand`, in either protocol: RESP2
+ * (arrays only) or RESP3 (the default of @redis/client 6: XREADGROUP/XREAD answer a map of stream
+ * name → entries, an object by default or a Map with a type mapping). Entries are `[id, fields]`,
+ * fields a flat array of name, value (RESP2 and RESP3 alike); an entry deleted while pending is
+ * `null` or `[id, null]` (Redis 6.2). Anything else is an error, never an empty list: a read that
+ * moved entries into this consumer's pending list must hand them over or fail loudly.
+ */
+export class StreamReplyError extends Error {
+  constructor(what: string, reply: unknown) {
+    super(`unexpected ${what} reply from Redis: ${JSON.stringify(reply)?.slice(0, 200)}`);
+  }
+}
 
-function fields(f: string[]): Record<string, string> {
+function fields(f: unknown): Record<string, string> {
   const o: Record<string, string> = {};
-  for (let i = 0; i + 1 < f.length; i += 2) o[f[i]] = f[i + 1];
+  if (Array.isArray(f)) {
+    for (let i = 0; i + 1 < f.length; i += 2) o[String(f[i])] = String(f[i + 1]);
+  } else if (f instanceof Map) {
+    for (const [k, v] of f) o[String(k)] = String(v);
+  } else if (f !== null && typeof f === 'object') {
+    for (const [k, v] of Object.entries(f)) o[k] = String(v);
+  } else {
+    throw new StreamReplyError('stream entry fields', f);
+  }
   return o;
 }
 
-function entries(list: StreamEntry[]): LoggedEvent[] {
-  const out: LoggedEvent[] = [];
+/** A list of stream entries (XRANGE, XAUTOCLAIM's second element, one stream of XREADGROUP) → [id, fields]. */
+export function streamEntries(list: unknown): [string, Record<string, string>][] {
+  if (!Array.isArray(list)) throw new StreamReplyError('stream entries', list);
+  const out: [string, Record<string, string>][] = [];
   for (const e of list) {
-    if (!e) continue; // deleted while pending
-    const f = fields(e[1]);
-    if (f.e !== undefined) out.push({ id: e[0], ev: decode(f.e) });
+    if (e === null) continue; // deleted while pending
+    if (!Array.isArray(e) || e.length < 2) throw new StreamReplyError('stream entry', e);
+    if (e[1] === null) continue; // deleted while pending (Redis 6.2)
+    out.push([String(e[0]), fields(e[1])]);
+  }
+  return out;
+}
+
+/** The entries of `stream` in an XREADGROUP / XREAD reply (null: nothing new). */
+export function readGroupEntries(reply: unknown, stream: string): [string, Record<string, string>][] {
+  if (reply === null || reply === undefined) return [];
+  let list: unknown;
+  if (Array.isArray(reply)) {
+    // RESP2: [[name, entries], …]
+    for (const s of reply) {
+      if (!Array.isArray(s) || s.length !== 2) throw new StreamReplyError('XREADGROUP', reply);
+      if (String(s[0]) === stream) list = s[1];
+    }
+  } else if (reply instanceof Map) {
+    for (const [k, v] of reply) if (String(k) === stream) list = v;
+  } else if (typeof reply === 'object') {
+    list = (reply as Record<string, unknown>)[stream];
+  } else {
+    throw new StreamReplyError('XREADGROUP', reply);
+  }
+  return list === undefined || list === null ? [] : streamEntries(list);
+}
+
+/** The entries of XAUTOCLAIM's reply ([next cursor, entries, deleted ids] from Redis 7, two elements in 6.2). */
+export function autoclaimReply(reply: unknown): { cursor: string; entries: [string, Record<string, string>][] } {
+  if (!Array.isArray(reply) || reply.length < 2) throw new StreamReplyError('XAUTOCLAIM', reply);
+  return { cursor: String(reply[0]), entries: streamEntries(reply[1]) };
+}
+
+/**
+ * The events among entries read. An entry that is not an event of ours (no "e" field, or not its
+ * JSON; nothing this code writes) is left out rather than failing the read: the others, already
+ * moved into this consumer's pending list by the read, are handed over. It stays pending, counted
+ * in the backlog, for someone to look at.
+ */
+function logged(list: [string, Record<string, string>][]): LoggedEvent[] {
+  const out: LoggedEvent[] = [];
+  for (const [id, f] of list) {
+    if (f.e === undefined) continue;
+    let ev: DeviceEvent;
+    try {
+      ev = decode(f.e);
+    } catch {
+      continue;
+    }
+    out.push({ id, ev });
   }
   return out;
 }
@@ -138,22 +218,22 @@ export class RedisEventLog implements EventLog {
   }
 
   async append(ev: DeviceEvent, claimTtlMs: number, _nowMs: number): Promise<AppendResult> {
-    const r = await this.#conn.script<number>(APPEND_LUA, [this.#claimPrefix + idempotencyKey(ev), this.#log], [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog)]);
-    return r === 1 ? 'appended' : r === 0 ? 'duplicate' : 'full';
+    const r = await this.#conn.script<number>(APPEND_LUA, [this.#claimPrefix + idempotencyKey(ev), this.#log], [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog), contentHash(ev)]);
+    return r === 1 ? 'appended' : r === 0 ? 'duplicate' : r === -2 ? 'conflict' : 'full';
   }
 
   async take(consumer: string, max: number): Promise<LoggedEvent[]> {
     return this.#withGroup(async () => {
-      const r = await this.#conn.command<[string, StreamEntry[]][] | null>(['XREADGROUP', 'GROUP', EVENT_GROUP, consumer, 'COUNT', String(max), 'STREAMS', this.#log, '>']);
-      return r && r[0] ? entries(r[0][1]) : [];
+      const r = await this.#conn.command<unknown>(['XREADGROUP', 'GROUP', EVENT_GROUP, consumer, 'COUNT', String(max), 'STREAMS', this.#log, '>']);
+      return logged(readGroupEntries(r, this.#log));
     });
   }
 
   async reclaim(consumer: string, minIdleMs: number, max: number): Promise<LoggedEvent[]> {
     return this.#withGroup(async () => {
-      const r = await this.#conn.command<[string, StreamEntry[], string[]?]>(['XAUTOCLAIM', this.#log, EVENT_GROUP, consumer, String(Math.max(0, Math.round(minIdleMs))), this.#reclaimCursor, 'COUNT', String(max)]);
-      this.#reclaimCursor = r[0];
-      return entries(r[1]);
+      const r = autoclaimReply(await this.#conn.command<unknown>(['XAUTOCLAIM', this.#log, EVENT_GROUP, consumer, String(Math.max(0, Math.round(minIdleMs))), this.#reclaimCursor, 'COUNT', String(max)]));
+      this.#reclaimCursor = r.cursor;
+      return logged(r.entries);
     });
   }
 
@@ -172,16 +252,13 @@ export class RedisEventLog implements EventLog {
   }
 
   async listDead(max: number): Promise<DeadLetter[]> {
-    const r = await this.#conn.command<[string, string[]][]>(['XRANGE', this.#dead, '-', '+', 'COUNT', String(max)]);
-    return r.map(([id, f]) => {
-      const o = fields(f);
-      return { id, ev: decode(o.e), reason: o.reason ?? '', failedMs: Number(o.at ?? 0) };
-    });
+    const r = streamEntries(await this.#conn.command<unknown>(['XRANGE', this.#dead, '-', '+', 'COUNT', String(max)]));
+    return r.map(([id, o]) => ({ id, ev: decode(o.e), reason: o.reason ?? '', failedMs: Number(o.at ?? 0) }));
   }
 
   async retryDead(ids: string[] | 'all'): Promise<number> {
     let list = ids;
-    if (list === 'all') list = (await this.#conn.command<[string, string[]][]>(['XRANGE', this.#dead, '-', '+'])).map(([id]) => id);
+    if (list === 'all') list = streamEntries(await this.#conn.command<unknown>(['XRANGE', this.#dead, '-', '+'])).map(([id]) => id);
     let n = 0;
     for (const id of list) n += await this.#conn.script<number>(RETRY_LUA, [this.#log, this.#dead], [id]);
     return n;

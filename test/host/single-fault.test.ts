@@ -254,3 +254,16 @@ describe('found while auditing (issue 17)', () => {
     b.check();
   });
 });
+
+describe('issue 17.1: keys in a slot that rotted', () => {
+  for (const both of [false, true]) {
+    it(`are overwritten at the next boot (${both ? 'both slots rotten' : 'the newest slot rotten'})`, async () => {
+      const h = await deviceAfterWakes(`rot-keys-${both}`, 1);
+      const newest = newestSlot(h.memory.bytes)!;
+      const key = Buffer.from(newest.keys.slice(0, 32), 'hex');
+      for (const at of both ? SLOT_AT : [newest.at]) h.memory.bytes[at + SLOT.outboxCount + 300] ^= 4;
+      assert.equal(await h.boot(), 'handshaking');
+      assert.deepEqual(h.holds(key), { ram: false, flash: false }, 'the lost session key is still in flash');
+    });
+  }
+});
