@@ -42,10 +42,15 @@ process.once('exit', () => {
 
 const FREE = 'free\n';
 
-/** Locks `target` (which need not exist; its folder must). Throws FileLockedError when held elsewhere. */
+/**
+ * Locks `target` (which need not exist; its folder must). The lock sits beside the file the path
+ * resolves to, so two paths to one file (a symlink, `./`) share it. Throws FileLockedError when
+ * another live process holds it.
+ */
 export function lockFile(target: string): FileLock {
-  const folder = fs.realpathSync(dirname(target));
-  const base = basename(target);
+  const real = fs.existsSync(target) ? fs.realpathSync(target) : join(fs.realpathSync(dirname(target)), basename(target));
+  const folder = dirname(real);
+  const base = basename(real);
   const me = `${process.pid} ${startTime(process.pid) ?? '-'}\n`;
   const tmp = join(folder, `.${base}.lock.${process.pid}.tmp`);
   fs.writeFileSync(tmp, me);

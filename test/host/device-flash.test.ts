@@ -83,11 +83,12 @@ function deadPid(): number {
 describe('FlashFile: one process at a time (issue 17, item 2)', () => {
   const open = (path: string) => FlashFile.open(path, 1280, 0xff);
 
-  it('a second open of the same file is refused, naming the file and the holder, until the first closes', () => {
+  it('a second open of the same file (by any path to it) is refused, naming the file and the holder, until the first closes', () => {
     const dir = tmp();
     const path = join(dir, 'flash.bin');
     const first = open(path);
-    for (const other of [path, join(dir, '.', 'flash.bin')]) {
+    fs.symlinkSync(path, join(dir, 'alias.bin'));
+    for (const other of [path, join(dir, '.', 'flash.bin'), join(dir, 'alias.bin')]) {
       assert.throws(() => open(other), (e: FlashFileError) => e instanceof FlashFileError && e.holderPid === process.pid
         && e.message.includes(`process ${process.pid}`) && e.message.includes(join(fs.realpathSync(dir), 'flash.bin.lock.1')) && !e.message.includes('\n'));
     }
