@@ -8,7 +8,10 @@
  *     anchor (host/board/rtc.ts: time keeps running across restarts) and the readings that wait
  *     for room in the firmware's outbox. A reading enters FILE.host before its wake boots and
  *     leaves it after `publish` returned (the firmware's outbox write is durable by then): a kill
- *     between the two publishes it again under a new event number — at least once, never lost.
+ *     between the two publishes it again under a new event number — at least once, never lost;
+ *   - FILE.lock.N locks FILE to this process from openFlash until exit (host/board/file-lock.ts):
+ *     a second process on FILE is refused (exit 2, naming the holder's pid); a killed holder's lock
+ *     is taken over at the next start.
  * Without --flash both live in this process only: a restart is a new, freshly provisioned device.
  */
 import crypto from 'node:crypto';

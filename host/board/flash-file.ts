@@ -3,12 +3,19 @@
  * write lands in place (pwrite at the block's offset) and is made durable (fsync) before `write`
  * returns. Never truncate-and-rewrite: a kill or power cut inside a write can at worst tear that
  * one block, which the firmware's A/B slots and CRCs survive (docs/abi.md, "Persisted layout").
+ * One process at a time: `open` takes an exclusive lock on the file (host/board/file-lock.ts) that
+ * `close` (or the process's end, a kill included) gives up; two devices on one image would reuse
+ * (key, nonce) pairs on the wire.
  */
 import fs from 'node:fs';
 import { dirname, basename, join } from 'node:path';
+import { FileLockedError, lockFile, type FileLock } from './file-lock.ts';
 
 /** A file that cannot serve as persistent memory; the message names the problem, not the flag. */
-export class FlashFileError extends Error {}
+export class FlashFileError extends Error {
+  /** Set when the file is locked by another live process. */
+  holderPid?: number;
+}
 
 /** The two system calls a write makes (injectable so a test can see their order). */
 export interface FlashIo {
@@ -25,12 +32,14 @@ export class FlashFile {
     /** True when this open created the file (erased). */
     readonly created: boolean,
     private readonly io: FlashIo,
+    private readonly lock: FileLock,
   ) {}
 
   /**
    * Opens `path` for reading and writing; creates it erased (`sizeBytes` of `erasedByte`) when it
    * does not exist. Refuses, with FlashFileError, a missing folder, a directory, a file of another
-   * size or one that cannot be read and written.
+   * size, one that cannot be read and written, or one that another live process holds open
+   * (FlashFileError with `holderPid`).
    */
   static open(path: string, sizeBytes: number, erasedByte: number, io: FlashIo = fs): FlashFile {
     if (path === '') throw new FlashFileError('the file name is empty');
@@ -38,6 +47,25 @@ export class FlashFile {
     const folderStat = statOrNull(folder);
     if (!folderStat) throw new FlashFileError(`its folder ${folder} does not exist`);
     if (!folderStat.isDirectory()) throw new FlashFileError(`${folder} is not a folder`);
+    if (statOrNull(path)?.isDirectory()) throw new FlashFileError('is a directory, not a file');
+    let lock: FileLock;
+    try {
+      lock = lockFile(path);
+    } catch (e) {
+      if (e instanceof FileLockedError) {
+        throw Object.assign(new FlashFileError(`${e.message}; a flash image serves one device at a time (two would reuse nonces): stop that process or use another file`), { holderPid: e.holderPid });
+      }
+      throw new FlashFileError(`cannot be locked (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    try {
+      return FlashFile.openLocked(path, sizeBytes, erasedByte, io, lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  private static openLocked(path: string, sizeBytes: number, erasedByte: number, io: FlashIo, lock: FileLock): FlashFile {
     let created = false;
     if (!statOrNull(path)) created = createErased(path, sizeBytes, erasedByte);
     const st = statOrNull(path)!;
@@ -57,7 +85,7 @@ export class FlashFile {
       fs.closeSync(fd);
       throw new FlashFileError(`could not read ${sizeBytes} bytes`);
     }
-    return new FlashFile(path, fd, initial, created, io);
+    return new FlashFile(path, fd, initial, created, io, lock);
   }
 
   /** Writes `bytes` at `offset` in place and returns once they are durable. */
@@ -69,9 +97,11 @@ export class FlashFile {
     this.io.fsyncSync(this.fd);
   }
 
+  /** Closes the file and gives up its lock. */
   close(): void {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
+    this.lock.release();
   }
 }
 

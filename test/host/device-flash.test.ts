@@ -3,9 +3,12 @@
 // `device` command keeps running across restarts (host/board/rtc.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Proc } from './fixtures/cloud-tools.ts';
 import { Board } from '../../host/board/board.ts';
 import { FlashFile, FlashFileError, type FlashIo } from '../../host/board/flash-file.ts';
 import { ScaledClock } from '../../host/board/rtc.ts';
@@ -25,7 +28,7 @@ describe('FlashFile', () => {
     const f = FlashFile.open(path, 1280, 0xff);
     assert.equal(f.created, true);
     assert.ok(f.initial.every((b) => b === 0xff));
-    assert.deepEqual(fs.readdirSync(dir), ['flash.bin'], 'no temporary file left behind');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['flash.bin', 'flash.bin.lock.1'], 'no temporary file left behind (only the lock)');
     const inode = fs.statSync(path).ino;
     f.write(192, new Uint8Array(544).fill(7));
     f.close();
@@ -67,6 +70,94 @@ describe('FlashFile', () => {
       if (before) assert.deepEqual(fs.readFileSync(path), before);
     });
   }
+});
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A pid that ran and is gone (reaped). */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+  return Number(r.stdout.toString());
+}
+
+describe('FlashFile: one process at a time (issue 17, item 2)', () => {
+  const open = (path: string) => FlashFile.open(path, 1280, 0xff);
+
+  it('a second open of the same file (by any path to it) is refused, naming the file and the holder, until the first closes', () => {
+    const dir = tmp();
+    const path = join(dir, 'flash.bin');
+    const first = open(path);
+    fs.symlinkSync(path, join(dir, 'alias.bin'));
+    for (const other of [path, join(dir, '.', 'flash.bin'), join(dir, 'alias.bin')]) {
+      assert.throws(() => open(other), (e: FlashFileError) => e instanceof FlashFileError && e.holderPid === process.pid
+        && e.message.includes(`process ${process.pid}`) && e.message.includes(join(fs.realpathSync(dir), 'flash.bin.lock.1')) && !e.message.includes('\n'));
+    }
+    first.close();
+    const again = open(path);
+    assert.equal(again.created, false);
+    again.close();
+  });
+
+  it('takes over a lock left by a dead process, and one whose pid now belongs to another process', () => {
+    const dir = tmp();
+    const path = join(dir, 'flash.bin');
+    fs.writeFileSync(`${path}.lock.1`, `${deadPid()} 1\n`);
+    const a = open(path);
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.lock')), ['flash.bin.lock.2'], 'the stale lock replaced');
+    a.close();
+    // A live pid (our parent) with another start time: the process that wrote the lock is gone.
+    fs.writeFileSync(`${path}.lock.3`, `${process.ppid} 1\n`);
+    const b = open(path);
+    b.close();
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.lock')), ['flash.bin.lock.4']);
+    assert.equal(fs.readFileSync(`${path}.lock.4`, 'utf8'), 'free\n', 'released on close');
+  });
+
+  it('of processes that open together on a stale lock, exactly one gets the file', async () => {
+    const dir = tmp();
+    const path = join(dir, 'flash.bin');
+    fs.writeFileSync(`${path}.lock.7`, `${deadPid()} 1\n`);
+    const at = Date.now() + 4000; // every process has loaded by then, and opens at the same moment
+    const script = `import { FlashFile } from './host/board/flash-file.ts';
+      while (Date.now() < ${at}) await new Promise((r) => setTimeout(r, 1));
+      try { const f = FlashFile.open(${JSON.stringify(path)}, 1280, 0xff); console.log('got'); setTimeout(() => f.close(), 1000); }
+      catch (e) { console.log(e.holderPid ? 'refused' : 'error ' + e.message); }`;
+    const procs = Array.from({ length: 4 }, () => new Proc(spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT })));
+    await Promise.all(procs.map((p) => p.exited));
+    const outcomes = procs.map((p) => p.out.toString().trim() || p.err.trim()).sort();
+    assert.deepEqual(outcomes, ['got', 'refused', 'refused', 'refused']);
+  });
+
+  it('sleepy-session device: a second process on the same --flash FILE exits 2 naming the holder; after kill -9 of the holder the file is taken over', { timeout: 60_000 }, async () => {
+    const dir = tmp();
+    const path = join(dir, 'dev.flash');
+    const device = () => Proc.spawn(process.execPath, [join(ROOT, 'bin/sleepy-session.mjs'), 'device', '--cloud', '127.0.0.1:9', '--id', 'lock-dev',
+      '--psk', '00112233445566778899aabbccddeeff', '--wake-every', '10s', '--speed', '100', '--flash', path]);
+    const first = device();
+    try {
+      await first.wait((p) => / wake 1: /.test(p.out.toString()), 30_000, 'the first device to wake');
+      const second = device();
+      const code = await Promise.race([second.exited, new Promise((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+      second.kill('SIGKILL');
+      assert.equal(code, 2, `the second device on the same file: ${code}; ${second.out.toString().slice(0, 300)}${second.err}`);
+      const lines = second.err.trim().split('\n');
+      assert.equal(lines.length, 1, second.err);
+      assert.match(lines[0], new RegExp(`--flash ${path}: is in use by process ${first.child.pid} \\(lock .*dev\\.flash\\.lock\\.1\\)`));
+      assert.ok(first.alive, 'the holder goes on');
+      first.kill('SIGKILL');
+      await first.exited;
+      const third = device();
+      try {
+        await third.wait((p) => / wake \d+: /.test(p.out.toString()), 30_000, 'the restarted device to wake');
+      } finally {
+        third.kill('SIGKILL');
+        await third.exited;
+      }
+    } finally {
+      first.kill('SIGKILL');
+      await first.exited;
+    }
+  });
 });
 
 describe('host contract on a file-backed board', () => {
