@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { namedTwin, patchTranslation } from './wasm2c-patch.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 let OUT = join(ROOT, 'build/fuzz');
@@ -29,7 +30,7 @@ for (let i = 0; i < args.length; i++) {
   else usage(`unknown argument '${args[i]}' (allowed: --wasm FILE, --out DIR)`);
 }
 if (!existsSync(wasm)) usage(`${wasm} not found: run 'npm run build' first`);
-for (const tool of ['wasm2c', 'clang']) {
+for (const tool of ['wasm2c', 'wasm-strip', 'clang']) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
@@ -52,8 +53,12 @@ writeFileSync(join(OUT, 'transcripts.h'),
   `static const size_t lifecycle_ops_len = ${ops.length};\n` +
   `static const unsigned char fuzz_psk[] = {${arr(psk)}};\n`);
 
-// 2. wasm2c
-run('wasm2c', [wasm, '-n', 'session', '-o', join(OUT, 'session.c')]);
+// 2. wasm2c, from the named twin of the module when it is the one this source builds (a trap then
+// names the firmware function), with the harness's hooks (fuzz/wasm2c-patch.mjs)
+const twin = namedTwin(ROOT, OUT, wasm);
+if (!twin) console.log(`fuzz/build.mjs: ${wasm} is not what assembly/ builds: translated without function names`);
+run('wasm2c', [twin ?? wasm, '-n', 'session', '-o', join(OUT, 'session.c')]);
+writeFileSync(join(OUT, 'session.c'), patchTranslation(readFileSync(join(OUT, 'session.c'), 'utf8')));
 
 // 3. compile: the runtime and the module once per flavour, then each harness
 const common = ['-g', '-I', OUT, '-I', RUNTIME_DIR, '-DWASM_RT_MEMCHECK_SIGNAL_HANDLER=0', '-D_GNU_SOURCE'];
@@ -65,7 +70,7 @@ for (const f of flavours) {
   const mod = join(OUT, `${f.name}-session.o`);
   const fresh = (o, src) => existsSync(o) && statSync(o).mtimeMs > statSync(src).mtimeMs;
   if (!fresh(rt, join(RUNTIME_DIR, 'wasm-rt-impl.c'))) run('clang', [...common, ...objFlags, '-c', join(RUNTIME_DIR, 'wasm-rt-impl.c'), '-o', rt]);
-  run('clang', [...common, ...objFlags, '-c', join(OUT, 'session.c'), '-o', mod]);
+  run('clang', [...common, ...objFlags, '-include', join(ROOT, 'fuzz/harness/hooks.h'), '-c', join(OUT, 'session.c'), '-o', mod]);
   for (const t of TARGETS) {
     const src = join(ROOT, 'fuzz/harness', `${t}.c`);
     if (!existsSync(src)) continue;

@@ -51,11 +51,10 @@ typedef struct {
 static Z_session_instance_t g_inst;
 static struct Z_env_instance_t g_env;
 static uint8_t *g_mem;
-static uint32_t g_io, g_iocap, g_heap;
+static uint32_t g_heap;
 static uint8_t g_flash[REGION_BYTES];
 static int64_t g_now;
 static FILE *g_trace;
-static const char *g_call = "(none)";
 static snapshot_t g_fresh, g_snaps[NMARKS];
 
 /* What the last drain saw. */
@@ -119,12 +118,75 @@ static const char *trap_name(wasm_rt_trap_t t) {
   }
 }
 
+/* The firmware functions executing when the last trap happened, innermost first (the translation
+ * records each function's name at entry: fuzz/wasm2c-patch.mjs). */
+const char *fuzz_fn_stack[256];
+static char g_trap_where[256];
+
+static const char *fn_name(const char *f) {
+  if (!f) return "?";
+  if (!strncmp(f, "w2c_", 4)) f += 4;
+  if (!strncmp(f, "assembly_", 9)) f += 9;
+  return f;
+}
+
+/* The call chain, innermost first: "parseRecord < handleDatagram < handle_datagram". */
+static void fn_chain(char *out, size_t cap) {
+  size_t o = 0;
+  out[0] = 0;
+  for (uint32_t d = wasm_rt_call_stack_depth, k = 0; d >= 1 && k < 8 && o + 4 < cap; d--, k++)
+    o += (size_t)snprintf(out + o, cap - o, "%s%s", k ? " < " : "", fn_name(fuzz_fn_stack[d & 255]));
+}
+
+void fuzz_on_trap(void) { fn_chain(g_trap_where, sizeof g_trap_where); }
+
 /* Every entry point sets the landing place for traps; a trap is always a crash. */
 #define CATCH_TRAPS()                                                                                  \
   do {                                                                                                 \
     wasm_rt_trap_t code_ = wasm_rt_impl_try();                                                         \
-    if (code_ != WASM_RT_TRAP_NONE) fail("trap in %s: %s %s", g_call, trap_name(code_), g_env.abort_message); \
+    if (code_ != WASM_RT_TRAP_NONE)                                                                    \
+      fail("trap in %s: %s %s (in %s)", g_call, trap_name(code_), g_env.abort_message, g_trap_where);   \
   } while (0)
+
+/* ---- over-read detection (fuzz/harness/hooks.h) ------------------------------------------------
+ * Before each export call the bytes of the I/O buffer past the input the call was given (its
+ * declared lengths) are poisoned; the firmware's stores unpoison, a load of a poisoned byte fails.
+ * So a read past the datagram (or any input) inside wasm memory, which no sanitizer sees, is a
+ * crash even when the byte read changes nothing visible. */
+uint64_t fuzz_shadow_lo, fuzz_shadow_hi;
+static uint8_t g_poison[MEM_BYTES];
+static uint32_t g_io_in; /* declared input length of the next export call */
+static uint32_t g_io, g_iocap;
+static const char *g_call = "(none)";
+
+void fuzz_shadow_load(uint64_t a, uint64_t n) {
+  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++)
+    if (g_poison[i]) {
+      char where[256];
+      fn_chain(where, sizeof where);
+      fuzz_shadow_hi = 0;
+      fail("over-read: %s read io+%u (%llu bytes at io+%u), past the %u bytes of input it was given (in %s)", g_call,
+           (unsigned)(i - g_io), (unsigned long long)n, (unsigned)(a - g_io), g_io_in, where);
+    }
+}
+
+void fuzz_shadow_store(uint64_t a, uint64_t n) {
+  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++) g_poison[i] = 0;
+}
+
+static void shadow_arm(void) {
+  if (g_iocap == 0) return;
+  uint32_t in = g_io_in < g_iocap ? g_io_in : g_iocap;
+  memset(g_poison + g_io, 0, in);
+  memset(g_poison + g_io + in, 1, g_iocap - in);
+  fuzz_shadow_lo = g_io;
+  fuzz_shadow_hi = g_io + g_iocap;
+}
+
+static void shadow_disarm(void) {
+  fuzz_shadow_hi = 0;
+  g_io_in = 0;
+}
 
 /* Start of every input: traps land here, suppressed invariants abandon the input here. */
 #define BEGIN_INPUT(size)                   \
@@ -132,7 +194,11 @@ static const char *trap_name(wasm_rt_trap_t t) {
     if ((size) == 0) return 0;              \
     g_in_input = 0;                         \
     if (g_trace) fputs("I\n", g_trace);     \
-    if (setjmp(g_input_jmp)) return 0;      \
+    if (setjmp(g_input_jmp)) {              \
+      wasm_rt_call_stack_depth = 0;         \
+      shadow_disarm();                      \
+      return 0;                             \
+    }                                       \
     CATCH_TRAPS();                          \
     g_in_input = 1;                         \
   } while (0)
@@ -166,8 +232,23 @@ static void trace_checkpoint(void) {
 
 /* ---- calls ---------------------------------------------------------------------------------- */
 
-#define CALL0(name) (g_call = #name, Z_sessionZ_##name(&g_inst))
-#define CALLN(name, ...) (g_call = #name, Z_sessionZ_##name(&g_inst, __VA_ARGS__))
+/* Every export call: the over-read shadow armed for exactly the input written for it (io_put). */
+#define CALL0(name)                                                   \
+  ({                                                                  \
+    g_call = #name;                                                   \
+    shadow_arm();                                                     \
+    __typeof__(Z_sessionZ_##name(&g_inst)) r_ = Z_sessionZ_##name(&g_inst); \
+    shadow_disarm();                                                  \
+    r_;                                                               \
+  })
+#define CALLN(name, ...)                                              \
+  ({                                                                  \
+    g_call = #name;                                                   \
+    shadow_arm();                                                     \
+    __typeof__(Z_sessionZ_##name(&g_inst, __VA_ARGS__)) r_ = Z_sessionZ_##name(&g_inst, __VA_ARGS__); \
+    shadow_disarm();                                                  \
+    r_;                                                               \
+  })
 #define TRACED(ret, name, nargs, ...)                               \
   do {                                                              \
     int64_t a_[] = {__VA_ARGS__};                                   \
@@ -177,6 +258,7 @@ static void trace_checkpoint(void) {
 static void io_put(uint32_t at, const uint8_t *p, uint32_t n) {
   if (at + n > g_iocap) n = at < g_iocap ? g_iocap - at : 0;
   memcpy(g_mem + g_io + at, p, n);
+  if (at + n > g_io_in) g_io_in = at + n;
   if (g_trace) {
     fprintf(g_trace, "W %u ", at);
     for (uint32_t i = 0; i < n; i++) fprintf(g_trace, "%02x", p[i]);
@@ -367,6 +449,9 @@ static void do_reset(void) {
 static uint32_t do_datagram(int64_t now, uint32_t len, const uint8_t *bytes, uint32_t have) {
   g_now = now;
   io_put(0, bytes, have < g_iocap ? have : g_iocap);
+  /* The datagram is `len` bytes (bytes the input does not hold are what io held before); a length
+   * above the buffer must not be read at all. */
+  g_io_in = len <= g_iocap ? len : 0;
   uint32_t r = CALLN(handle_datagram, now, len);
   TRACED(r, "handle_datagram", 2, now, len);
   drain();
@@ -513,7 +598,8 @@ static void harness_init(void) {
   if (m->size != MEM_BYTES) fail("memory is %llu bytes, expected one 64 KiB page", (unsigned long long)m->size);
   g_mem = m->data;
   CATCH_TRAPS();
-  CALL0(_start);
+  g_call = "_start";
+  Z_sessionZ__start(&g_inst);
   g_io = CALL0(io_ptr);
   g_iocap = CALL0(io_capacity);
   g_heap = CALL0(heap_offset);

@@ -10,6 +10,11 @@
  *                with the session's server key, sequence numbers from just above the window
  *   5 SEALED+    as 4, followed in the same datagram by raw bytes: len u8, bytes
  *   6 PUBLISH    an event (name "f", 1 byte of data)
+ * Op bytes 0xF7 and 0xF8 (taken before the mod 7):
+ *   0xF7 CUT      i u8, k u8: cloud datagram i (as 3) with its last k % 32 + 1 bytes cut off: the
+ *                last record's length then says more than the datagram holds (a record-length
+ *                check off by a few bytes reads past the datagram; the 2019 truncated record)
+ *   0xF8 CUT-SEALED  k u8, then as 4: the sealed record with its last k % 32 + 1 bytes cut off
  * Invariants (besides no trap and no secret on the wire): every datagram is counted in
  * rxDatagrams exactly once and by at least one and at most one-per-record outcome counter; a
  * confirmed session is never discarded for anything an unauthenticated record can cause; once
@@ -34,7 +39,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static uint8_t buf[4096], rec[4096];
   for (int ops = 0; more(&r) && ops < 64; ops++) {
     const uint8_t *p;
-    switch (rd_u8(&r) % 7) {
+    uint8_t op = rd_u8(&r);
+    if (op == 0xf7) {
+      int i = rd_u8(&r) % g_ncloud;
+      uint32_t cut = rd_u8(&r) % 32 + 1, n = g_cloud_len[i] > cut ? g_cloud_len[i] - cut : 0;
+      datagram_checked(g_cloud[i], n, n);
+      continue;
+    }
+    if (op == 0xf8) {
+      uint32_t cut = rd_u8(&r) % 32 + 1;
+      uint8_t t = rd_u8(&r), type = t < 128 ? (uint8_t[]){23, 21, 22, 20}[t & 3] : t;
+      uint32_t n = rd_u16(&r) % 1800, got = take(&r, n, &p);
+      memcpy(buf, p, got);
+      memset(buf + got, 0, n - got);
+      uint32_t len = seal_record(rec, type, g_seal_seq++, buf, n);
+      if (len > cut) datagram_checked(rec, len - cut, len - cut);
+      continue;
+    }
+    switch (op % 7) {
       case 0: {
         uint16_t len = rd_u16(&r);
         uint32_t have = take(&r, len, &p);
@@ -62,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       }
       case 4:
       case 5: {
-        int extra = r.p[r.at - 1] % 7 == 5;
+        int extra = op % 7 == 5;
         /* Mostly the content types the firmware handles, so the fuzzer does not guess them. */
         uint8_t t = rd_u8(&r), type = t < 128 ? (uint8_t[]){23, 21, 22, 20}[t & 3] : t;
         /* Bytes the input does not hold are zeros: a short input can still make a long record. */
