@@ -91,7 +91,7 @@ static void wake(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT(size);
+  BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
   restore(rd_u8(&r) % NMARKS);
   g_nsent = 0;

@@ -13,7 +13,7 @@
 FUZZ_INIT(seal_init())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT(size);
+  BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
   uint8_t flags = rd_u8(&r);
   restore(flags & 1 ? 6 : 7);

@@ -29,7 +29,7 @@ static uint64_t g_seal_seq;
 FUZZ_INIT(seal_init())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT(size);
+  BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
   int mark = rd_u8(&r) % NMARKS;
   restore(mark);
