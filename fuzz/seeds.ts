@@ -34,7 +34,26 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
     add('abi', `${mark}-all-held-publishes`, Buffer.concat([Buffer.from([m, 0xee]), ...pubs, Buffer.from([9, 9, 0xee])]));
     add('abi', `${mark}-held-sends`, Buffer.concat([Buffer.from([m, 0xef]), ...sends, Buffer.from([0xef])]));
     add('abi', `${mark}-connect-send-close`, Buffer.from([m, 1, 9, 4, 3, 0, 0x61, 0x62, 0x63, 2]));
+    // Every other export (abi.c, op bytes 0xF0-0xF6).
+    const cfg = (k: number, v: number) => [0xf0, k, v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff, 0];
+    add('abi', `${mark}-config-every-key`, Buffer.from([m, ...Array.from({ length: 18 }, (_, k) => cfg(k, k === 2 ? 1 : 100)).flat(), 0xf4, 9]));
+    add('abi', `${mark}-provision-cid-connect`, Buffer.from([m, 0xf1, 5, 4, ...Buffer.from('identkey!'), 0xf2, 4, 1, 2, 3, 4, 1, 9, 0xf4]));
+    for (let p = 0; p < 4; p++) add('abi', `${mark}-provision-device-profile${p}-boot`, Buffer.from([m, 0xf3, p, 0, 7, 0, 9, 0xf4]));
+    for (let p = 0; p < 3; p++) add('abi', `${mark}-reprofile${p}-publish-sleep`, Buffer.from([m, 0xf5, p, 3, 1, 1, 0x61, 0x62, 5, 11, 7, 1, 0xf4]));
+    // Cut datagrams, sealed ones, the session under the legacy and fixed profiles (datagram.c).
+    const sealed = (t: number, body: Buffer) => [4, t, body.length & 0xff, body.length >> 8, ...body];
+    add('datagram', `${mark}-cut-sealed`, Buffer.from([m, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41)]));
+    for (let p = 0; p < 2; p++) {
+      add('datagram', `${mark}-profile${p}-cut-sealed`, Buffer.from([m, 0xf9, p, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41), 2]));
+      add('datagram', `${mark}-profile${p}-sealed-alert-timer`, Buffer.from([m, 0xf9, p, ...sealed(1, Buffer.from([2, 40])), 6, 2, 2]));
+    }
   });
+  // A sealed Finished under the handshake's own keys, from wait-finished: verify_data wrong.
+  const finished = Buffer.concat([Buffer.from([20, 0, 0, 12, 0, 5, 0, 0, 0, 0, 0, 12]), Buffer.alloc(12, 0x33)]);
+  add('datagram', 'wait-finished-sealed-bad-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 2, finished.length, 0]), finished]));
+  add('datagram', 'wait-finished-sealed-ccs-then-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 3, 1, 0, 1, 4, 2, finished.length, 0]), finished]));
+  // The HelloVerifyRequest again and again (the round limit).
+  add('datagram', 'client-hello-hvr-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...Array(12).fill([3, 0]).flat()]));
 
   // The persisted region as the conversation left it: flags 0 (CRCs fixed up), each follow-up.
   for (let what = 0; what < 4; what++) add('boot', `captured-then-${what}`, Buffer.concat([Buffer.from([what << 2]), life.flash]));
@@ -55,6 +74,8 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   for (const [name, m] of msgs) {
     for (const flags of [0, 2, 1 | 2 | 4]) add('coap', `${name}-f${flags}`, Buffer.concat([Buffer.from([flags, m.length]), m]));
   }
+  // The cloud's stateless reset with the session's true token (coap.c: length byte 0xFF).
+  for (const flags of [0, 1, 2]) add('coap', `reset-token-f${flags}`, Buffer.from([flags, 0xff]));
   // The cloud (Jazzer.js, fuzz/cloud/target.ts): what the firmware sent it, its ClientHello with
   // a cookie, CoAP events over an established session, and the timer.
   life.deviceToCloud.forEach((d, i) => add('cloud', `firmware${i}`, Buffer.concat([Buffer.from([0, i % 4]), u16(d.length), d])));

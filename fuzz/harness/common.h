@@ -706,6 +706,35 @@ static void harness_init(void) {
   g_nkeys_base = g_nkeys;
 }
 
+/* RAM lost (power cut, deep sleep, a re-profiled board): fresh state, seeded, booted from flash. */
+static uint32_t g_wakes;
+static int32_t wake(void) {
+  do_reset();
+  uint8_t entropy[48];
+  for (int i = 0; i < 48; i++) entropy[i] = (uint8_t)(i * 31 + g_wakes * 7);
+  g_wakes++;
+  do_seed(entropy, sizeof entropy);
+  return do_boot(g_now);
+}
+
+/* The credentials on flash switched to `profile` (0 legacy, 1 fixed, 2 default), the slots' copy
+ * of the credentials CRC and their own CRCs fixed: the same session, restored under another
+ * profile's rules (the captured conversation is the default profile's). Then a wake. */
+static void reprofile_and_wake(uint8_t profile) {
+  if (g_hold_all || g_power_lost) return;
+  g_flash[4] = profile;
+  uint32_t cc = crc32_ieee(g_flash, 184);
+  memcpy(g_flash + 184, &cc, 4);
+  for (int sl = 0; sl < 2; sl++) {
+    uint8_t *slot = g_flash + SLOT_A_AT + sl * SLOT_BYTES;
+    if (!slot_valid(slot)) continue;
+    memcpy(slot + 8, &cc, 4);
+    uint32_t c = crc32_ieee(slot, 540);
+    memcpy(slot + 540, &c, 4);
+  }
+  wake();
+}
+
 /* ---- the per-datagram invariants (every target that feeds datagrams) ------------------------ */
 
 /* Per-record outcomes: accepted, a server retransmission, or a drop* reason. */

@@ -15,6 +15,11 @@
  *                last record's length then says more than the datagram holds (a record-length
  *                check off by a few bytes reads past the datagram; the 2019 truncated record)
  *   0xF8 CUT-SEALED  k u8, then as 4: the sealed record with its last k % 32 + 1 bytes cut off
+ *   0xF9 PROFILE  p u8: the session on flash re-provisioned as profile p % 3 (0 legacy, 1 fixed,
+ *                2 default; CRCs fixed), then a wake (fresh RAM, seed, boot): the same session
+ *                under the legacy and fixed profiles' rules
+ * While flash holds no session, SEALED records use the captured session's keys: from the
+ * wait-finished snapshot those are the handshake's own keys (a sealed Finished is checked).
  * Invariants (besides no trap and no secret on the wire): every datagram is counted in
  * rxDatagrams exactly once and by at least one and at most one-per-record outcome counter; a
  * confirmed session is never discarded for anything an unauthenticated record can cause; once
@@ -26,7 +31,7 @@
 
 static uint64_t g_seal_seq;
 
-FUZZ_INIT(seal_init())
+FUZZ_INIT(seal_init(); g_seal_fallback = newest_slot(g_snaps[7].flash))
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
@@ -44,6 +49,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       int i = rd_u8(&r) % g_ncloud;
       uint32_t cut = rd_u8(&r) % 32 + 1, n = g_cloud_len[i] > cut ? g_cloud_len[i] - cut : 0;
       datagram_checked(g_cloud[i], n, n);
+      continue;
+    }
+    if (op == 0xf9) {
+      reprofile_and_wake(rd_u8(&r) % 3);
       continue;
     }
     if (op == 0xf8) {

@@ -6,6 +6,11 @@
  */
 #include <openssl/evp.h>
 
+/* Keys to seal with while flash holds no session (NULL: none). The datagram target sets the
+ * captured session's record: in the handshake snapshots (wait-finished) the device has derived
+ * exactly those keys, so sealed epoch-1 handshake records reach the Finished check. */
+static const uint8_t *g_seal_fallback;
+
 /* Header template: the last record the cloud sent to the device in the transcript. */
 static uint8_t g_tpl_type;
 static uint8_t g_tpl_cid[32];
@@ -32,6 +37,7 @@ static void seal_init(void) {
  * returns its length, 0 when there is no session on flash. `out` holds at least n + 80 bytes. */
 static uint32_t seal_record(uint8_t *out, uint8_t type, uint64_t seq, const uint8_t *content, uint32_t n) {
   const uint8_t *slot = newest_slot(g_flash);
+  if (!slot || !(slot[12] & 1)) slot = g_seal_fallback;
   if (!slot || !(slot[12] & 1)) return 0;
   const uint8_t *key = slot + 36, *iv = slot + 56;
   int cid = g_tpl_type == 25;
