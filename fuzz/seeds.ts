@@ -52,6 +52,8 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   const finished = Buffer.concat([Buffer.from([20, 0, 0, 12, 0, 5, 0, 0, 0, 0, 0, 12]), Buffer.alloc(12, 0x33)]);
   add('datagram', 'wait-finished-sealed-bad-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 2, finished.length, 0]), finished]));
   add('datagram', 'wait-finished-sealed-ccs-then-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 3, 1, 0, 1, 4, 2, finished.length, 0]), finished]));
+  // The stateless reset: a record of ours ending in the session's reset token, from each state.
+  MARKS.forEach((mark, m) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
   // The HelloVerifyRequest again and again (the round limit).
   add('datagram', 'client-hello-hvr-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...Array(12).fill([3, 0]).flat()]));
 
@@ -74,8 +76,6 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   for (const [name, m] of msgs) {
     for (const flags of [0, 2, 1 | 2 | 4]) add('coap', `${name}-f${flags}`, Buffer.concat([Buffer.from([flags, m.length]), m]));
   }
-  // The cloud's stateless reset with the session's true token (coap.c: length byte 0xFF).
-  for (const flags of [0, 1, 2]) add('coap', `reset-token-f${flags}`, Buffer.from([flags, 0xff]));
   // The cloud (Jazzer.js, fuzz/cloud/target.ts): what the firmware sent it, its ClientHello with
   // a cookie, CoAP events over an established session, and the timer.
   life.deviceToCloud.forEach((d, i) => add('cloud', `firmware${i}`, Buffer.concat([Buffer.from([0, i % 4]), u16(d.length), d])));

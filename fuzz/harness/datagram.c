@@ -18,6 +18,9 @@
  *   0xF9 PROFILE  p u8: the session on flash re-provisioned as profile p % 3 (0 legacy, 1 fixed,
  *                2 default; CRCs fixed), then a wake (fresh RAM, seed, boot): the same session
  *                under the legacy and fixed profiles' rules
+ *   0xFA RESET    n u8: a record of ours (the sealed records' header, n % 64 bytes of content) whose
+ *                last 16 bytes are the session's reset token from flash (a stateless reset: it
+ *                does not authenticate; the fuzzer cannot guess the token)
  * While flash holds no session, SEALED records use the captured session's keys: from the
  * wait-finished snapshot those are the handshake's own keys (a sealed Finished is checked).
  * Invariants (besides no trap and no secret on the wire): every datagram is counted in
@@ -49,6 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       int i = rd_u8(&r) % g_ncloud;
       uint32_t cut = rd_u8(&r) % 32 + 1, n = g_cloud_len[i] > cut ? g_cloud_len[i] - cut : 0;
       datagram_checked(g_cloud[i], n, n);
+      continue;
+    }
+    if (op == 0xfa) {
+      const uint8_t *slot = newest_slot(g_flash);
+      memset(buf, 0x52, 64);
+      uint32_t len = seal_record(rec, 23, g_seal_seq++, buf, rd_u8(&r) % 64);
+      if (len == 0 || !slot || !(slot[12] & 4)) continue;
+      memcpy(rec + len - 16, slot + 132, 16);
+      datagram_checked(rec, len, len);
       continue;
     }
     if (op == 0xf9) {
