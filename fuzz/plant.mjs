@@ -31,6 +31,20 @@ export const PLANTS = {
     to: 'if (n >= P.OUTBOX_SLOTS - 1) return ERR_OUTBOX_FULL;',
     target: 'datagram',
   },
+  // A discarded session's keys stay in the RAM image of the slot (and so in the keyless record).
+  'keys-kept': {
+    file: 'assembly/session/session.ts',
+    from: '  zeroize(s + P.SLOT_KEYS, P.SLOT_KEYS_BYTES);\n  zeroize(s + P.SLOT_RESET_TOKEN, 16);',
+    to: '  zeroize(s + P.SLOT_RESET_TOKEN, 16);',
+    target: 'datagram',
+  },
+  // boot refuses a record with a full outbox (6 events), which the firmware itself writes.
+  'slot-refused': {
+    file: 'assembly/session/persist.ts',
+    from: 'if (n > OUTBOX_SLOTS) return false;',
+    to: 'if (n >= OUTBOX_SLOTS) return false;',
+    target: 'abi',
+  },
 };
 
 function die(msg) {

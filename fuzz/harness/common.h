@@ -407,17 +407,19 @@ static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
 }
 
 /* After a session-discarded event: no write key the firmware ever persisted may stay anywhere in
- * linear memory (RAM, the slot images, the I/O buffer), unless a valid slot still holds it (a
- * newer session's) or the input carries it. */
+ * linear memory (RAM, the slot images, the I/O buffer) or on flash, unless a valid slot holding a
+ * session (flag 1) still has it (a newer session's) or the input carries it. */
 __attribute__((no_sanitize("coverage"))) static void check_keys_gone(uint32_t reason) {
   for (int i = 0; i < g_nkeys; i++) {
     const uint8_t *k = g_keys[i];
     int live = 0;
     for (int sl = 0; sl < 2 && !live; sl++) {
       const uint8_t *slot = g_flash + SLOT_A_AT + sl * SLOT_BYTES;
-      live = slot_valid(slot) && (holds(slot + 20, 16, k, 16) || holds(slot + 36, 16, k, 16));
+      live = slot_valid(slot) && (slot[12] & 1) && (holds(slot + 20, 16, k, 16) || holds(slot + 36, 16, k, 16));
     }
-    if (live || !holds(g_mem, MEM_BYTES, k, 16) || input_holds(k, 16)) continue;
+    if (live || input_holds(k, 16)) continue;
+    if (holds(g_flash, REGION_BYTES, k, 16)) fail("session discarded (reason %u) but write key #%d is still on flash", reason, i);
+    if (!holds(g_mem, MEM_BYTES, k, 16)) continue;
     uint32_t at = 0;
     while (!holds(g_mem + at, 16, k, 16)) at++;
     fail("session discarded (reason %u) but write key #%d is still in linear memory at %u (io %u..%u)", reason, i, at, g_io, g_io + g_iocap);
