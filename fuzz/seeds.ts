@@ -83,6 +83,15 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   add('cloud', 'firmware-hello-with-cookie', Buffer.concat([Buffer.from([1]), u16(ch.length), ch, Buffer.from([3, 10, 0])]));
   const event = eventMessage('temp', 7, Buffer.from('21.5'), 0x4242);
   add('cloud', 'session-event', Buffer.concat([Buffer.from([2]), u16(event.length), event, Buffer.from([3, 50, 0])]));
+  // Structure-aware handshakes (target.ts op 0xF5): the device's options, no CID, no extended
+  // master secret, other suites, a fragmented ClientHello, a byte altered in the second flight.
+  add('cloud', 'client-handshake', Buffer.from([0xf5, 0, 4, 1, 2, 3, 4, 5]));
+  add('cloud', 'client-no-cid', Buffer.from([0xf5, 0, 0, 5]));
+  add('cloud', 'client-no-ems', Buffer.from([0xf5, 2, 4, 1, 2, 3, 4, 5]));
+  for (let s = 1; s < 6; s++) add('cloud', `client-suites${s}`, Buffer.from([0xf5, s << 2, 0, 3]));
+  add('cloud', 'client-fragmented-hello', Buffer.from([0xf5, 32, 4, 1, 2, 3, 4, 2, 5]));
+  add('cloud', 'client-other-identity', Buffer.from([0xf5, 1, 4, ...Buffer.from('id-2'), 0, 5]));
+  add('cloud', 'client-altered-flight', Buffer.from([0xf5, 0, 4, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 30, 0, 0x40]));
   const ping = encodeCoap({ type: COAP_CON, code: CODE_EMPTY, mid: 0x1111 });
   add('cloud', 'session-ping-twice', Buffer.concat([Buffer.from([2]), u16(ping.length), ping, Buffer.from([2]), u16(ping.length), ping]));
   for (const [target, name, data] of files) {

@@ -10,7 +10,8 @@
  *  11 deep sleep (RAM lost) and wake
  * Op bytes 0xF0-0xF6 call the other exports: config_set, provision, set_connection_id,
  * provision_device, the queries (recv, state, last_error, last_alert, counters_read), a re-profile
- * of the session on flash (legacy/fixed/default) with a wake, send with no input bytes.
+ * of the session on flash (legacy/fixed/default) with a wake, and 0xF6: seed_entropy, boot,
+ * publish, provision or set_connection_id with edge-case lengths (negative, limits, past io).
  * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
  * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
  * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
@@ -144,11 +145,36 @@ static int other_export(uint8_t b, reader_t *r) {
       return 1;
     }
     case 0xf5: reprofile_and_wake(rd_u8(r) % 3); return 1;
-    case 0xf6: { /* send with io bytes the input does not hold: len only */
-      uint32_t n = rd_u16(r) % 900;
-      g_io_in = n <= g_iocap ? n : 0;
-      int32_t rc = (int32_t)CALLN(send, n);
-      TRACED(rc, "send", 1, n);
+    case 0xf6: { /* an export with length arguments from a table of edges (negative, zero, at and
+                  * past each field's limit, past the I/O buffer): every one is checked in 64-bit
+                  * arithmetic before anything is read (what io holds is read as it is) */
+      static const int32_t edges[] = {0, 1, 15, 16, 31, 32, 43, 44, 48, 49, 64, 65, 128, 129, 1279, 1280, 1281,
+                                      2047, 2048, 2049, -1, -2048, INT32_MIN, INT32_MAX};
+#define EDGE() edges[rd_u8(r) % (sizeof edges / sizeof edges[0])]
+      uint8_t which = rd_u8(r) % 5;
+      int32_t a = EDGE(), b = EDGE();
+      if (which == 1 && a == 1280) a = 1279; /* boot from what io holds is not a wake from flash */
+      int two = which == 2 || which == 3; /* publish and provision take two lengths */
+      int64_t sum = (int64_t)a + (two ? b : 0);
+      g_io_in = a >= 0 && (!two || b >= 0) && sum <= (int64_t)g_iocap ? (uint32_t)sum : 0;
+      int64_t rc;
+      if (which == 0) {
+        rc = (int32_t)CALLN(seed_entropy, a);
+        TRACED(rc, "seed_entropy", 1, a);
+      } else if (which == 1) {
+        rc = (int32_t)CALLN(boot, g_now, a);
+        TRACED(rc, "boot", 2, g_now, a);
+      } else if (which == 2) {
+        rc = (int64_t)CALLN(publish, g_now, a, b);
+        TRACED(rc, "publish", 3, g_now, a, b);
+      } else if (which == 3) {
+        rc = (int32_t)CALLN(provision, a, b);
+        TRACED(rc, "provision", 2, a, b);
+      } else {
+        rc = (int32_t)CALLN(set_connection_id, a);
+        TRACED(rc, "set_connection_id", 1, a);
+      }
+#undef EDGE
       drain();
       return 1;
     }
