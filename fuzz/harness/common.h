@@ -520,9 +520,12 @@ static uint32_t do_timeout(int64_t now) {
 }
 
 /* Whether flash holds a session record the firmware itself wrote (not an input's region) for the
- * credentials on flash: boot must then restore it, or retire it by a policy. */
+ * credentials on flash, and both slots are sealed: boot must then restore it, or retire it by a
+ * policy. (With one slot torn, a firmware may refuse the survivor: it may be older than what went
+ * on the wire — docs/persistence.md on main.) */
 static int own_session_on_flash(void) {
   if (g_have_input_region || g_hold_all || g_hold_tx) return 0;
+  if (!slot_valid(g_flash + SLOT_A_AT) || !slot_valid(g_flash + SLOT_A_AT + SLOT_BYTES)) return 0;
   const uint8_t *s = newest_slot(g_flash);
   uint32_t cc = crc32_ieee(g_flash, 184), sc, stored;
   if (!s || !(s[12] & 1)) return 0;
@@ -749,7 +752,11 @@ static uint32_t outcomes(const uint32_t *c, uint32_t n) {
 
 /* Reasons a session may end for, triggered by records that did not authenticate. */
 static int reason_allowed_unauthenticated(uint32_t reason) {
-  return reason == 4 /* failed-auth-limit: the policy itself */ || reason == 7 /* reset token, verified */;
+  /* The legacy and fixed profiles (credentials byte 4 on flash: 0, 1) treat a truncated record as
+   * fatal whatever the session's state, as Device OS did (docs/abi.md, profiles). */
+  int device_os = g_flash[4] <= 1;
+  return reason == 4 /* failed-auth-limit: the policy itself */ || reason == 7 /* reset token, verified */ ||
+         (reason == 8 && device_os);
 }
 /* Reasons that need an authenticated record. */
 static int reason_needs_auth(uint32_t reason) {

@@ -17,7 +17,7 @@
  *   0xF8 CUT-SEALED  k u8, then as 4: the sealed record with its last k % 32 + 1 bytes cut off
  *   0xF9 PROFILE  p u8: the session on flash re-provisioned as profile p % 3 (0 legacy, 1 fixed,
  *                2 default; CRCs fixed), then a wake (fresh RAM, seed, boot): the same session
- *                under the legacy and fixed profiles' rules
+ *                under the legacy and fixed profiles' rules (the first 0xF9 of an input only)
  *   0xFA RESET    n u8: a record of ours (the sealed records' header, n % 64 bytes of content) whose
  *                last 16 bytes are the session's reset token from flash (a stateless reset: it
  *                does not authenticate; the fuzzer cannot guess the token)
@@ -45,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *slot = newest_slot(g_flash);
   g_seal_seq = slot ? (uint64_t)rd64(slot + 68) + 1 : 1;
   static uint8_t buf[4096], rec[4096];
+  int reprofiled = 0;
   for (int ops = 0; more(&r) && ops < 64; ops++) {
     const uint8_t *p;
     uint8_t op = rd_u8(&r);
@@ -64,7 +65,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     if (op == 0xf9) {
-      reprofile_and_wake(rd_u8(&r) % 3);
+      uint8_t profile = rd_u8(&r) % 3;
+      if (!reprofiled) reprofile_and_wake(profile); /* once per input: a wake costs a millisecond */
+      reprofiled = 1;
       continue;
     }
     if (op == 0xf8) {
