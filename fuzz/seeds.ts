@@ -48,10 +48,14 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
       add('datagram', `${mark}-profile${p}-sealed-alert-timer`, Buffer.from([m, 0xf9, p, ...sealed(1, Buffer.from([2, 40])), 6, 2, 2]));
     }
   });
-  // A sealed Finished under the handshake's own keys, from wait-finished: verify_data wrong.
-  const finished = Buffer.concat([Buffer.from([20, 0, 0, 12, 0, 5, 0, 0, 0, 0, 0, 12]), Buffer.alloc(12, 0x33)]);
-  add('datagram', 'wait-finished-sealed-bad-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 2, finished.length, 0]), finished]));
-  add('datagram', 'wait-finished-sealed-ccs-then-finished', Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 4, 3, 1, 0, 1, 4, 2, finished.length, 0]), finished]));
+  // From wait-finished: the server's ChangeCipherSpec (plain, epoch 0), then its Finished (message
+  // sequence 3) sealed under the handshake's own keys with wrong verify_data, or the wrong length.
+  const ccs = Buffer.from([20, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 1, 1]);
+  for (const [name, n] of [['bad-verify-data', 12], ['short', 8]] as const) {
+    const fin = Buffer.concat([Buffer.from([20, 0, 0, n, 0, 3, 0, 0, 0, 0, 0, n]), Buffer.alloc(n, 0x33)]);
+    add('datagram', `wait-finished-finished-${name}`, Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 0]), u16(ccs.length), ccs,
+      Buffer.from([4, 2]), u16(fin.length), fin]));
+  }
   // The stateless reset: a record of ours ending in the session's reset token, from each state.
   MARKS.forEach((mark, m) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
   // The HelloVerifyRequest again and again (the round limit).
