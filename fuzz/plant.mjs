@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Time-to-find of planted firmware bugs: do the targets and their invariants see them?
-//   node fuzz/plant.mjs PLANT [--time S] [--target T]
+//   node fuzz/plant.mjs PLANT [--time S] [--target T] [--corpus-from REV]
 // Copies the committed tree (git archive HEAD) to a temporary directory, applies the plant there
 // (never in this tree), builds the firmware and the native targets from that copy, then fuzzes
-// the target (fresh working corpus from fuzz/corpus + fuzz/regressions, the flags of run.mjs)
+// the target (fresh working corpus from fuzz/corpus + fuzz/regressions — or, with --corpus-from,
+// the kept corpus of an older commit, which the current kept corpus may already make trivial —
+// and the flags of run.mjs)
 // until the first crash or S seconds (default 120). Prints the wall time from the fuzzer's start
 // to the crash, the executions, and the crash's first line; exit 0 when found, 1 when not.
 import { execFileSync, spawn } from 'node:child_process';
@@ -56,9 +58,10 @@ const argv = process.argv.slice(2);
 const name = argv[0];
 if (!PLANTS[name]) die(`usage: node fuzz/plant.mjs PLANT [--time S] [--target T]; plants: ${Object.keys(PLANTS).join(', ')}`);
 const plant = PLANTS[name];
-let seconds = 120, target = plant.target;
+let seconds = 120, target = plant.target, corpusFrom = null;
 for (let i = 1; i < argv.length; i++) {
   if (argv[i] === '--time') seconds = Number(argv[++i]);
+  else if (argv[i] === '--corpus-from') corpusFrom = argv[++i] ?? die('--corpus-from needs a commit');
   else if (argv[i] === '--target') target = argv[++i];
   else die(`unknown argument '${argv[i]}'`);
 }
@@ -83,14 +86,21 @@ const work = join(dir, 'work');
 const crashes = join(dir, 'crashes');
 mkdirSync(work);
 mkdirSync(crashes);
-for (const d of ['fuzz/corpus', 'fuzz/regressions'].map((x) => join(ROOT, x, target)).filter(existsSync))
-  for (const f of readdirSync(d)) copyFileSync(join(d, f), join(work, `${d.split('/').at(-2)}_${f}`));
+if (corpusFrom) {
+  const old = join(dir, 'old');
+  mkdirSync(old);
+  execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${corpusFrom}" fuzz/corpus/${target} | tar -x -C "${old}"`]);
+  for (const f of readdirSync(join(old, 'fuzz/corpus', target))) copyFileSync(join(old, 'fuzz/corpus', target, f), join(work, f));
+} else {
+  for (const d of ['fuzz/corpus', 'fuzz/regressions'].map((x) => join(ROOT, x, target)).filter(existsSync))
+    for (const f of readdirSync(d)) copyFileSync(join(d, f), join(work, `${d.split('/').at(-2)}_${f}`));
+}
 const args = [`-max_total_time=${seconds}`, '-timeout=10', `-artifact_prefix=${crashes}/`, '-use_value_profile=1',
   `-dict=${join(ROOT, 'fuzz/harness/dtls.dict')}`, work];
 // Known open defects (fuzz/regressions/known-open.json) are suppressed: the plant is what is looked for.
 const known = JSON.parse(readFileSync(join(ROOT, 'fuzz/regressions/known-open.json'), 'utf8')).open;
 const suppress = known.filter((k) => k.target === target).map((k) => k.message).join('|');
-console.log(`fuzz/plant.mjs: ${name} planted in ${plant.file}; fuzzing '${target}' up to ${seconds} s (in ${dir})`);
+console.log(`fuzz/plant.mjs: ${name} planted in ${plant.file}; fuzzing '${target}' up to ${seconds} s from the kept corpus${corpusFrom ? ` of ${corpusFrom}` : ''} (in ${dir})`);
 const t0 = process.hrtime.bigint();
 const child = spawn(join(out, `fuzz-${target}`), args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FUZZ_SUPPRESS: suppress } });
 let log = '', found = null, execs = 0, inited = null;
