@@ -58,6 +58,11 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   }
   // The stateless reset: a record of ours ending in the session's reset token, from each state.
   MARKS.forEach((mark, m) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
+  // Cookie rounds up to the limit (datagram.c 0xFB: HelloVerifyRequests answering ClientHello
+  // message_seq 0, 1, 2, …), and the hint window closed on a wake (0xF9 0x80: default profile, bit 7) before a cut record.
+  const hvr = (seq: number) => [0xfb, seq, 4, 0xc0, 0x0c, 0x1e, seq];
+  add('datagram', 'client-hello-cookie-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...[0, 1, 2, 3, 4, 5].flatMap(hvr)]));
+  add('datagram', 'confirmed-hint-window-closed-cut-sealed', Buffer.from([MARKS.indexOf('confirmed'), 0xf9, 0x80, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41)]));
   // The HelloVerifyRequest again and again (the round limit).
   add('datagram', 'client-hello-hvr-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...Array(12).fill([3, 0]).flat()]));
 

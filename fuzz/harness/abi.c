@@ -144,7 +144,7 @@ static int other_export(uint8_t b, reader_t *r) {
       drain();
       return 1;
     }
-    case 0xf5: reprofile_and_wake(rd_u8(r) % 3); return 1;
+    case 0xf5: reprofile_and_wake(rd_u8(r) % 3, 0); return 1;
     case 0xf6: { /* an export with length arguments from a table of edges (negative, zero, at and
                   * past each field's limit, past the I/O buffer): every one is checked in 64-bit
                   * arithmetic before anything is read (what io holds is read as it is) */

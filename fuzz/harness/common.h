@@ -725,15 +725,19 @@ static int32_t wake(void) {
 /* The credentials on flash switched to `profile` (0 legacy, 1 fixed, 2 default), the slots' copy
  * of the credentials CRC and their own CRCs fixed: the same session, restored under another
  * profile's rules (the captured conversation is the default profile's). Then a wake. */
-static void reprofile_and_wake(uint8_t profile) {
+static void reprofile_and_wake(uint8_t profile, int hint_acted_now) {
   if (g_hold_all || g_power_lost) return;
   g_flash[4] = profile;
   uint32_t cc = crc32_ieee(g_flash, 184);
   memcpy(g_flash + 184, &cc, 4);
+  /* Optionally the truncated-record hint acted on "just now" (RTC seconds + 1, docs/abi.md): the
+   * hint window is closed after the wake. */
+  uint32_t acted = (uint32_t)(g_now / 1000) + 1;
   for (int sl = 0; sl < 2; sl++) {
     uint8_t *slot = g_flash + SLOT_A_AT + sl * SLOT_BYTES;
     if (!slot_valid(slot)) continue;
     memcpy(slot + 8, &cc, 4);
+    if (hint_acted_now) memcpy(slot + 88, &acted, 4);
     uint32_t c = crc32_ieee(slot, 540);
     memcpy(slot + 540, &c, 4);
   }

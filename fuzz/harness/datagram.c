@@ -16,8 +16,12 @@
  *                check off by a few bytes reads past the datagram; the 2019 truncated record)
  *   0xF8 CUT-SEALED  k u8, then as 4: the sealed record with its last k % 32 + 1 bytes cut off
  *   0xF9 PROFILE  p u8: the session on flash re-provisioned as profile p % 3 (0 legacy, 1 fixed,
- *                2 default; CRCs fixed), then a wake (fresh RAM, seed, boot): the same session
- *                under the legacy and fixed profiles' rules (the first 0xF9 of an input only)
+ *                2 default; CRCs fixed), with bit 7 also the truncated-record hint marked acted on
+ *                just now (its window closed), then a wake (fresh RAM, seed, boot): the same
+ *                session under the legacy and fixed profiles' rules (the first 0xF9 of an input only)
+ *   0xFB HVR      seq u8, n u8, cookie: a HelloVerifyRequest (epoch 0, a fresh record sequence
+ *                number) answering ClientHello message_seq `seq` with an n % 33-byte cookie — the
+ *                cookie rounds and their limit (a replayed one answers an older ClientHello)
  *   0xFA RESET    n u8: a record of ours (the sealed records' header, n % 64 bytes of content) whose
  *                last 16 bytes are the session's reset token from flash (a stateless reset: it
  *                does not authenticate; the fuzzer cannot guess the token)
@@ -55,6 +59,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       datagram_checked(g_cloud[i], n, n);
       continue;
     }
+    if (op == 0xfb) {
+      uint8_t mseq = rd_u8(&r);
+      uint32_t n = rd_u8(&r) % 33, got = take(&r, n, &p);
+      uint8_t *h = rec;
+      uint32_t body = 3 + n, hs = 12 + body;
+      static uint16_t rseq;
+      rseq++;
+      const uint8_t hdr[13] = {22, 0xfe, 0xff, 0, 0, 0, 0, 0, 1, (uint8_t)(rseq >> 8), (uint8_t)rseq, (uint8_t)(hs >> 8), (uint8_t)hs};
+      memcpy(h, hdr, 13);
+      const uint8_t msg[12] = {3, 0, 0, (uint8_t)body, 0, mseq, 0, 0, 0, 0, 0, (uint8_t)body};
+      memcpy(h + 13, msg, 12);
+      h[25] = 0xfe, h[26] = 0xff, h[27] = (uint8_t)n;
+      memset(h + 28, 0, n);
+      memcpy(h + 28, p, got);
+      datagram_checked(rec, 13 + hs, 13 + hs);
+      continue;
+    }
     if (op == 0xfa) {
       const uint8_t *slot = newest_slot(g_flash);
       memset(buf, 0x52, 64);
@@ -65,8 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     if (op == 0xf9) {
-      uint8_t profile = rd_u8(&r) % 3;
-      if (!reprofiled) reprofile_and_wake(profile); /* once per input: a wake costs a millisecond */
+      uint8_t p = rd_u8(&r);
+      if (!reprofiled) reprofile_and_wake(p % 3, p & 0x80); /* once per input: a wake costs a millisecond */
       reprofiled = 1;
       continue;
     }
