@@ -16,6 +16,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD = join(ROOT, 'build/fuzz');
 export const NATIVE = ['datagram', 'abi', 'boot', 'coap'];
 const ALL = [...NATIVE, 'cloud'];
+/** libFuzzer's -timeout (seconds per input) for every fuzzing run. */
+export const TIMEOUT_S = 10;
 
 function die(msg) {
   console.error(`fuzz: ${msg}`);
@@ -63,7 +65,8 @@ function fuzz(t, seconds, keepGoing) {
     if (!existsSync(dst)) copyFileSync(f, dst);
   }
   const before = new Set(files(crashes));
-  const args = [`-max_total_time=${seconds}`, `-artifact_prefix=${crashes}/`, '-print_final_stats=1', '-use_value_profile=1', `-dict=${join(ROOT, 'fuzz/harness/dtls.dict')}`];
+  // An input runs in well under 100 ms; one that takes TIMEOUT_S is a hang (saved as timeout-*).
+  const args = [`-max_total_time=${seconds}`, `-timeout=${TIMEOUT_S}`, `-artifact_prefix=${crashes}/`, '-print_final_stats=1', '-use_value_profile=1', `-dict=${join(ROOT, 'fuzz/harness/dtls.dict')}`];
   if (keepGoing) args.push('-fork=1', '-ignore_crashes=1', '-ignore_ooms=1', '-ignore_timeouts=1');
   args.push(work);
   console.log(`fuzz: ${t} for ${seconds} s (corpus ${relative(ROOT, work)}, crashes ${relative(ROOT, crashes)})`);

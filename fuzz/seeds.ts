@@ -34,7 +34,37 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
     add('abi', `${mark}-all-held-publishes`, Buffer.concat([Buffer.from([m, 0xee]), ...pubs, Buffer.from([9, 9, 0xee])]));
     add('abi', `${mark}-held-sends`, Buffer.concat([Buffer.from([m, 0xef]), ...sends, Buffer.from([0xef])]));
     add('abi', `${mark}-connect-send-close`, Buffer.from([m, 1, 9, 4, 3, 0, 0x61, 0x62, 0x63, 2]));
+    // Every other export (abi.c, op bytes 0xF0-0xF6).
+    const cfg = (k: number, v: number) => [0xf0, k, v & 0xff, (v >> 8) & 0xff, (v >> 16) & 0xff, (v >> 24) & 0xff, 0];
+    add('abi', `${mark}-config-every-key`, Buffer.from([m, ...Array.from({ length: 18 }, (_, k) => cfg(k, k === 2 ? 1 : 100)).flat(), 0xf4, 9]));
+    add('abi', `${mark}-provision-cid-connect`, Buffer.from([m, 0xf1, 5, 4, ...Buffer.from('identkey!'), 0xf2, 4, 1, 2, 3, 4, 1, 9, 0xf4]));
+    for (let p = 0; p < 4; p++) add('abi', `${mark}-provision-device-profile${p}-boot`, Buffer.from([m, 0xf3, p, 0, 7, 0, 9, 0xf4]));
+    for (let p = 0; p < 3; p++) add('abi', `${mark}-reprofile${p}-publish-sleep`, Buffer.from([m, 0xf5, p, 3, 1, 1, 0x61, 0x62, 5, 11, 7, 1, 0xf4]));
+    // Cut datagrams, sealed ones, the session under the legacy and fixed profiles (datagram.c).
+    const sealed = (t: number, body: Buffer) => [4, t, body.length & 0xff, body.length >> 8, ...body];
+    add('datagram', `${mark}-cut-sealed`, Buffer.from([m, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41)]));
+    for (let p = 0; p < 2; p++) {
+      add('datagram', `${mark}-profile${p}-cut-sealed`, Buffer.from([m, 0xf9, p, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41), 2]));
+      add('datagram', `${mark}-profile${p}-sealed-alert-timer`, Buffer.from([m, 0xf9, p, ...sealed(1, Buffer.from([2, 40])), 6, 2, 2]));
+    }
   });
+  // From wait-finished: the server's ChangeCipherSpec (plain, epoch 0), then its Finished (message
+  // sequence 3) sealed under the handshake's own keys with wrong verify_data, or the wrong length.
+  const ccs = Buffer.from([20, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 1, 1]);
+  for (const [name, n] of [['bad-verify-data', 12], ['short', 8]] as const) {
+    const fin = Buffer.concat([Buffer.from([20, 0, 0, n, 0, 3, 0, 0, 0, 0, 0, n]), Buffer.alloc(n, 0x33)]);
+    add('datagram', `wait-finished-finished-${name}`, Buffer.concat([Buffer.from([MARKS.indexOf('wait-finished'), 0]), u16(ccs.length), ccs,
+      Buffer.from([4, 2]), u16(fin.length), fin]));
+  }
+  // The stateless reset: a record of ours ending in the session's reset token, from each state.
+  MARKS.forEach((mark, m) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
+  // Cookie rounds up to the limit (datagram.c 0xFB: HelloVerifyRequests answering ClientHello
+  // message_seq 0, 1, 2, …), and the hint window closed on a wake (0xF9 0x80: default profile, bit 7) before a cut record.
+  const hvr = (seq: number) => [0xfb, seq, 4, 0xc0, 0x0c, 0x1e, seq];
+  add('datagram', 'client-hello-cookie-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...[0, 1, 2, 3, 4, 5].flatMap(hvr)]));
+  add('datagram', 'confirmed-hint-window-closed-cut-sealed', Buffer.from([MARKS.indexOf('confirmed'), 0xf9, 0x80, 0xf8, 0, 0, 24, 0, ...Buffer.alloc(24, 0x41)]));
+  // The HelloVerifyRequest again and again (the round limit).
+  add('datagram', 'client-hello-hvr-rounds', Buffer.from([MARKS.indexOf('client-hello'), ...Array(12).fill([3, 0]).flat()]));
 
   // The persisted region as the conversation left it: flags 0 (CRCs fixed up), each follow-up.
   for (let what = 0; what < 4; what++) add('boot', `captured-then-${what}`, Buffer.concat([Buffer.from([what << 2]), life.flash]));
@@ -62,6 +92,15 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
   add('cloud', 'firmware-hello-with-cookie', Buffer.concat([Buffer.from([1]), u16(ch.length), ch, Buffer.from([3, 10, 0])]));
   const event = eventMessage('temp', 7, Buffer.from('21.5'), 0x4242);
   add('cloud', 'session-event', Buffer.concat([Buffer.from([2]), u16(event.length), event, Buffer.from([3, 50, 0])]));
+  // Structure-aware handshakes (target.ts op 0xF5): the device's options, no CID, no extended
+  // master secret, other suites, a fragmented ClientHello, a byte altered in the second flight.
+  add('cloud', 'client-handshake', Buffer.from([0xf5, 0, 4, 1, 2, 3, 4, 5]));
+  add('cloud', 'client-no-cid', Buffer.from([0xf5, 0, 0, 5]));
+  add('cloud', 'client-no-ems', Buffer.from([0xf5, 2, 4, 1, 2, 3, 4, 5]));
+  for (let s = 1; s < 6; s++) add('cloud', `client-suites${s}`, Buffer.from([0xf5, s << 2, 0, 3]));
+  add('cloud', 'client-fragmented-hello', Buffer.from([0xf5, 32, 4, 1, 2, 3, 4, 2, 5]));
+  add('cloud', 'client-other-identity', Buffer.from([0xf5, 1, 4, ...Buffer.from('id-2'), 0, 5]));
+  add('cloud', 'client-altered-flight', Buffer.from([0xf5, 0, 4, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 30, 0, 0x40]));
   const ping = encodeCoap({ type: COAP_CON, code: CODE_EMPTY, mid: 0x1111 });
   add('cloud', 'session-ping-twice', Buffer.concat([Buffer.from([2]), u16(ping.length), ping, Buffer.from([2]), u16(ping.length), ping]));
   for (const [target, name, data] of files) {

@@ -80,7 +80,7 @@ const crashes = join(BUILD, 'crashes/cloud');
 mkdirSync(work, { recursive: true });
 mkdirSync(crashes, { recursive: true });
 const jazzer = join(ROOT, 'node_modules/.bin/jazzer');
-const r = spawnSync(jazzer, [BUNDLE, work, CORPUS, '-i', 'cloud-target', '--', `-max_total_time=${seconds}`, `-artifact_prefix=${crashes}/`, '-print_final_stats=1'],
+const r = spawnSync(jazzer, [BUNDLE, work, CORPUS, '-i', 'cloud-target', '--', `-max_total_time=${seconds}`, '-timeout=10', `-artifact_prefix=${crashes}/`, '-print_final_stats=1'],
   { stdio: 'inherit', env: { ...process.env, ...jazzerEnv(BUILD) } });
 if (r.status !== 0) {
   const found = readdirSync(crashes).map((f) => join(crashes, f));

@@ -8,6 +8,10 @@
  *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
  *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
  *  11 deep sleep (RAM lost) and wake
+ * Op bytes 0xF0-0xF6 call the other exports: config_set, provision, set_connection_id,
+ * provision_device, the queries (recv, state, last_error, last_alert, counters_read), a re-profile
+ * of the session on flash (legacy/fixed/default) with a wake, and 0xF6: seed_entropy, boot,
+ * publish, provision or set_connection_id with edge-case lengths (negative, limits, past io).
  * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
  * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
  * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
@@ -75,23 +79,111 @@ static void on_transmit(const uint8_t *d, uint32_t n) {
   }
 }
 
-static uint32_t g_wakes;
 static const char *OP_NAMES[12] = {"boot", "connect", "close", "publish", "send", "prepare_sleep", "datagram", "replay",
                                    "wait", "timer", "power-cut", "sleep"};
 
-
-/* RAM lost (power cut or deep sleep): fresh state, seeded, booted from what flash holds. */
-static void wake(void) {
-  do_reset();
-  uint8_t entropy[48];
-  for (int i = 0; i < 48; i++) entropy[i] = (uint8_t)(i * 31 + g_wakes * 7);
-  g_wakes++;
-  do_seed(entropy, sizeof entropy);
-  do_boot(g_now);
+/* The exports the ops above do not call, each with arguments from the input (op bytes 0xF0-0xF6,
+ * taken before the mod 12). Returns 0 when `b` is not one of them. */
+static int other_export(uint8_t b, reader_t *r) {
+  static uint8_t buf[256];
+  const uint8_t *p;
+  switch (b) {
+    case 0xf0: { /* config_set key, value: the keys of docs/abi.md and a few unknown ones */
+      static const uint8_t keys[] = {1, 2, 3, 4, 5, 20, 21, 22, 23, 24, 25, 26, 27, 0, 6, 19, 28, 255};
+      uint8_t k = keys[rd_u8(r) % sizeof keys];
+      uint32_t lo = rd_u16(r) | (uint32_t)rd_u16(r) << 16;
+      int64_t v = rd_u8(r) & 1 ? -(int64_t)lo : (int64_t)lo;
+      int32_t rc = (int32_t)CALLN(config_set, k, v);
+      TRACED(rc, "config_set", 2, k, v);
+      drain();
+      return 1;
+    }
+    case 0xf1: { /* provision identityLen, pskLen, bytes */
+      uint32_t il = rd_u8(r) % 131, pl = rd_u8(r) % 67, got = take(r, il + pl, &p);
+      memset(buf, 'p', il + pl);
+      memcpy(buf, p, got);
+      io_put(0, buf, il + pl);
+      int32_t rc = (int32_t)CALLN(provision, il, pl);
+      TRACED(rc, "provision", 2, il, pl);
+      drain();
+      return 1;
+    }
+    case 0xf2: { /* set_connection_id len, bytes */
+      uint32_t n = take(r, rd_u8(r) % 35, &p);
+      io_put(0, p, n);
+      int32_t rc = (int32_t)CALLN(set_connection_id, n);
+      TRACED(rc, "set_connection_id", 1, n);
+      drain();
+      return 1;
+    }
+    case 0xf3: { /* provision_device profile (3: invalid): the captured device's own credentials */
+      uint8_t profile = rd_u8(r) % 4;
+      static const char id[] = "fuzz-device", ident[] = "fuzz-identity";
+      uint32_t idl = sizeof id - 1, nl = sizeof ident - 1, pl = sizeof fuzz_psk;
+      memcpy(buf, id, idl);
+      memcpy(buf + idl, ident, nl);
+      memcpy(buf + idl + nl, fuzz_psk, pl);
+      io_put(0, buf, idl + nl + pl);
+      int32_t rc = (int32_t)CALLN(provision_device, profile, idl, nl, pl);
+      TRACED(rc, "provision_device", 4, profile, idl, nl, pl);
+      drain();
+      return 1;
+    }
+    case 0xf4: { /* the queries: recv, state, last_error, last_alert, counters_read */
+      int32_t n = (int32_t)CALL0(recv);
+      trace_call("recv", 0, NULL, n);
+      if (n > (int32_t)g_iocap) fail("recv returned %d (> io capacity %u)", n, g_iocap);
+      if (n > 0) trace_hex('O', g_mem + g_io, (uint32_t)n);
+      int32_t st = (int32_t)CALL0(state), le = (int32_t)CALL0(last_error), la = (int32_t)CALL0(last_alert);
+      trace_call("state", 0, NULL, st);
+      trace_call("last_error", 0, NULL, le);
+      trace_call("last_alert", 0, NULL, la);
+      if (st < 0 || st > 6) fail("state() returned %d", st);
+      uint32_t c[MAX_COUNTERS];
+      read_counters(c);
+      drain();
+      return 1;
+    }
+    case 0xf5: reprofile_and_wake(rd_u8(r) % 3, 0); return 1;
+    case 0xf6: { /* an export with length arguments from a table of edges (negative, zero, at and
+                  * past each field's limit, past the I/O buffer): every one is checked in 64-bit
+                  * arithmetic before anything is read (what io holds is read as it is) */
+      static const int32_t edges[] = {0, 1, 15, 16, 31, 32, 43, 44, 48, 49, 64, 65, 128, 129, 1279, 1280, 1281,
+                                      2047, 2048, 2049, -1, -2048, INT32_MIN, INT32_MAX};
+#define EDGE() edges[rd_u8(r) % (sizeof edges / sizeof edges[0])]
+      uint8_t which = rd_u8(r) % 5;
+      int32_t a = EDGE(), b = EDGE();
+      if (which == 1 && a == 1280) a = 1279; /* boot from what io holds is not a wake from flash */
+      int two = which == 2 || which == 3; /* publish and provision take two lengths */
+      int64_t sum = (int64_t)a + (two ? b : 0);
+      g_io_in = a >= 0 && (!two || b >= 0) && sum <= (int64_t)g_iocap ? (uint32_t)sum : 0;
+      int64_t rc;
+      if (which == 0) {
+        rc = (int32_t)CALLN(seed_entropy, a);
+        TRACED(rc, "seed_entropy", 1, a);
+      } else if (which == 1) {
+        rc = (int32_t)CALLN(boot, g_now, a);
+        TRACED(rc, "boot", 2, g_now, a);
+      } else if (which == 2) {
+        rc = (int64_t)CALLN(publish, g_now, a, b);
+        TRACED(rc, "publish", 3, g_now, a, b);
+      } else if (which == 3) {
+        rc = (int32_t)CALLN(provision, a, b);
+        TRACED(rc, "provision", 2, a, b);
+      } else {
+        rc = (int32_t)CALLN(set_connection_id, a);
+        TRACED(rc, "set_connection_id", 1, a);
+      }
+#undef EDGE
+      drain();
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT(size);
+  BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
   restore(rd_u8(&r) % NMARKS);
   g_nsent = 0;
@@ -107,6 +199,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (b == 0xef) g_hold_tx = !g_hold_tx;
       else g_hold_all = !g_hold_all;
       if (!g_hold_tx && !g_hold_all) drain();
+      continue;
+    }
+    if (other_export(b, &r)) {
+      if (g_power_lost) g_power_lost = 0, wake();
       continue;
     }
     uint8_t op = b % 12;

@@ -63,7 +63,7 @@ static void check_written_slots(const uint8_t *before) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  BEGIN_INPUT(size);
+  BEGIN_INPUT(data, size);
   restore(7); /* 'confirmed': its flash is the template for the bytes the input leaves out */
   uint8_t region[REGION_BYTES];
   memcpy(region, g_flash, REGION_BYTES);

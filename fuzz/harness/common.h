@@ -51,11 +51,10 @@ typedef struct {
 static Z_session_instance_t g_inst;
 static struct Z_env_instance_t g_env;
 static uint8_t *g_mem;
-static uint32_t g_io, g_iocap, g_heap;
+static uint32_t g_heap;
 static uint8_t g_flash[REGION_BYTES];
 static int64_t g_now;
 static FILE *g_trace;
-static const char *g_call = "(none)";
 static snapshot_t g_fresh, g_snaps[NMARKS];
 
 /* What the last drain saw. */
@@ -119,20 +118,88 @@ static const char *trap_name(wasm_rt_trap_t t) {
   }
 }
 
+/* The firmware functions executing when the last trap happened, innermost first (the translation
+ * records each function's name at entry: fuzz/wasm2c-patch.mjs). */
+const char *fuzz_fn_stack[256];
+static char g_trap_where[256];
+
+static const char *fn_name(const char *f) {
+  if (!f) return "?";
+  if (!strncmp(f, "w2c_", 4)) f += 4;
+  if (!strncmp(f, "assembly_", 9)) f += 9;
+  return f;
+}
+
+/* The call chain, innermost first: "parseRecord < handleDatagram < handle_datagram". */
+static void fn_chain(char *out, size_t cap) {
+  size_t o = 0;
+  out[0] = 0;
+  for (uint32_t d = wasm_rt_call_stack_depth, k = 0; d >= 1 && k < 8 && o + 4 < cap; d--, k++)
+    o += (size_t)snprintf(out + o, cap - o, "%s%s", k ? " < " : "", fn_name(fuzz_fn_stack[d & 255]));
+}
+
+void fuzz_on_trap(void) { fn_chain(g_trap_where, sizeof g_trap_where); }
+
 /* Every entry point sets the landing place for traps; a trap is always a crash. */
 #define CATCH_TRAPS()                                                                                  \
   do {                                                                                                 \
     wasm_rt_trap_t code_ = wasm_rt_impl_try();                                                         \
-    if (code_ != WASM_RT_TRAP_NONE) fail("trap in %s: %s %s", g_call, trap_name(code_), g_env.abort_message); \
+    if (code_ != WASM_RT_TRAP_NONE)                                                                    \
+      fail("trap in %s: %s %s (in %s)", g_call, trap_name(code_), g_env.abort_message, g_trap_where);   \
   } while (0)
 
+/* ---- over-read detection (fuzz/harness/hooks.h) ------------------------------------------------
+ * Before each export call the bytes of the I/O buffer past the input the call was given (its
+ * declared lengths) are poisoned; the firmware's stores unpoison, a load of a poisoned byte fails.
+ * So a read past the datagram (or any input) inside wasm memory, which no sanitizer sees, is a
+ * crash even when the byte read changes nothing visible. */
+uint64_t fuzz_shadow_lo, fuzz_shadow_hi;
+static uint8_t g_poison[MEM_BYTES];
+static uint32_t g_io_in; /* declared input length of the next export call */
+static uint32_t g_io, g_iocap;
+static const char *g_call = "(none)";
+
+void fuzz_shadow_load(uint64_t a, uint64_t n) {
+  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++)
+    if (g_poison[i]) {
+      char where[256];
+      fn_chain(where, sizeof where);
+      fuzz_shadow_hi = 0;
+      fail("over-read: %s read io+%u (%llu bytes at io+%u), past the %u bytes of input it was given (in %s)", g_call,
+           (unsigned)(i - g_io), (unsigned long long)n, (unsigned)(a - g_io), g_io_in, where);
+    }
+}
+
+void fuzz_shadow_store(uint64_t a, uint64_t n) {
+  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++) g_poison[i] = 0;
+}
+
+static void shadow_arm(void) {
+  if (g_iocap == 0) return;
+  uint32_t in = g_io_in < g_iocap ? g_io_in : g_iocap;
+  memset(g_poison + g_io, 0, in);
+  memset(g_poison + g_io + in, 1, g_iocap - in);
+  fuzz_shadow_lo = g_io;
+  fuzz_shadow_hi = g_io + g_iocap;
+}
+
+static void shadow_disarm(void) {
+  fuzz_shadow_hi = 0;
+  g_io_in = 0;
+}
+
 /* Start of every input: traps land here, suppressed invariants abandon the input here. */
-#define BEGIN_INPUT(size)                   \
+#define BEGIN_INPUT(data, size)             \
   do {                                      \
     if ((size) == 0) return 0;              \
+    g_input = (data), g_input_n = (size);   \
     g_in_input = 0;                         \
     if (g_trace) fputs("I\n", g_trace);     \
-    if (setjmp(g_input_jmp)) return 0;      \
+    if (setjmp(g_input_jmp)) {              \
+      wasm_rt_call_stack_depth = 0;         \
+      shadow_disarm();                      \
+      return 0;                             \
+    }                                       \
     CATCH_TRAPS();                          \
     g_in_input = 1;                         \
   } while (0)
@@ -166,8 +233,23 @@ static void trace_checkpoint(void) {
 
 /* ---- calls ---------------------------------------------------------------------------------- */
 
-#define CALL0(name) (g_call = #name, Z_sessionZ_##name(&g_inst))
-#define CALLN(name, ...) (g_call = #name, Z_sessionZ_##name(&g_inst, __VA_ARGS__))
+/* Every export call: the over-read shadow armed for exactly the input written for it (io_put). */
+#define CALL0(name)                                                   \
+  ({                                                                  \
+    g_call = #name;                                                   \
+    shadow_arm();                                                     \
+    __typeof__(Z_sessionZ_##name(&g_inst)) r_ = Z_sessionZ_##name(&g_inst); \
+    shadow_disarm();                                                  \
+    r_;                                                               \
+  })
+#define CALLN(name, ...)                                              \
+  ({                                                                  \
+    g_call = #name;                                                   \
+    shadow_arm();                                                     \
+    __typeof__(Z_sessionZ_##name(&g_inst, __VA_ARGS__)) r_ = Z_sessionZ_##name(&g_inst, __VA_ARGS__); \
+    shadow_disarm();                                                  \
+    r_;                                                               \
+  })
 #define TRACED(ret, name, nargs, ...)                               \
   do {                                                              \
     int64_t a_[] = {__VA_ARGS__};                                   \
@@ -177,6 +259,7 @@ static void trace_checkpoint(void) {
 static void io_put(uint32_t at, const uint8_t *p, uint32_t n) {
   if (at + n > g_iocap) n = at < g_iocap ? g_iocap - at : 0;
   memcpy(g_mem + g_io + at, p, n);
+  if (at + n > g_io_in) g_io_in = at + n;
   if (g_trace) {
     fprintf(g_trace, "W %u ", at);
     for (uint32_t i = 0; i < n; i++) fprintf(g_trace, "%02x", p[i]);
@@ -265,8 +348,37 @@ static void set_input_region(const uint8_t *region) {
   g_have_input_region = 1;
 }
 
+/* The fuzz input itself (BEGIN_INPUT): a secret it carries is the input's, echoing it is no leak
+ * (a forged cookie holding the key is rightly echoed in the next ClientHello). */
+static const uint8_t *g_input;
+static size_t g_input_n;
+
+/* Whether `hay` holds `s` — without memmem or memcmp, and without coverage instrumentation:
+ * libFuzzer intercepts those and its comparison tracing would hand it the secret to put into an
+ * input (it did: a "leak" of a key it had learnt from the harness's own memmem). A rolling hash
+ * over the windows, confirmed byte by byte. */
+__attribute__((no_sanitize("coverage"))) static int holds(const uint8_t *hay, size_t n, const uint8_t *s, size_t k) {
+  if (k == 0 || n < k) return 0;
+  const uint64_t B = 0x100000001b3ull;
+  uint64_t want = 0, h = 0, top = 1;
+  for (size_t i = 0; i < k; i++) {
+    want = want * B + s[i];
+    h = h * B + hay[i];
+    if (i) top *= B;
+  }
+  for (size_t i = 0;; i++) {
+    if (h == want) {
+      size_t j = 0;
+      while (j < k && hay[i + j] == s[j]) j++;
+      if (j == k) return 1;
+    }
+    if (i + k >= n) return 0;
+    h = (h - hay[i] * top) * B + hay[i + k];
+  }
+}
+
 static int input_holds(const uint8_t *secret, size_t n) {
-  return g_have_input_region && memmem(g_input_plain, REGION_BYTES, secret, n) != NULL;
+  return (g_have_input_region && holds(g_input_plain, REGION_BYTES, secret, n)) || holds(g_input, g_input_n, secret, n);
 }
 
 static int is_zero(const uint8_t *p, size_t n) {
@@ -289,9 +401,29 @@ static void learn_keys(const uint8_t *flash) {
 }
 
 static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
-  if (memmem(d, n, fuzz_psk, sizeof fuzz_psk) && !input_holds(fuzz_psk, sizeof fuzz_psk)) fail("%s contains the PSK", where);
+  if (holds(d, n, fuzz_psk, sizeof fuzz_psk) && !input_holds(fuzz_psk, sizeof fuzz_psk)) fail("%s contains the PSK", where);
   for (int i = 0; i < g_nkeys; i++)
-    if (memmem(d, n, g_keys[i], 16) && !input_holds(g_keys[i], 16)) fail("%s contains a write key (key #%d)", where, i);
+    if (holds(d, n, g_keys[i], 16) && !input_holds(g_keys[i], 16)) fail("%s contains a write key (key #%d)", where, i);
+}
+
+/* After a session-discarded event: no write key the firmware ever persisted may stay anywhere in
+ * linear memory (RAM, the slot images, the I/O buffer) or on flash, unless a valid slot holding a
+ * session (flag 1) still has it (a newer session's) or the input carries it. */
+__attribute__((no_sanitize("coverage"))) static void check_keys_gone(uint32_t reason) {
+  for (int i = 0; i < g_nkeys; i++) {
+    const uint8_t *k = g_keys[i];
+    int live = 0;
+    for (int sl = 0; sl < 2 && !live; sl++) {
+      const uint8_t *slot = g_flash + SLOT_A_AT + sl * SLOT_BYTES;
+      live = slot_valid(slot) && (slot[12] & 1) && (holds(slot + 20, 16, k, 16) || holds(slot + 36, 16, k, 16));
+    }
+    if (live || input_holds(k, 16)) continue;
+    if (holds(g_flash, REGION_BYTES, k, 16)) fail("session discarded (reason %u) but write key #%d is still on flash", reason, i);
+    if (!holds(g_mem, MEM_BYTES, k, 16)) continue;
+    uint32_t at = 0;
+    while (!holds(g_mem + at, 16, k, 16)) at++;
+    fail("session discarded (reason %u) but write key #%d is still in linear memory at %u (io %u..%u)", reason, i, at, g_io, g_io + g_iocap);
+  }
 }
 
 /* ---- host contract -------------------------------------------------------------------------- */
@@ -325,6 +457,7 @@ static void drain(void) {
     memcpy(g_flash + off, g_mem + g_io + 4, n - 4);
   }
   learn_keys(g_flash);
+  uint32_t discarded = 0;
   for (; !g_hold_tx && !g_hold_all;) {
     uint32_t n = CALL0(poll_event);
     trace_call("poll_event", 0, NULL, n);
@@ -336,7 +469,9 @@ static void drain(void) {
       memcpy(&g_events[g_nevents].a, g_mem + g_io + 4, 4);
       g_nevents++;
     }
+    if (g_mem[g_io] == EV_SESSION_DISCARDED) memcpy(&discarded, g_mem + g_io + 4, 4), discarded |= 0x80000000u;
   }
+  if (discarded) check_keys_gone(discarded & 0x7fffffffu);
   for (; !g_hold_tx && !g_hold_all;) {
     uint32_t n = CALL0(poll_transmit);
     trace_call("poll_transmit", 0, NULL, n);
@@ -367,6 +502,9 @@ static void do_reset(void) {
 static uint32_t do_datagram(int64_t now, uint32_t len, const uint8_t *bytes, uint32_t have) {
   g_now = now;
   io_put(0, bytes, have < g_iocap ? have : g_iocap);
+  /* The datagram is `len` bytes (bytes the input does not hold are what io held before); a length
+   * above the buffer must not be read at all. */
+  g_io_in = len <= g_iocap ? len : 0;
   uint32_t r = CALLN(handle_datagram, now, len);
   TRACED(r, "handle_datagram", 2, now, len);
   drain();
@@ -381,21 +519,64 @@ static uint32_t do_timeout(int64_t now) {
   return r;
 }
 
+/* Whether flash holds a session record the firmware itself wrote (not an input's region) for the
+ * credentials on flash, and both slots are sealed: boot must then restore it, or retire it by a
+ * policy. (With one slot torn, a firmware may refuse the survivor: it may be older than what went
+ * on the wire — docs/persistence.md on main.) */
+static int own_session_on_flash(void) {
+  if (g_have_input_region || g_hold_all || g_hold_tx) return 0;
+  if (!slot_valid(g_flash + SLOT_A_AT) || !slot_valid(g_flash + SLOT_A_AT + SLOT_BYTES)) return 0;
+  const uint8_t *s = newest_slot(g_flash);
+  uint32_t cc = crc32_ieee(g_flash, 184), sc, stored;
+  if (!s || !(s[12] & 1)) return 0;
+  memcpy(&sc, s + 8, 4);
+  memcpy(&stored, g_flash + 184, 4);
+  return sc == cc && stored == cc;
+}
+
 static int32_t do_boot(int64_t now) {
   g_now = now;
+  int own = own_session_on_flash();
   io_put(0, g_flash, REGION_BYTES);
   int32_t r = (int32_t)CALLN(boot, now, REGION_BYTES);
   TRACED(r, "boot", 2, now, REGION_BYTES);
   drain();
+  if (own && r >= 0 && !g_power_lost && r != 2 /* resumed: docs/abi.md session states */) {
+    uint32_t why = 0;
+    for (int i = 0; i < g_nevents; i++)
+      if (g_events[i].type == EV_SESSION_DISCARDED) why = g_events[i].a;
+    /* Policies that retire a record at restore: max-age, unconfirmed restores, record limit,
+     * failed-authentication limit. */
+    if (why < 1 || why > 4)
+      fail("boot did not restore the session record the firmware wrote itself (boot returned %d, discard reason %u)", r, why);
+  }
   return r;
 }
 
+/* The outbox count the persisted record says, or -1 when flash may lag RAM (writes held, power
+ * lost) or holds no record. */
+static int persisted_outbox(void) {
+  if (g_hold_all || g_power_lost) return -1;
+  const uint8_t *s = newest_slot(g_flash);
+  return s && s[148] <= 6 ? s[148] : -1;
+}
+
+static int32_t session_state(void);
+
+/* Invariant: a well-formed publish in a booted session succeeds while the outbox has room (6
+ * entries) and is refused with -3 only when it is full. */
 static int64_t do_publish(int64_t now, const uint8_t *name, uint32_t nameLen, const uint8_t *data, uint32_t dataLen) {
   g_now = now;
+  int queued = persisted_outbox();
+  int32_t st = session_state();
   io_put(0, name, nameLen);
   io_put(nameLen, data, dataLen);
   int64_t r = (int64_t)CALLN(publish, now, nameLen, dataLen);
   TRACED(r, "publish", 3, now, nameLen, dataLen);
+  if (st != SS_OFF && queued >= 0 && nameLen >= 1 && nameLen <= 15 && dataLen <= 43) {
+    if (queued < 6 && r < 0) fail("publish refused (%lld) with %d of 6 outbox entries in use", (long long)r, queued);
+    if (queued == 6 && r != -3) fail("publish into a full outbox (6 entries) returned %lld, not -3", (long long)r);
+  }
   drain();
   return r;
 }
@@ -513,7 +694,8 @@ static void harness_init(void) {
   if (m->size != MEM_BYTES) fail("memory is %llu bytes, expected one 64 KiB page", (unsigned long long)m->size);
   g_mem = m->data;
   CATCH_TRAPS();
-  CALL0(_start);
+  g_call = "_start";
+  Z_sessionZ__start(&g_inst);
   g_io = CALL0(io_ptr);
   g_iocap = CALL0(io_capacity);
   g_heap = CALL0(heap_offset);
@@ -529,6 +711,39 @@ static void harness_init(void) {
   g_nkeys_base = g_nkeys;
 }
 
+/* RAM lost (power cut, deep sleep, a re-profiled board): fresh state, seeded, booted from flash. */
+static uint32_t g_wakes;
+static int32_t wake(void) {
+  do_reset();
+  uint8_t entropy[48];
+  for (int i = 0; i < 48; i++) entropy[i] = (uint8_t)(i * 31 + g_wakes * 7);
+  g_wakes++;
+  do_seed(entropy, sizeof entropy);
+  return do_boot(g_now);
+}
+
+/* The credentials on flash switched to `profile` (0 legacy, 1 fixed, 2 default), the slots' copy
+ * of the credentials CRC and their own CRCs fixed: the same session, restored under another
+ * profile's rules (the captured conversation is the default profile's). Then a wake. */
+static void reprofile_and_wake(uint8_t profile, int hint_acted_now) {
+  if (g_hold_all || g_power_lost) return;
+  g_flash[4] = profile;
+  uint32_t cc = crc32_ieee(g_flash, 184);
+  memcpy(g_flash + 184, &cc, 4);
+  /* Optionally the truncated-record hint acted on "just now" (RTC seconds + 1, docs/abi.md): the
+   * hint window is closed after the wake. */
+  uint32_t acted = (uint32_t)(g_now / 1000) + 1;
+  for (int sl = 0; sl < 2; sl++) {
+    uint8_t *slot = g_flash + SLOT_A_AT + sl * SLOT_BYTES;
+    if (!slot_valid(slot)) continue;
+    memcpy(slot + 8, &cc, 4);
+    if (hint_acted_now) memcpy(slot + 88, &acted, 4);
+    uint32_t c = crc32_ieee(slot, 540);
+    memcpy(slot + 540, &c, 4);
+  }
+  wake();
+}
+
 /* ---- the per-datagram invariants (every target that feeds datagrams) ------------------------ */
 
 /* Per-record outcomes: accepted, a server retransmission, or a drop* reason. */
@@ -541,7 +756,11 @@ static uint32_t outcomes(const uint32_t *c, uint32_t n) {
 
 /* Reasons a session may end for, triggered by records that did not authenticate. */
 static int reason_allowed_unauthenticated(uint32_t reason) {
-  return reason == 4 /* failed-auth-limit: the policy itself */ || reason == 7 /* reset token, verified */;
+  /* The legacy and fixed profiles (credentials byte 4 on flash: 0, 1) treat a truncated record as
+   * fatal whatever the session's state, as Device OS did (docs/abi.md, profiles). */
+  int device_os = g_flash[4] <= 1;
+  return reason == 4 /* failed-auth-limit: the policy itself */ || reason == 7 /* reset token, verified */ ||
+         (reason == 8 && device_os);
 }
 /* Reasons that need an authenticated record. */
 static int reason_needs_auth(uint32_t reason) {
