@@ -282,12 +282,12 @@ export const MUTANTS = [
   // --- the cloud --------------------------------------------------------------------------------------------
   {
     id: 'cloud-claims-ignore-incarnation', why: "a re-provisioned device's events are swallowed as duplicates",
-    edits: [{ file: 'host/cloud/events.ts', from: "return ev.incarnation === null ? `${ev.deviceId}:${ev.seq}` : `${ev.deviceId}:${ev.incarnation}:${ev.seq}`;", to: 'return `${ev.deviceId}:${ev.seq}`;' }],
+    edits: [{ file: 'host/cloud/events.ts', from: "return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;", to: 'return `${device}:${ev.seq}`;' }],
     tests: [HARDENING], pattern: 're-provisioned device starts a new event stream',
   },
   {
     id: 'cloud-no-dedupe', why: 'every retransmitted event is delivered again',
-    edits: [{ file: 'host/cloud/events.ts', from: "if (exp !== undefined && exp > nowMs) return 'duplicate';", to: '' }],
+    edits: [{ file: 'host/cloud/events.ts', from: "if (claim !== undefined && claim.expMs > nowMs) return claim.hash === hash ? 'duplicate' : 'conflict';", to: "if (claim !== undefined && claim.expMs > nowMs && claim.hash !== hash) return 'conflict';" }],
     tests: [WEBHOOK],
   },
   // --- issue 18: bugs in the Redis event log that its tests missed -----------------------------------------
