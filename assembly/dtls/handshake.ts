@@ -507,7 +507,9 @@ function onServerFinished(now: i64, seq: u32, body: usize, len: i32): bool {
   transcriptHash(HASH);
   tlsPrfSha256(MASTER_SECRET, 48, LABEL_SERVER_FINISHED, LABEL_FINISHED_LEN, HASH, 32, VERIFY, FINISHED_BYTES);
   if (!ctEqual(VERIFY, body, FINISHED_BYTES)) {
-    // Authenticated by the record layer yet wrong: the server derived different secrets.
+    // Authenticated by the record layer yet wrong: the server derived different secrets. The
+    // record was received whole and acted on (like a fatal alert): the datagram counts accepted.
+    C.count(C.C_RX_RECORDS_OK);
     conn.transition(conn.S_FAILED, conn.E_BAD_SERVER_FINISHED, now);
     return false;
   }
