@@ -89,7 +89,7 @@ export const MUTANTS = [
   },
   {
     id: 'stale-coap-uncounted', why: '9.9 stale CoAP ACKs are ignored without a counter',
-    edits: [{ file: 'assembly/session/session.ts', from: '      C.count(C.C_COAP_STALE_IGNORED);', to: '' }],
+    edits: [{ file: 'assembly/session/session.ts', from: '      C.count(C.C_COAP_STALE_IGNORED); // an ACK or RST for nothing in flight (late duplicate)', to: '' }],
     tests: [HARDENING],
   },
   {
@@ -212,6 +212,16 @@ export const MUTANTS = [
     id: 'closed-after-finished-waits', why: "a close_notify behind the server's Finished leaves the session handshaking with no timer",
     edits: [{ file: 'assembly/session/session.ts', from: '} else if (dtls.state == dtls.S_FAILED || dtls.state == dtls.S_CLOSED) {', to: '} else if (dtls.state == dtls.S_FAILED) {' }],
     tests: ['test/host/single-fault.test.ts'], pattern: 'close_notify in one datagram',
+  },
+  {
+    id: 'event-ack-token-unchecked', why: "an ACK with the event's message ID but another request's token is taken as its ACK (rollback: reused IDs)",
+    edits: [{ file: 'assembly/session/session.ts', from: "    if (outKind == KIND_EVENT && type == coap.COAP_ACK\n", to: "    if (false && outKind == KIND_EVENT && type == coap.COAP_ACK\n" }],
+    tests: ['test/host/single-fault.test.ts'], pattern: 'another token',
+  },
+  {
+    id: 'cloud-dedupe-by-id-only', why: 'the cloud answers a reused message ID with other content from its cache: the request is never read',
+    edits: [{ file: 'host/cloud/core-coap.ts', from: 'if (seen && seen.expiresMs > nowMs && seen.request === requestDigest) {', to: 'if (seen && seen.expiresMs > nowMs) {' }],
+    tests: ['test/host/cloud-units.test.ts'], pattern: 'reused message ID',
   },
   // --- issue 17: bugs an outside mutation audit planted that no test caught -----------------------------
   // The keyGeneration guard in commit(): no export of the shipped module reaches it (every path that

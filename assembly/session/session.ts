@@ -76,6 +76,8 @@ const KIND_NONE: i32 = 0;
 const KIND_PING: i32 = 1;
 const KIND_EVENT: i32 = 2;
 let outKind: i32 = KIND_NONE;
+const EVENT_TOKEN_BYTES: i32 = 4;
+const OUT_TOKEN: usize = memory.data(EVENT_TOKEN_BYTES, 4);
 let outMid: u32 = 0;
 let outEventSeq: u32 = 0;
 let outTransmissions: i32 = 0;
@@ -509,8 +511,11 @@ function kick(now: i64): void {
   if (outboxCount() > 0) {
     const e = outboxEntry(0);
     const mid = nextMid();
-    store<u16>(SCRATCH, bswap<u16>(<u16>mid)); // token = the message ID: unique enough for NSTART 1
-    let at = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_POST, mid, SCRATCH, 2);
+    // A random token: message IDs come from flash, and a flash image written back reuses them, so
+    // an answer to an earlier request with the same ID (late, or from before the rollback) must not
+    // match this one.
+    hmacDrbgGenerate(DRBG, OUT_TOKEN, EVENT_TOKEN_BYTES, 0, 0);
+    let at = coap.writeHeader(MESSAGE, coap.COAP_CON, coap.CODE_POST, mid, OUT_TOKEN, EVENT_TOKEN_BYTES);
     at = coap.writeUriPath(MESSAGE, at, 0, PATH_EVENTS, 1);
     at = coap.writeUriPath(MESSAGE, at, coap.URI_PATH_OPTION, e + P.OUTBOX_NAME, <i32>load<u8>(e + P.OUTBOX_NAME_LEN));
     at = coap.writeOptionU32(MESSAGE, at, coap.URI_PATH_OPTION, coap.EVENT_INCARNATION_OPTION, P.SLOT_IMAGE + P.SLOT_INCARNATION);
@@ -568,6 +573,11 @@ function receiveCoap(now: i64, p: usize, len: i32): void {
   if (type == coap.COAP_ACK || type == coap.COAP_RST) {
     if (outKind == KIND_NONE || coap.msgId != outMid) {
       C.count(C.C_COAP_STALE_IGNORED); // an ACK or RST for nothing in flight (late duplicate)
+      return;
+    }
+    if (outKind == KIND_EVENT && type == coap.COAP_ACK
+      && (coap.msgTokenLen != EVENT_TOKEN_BYTES || !ctEqual(coap.msgToken, OUT_TOKEN, EVENT_TOKEN_BYTES))) {
+      C.count(C.C_COAP_STALE_IGNORED); // the same message ID, another request's answer
       return;
     }
     if (type == coap.COAP_RST) {

@@ -22,6 +22,7 @@ import {
   uriPath,
   type CoapMessage,
 } from './coap.ts';
+import { createHash } from 'node:crypto';
 import { BoundedMap } from './bounded.ts';
 
 /** CoAP path of device events: POST /e/<name>, payload = event seq (u32 big-endian) || data. */
@@ -49,6 +50,8 @@ export interface CoapPlan {
   /** For an event: the answer instead of `response` when its id is claimed for other content (4.09; null for a NON). */
   conflictResponse?: Buffer | null;
   dedupeKey?: string;
+  /** Digest of the request under `dedupeKey`: only the same bytes again are a retransmission. */
+  requestDigest?: string;
   ackedMid?: { mid: number; rst: boolean };
   /** A CoAP-level drop reason (the record itself authenticated). */
   drop?: string;
@@ -60,7 +63,7 @@ export interface CoapPlan {
  * answer is kept as a latin1 string: a few bytes in the heap rather than a pool slice that pins
  * 8 KiB (100,000 entries).
  */
-export type DedupeTable = BoundedMap<string, { response: string | null; expiresMs: number }>;
+export type DedupeTable = BoundedMap<string, { response: string | null; expiresMs: number; request: string }>;
 
 /** Decides the CoAP reaction before the window update, so the reply's sequence number is reserved with it. */
 export function planCoap(dedupe: DedupeTable, sid: string, content: Buffer, nowMs: number): CoapPlan {
@@ -71,25 +74,29 @@ export function planCoap(dedupe: DedupeTable, sid: string, content: Buffer, nowM
   }
   const dedupeKey = `${sid}|${m.mid}`;
   const seen = dedupe.get(dedupeKey);
-  if (seen && seen.expiresMs > nowMs) {
+  // A retransmission is the same message again. The same message ID with other bytes is a device
+  // whose state went back (an older flash image): answering it from the cache would ACK a request
+  // never read, so it is taken as new (docs/persistence.md).
+  const requestDigest = createHash('sha256').update(content).digest('base64').slice(0, 12);
+  if (seen && seen.expiresMs > nowMs && seen.request === requestDigest) {
     return { outCount: seen.response !== null ? 1 : 0, response: seen.response !== null ? Buffer.from(seen.response, 'latin1') : null, kind: 'duplicate' };
   }
   if (m.type === COAP_CON) {
     if (m.code === CODE_EMPTY) {
       // CoAP ping. RFC 7252 §4.3 answers with RST; we answer with an empty ACK, because the
       // legacy device profile treats any RST as "discard the session" (docs/protocol.md).
-      return { outCount: 1, response: encodeCoap({ type: COAP_ACK, code: CODE_EMPTY, mid: m.mid }), dedupeKey, kind: 'ping' };
+      return { outCount: 1, response: encodeCoap({ type: COAP_ACK, code: CODE_EMPTY, mid: m.mid }), dedupeKey, requestDigest, kind: 'ping' };
     }
     if (m.code >= 0x20) {
       // A response in a CON from the device: nothing of ours is waiting for it; reject.
-      return { outCount: 1, response: encodeCoap({ type: COAP_RST, code: CODE_EMPTY, mid: m.mid }), dedupeKey, kind: 'unexpected_response' };
+      return { outCount: 1, response: encodeCoap({ type: COAP_RST, code: CODE_EMPTY, mid: m.mid }), dedupeKey, requestDigest, kind: 'unexpected_response' };
     }
   }
   if (m.type === COAP_NON && m.code === CODE_EMPTY) return { outCount: 0, response: null, drop: 'coap_malformed', kind: 'malformed' };
   const { code, event, kind } = request(m);
   const answer = (c: number) => (m.type === COAP_CON ? encodeCoap({ type: COAP_ACK, code: c, mid: m.mid, token: m.token }) : null);
   const response = answer(code);
-  return { outCount: response ? 1 : 0, response, dedupeKey, event, kind, ...(event ? { conflictResponse: answer(CODE_CONFLICT) } : {}) };
+  return { outCount: response ? 1 : 0, response, dedupeKey, requestDigest, event, kind, ...(event ? { conflictResponse: answer(CODE_CONFLICT) } : {}) };
 }
 
 /** Uri-Host, Uri-Port (this cloud is the only origin, so they change nothing), Uri-Path, Uri-Query. */

@@ -197,7 +197,9 @@ export class Sessions {
       }
     }
     stats.inc('coap', plan.kind);
-    if (plan.dedupeKey) this.#dedupe.set(plan.dedupeKey, { response: response && response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs });
+    if (plan.dedupeKey) {
+      this.#dedupe.set(plan.dedupeKey, { response: response && response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs, request: plan.requestDigest ?? '' });
+    }
     if (response) {
       out.transmits.push({ to: from, data: sealRecord(keys.server, CT_APPLICATION_DATA, s.epoch, acc.outSeq, response, peerCid) });
       stats.inc('records_out', 'application_data');

@@ -20,6 +20,8 @@ import { parseRecord, SERVER_CID_BYTES } from '../../host/cloud/wire.ts';
 import { EMPTY_WINDOW, windowAccept } from '../../host/cloud/store.ts';
 import { parseClientHello, parseHandshakeFragments } from '../../host/cloud/handshake.ts';
 import { encodeCoap, parseCoap } from '../../host/cloud/coap.ts';
+import { type DedupeTable, planCoap } from '../../host/cloud/core-coap.ts';
+import { BoundedMap } from '../../host/cloud/bounded.ts';
 import { HealRateLimiter, MALFORMED_LENGTH_FIELD, malformedDatagram, resetDatagram } from '../../host/cloud/heal.ts';
 import { DevicesError, Secret, parseDevicesJson } from '../../host/cloud/devices.ts';
 import { cloudOptionsFromArgs, runCloudCommand } from '../../host/cloud/cli.ts';
@@ -325,5 +327,19 @@ describe('cloud CLI flags', () => {
     assert.equal(o.metricsPort, 9100);
     assert.deepEqual(parseHeal('none'), { resetToken: false, malformed: false });
     assert.equal(cloudOptionsFromArgs(['--devices', 'f']).port, 5684);
+  });
+});
+
+describe('CoAP de-duplication (issue 17: rollback)', () => {
+  it('answers the same request again from its cache, and reads a reused message ID with other content as a new request', () => {
+    const dedupe: DedupeTable = new BoundedMap(16);
+    const event = (data: string) => encodeCoap({ type: 0, code: 0x02, mid: 0x1234, token: Buffer.from([1, 2, 3, 4]), options: [{ number: 11, value: Buffer.from('e') }, { number: 11, value: Buffer.from('t') }], payload: Buffer.concat([Buffer.from([0, 0, 0, 1]), Buffer.from(data)]) });
+    const first = planCoap(dedupe, 'dev', event('one'), 1_000);
+    assert.equal(first.kind, 'event');
+    dedupe.set(first.dedupeKey!, { response: first.response!.toString('latin1'), expiresMs: 200_000, request: first.requestDigest! });
+    assert.equal(planCoap(dedupe, 'dev', event('one'), 2_000).kind, 'duplicate');
+    const other = planCoap(dedupe, 'dev', event('two'), 2_000);
+    assert.equal(other.kind, 'event', 'a reused message ID with other content was answered from the cache');
+    assert.equal(other.event?.data.toString(), 'two');
   });
 });

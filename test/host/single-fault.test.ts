@@ -267,3 +267,49 @@ describe('issue 17.1: keys in a slot that rotted', () => {
     });
   }
 });
+
+describe('rollback within the CoAP exchange lifetime (247 s): an answer must belong to its own request', () => {
+  it('the cloud reads a reused message ID with other content as a new request; the reading is delivered', async () => {
+    const h = new AbiHarness({ seed: 'quick-rollback', profile: 'default' });
+    await h.provision();
+    await h.wakeAndConfirm();
+    await h.sleep();
+    const older = h.memory.snapshot();
+    h.nowMs += 5_000;
+    await h.boot();
+    await h.converse();
+    await h.publish('t', Buffer.from('one'));
+    await h.converse();
+    await h.sleep();
+    h.memory.bytes.set(older); // written back seconds later: same next message ID, same event number
+    h.nowMs += 5_000;
+    await h.boot();
+    await h.converse();
+    await h.publish('t', Buffer.from('two'));
+    // Its records carry sequence numbers the cloud has seen (dropped as replays) until the CoAP
+    // give-up's handshake: about a minute.
+    for (let i = 0; i < 40; i++) {
+      await h.deliverAllGenuine();
+      await h.advance(3_000);
+    }
+    const delivered = h.cloudEvents.filter((e) => e.kind === 'event').map((e) => (e as { data: Buffer }).data.toString());
+    assert.deepEqual(delivered.sort(), ['one', 'two'], 'a reading was answered from the cache of another request');
+  });
+
+  it('an ACK with the in-flight message ID but another token is not taken for the event', async () => {
+    const h = new AbiHarness({ seed: 'stale-token', profile: 'default' });
+    await h.provision();
+    await h.wakeAndConfirm();
+    await h.publish('t', Buffer.from('reading'));
+    const con = h.openedUplink().filter((r) => r && r.type === CT_APPLICATION_DATA && (r.content[0] >> 4 & 3) === 0).at(-1)!;
+    const mid = con.content.readUInt16BE(2);
+    h.downlink.length = 0;
+    const mark = h.deviceEvents.length;
+    const before = h.fw!.counters().coapStaleIgnored;
+    const otherToken = Buffer.from([0, 0, 0, 0]);
+    await h.deliver(h.sealToDevice(CT_APPLICATION_DATA, Buffer.concat([Buffer.from([0x64, 0x44, mid >> 8, mid & 0xff]), otherToken]), 100_000n));
+    assert.ok(!h.deviceEvents.slice(mark).some((e) => e.type === 'event-acked'), 'taken as the ACK of the event');
+    assert.equal(h.fw!.counters().coapStaleIgnored, before + 1);
+    assert.equal(newestSlot(h.memory.bytes)!.outbox, 1);
+  });
+});
