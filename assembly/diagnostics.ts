@@ -5,7 +5,7 @@ import {
   AES128_CTX_BYTES, DRBG_CTX_BYTES, aes128EncryptBlock, aes128ExpandKey, ccmOpen, ccmSeal, hmacDrbgGenerate,
   hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
 } from './crypto/index';
-import { p256Ecdh, p256Keygen, p256PublicKey, p256Sign, p256Verify } from './crypto/p256';
+import { p256Ecdh, p256Keygen, p256PublicKey, p256ScratchIsClear, p256Sign, p256Verify } from './crypto/p256';
 import { IO, fitsIo } from './io';
 import * as dtls from './dtls/client';
 
@@ -128,4 +128,9 @@ export function crypto_p256_verify(pubLen: i32): i32 {
 export function crypto_p256_keygen(): i32 {
   const rc = p256Keygen(TEST_DRBG, IO, IO + 32);
   return rc < 0 ? rc : 97;
+}
+
+/** 1 when the P-256 scratch (secret scalars, nonces, intermediate points) is all zeros, else 0. */
+export function crypto_p256_scratch_clear(): i32 {
+  return p256ScratchIsClear() ? 1 : 0;
 }

@@ -82,6 +82,14 @@ export function p256Wipe(): void {
   zeroize(FIELD_SCRATCH, FIELD_SCRATCH_BYTES);
 }
 
+/** True when every byte of curve and field scratch is zero (tests: the exports leave no secret behind). */
+export function p256ScratchIsClear(): bool {
+  let acc: u32 = 0;
+  for (let i = 0; i < SCRATCH_BYTES; i++) acc |= load<u8>(SCRATCH + <usize>i);
+  for (let i = 0; i < FIELD_SCRATCH_BYTES; i++) acc |= load<u8>(FIELD_SCRATCH + <usize>i);
+  return acc == 0;
+}
+
 // --- Field shorthands ---------------------------------------------------------------------------
 @inline function fmul(r: usize, a: usize, b: usize): void { montMul(r, a, b, MOD_P); }
 @inline function fadd(r: usize, a: usize, b: usize): void { modAdd(r, a, b, MOD_P); }
