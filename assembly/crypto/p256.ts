@@ -9,12 +9,12 @@
 // right.
 //
 // Scalar multiplication (public key, ECDH, the ECDSA nonce): fixed window of 3 bits over 258 bits
-// (86 windows: 3 doublings and one addition each, whatever the digit), the table 0·P … 7·P read
-// by a masked scan of all 8 entries, so neither the instruction trace nor the addresses touched
-// depend on the scalar. Verification (public inputs only) uses Shamir's trick with branches.
+// (86 windows: 3 doublings and one addition each, whatever the digit), the table 1·P … 7·P read
+// by a masked scan of all entries (infinity when the digit is 0), so neither the instruction
+// trace nor the addresses touched depend on the scalar. Verification (public inputs only) uses Shamir's trick with branches.
 //
-// Static scratch only (SCRATCH below, 1,576 bytes, plus 104 bytes of field scratch): the window
-// table is 768 of them. Every export wipes all of it before returning, since it holds secret
+// Static scratch only (SCRATCH below, 1,480 bytes, plus 104 bytes of field scratch): the window
+// table is 672 of them. Every export wipes all of it before returning, since it holds secret
 // scalars, nonces and intermediate points.
 import {
   FIELD_SCRATCH, FIELD_SCRATCH_BYTES, FE_ONE, MOD_N, MOD_P, feFromBytes, feIsZero, feLess, feToBytes,
@@ -55,11 +55,11 @@ const ENTRIES: i32 = 1 << WINDOW;
 const WINDOWS: i32 = (256 + WINDOW - 1) / WINDOW;
 
 // --- Static scratch: one block, wiped as a whole ----------------------------------------------
-const SCRATCH_BYTES: i32 = ENTRIES * <i32>POINT + 2 * <i32>POINT + 8 * 32 + 9 * 32 + <i32>DRBG_CTX_BYTES;
+const SCRATCH_BYTES: i32 = (ENTRIES - 1) * <i32>POINT + 2 * <i32>POINT + 8 * 32 + 9 * 32 + <i32>DRBG_CTX_BYTES;
 const SCRATCH: usize = memory.data(SCRATCH_BYTES, 16);
-/** The window table: TAB + i·96 = i·P. TAB + 96 is where the input point is loaded. */
+/** The window table 1·P … 7·P: ENTRY(i) = TAB + (i − 1)·96; 0·P (infinity) is not stored. P is loaded at TAB. */
 const TAB: usize = SCRATCH;
-const ACC: usize = TAB + <usize>ENTRIES * POINT;
+const ACC: usize = TAB + <usize>(ENTRIES - 1) * POINT;
 /** The table entry the masked scan selects. */
 const SEL: usize = ACC + POINT;
 /** Field temporaries of the point formulas. */
@@ -159,25 +159,26 @@ function toAffine(x: usize, y: usize, p: usize): u32 {
 }
 
 /**
- * ACC = k·P, P the point at TAB + 96, k the limbs at K (any 256-bit value). Constant time: the
+ * ACC = k·P, P the point at TAB, k the limbs at K (any 256-bit value). Constant time: the
  * same additions and the same memory addresses for every k.
  */
 function scalarMult(): void {
-  setInfinity(TAB);
-  for (let i = 2; i < ENTRIES; i++) {
-    pointAdd(TAB + <usize>i * POINT, TAB + <usize>(i - 1) * POINT, TAB + POINT);
+  for (let i = 1; i < ENTRIES - 1; i++) {
+    pointAdd(TAB + <usize>i * POINT, TAB + <usize>(i - 1) * POINT, TAB); // (i + 1)·P = i·P + P
   }
   setInfinity(ACC);
   for (let w = WINDOWS - 1; w >= 0; w--) {
     for (let d = 0; d < WINDOW; d++) pointAdd(ACC, ACC, ACC);
     let digit: u32 = 0;
     for (let j = 0; j < WINDOW; j++) digit |= bit(K, w * WINDOW + j) << <u32>j;
-    // masked scan: every entry is read, the one equal to the digit is kept
-    memory.fill(SEL, 0, POINT);
-    for (let e = 0; e < ENTRIES; e++) {
+    // masked scan: start from infinity (digit 0), read every entry, keep the one equal to the digit
+    setInfinity(SEL);
+    for (let e = 1; e < ENTRIES; e++) {
       const mask: u32 = 0 - ((((<u32>e ^ digit) - 1) >> 31) & 1);
-      const entry = TAB + <usize>e * POINT;
-      for (let j: usize = 0; j < POINT; j += 4) store<u32>(SEL + j, load<u32>(SEL + j) | (load<u32>(entry + j) & mask));
+      const entry = TAB + <usize>(e - 1) * POINT;
+      for (let j: usize = 0; j < POINT; j += 4) {
+        store<u32>(SEL + j, (load<u32>(SEL + j) & ~mask) | (load<u32>(entry + j) & mask));
+      }
     }
     pointAdd(ACC, ACC, SEL);
   }
@@ -206,7 +207,7 @@ function decodePoint(p: usize, enc: usize, len: i32): u32 {
 
 /** True when `len` bytes at `enc` are an uncompressed P-256 public key of a point on the curve. */
 export function p256ValidPublicKey(enc: usize, len: i32): bool {
-  const ok = decodePoint(TAB + POINT, enc, len);
+  const ok = decodePoint(TAB, enc, len);
   p256Wipe();
   return ok != 0;
 }
@@ -215,7 +216,7 @@ export function p256ValidPublicKey(enc: usize, len: i32): bool {
 export function p256PublicKey(pub: usize, priv: usize): i32 {
   let rc = P256_ERR_SCALAR;
   if (loadScalar(K, priv)) {
-    loadPoint(TAB + POINT, G_XY);
+    loadPoint(TAB, G_XY);
     scalarMult();
     toAffine(AX, AY, ACC);
     encodePoint(pub);
@@ -231,7 +232,7 @@ export function p256PublicKey(pub: usize, priv: usize): i32 {
  */
 export function p256Ecdh(shared: usize, priv: usize, pub: usize, pubLen: i32): i32 {
   let rc = P256_ERR_POINT;
-  if (decodePoint(TAB + POINT, pub, pubLen)) {
+  if (decodePoint(TAB, pub, pubLen)) {
     rc = P256_ERR_SCALAR;
     if (loadScalar(K, priv)) {
       scalarMult();
@@ -265,7 +266,7 @@ export function p256Sign(sig: usize, priv: usize, hash: usize): i32 {
     while (true) {
       hmacDrbgGenerate(NONCE_DRBG, AY, 32, 0, 0); // fresh instance: never asks for a reseed
       if (!loadScalar(K, AY)) continue; // k outside [1, n − 1]: RFC 6979 step h.3
-      loadPoint(TAB + POINT, G_XY);
+      loadPoint(TAB, G_XY);
       scalarMult();
       toAffine(AX, AY, ACC);
       modReduce(SIG_R, AX, MOD_N); // r = x mod n
@@ -294,7 +295,7 @@ export function p256Sign(sig: usize, priv: usize, hash: usize): i32 {
  */
 export function p256Verify(pub: usize, pubLen: i32, hash: usize, sig: usize): i32 {
   let rc = P256_ERR_POINT;
-  if (decodePoint(TAB + 2 * POINT, pub, pubLen)) {
+  if (decodePoint(TAB + POINT, pub, pubLen)) {
     rc = P256_ERR_SIGNATURE;
     if (loadScalar(SIG_R, sig) & loadScalar(SIG_S, sig + 32)) {
       feFromBytes(E, hash);
@@ -303,14 +304,14 @@ export function p256Verify(pub: usize, pubLen: i32, hash: usize, sig: usize): i3
       montInv(S2, S2, MOD_N); // w·R, w = s⁻¹
       montMul(S1, E, S2, MOD_N); // u1 = e·w
       montMul(K, SIG_R, S2, MOD_N); // u2 = r·w
-      // TAB + 96 = G, + 192 = Q, + 288 = G + Q; R = u1·G + u2·Q, one bit of each per step
-      loadPoint(TAB + POINT, G_XY);
-      pointAdd(TAB + 3 * POINT, TAB + POINT, TAB + 2 * POINT);
+      // entries 1 = G, 2 = Q, 3 = G + Q; R = u1·G + u2·Q, one bit of each per step
+      loadPoint(TAB, G_XY);
+      pointAdd(TAB + 2 * POINT, TAB, TAB + POINT);
       setInfinity(ACC);
       for (let i = 255; i >= 0; i--) {
         pointAdd(ACC, ACC, ACC);
         const d = bit(S1, i) | (bit(K, i) << 1);
-        if (d != 0) pointAdd(ACC, ACC, TAB + <usize>d * POINT);
+        if (d != 0) pointAdd(ACC, ACC, TAB + <usize>(d - 1) * POINT);
       }
       if (toAffine(AX, AY, ACC) == 0) {
         modReduce(AX, AX, MOD_N);
