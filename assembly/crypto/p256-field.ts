@@ -79,8 +79,9 @@ export function montMul(r: usize, a: usize, b: usize, m: usize): void {
     store<u32>(T, <u32>c, 32);
     store<u32>(T, <u32>(c >> 32), 36);
     // add q·m so that the low limb becomes 0, and shift one limb down
-    // q = T[0]·(−m⁻¹) mod 2^32. The mask is needed: with `<u64>(u32 * u32)` the 0.27 optimizer
-    // emitted a full i64.mul of the extended operands (found by the test against node:crypto).
+    // q = T[0]·(−m⁻¹) mod 2^32. The mask is needed: AssemblyScript 0.27 compiles the operand of
+    // `<u64>(…)` in a 64-bit context, so `<u64>(load<u32>(T) * minv)` is a 64-bit product of the
+    // zero-extended values (even at -O0), not a 32-bit one (found by the tests against node:crypto).
     const q = (<u64>load<u32>(T) * <u64>minv) & 0xffffffff;
     c = (<u64>load<u32>(T) + q * <u64>load<u32>(m)) >> 32;
     for (let j: usize = 4; j < 32; j += 4) {

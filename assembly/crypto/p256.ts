@@ -332,6 +332,7 @@ export function p256Keygen(drbg: usize, priv: usize, pub: usize): i32 {
   while (true) {
     if (hmacDrbgGenerate(drbg, priv, 32, 0, 0) != DRBG_OK) {
       zeroize(priv, 32);
+      p256Wipe(); // K may hold a rejected draw
       return P256_ERR_RESEED;
     }
     if (loadScalar(K, priv)) break;

@@ -152,6 +152,32 @@ for (const engineCase of ENGINES) {
       assert.equal(mc.m.call('heap_offset'), heapBefore);
     });
 
+    it('edge inputs: scalars 0, n, 2^256 − 1; x = p; r or s of 0, n, 2^256 − 1; (r, n − s)', async (t) => {
+      const mc = await load(t);
+      if (!mc) return;
+      const { pub, privateKey } = nodeKeys(toBytes(12345n));
+      const msg = Buffer.from('edge'), hash = crypto.createHash('sha256').update(msg).digest();
+      for (const bad of [0n, N, (1n << 256n) - 1n]) {
+        assert.equal(mc.p256Public(toBytes(bad)), -1);
+        assert.equal(mc.p256Ecdh(toBytes(bad), pub), -1);
+        assert.equal(mc.p256Sign(toBytes(bad), hash), -1);
+      }
+      // (p, √b) ≡ (0, √b), a curve point, if the coordinate were reduced mod p
+      const P = 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n;
+      const sqrtB = 0x66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4n;
+      assert.ok(nodeAccepts(Buffer.concat([Buffer.from([4]), toBytes(0n), toBytes(sqrtB)])));
+      const xIsP = Buffer.concat([Buffer.from([4]), toBytes(P), toBytes(sqrtB)]);
+      assert.equal(nodeAccepts(xIsP), false);
+      assert.equal(mc.p256Ecdh(toBytes(1n), xIsP), -2);
+      const sig = crypto.sign('sha256', msg, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      const r = sig.subarray(0, 32), s = sig.subarray(32);
+      for (const bad of [0n, N, (1n << 256n) - 1n]) {
+        assert.equal(mc.p256Verify(pub, hash, Buffer.concat([toBytes(bad), s])), -3, `r = ${bad}`);
+        assert.equal(mc.p256Verify(pub, hash, Buffer.concat([r, toBytes(bad)])), -3, `s = ${bad}`);
+      }
+      assert.equal(mc.p256Verify(pub, hash, Buffer.concat([r, toBytes(N - toBig(s))])), 0, '(r, n − s) is a valid ECDSA signature');
+    });
+
     it('public key lengths that do not fit the I/O buffer are refused without reading it', async (t) => {
       const mc = await load(t);
       if (!mc) return;
