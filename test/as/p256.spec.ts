@@ -10,6 +10,9 @@ import {
   p256ValidPublicKey, p256Verify, p256Keygen,
 } from "../../assembly/crypto/p256";
 import { DRBG_CTX_BYTES, hmacDrbgInstantiate, sha256 } from "../../assembly/crypto/index";
+import {
+  FE_ONE, MOD_N, MOD_P, feFromBytes, feToBytes, modAdd, modReduce, modSub, montInv, montMul,
+} from "../../assembly/crypto/p256-field";
 import { allBytesAre, ascii, filled, fromHex, ptr, toHex } from "./util";
 
 // RFC 6979 A.2.5: private key x and public key U = xG
@@ -25,8 +28,15 @@ const G = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe
 const N = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
 const N_MINUS_1 = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632550";
 const P = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
+const P_MINUS_1 = "ffffffff00000001000000000000000000000000fffffffffffffffffffffffe";
+const P_MINUS_2 = "ffffffff00000001000000000000000000000000fffffffffffffffffffffffd";
+/** (2^256 − 1) mod n */
+const TOP_MOD_N = "00000000ffffffff00000000000000004319055258e8617b0c46353d039cdaae";
 /** (n − 1)·G = −G = (Gx, p − Gy) */
 const MINUS_G = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296b01cbd1c01e58065711814b583f061e9d431cca994cea1313449bf97c840ae0a";
+/** A curve point with y = 5 (found by factoring x³ − 3x + b − 25 over F_p): (X_Y5, p + 5) must be refused. */
+const X_Y5 = "d7325d7646cd60d80a92738ceb345f844cffaf35841022cab176f692de8de1d7";
+const P_PLUS_5 = "ffffffff00000001000000000000000000000001000000000000000000000004";
 /** √b mod p: (0, √b) is on the curve (x = 0 gives y² = b). */
 const SQRT_B = "66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4";
 
@@ -64,6 +74,8 @@ const INVALID_POINTS: string[] = [
   "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2974fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
   // x = p, y = √b: (p mod p, √b) = (0, √b) is on the curve, so only the range check refuses it
   "04" + P + SQRT_B,
+  // y = p + 5 for a point whose y is 5: only the range check on y refuses it
+  "04" + X_Y5 + P_PLUS_5,
   // (0, 0) and all-zero 65 bytes with the prefix: "infinity" as some encoders write it
   "04" + "00".repeat(64),
   // (1, 1)
@@ -133,8 +145,9 @@ describe("P-256 ECDH", () => {
   it("Wycheproof: shared X with leading zeros keeps all 32 bytes (all zeros, 00ff…)", () => {
     for (let i = 0; i < WP.length; i++) expect<string>(ecdh(WP_PRIV, WP[i][0])).toBe(WP[i][1]);
   });
-  it("(0, √b) is a valid peer key: its x is 0", () => {
+  it("(0, √b) and (X_Y5, 5) are valid peer keys (their invalid twins x = p, y = p + 5 below)", () => {
     expect<string>(ecdh(CAVP[0][0], "04" + "00".repeat(32) + SQRT_B).slice(0, 5)).not.toBe("error");
+    expect<string>(ecdh(CAVP[0][0], "04" + X_Y5 + "00".repeat(31) + "05").slice(0, 5)).not.toBe("error");
   });
   it("refuses invalid public keys before touching the private key", () => {
     for (let i = 0; i < INVALID_POINTS.length; i++) {
@@ -234,5 +247,55 @@ describe("P-256 key generation and scratch", () => {
     expect<bool>(p256ScratchIsClear()).toBe(true, "sign");
     verify(RFC_U, h, RFC_SIG_SAMPLE);
     expect<bool>(p256ScratchIsClear()).toBe(true, "verify");
+  });
+});
+
+/** Big-endian hex → limbs → f(limbs…) → big-endian hex. */
+function field1(aHex: string, f: (r: usize, a: usize) => void): string {
+  const a = fromHex(aHex), la = new StaticArray<u8>(32), r = new StaticArray<u8>(32);
+  feFromBytes(ptr(la), ptr(a));
+  f(ptr(r), ptr(la));
+  const out = new StaticArray<u8>(32);
+  feToBytes(ptr(out), ptr(r));
+  return toHex(ptr(out), 32);
+}
+let fieldB: StaticArray<u8> = new StaticArray<u8>(32);
+function withB(bHex: string): void {
+  const b = fromHex(bHex);
+  feFromBytes(ptr(fieldB), ptr(b));
+}
+
+function toFromMont(r: usize, a: usize, m: usize): void {
+  montMul(r, a, m + 32, m);
+  montMul(r, r, FE_ONE, m);
+}
+function inverse(r: usize, a: usize, m: usize): void {
+  montMul(r, a, m + 32, m);
+  montInv(r, r, m);
+  montMul(r, r, FE_ONE, m);
+}
+
+describe("P-256 field and scalar arithmetic at the edges", () => {
+  it("add and subtract wrap at p", () => {
+    withB("00".repeat(31) + "01");
+    expect<string>(field1(P_MINUS_1, (r, a) => modAdd(r, a, ptr(fieldB), MOD_P))).toBe("00".repeat(32));
+    withB(P_MINUS_1);
+    expect<string>(field1(P_MINUS_1, (r, a) => modAdd(r, a, ptr(fieldB), MOD_P))).toBe(P_MINUS_2);
+    withB("00".repeat(31) + "01");
+    expect<string>(field1("00".repeat(32), (r, a) => modSub(r, a, ptr(fieldB), MOD_P))).toBe(P_MINUS_1);
+    withB(P_MINUS_1);
+    expect<string>(field1(P_MINUS_1, (r, a) => modSub(r, a, ptr(fieldB), MOD_P))).toBe("00".repeat(32));
+  });
+  it("reduces n and 2^256 − 1 mod n", () => {
+    expect<string>(field1(N, (r, a) => modReduce(r, a, MOD_N))).toBe("00".repeat(32));
+    expect<string>(field1("ff".repeat(32), (r, a) => modReduce(r, a, MOD_N))).toBe(TOP_MOD_N);
+    expect<string>(field1(N_MINUS_1, (r, a) => modReduce(r, a, MOD_N))).toBe(N_MINUS_1);
+  });
+  it("Montgomery form round trip and the inverse of −1 = −1, mod p and mod n", () => {
+    expect<string>(field1(P_MINUS_1, (r, a) => toFromMont(r, a, MOD_P))).toBe(P_MINUS_1);
+    expect<string>(field1(N_MINUS_1, (r, a) => toFromMont(r, a, MOD_N))).toBe(N_MINUS_1);
+    expect<string>(field1(P_MINUS_1, (r, a) => inverse(r, a, MOD_P))).toBe(P_MINUS_1);
+    expect<string>(field1(N_MINUS_1, (r, a) => inverse(r, a, MOD_N))).toBe(N_MINUS_1);
+    expect<string>(field1("00".repeat(32), (r, a) => inverse(r, a, MOD_P))).toBe("00".repeat(32));
   });
 });

@@ -169,6 +169,12 @@ for (const engineCase of ENGINES) {
       const xIsP = Buffer.concat([Buffer.from([4]), toBytes(P), toBytes(sqrtB)]);
       assert.equal(nodeAccepts(xIsP), false);
       assert.equal(mc.p256Ecdh(toBytes(1n), xIsP), -2);
+      // (X, 5) is a curve point; written with y = p + 5 it must be refused
+      const x5 = 0xd7325d7646cd60d80a92738ceb345f844cffaf35841022cab176f692de8de1d7n;
+      assert.ok(nodeAccepts(Buffer.concat([Buffer.from([4]), toBytes(x5), toBytes(5n)])));
+      const yIsPPlus5 = Buffer.concat([Buffer.from([4]), toBytes(x5), toBytes(P + 5n)]);
+      assert.equal(nodeAccepts(yIsPPlus5), false);
+      assert.equal(mc.p256Ecdh(toBytes(1n), yIsPPlus5), -2);
       const sig = crypto.sign('sha256', msg, { key: privateKey, dsaEncoding: 'ieee-p1363' });
       const r = sig.subarray(0, 32), s = sig.subarray(32);
       for (const bad of [0n, N, (1n << 256n) - 1n]) {
@@ -176,6 +182,15 @@ for (const engineCase of ENGINES) {
         assert.equal(mc.p256Verify(pub, hash, Buffer.concat([r, toBytes(bad)])), -3, `s = ${bad}`);
       }
       assert.equal(mc.p256Verify(pub, hash, Buffer.concat([r, toBytes(N - toBig(s))])), 0, '(r, n − s) is a valid ECDSA signature');
+      // a valid signature with a small s, made for a chosen hash from d and k: e = s·k − r·d mod n;
+      // written with s + n (< 2^256) it must be refused, not reduced
+      const d = 12345n, k = 0x1234567890abcdefn, small = 7n;
+      const kG = crypto.createECDH('prime256v1');
+      kG.setPrivateKey(toBytes(k));
+      const rk = toBig(kG.getPublicKey().subarray(1, 33)) % N;
+      const e = (((small * k - rk * d) % N) + N) % N;
+      assert.equal(mc.p256Verify(pub, toBytes(e), Buffer.concat([toBytes(rk), toBytes(small)])), 0, 'the small-s signature');
+      assert.equal(mc.p256Verify(pub, toBytes(e), Buffer.concat([toBytes(rk), toBytes(small + N)])), -3, 's + n accepted');
     });
 
     it('public key lengths that do not fit the I/O buffer are refused without reading it', async (t) => {

@@ -462,7 +462,11 @@ for (const n of [100, 97]) {
   const minusG = "04" + G.slice(2, 66) + hex32(P256_P - big(G.slice(66)));
   check("P-256 (n − 1)·G = −G", publicOf(N_MINUS_1), minusG);
   check("P-256 (0, √b) is a valid peer key", sharedOf(N_MINUS_1, "04" + hex32(0n) + SQRT_B) !== "(rejected)", true);
-  inSpec("p256.spec.ts", "P-256 constants", G, hex32(P256_N), N_MINUS_1, hex32(P256_P), SQRT_B, minusG);
+  const X_Y5 = "d7325d7646cd60d80a92738ceb345f844cffaf35841022cab176f692de8de1d7";
+  check("P-256 (X_Y5, 5) is on the curve", (big(X_Y5) ** 3n - 3n * big(X_Y5) + P256_B - 25n) % P256_P, 0n);
+  check("P-256 (X_Y5, 5) is a valid peer key", sharedOf(N_MINUS_1, "04" + X_Y5 + hex32(5n)) !== "(rejected)", true);
+  inSpec("p256.spec.ts", "P-256 constants", G, hex32(P256_N), N_MINUS_1, hex32(P256_P), SQRT_B, minusG, X_Y5,
+    hex32(P256_P + 5n), hex32(P256_P - 1n), hex32(P256_P - 2n), hex32((2n ** 256n - 1n) % P256_N));
 
   // RFC 6979 A.2.5: key pair, k as printed in the RFC, signatures
   const RFC = {
@@ -532,12 +536,13 @@ for (const n of [100, 97]) {
     CAVP[0][2].slice(0, -1) + "d",
     "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2974fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
     "04" + hex32(P256_P) + SQRT_B,
+    "04" + X_Y5 + hex32(P256_P + 5n),
     "04" + "00".repeat(64),
     "04" + hex32(1n) + hex32(1n),
   ];
   for (const pub of invalid) {
     check(`P-256 invalid point ${pub.slice(0, 20)}… refused by node:crypto`, sharedOf(CAVP[0][0], pub), "(rejected)");
-    if (!pub.startsWith("04" + hex32(P256_P)) && !pub.startsWith("04" + "00".repeat(32))) inSpec("p256.spec.ts", "P-256 invalid point", pub);
+    if (!pub.startsWith("04" + hex32(P256_P)) && !pub.startsWith("04" + "00".repeat(32)) && !pub.startsWith("04" + X_Y5)) inSpec("p256.spec.ts", "P-256 invalid point", pub);
   }
 }
 
