@@ -36,6 +36,35 @@ function nodeKeys(priv: Uint8Array): { pub: Buffer; privateKey: crypto.KeyObject
   };
 }
 
+// A small affine P-256 in BigInt (test reference only: variable time, slow, obvious).
+const P = 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n;
+const B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
+const G = { x: 0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296n, y: 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5n };
+type Pt = { x: bigint; y: bigint } | null;
+const md = (a: bigint, m = P): bigint => ((a % m) + m) % m;
+function modPow(a: bigint, e: bigint, m: bigint): bigint {
+  let r = 1n;
+  for (a = md(a, m); e > 0n; e >>= 1n, a = (a * a) % m) if (e & 1n) r = (r * a) % m;
+  return r;
+}
+function ptAdd(a: Pt, b: Pt): Pt {
+  if (!a) return b;
+  if (!b) return a;
+  if (a.x === b.x && md(a.y + b.y) === 0n) return null;
+  const l = a.x === b.x ? md(3n * a.x * a.x - 3n) * modPow(2n * a.y, P - 2n, P) : md(b.y - a.y) * modPow(md(b.x - a.x), P - 2n, P);
+  const x = md(l * l - a.x - b.x);
+  return { x, y: md(l * (a.x - x) - a.y) };
+}
+function ptMul(k: bigint, a: Pt): Pt {
+  let r: Pt = null;
+  for (let i = 255; i >= 0; i--) {
+    r = ptAdd(r, r);
+    if ((k >> BigInt(i)) & 1n) r = ptAdd(r, a);
+  }
+  return r;
+}
+const encode = (q: Pt): Buffer => Buffer.concat([Buffer.from([4]), toBytes(q!.x), toBytes(q!.y)]);
+
 function flip(bytes: Uint8Array, bit: number): Uint8Array {
   const copy = Uint8Array.from(bytes);
   const i = bit % (copy.length * 8);
@@ -163,7 +192,6 @@ for (const engineCase of ENGINES) {
         assert.equal(mc.p256Sign(toBytes(bad), hash), -1);
       }
       // (p, √b) ≡ (0, √b), a curve point, if the coordinate were reduced mod p
-      const P = 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n;
       const sqrtB = 0x66485c780e2f83d72433bd5d84a06bb6541c2af31dae871728bf856a174f93f4n;
       assert.ok(nodeAccepts(Buffer.concat([Buffer.from([4]), toBytes(0n), toBytes(sqrtB)])));
       const xIsP = Buffer.concat([Buffer.from([4]), toBytes(P), toBytes(sqrtB)]);
@@ -191,6 +219,28 @@ for (const engineCase of ENGINES) {
       const e = (((small * k - rk * d) % N) + N) % N;
       assert.equal(mc.p256Verify(pub, toBytes(e), Buffer.concat([toBytes(rk), toBytes(small)])), 0, 'the small-s signature');
       assert.equal(mc.p256Verify(pub, toBytes(e), Buffer.concat([toBytes(rk), toBytes(small + N)])), -3, 's + n accepted');
+    });
+
+    it('Wycheproof-style "k·G has a large x-coordinate": R.x ≥ n verifies with r = R.x mod n, not with r = R.x', async (t) => {
+      const mc = await load(t);
+      if (!mc) return;
+      // the largest curve x below p (as Wycheproof's generator picks it), then the public key
+      // Q = r⁻¹(s·R − e·G) that makes (r, s) a valid signature of sha256(msg)
+      let x = P - 1n, y = 0n;
+      for (; ; x--) {
+        const rhs = md(x ** 3n - 3n * x + B);
+        y = modPow(rhs, (P + 1n) / 4n, P);
+        if ((y * y) % P === rhs) break;
+      }
+      assert.ok(x >= N, 'the point found has x < n');
+      const msg = Buffer.from('large x'), hash = crypto.createHash('sha256').update(msg).digest();
+      const r = x % N, s = N - 3n, e = toBig(hash) % N;
+      const q = ptMul(modPow(r, N - 2n, N), ptAdd(ptMul(s, { x, y }), ptMul(N - e, G)));
+      const sig = Buffer.concat([toBytes(r), toBytes(s)]);
+      const publicKey = crypto.createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: toBytes(q!.x).toString('base64url'), y: toBytes(q!.y).toString('base64url') }, format: 'jwk' });
+      assert.ok(crypto.verify('sha256', msg, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig), 'node rejects the constructed signature (test bug)');
+      assert.equal(mc.p256Verify(encode(q), hash, sig), 0);
+      assert.equal(mc.p256Verify(encode(q), hash, Buffer.concat([toBytes(x), toBytes(s)])), -3, 'r = R.x (≥ n) accepted');
     });
 
     it('public key lengths that do not fit the I/O buffer are refused without reading it', async (t) => {
