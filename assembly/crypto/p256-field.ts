@@ -14,12 +14,10 @@
 //
 // Constant time: every function runs the same instructions and touches the same addresses
 // whatever the values; conditional results are selected with all-ones/all-zero masks. Exponents
-// (p − 2, n − 2) are public constants, so montPow may branch on their bits.
+// (p − 2, n − 2) are public constants, so montInv may branch on their bits.
 //
 // Values are 32-byte buffers (pointers); inputs must be < m; outputs are < m. Output may alias
 // any input.
-
-export const FE_BYTES: i32 = 32;
 
 /** p = 2^256 − 2^224 + 2^192 + 2^96 − 1 */
 export const MOD_P: usize = memory.data<u32>([
@@ -40,8 +38,8 @@ export const MOD_N: usize = memory.data<u32>([
 /** The integer 1 (fromMont multiplies by it). */
 export const FE_ONE: usize = memory.data<u32>([1, 0, 0, 0, 0, 0, 0, 0]);
 
-// Scratch: the Montgomery accumulator (10 limbs), a difference buffer, montInv's base. They hold values derived
-// from secrets; p256Wipe() in p256.ts clears them with the rest of the curve scratch.
+// Scratch: the Montgomery accumulator (10 limbs), a difference buffer, montInv's base. They hold
+// values derived from secrets; p256Wipe() in p256.ts clears them with the rest of the curve scratch.
 export const FIELD_SCRATCH_BYTES: i32 = 40 + 32 + 32;
 export const FIELD_SCRATCH: usize = memory.data(FIELD_SCRATCH_BYTES, 16);
 const T: usize = FIELD_SCRATCH;

@@ -11,7 +11,8 @@
 // Scalar multiplication (public key, ECDH, the ECDSA nonce): fixed window of 3 bits over 258 bits
 // (86 windows: 3 doublings and one addition each, whatever the digit), the table 1·P … 7·P read
 // by a masked scan of all entries (infinity when the digit is 0), so neither the instruction
-// trace nor the addresses touched depend on the scalar. Verification (public inputs only) uses Shamir's trick with branches.
+// trace nor the addresses touched depend on the scalar (test/host/p256-constant-time.test.ts
+// checks the trace). Verification (public inputs only) uses Shamir's trick with branches.
 //
 // Static scratch only (SCRATCH below, 1,480 bytes, plus 104 bytes of field scratch): the window
 // table is 672 of them. Every export wipes all of it before returning, since it holds secret
@@ -57,7 +58,7 @@ const WINDOWS: i32 = (256 + WINDOW - 1) / WINDOW;
 // --- Static scratch: one block, wiped as a whole ----------------------------------------------
 const SCRATCH_BYTES: i32 = (ENTRIES - 1) * <i32>POINT + 2 * <i32>POINT + 8 * 32 + 9 * 32 + <i32>DRBG_CTX_BYTES;
 const SCRATCH: usize = memory.data(SCRATCH_BYTES, 16);
-/** The window table 1·P … 7·P: ENTRY(i) = TAB + (i − 1)·96; 0·P (infinity) is not stored. P is loaded at TAB. */
+/** The window table 1·P … 7·P: entry i at TAB + (i − 1)·96; 0·P (infinity) is not stored. P is loaded at TAB. */
 const TAB: usize = SCRATCH;
 const ACC: usize = TAB + <usize>(ENTRIES - 1) * POINT;
 /** The table entry the masked scan selects. */
