@@ -5,6 +5,7 @@ import {
   AES128_CTX_BYTES, DRBG_CTX_BYTES, aes128EncryptBlock, aes128ExpandKey, ccmOpen, ccmSeal, hmacDrbgGenerate,
   hmacDrbgInstantiate, hmacSha256, sha256, tlsPrfSha256, zeroize,
 } from './crypto/index';
+import { p256Ecdh, p256Keygen, p256PublicKey, p256ScratchIsClear, p256Sign, p256Verify } from './crypto/p256';
 import { IO, fitsIo } from './io';
 import * as dtls from './dtls/client';
 
@@ -91,4 +92,45 @@ export function crypto_drbg_instantiate(entropyLen: i32, nonceLen: i32, persLen:
 export function crypto_drbg_generate(outLen: i32, addlLen: i32): i32 {
   if (!fitsIo(addlLen, outLen)) return -2;
   return hmacDrbgGenerate(TEST_DRBG, IO + <usize>addlLen, outLen, IO, addlLen);
+}
+
+// --- P-256 (assembly/crypto/p256.ts). Return codes: 0 ok, -1 private scalar outside [1, n − 1],
+// -2 public key not an uncompressed point on the curve, -3 signature does not verify, -4 the test
+// DRBG needs a reseed. Keys and hashes are big-endian bytes, signatures r ‖ s (64 bytes).
+
+/** io = priv[32] → pub[65] (0x04 ‖ X ‖ Y) after it. Returns 65 or -1. */
+export function crypto_p256_public(): i32 {
+  const rc = p256PublicKey(IO + 32, IO);
+  return rc < 0 ? rc : 65;
+}
+
+/** io = priv[32] ‖ pub[pubLen] → shared X[32] after them. Returns 32, -1 or -2. */
+export function crypto_p256_ecdh(pubLen: i32): i32 {
+  if (!fitsIo(32, pubLen, 32)) return -2;
+  const rc = p256Ecdh(IO + 32 + <usize>pubLen, IO, IO + 32, pubLen);
+  return rc < 0 ? rc : 32;
+}
+
+/** io = priv[32] ‖ hash[32] → sig[64] = r ‖ s after them (RFC 6979 nonce). Returns 64 or -1. */
+export function crypto_p256_sign(): i32 {
+  const rc = p256Sign(IO + 64, IO, IO + 32);
+  return rc < 0 ? rc : 64;
+}
+
+/** io = pub[pubLen] ‖ hash[32] ‖ sig[64]. Returns 0 valid, -2 bad public key, -3 bad signature. */
+export function crypto_p256_verify(pubLen: i32): i32 {
+  if (!fitsIo(pubLen, 32, 64)) return -2;
+  const at = IO + <usize>pubLen;
+  return p256Verify(IO, pubLen, at, at + 32);
+}
+
+/** A key pair from the test DRBG (crypto_drbg_instantiate first) → priv[32] ‖ pub[65] at io. Returns 97 or -4. */
+export function crypto_p256_keygen(): i32 {
+  const rc = p256Keygen(TEST_DRBG, IO, IO + 32);
+  return rc < 0 ? rc : 97;
+}
+
+/** 1 when the P-256 scratch (secret scalars, nonces, intermediate points) is all zeros, else 0. */
+export function crypto_p256_scratch_clear(): i32 {
+  return p256ScratchIsClear() ? 1 : 0;
 }

@@ -54,6 +54,39 @@ export class ModuleCrypto extends IoBuffer {
     return this.m.readMemory(this.io + at, outLen);
   }
 
+  /** P-256 public key (65 bytes, 0x04 ‖ X ‖ Y) of a 32-byte private key, or -1. */
+  p256Public(priv: Uint8Array): Uint8Array | number {
+    const at = this.put(priv);
+    const n = Number(this.m.call('crypto_p256_public'));
+    return n < 0 ? n : this.m.readMemory(this.io + at, n);
+  }
+
+  /** ECDH shared X (32 bytes), or -1 (bad private key) / -2 (bad public key). */
+  p256Ecdh(priv: Uint8Array, pub: Uint8Array): Uint8Array | number {
+    const at = this.put(priv, pub);
+    const n = Number(this.m.call('crypto_p256_ecdh', pub.length));
+    return n < 0 ? n : this.m.readMemory(this.io + at, n);
+  }
+
+  /** ECDSA r ‖ s (64 bytes, RFC 6979 nonce) over a 32-byte hash, or -1. */
+  p256Sign(priv: Uint8Array, hash: Uint8Array): Uint8Array | number {
+    const at = this.put(priv, hash);
+    const n = Number(this.m.call('crypto_p256_sign'));
+    return n < 0 ? n : this.m.readMemory(this.io + at, n);
+  }
+
+  /** 0 valid, -2 bad public key, -3 bad signature. */
+  p256Verify(pub: Uint8Array, hash: Uint8Array, sig: Uint8Array): number {
+    this.put(pub, hash, sig);
+    return Number(this.m.call('crypto_p256_verify', pub.length));
+  }
+
+  /** A key pair from the test DRBG: private key (32) and public key (65). */
+  p256Keygen(): { priv: Uint8Array; pub: Uint8Array } {
+    this.check(this.m.call('crypto_p256_keygen'));
+    return { priv: this.m.readMemory(this.io, 32), pub: this.m.readMemory(this.io + 32, 65) };
+  }
+
   private check(rc: unknown): void {
     if (Number(rc) < 0) throw new Error(`module returned error ${rc}`);
   }

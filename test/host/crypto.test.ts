@@ -4,9 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fc from 'fast-check';
-import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
-import { ModuleCrypto } from '../../host/crypto-abi.ts';
-import { ENGINES, skipOrFail } from './engines.ts';
+import { ENGINES, loadTestCrypto } from './engines.ts';
 
 const TAG_LEN = 8;
 
@@ -48,14 +46,7 @@ function flip(bytes: Uint8Array, bit: number): Uint8Array {
 
 for (const engineCase of ENGINES) {
   describe(`crypto on ${engineCase.name}`, () => {
-    async function load(t: { skip(msg: string): void }): Promise<ModuleCrypto | undefined> {
-      const engine = engineCase.create();
-      if ('skip' in engine) {
-        skipOrFail(t, engine.skip);
-        return undefined;
-      }
-      return new ModuleCrypto(await engine.load(readFirmware(TEST_WASM)));
-    }
+    const load = (t: { skip(msg: string): void }) => loadTestCrypto(engineCase, t);
 
     it('AES-128-CCM-8 seal/open matches node:crypto on 1,000 random cases and rejects any flipped bit', async (t) => {
       const mc = await load(t);

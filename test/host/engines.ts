@@ -4,6 +4,8 @@ import { V8Engine } from '../../host/engines/v8.ts';
 import { Wasm3Engine, wasm3Available } from '../../host/engines/wasm3/index.ts';
 import { McuEngine } from '../../host/mcu/engine.ts';
 import { mcuUnavailable, type McuBuild } from '../../host/mcu/qemu.ts';
+import { ModuleCrypto } from '../../host/crypto-abi.ts';
+import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
 
 export interface EngineCase {
   name: string;
@@ -51,4 +53,14 @@ export function inCi(): boolean {
 export function skipOrFail(t: { skip(msg: string): void }, reason: string): void {
   if (inCi()) throw new Error(`required in CI but unavailable: ${reason}`);
   t.skip(reason);
+}
+
+/** The test build (crypto_* exports) on this engine, or undefined after skipping (failing in CI) when it cannot run. */
+export async function loadTestCrypto(engineCase: EngineCase, t: { skip(msg: string): void }): Promise<ModuleCrypto | undefined> {
+  const engine = engineCase.create();
+  if ('skip' in engine) {
+    skipOrFail(t, engine.skip);
+    return undefined;
+  }
+  return new ModuleCrypto(await engine.load(readFirmware(TEST_WASM)));
 }

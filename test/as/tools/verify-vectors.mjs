@@ -8,10 +8,12 @@
 //   - AES-128, AES-CCM, SHA-256, HMAC-SHA-256: node:crypto (OpenSSL).
 //   - TLS 1.2 PRF (P_SHA256) and HMAC_DRBG (SP 800-90A, SHA-256): short references below, written
 //     from RFC 5246 section 5 and SP 800-90A Rev. 1 section 10.1.2, on top of node:crypto HMAC.
+//   - P-256: node:crypto ECDH and ECDSA verification, RFC 6979 section 3.2 written out on node's
+//     HMAC, BigInt arithmetic mod n for the signature equation.
 // It then checks that every hex string it verified appears verbatim in the spec file that uses it,
 // so the specs cannot drift from what was verified here. Exit status 0 only if all checks pass.
 
-import { createCipheriv, createDecipheriv, createHash, createHmac } from "node:crypto";
+import { createCipheriv, createDecipheriv, createECDH, createHash, createHmac, createPublicKey, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -398,6 +400,150 @@ for (const n of [100, 97]) {
   r.generate(128, Buffer.alloc(0));
   check("DRBG reference: pr_false GENERATE 1 V", hex(r.V), "df67d0816d6a8f3b73ba7638ea113bef0e33a1da451272ef1472211fb31c1cd6");
   check("DRBG reference: pr_false GENERATE 1 Key", hex(r.K), "8be4c7f9f249d5af2c6345a8f07af14be1d7adc2b9892286ffe37760d8aa5a1b");
+}
+
+// ---------------------------------------------------------------------------------------------
+// P-256 (p256.spec.ts)
+// ---------------------------------------------------------------------------------------------
+// Public keys and ECDH with node:crypto (OpenSSL's createECDH), signatures with crypto.verify,
+// and RFC 6979 section 3.2 written out below on node's HMAC, with BigInt for the arithmetic mod n.
+{
+  const P256_P = 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n;
+  const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+  const P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
+  const big = (h) => BigInt("0x" + h);
+  const hex32 = (x) => x.toString(16).padStart(64, "0");
+  const modPow = (a, e, m) => {
+    let r = 1n;
+    for (a %= m; e > 0n; e >>= 1n, a = (a * a) % m) if (e & 1n) r = (r * a) % m;
+    return r;
+  };
+  const ecdhWith = (privHex) => {
+    const e = createECDH("prime256v1");
+    e.setPrivateKey(unhex(privHex));
+    return e;
+  };
+  const publicOf = (privHex) => hex(ecdhWith(privHex).getPublicKey());
+  const sharedOf = (privHex, pubHex) => {
+    try {
+      return hex(ecdhWith(privHex).computeSecret(unhex(pubHex)));
+    } catch {
+      return "(rejected)";
+    }
+  };
+  const nodeVerifies = (pubHex, msg, sigHex) => {
+    const pub = unhex(pubHex);
+    const key = createPublicKey({ key: { kty: "EC", crv: "P-256", x: pub.subarray(1, 33).toString("base64url"), y: pub.subarray(33).toString("base64url") }, format: "jwk" });
+    return verify("sha256", Buffer.from(msg), { key, dsaEncoding: "ieee-p1363" }, unhex(sigHex));
+  };
+  /** RFC 6979 section 3.2 for qlen = hlen = 256: the nonce k for private key x and hash h1. */
+  const rfc6979Nonce = (xHex, h1) => {
+    const hmac = (key, ...parts) => createHmac("sha256", key).update(Buffer.concat(parts)).digest();
+    const x = unhex(xHex), h = unhex(hex32(big(hex(h1)) % P256_N)); // int2octets(x), bits2octets(h1)
+    let V = Buffer.alloc(32, 0x01), K = Buffer.alloc(32, 0x00);
+    K = hmac(K, V, Buffer.from([0x00]), x, h);
+    V = hmac(K, V);
+    K = hmac(K, V, Buffer.from([0x01]), x, h);
+    V = hmac(K, V);
+    for (;;) {
+      V = hmac(K, V);
+      const k = big(hex(V));
+      if (k >= 1n && k < P256_N) return k;
+      K = hmac(K, V, Buffer.from([0x00]));
+      V = hmac(K, V);
+    }
+  };
+
+  // Constants the spec uses
+  const G = "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
+  const N_MINUS_1 = hex32(P256_N - 1n), SQRT_B = hex32(modPow(P256_B, (P256_P + 1n) / 4n, P256_P));
+  check("P-256 1·G", publicOf(hex32(1n)), G);
+  check("P-256 √b squared", hex32((big(SQRT_B) ** 2n) % P256_P), hex32(P256_B));
+  const minusG = "04" + G.slice(2, 66) + hex32(P256_P - big(G.slice(66)));
+  check("P-256 (n − 1)·G = −G", publicOf(N_MINUS_1), minusG);
+  check("P-256 (0, √b) is a valid peer key", sharedOf(N_MINUS_1, "04" + hex32(0n) + SQRT_B) !== "(rejected)", true);
+  const X_Y5 = "d7325d7646cd60d80a92738ceb345f844cffaf35841022cab176f692de8de1d7";
+  check("P-256 (X_Y5, 5) is on the curve", (big(X_Y5) ** 3n - 3n * big(X_Y5) + P256_B - 25n) % P256_P, 0n);
+  check("P-256 (X_Y5, 5) is a valid peer key", sharedOf(N_MINUS_1, "04" + X_Y5 + hex32(5n)) !== "(rejected)", true);
+  inSpec("p256.spec.ts", "P-256 constants", G, hex32(P256_N), N_MINUS_1, hex32(P256_P), SQRT_B, minusG, X_Y5,
+    hex32(P256_P + 5n), hex32(P256_P - 1n), hex32(P256_P - 2n), hex32((2n ** 256n - 1n) % P256_N));
+
+  // RFC 6979 A.2.5: key pair, k as printed in the RFC, signatures
+  const RFC = {
+    x: "c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721",
+    U: "0460fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb67903fe1008b8bc99a41ae9e95628bc64f2f1b20c2d7e9f5177a3c294d4462299",
+    sigs: [
+      ["sample", "a6e3c57dd01abe90086538398355dd4c3b17aa873382b0f24d6129493d8aad60",
+        "efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8"],
+      ["test", "d16b6ae827f17175e040871a1c7ec3500192c4c92677336ec2537acaee0008e0",
+        "f1abb023518351cd71d881567b1ea663ed3efcf6c5132b354f28d3b0b7d38367019f4113742a2b14bd25926b49c649155f267e60d3814b4c0cc84250e46f0083"],
+    ],
+  };
+  check("RFC 6979 A.2.5 public key", publicOf(RFC.x), RFC.U);
+  inSpec("p256.spec.ts", "RFC 6979 A.2.5 key", RFC.x, RFC.U);
+  for (const [msg, kHex, sigHex] of RFC.sigs) {
+    const h = createHash("sha256").update(msg).digest();
+    const k = rfc6979Nonce(RFC.x, h);
+    check(`RFC 6979 A.2.5 "${msg}" k (section 3.2 reference)`, hex32(k), kHex);
+    const r = big(publicOf(kHex).slice(2, 66)) % P256_N;
+    const s = (modPow(k, P256_N - 2n, P256_N) * ((big(hex(h)) % P256_N) + r * big(RFC.x))) % P256_N;
+    check(`RFC 6979 A.2.5 "${msg}" r ‖ s`, hex32(r) + hex32(s), sigHex);
+    check(`RFC 6979 A.2.5 "${msg}" verifies in node:crypto`, nodeVerifies(RFC.U, msg, sigHex), true);
+    inSpec("p256.spec.ts", `RFC 6979 A.2.5 "${msg}"`, sigHex);
+  }
+  const sampleSig = RFC.sigs[0][2];
+  const nMinusS = hex32(P256_N - big(sampleSig.slice(64)));
+  check("RFC 6979 \"sample\" (r, n − s) verifies in node:crypto", nodeVerifies(RFC.U, "sample", sampleSig.slice(0, 64) + nMinusS), true);
+  inSpec("p256.spec.ts", "RFC 6979 n − s", nMinusS);
+
+  // NIST CAVP KAS ECC CDH primitive (KAS_ECC_CDH_PrimitiveTest.txt), [P-256] COUNT 0-2:
+  // [dIUT, QIUT, QCAVS, ZIUT]
+  const CAVP = [
+    ["7d7dc5f71eb29ddaf80d6214632eeae03d9058af1fb6d22ed80badb62bc1a534",
+      "04ead218590119e8876b29146ff89ca61770c4edbbf97d38ce385ed281d8a6b23028af61281fd35e2fa7002523acc85a429cb06ee6648325389f59edfce1405141",
+      "04700c48f77f56584c5cc632ca65640db91b6bacce3a4df6b42ce7cc838833d287db71e509e3fd9b060ddb20ba5c51dcc5948d46fbf640dfe0441782cab85fa4ac",
+      "46fc62106420ff012e54a434fbdd2d25ccc5852060561e68040dd7778997bd7b"],
+    ["38f65d6dce47676044d58ce5139582d568f64bb16098d179dbab07741dd5caf5",
+      "04119f2f047902782ab0c9e27a54aff5eb9b964829ca99c06b02ddba95b0a3f6d08f52b726664cac366fc98ac7a012b2682cbd962e5acb544671d41b9445704d1d",
+      "04809f04289c64348c01515eb03d5ce7ac1a8cb9498f5caa50197e58d43a86a7aeb29d84e811197f25eba8f5194092cb6ff440e26d4421011372461f579271cda3",
+      "057d636096cb80b67a8c038c890e887d1adfa4195e9b3ce241c8a778c59cda67"],
+    ["1accfaf1b97712b85a6f54b148985a1bdc4c9bec0bd258cad4b3d603f49f32c8",
+      "04d9f2b79c172845bfdb560bbb01447ca5ecc0470a09513b6126902c6b4f8d1051f815ef5ec32128d3487834764678702e64e164ff7315185e23aff5facd96d7bc",
+      "04a2339c12d4a03c33546de533268b4ad667debf458b464d77443636440ee7fec3ef48a3ab26e20220bcda2c1851076839dae88eae962869a497bf73cb66faf536",
+      "2d457b78b4614132477618a5b077965ec90730a8c81a1c75d6d4ec68005d67ec"],
+  ];
+  CAVP.forEach(([d, q, peer, z], i) => {
+    check(`CAVP ECDH P-256 COUNT ${i} QIUT`, publicOf(d), q);
+    check(`CAVP ECDH P-256 COUNT ${i} ZIUT`, sharedOf(d, peer), z);
+    inSpec("p256.spec.ts", `CAVP ECDH P-256 COUNT ${i}`, d, q, peer, z);
+  });
+
+  // Wycheproof ecdh_secp256r1_ecpoint_test: shared X with leading zeros
+  const WP_PRIV = "0a0d622a47e48f6bc1038ace438c6f528aa00ad2bd1da5f13ee46bf5f633d71a";
+  const WP = [
+    ["0458fd4168a87795603e2b04390285bdca6e57de6027fe211dd9d25e2212d29e62080d36bd224d7405509295eed02a17150e03b314f96da37445b0d1d29377d12c",
+      "0000000000000000000000000000000000000000000000000000000000000000"],
+    ["04924fb33985c8a687fc04c9dd05e531ca0e0223aa58d58351e922ef482043d30cf504745e769b6dcbefe404da37f717b3109d2af23450fcfe2f075c2dabbe7194",
+      "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00f9"],
+  ];
+  for (const [pub, z] of WP) {
+    check(`Wycheproof ECDH P-256 shared ${z.slice(0, 8)}…`, sharedOf(WP_PRIV, pub), z);
+    inSpec("p256.spec.ts", "Wycheproof ECDH P-256", WP_PRIV, pub, z);
+  }
+
+  // Invalid public keys: node:crypto refuses each of them too
+  const invalid = [
+    CAVP[0][2].slice(0, -1) + "d",
+    "046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2974fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
+    "04" + hex32(P256_P) + SQRT_B,
+    "04" + X_Y5 + hex32(P256_P + 5n),
+    "04" + "00".repeat(64),
+    "04" + hex32(1n) + hex32(1n),
+  ];
+  for (const pub of invalid) {
+    check(`P-256 invalid point ${pub.slice(0, 20)}… refused by node:crypto`, sharedOf(CAVP[0][0], pub), "(rejected)");
+    if (!pub.startsWith("04" + hex32(P256_P)) && !pub.startsWith("04" + "00".repeat(32)) && !pub.startsWith("04" + X_Y5)) inSpec("p256.spec.ts", "P-256 invalid point", pub);
+  }
 }
 
 console.log(`${checks - failures} passed, ${failures} failed`);
