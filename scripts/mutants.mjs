@@ -134,7 +134,7 @@ export const MUTANTS = [
   {
     id: 'failed-auth-limit-removed', why: 'failed authentications per key unlimited',
     edits: [{ file: 'assembly/session/session.ts', from: 'if (failedAuthTotal() >= <u64>policy.maxFailedAuthPerKey) return R_FAILED_AUTH_LIMIT;', to: '' }],
-    tests: [HARDENING],
+    tests: [HARDENING, 'test/host/single-fault.test.ts'],
   },
   {
     id: 'use-counter-removed', why: 'unconfirmed restores never retire the session (Device OS 1.2 rule)',

@@ -143,6 +143,20 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
     h.check();
   });
 
+  it('a count persisted under a higher limit retires the key at the next restore once the limit is lower', async () => {
+    const config = { maxFailedAuthPerKey: 100 };
+    const h = new AbiHarness({ seed: 'auth-lowered', profile: 'default', config });
+    await h.provision();
+    await h.wakeAndConfirm();
+    for (const d of forged(h, 5, 100n)) await h.deliver(d);
+    await h.sleep(); // the 5 failures are folded into the record at sleep
+    config.maxFailedAuthPerKey = 5;
+    h.nowMs += 15 * 60_000;
+    const mark = h.deviceEvents.length;
+    assert.equal(await h.boot(), 'handshaking');
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'failed-auth-limit'));
+  });
+
   it('failures are persisted as they accumulate: a power cut does not reset the count', async () => {
     const h = new AbiHarness({ seed: 'auth-persist', profile: 'default' });
     await h.provision();
