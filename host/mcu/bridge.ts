@@ -16,6 +16,7 @@ import { describeEvent } from '../device-cli.ts';
 import { FirmwareClient, REGION_BYTES, decodeEvent, type Profile, type SessionEvent, type SessionState, SESSION_STATES } from '../session-abi.ts';
 import { imagePath, spawnQemu, type McuBuild } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
+import { FileLockedError, lockFile, type FileLock } from '../board/file-lock.ts';
 
 /** The board block after the firmware's region (mcu/src/main.c): "BRD1", boot counter, seed[32]. */
 const BOARD_BLOCK_BYTES = 40;
@@ -77,6 +78,22 @@ export async function runMcu(o: McuRunOptions): Promise<WakeReport[]> {
   if (/\s/.test(o.flashPath) || Buffer.byteLength(o.flashPath) > 160) {
     throw new Error(`--flash ${o.flashPath}: the path must have no spaces and at most 160 bytes (the image's command line)`);
   }
+  // One process per flash file: two would resume the same session and reuse nonces (docs/persistence.md).
+  let lock: FileLock;
+  try {
+    lock = lockFile(o.flashPath);
+  } catch (e) {
+    if (e instanceof FileLockedError) throw new Error(`--flash ${o.flashPath}: ${e.message}; one process per flash file`);
+    throw e;
+  }
+  try {
+    return await runMcuLocked(o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runMcuLocked(o: McuRunOptions): Promise<WakeReport[]> {
   if (!existsSync(o.flashPath)) await provisionFlash(o.flashPath, o);
   else if (readFileSync(o.flashPath).length !== FLASH_FILE_BYTES) {
     throw new Error(`--flash ${o.flashPath}: expected ${FLASH_FILE_BYTES} bytes (region + board block), found ${readFileSync(o.flashPath).length}`);
