@@ -4,7 +4,7 @@
 // left, every ACKed event delivered) are checked at the end of each test.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AbiHarness } from './fixtures/abi-harness.ts';
+import { AbiHarness, confirmedDevice } from './fixtures/abi-harness.ts';
 import { SLOT, newestSlot, readSlot, SLOT_AT, SLOT_BYTES } from './fixtures/persisted.ts';
 import type { SessionEvent } from '../../host/session-abi.ts';
 import { TEST_WASM, readFirmware } from '../../host/firmware.ts';
@@ -24,9 +24,7 @@ function coap(type: number, code: number, mid: number): Buffer {
 
 /** A confirmed device that has published, talked and slept: both slots hold its session. */
 async function deviceAfterWakes(seed: string, wakes = 2): Promise<AbiHarness> {
-  const h = new AbiHarness({ seed, profile: 'default' });
-  await h.provision();
-  await h.wakeAndConfirm();
+  const h = await confirmedDevice(seed);
   for (let w = 0; w < wakes; w++) {
     await h.publish('t', Buffer.from(`wake-${w}`));
     await h.converse();
@@ -87,9 +85,7 @@ describe('issue 17.1: one bit flipped in the newest slot (no CRC forged)', () =>
 
 describe('issue 17.3: the persisted read window never lags an authenticated record', () => {
   it('a record from the previous wake replayed at the next one does not confirm the restored session', async () => {
-    const h = new AbiHarness({ seed: 'replay-confirm', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('replay-confirm');
     assert.equal(await h.sleepAndWake(), 'resumed');
     await h.converse();
     assert.equal(h.fw!.sessionState, 'confirmed');
@@ -127,9 +123,7 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
   }
 
   it('reaching the limit within one wake discards the session at once; nothing more is answered under the key', async () => {
-    const h = new AbiHarness({ seed: 'auth-limit', profile: 'default', config: { maxFailedAuthPerKey: 50 } });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('auth-limit', { config: { maxFailedAuthPerKey: 50 } });
     const keys = h.sessionKeys();
     const genuine = h.sealToDevice(CT_APPLICATION_DATA, coap(0, 0, 0x7100), 9000n);
     const mark = h.deviceEvents.length;
@@ -145,9 +139,7 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
 
   it('a count persisted under a higher limit retires the key at the next restore once the limit is lower', async () => {
     const config = { maxFailedAuthPerKey: 100 };
-    const h = new AbiHarness({ seed: 'auth-lowered', profile: 'default', config });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('auth-lowered', { config });
     for (const d of forged(h, 5, 100n)) await h.deliver(d);
     await h.sleep(); // the 5 failures are folded into the record at sleep
     config.maxFailedAuthPerKey = 5;
@@ -158,9 +150,7 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
   });
 
   it('failures are persisted as they accumulate: a power cut does not reset the count', async () => {
-    const h = new AbiHarness({ seed: 'auth-persist', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('auth-persist');
     for (const d of forged(h, 1100, 100n)) await h.deliver(d);
     h.powerOff(); // no prepare_sleep: RAM is lost
     const slot = newestSlot(h.memory.bytes)!;
@@ -171,9 +161,7 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
 
 describe('issue 17.5: re-provisioning a booted module', () => {
   it('leaves neither the old PSK nor the old identity in RAM; a raw connect uses the new credentials', async () => {
-    const h = new AbiHarness({ seed: 'reprovision', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('reprovision');
     const oldPsk = Buffer.from(h.psk);
     const newPsk = Buffer.alloc(16, 0x5a);
     const oldIdentity = Buffer.from(h.identity);
@@ -193,9 +181,7 @@ describe('issue 17.5: re-provisioning a booted module', () => {
 
 describe("the session's guard over the persisted keys (issue 17, mutation audit)", () => {
   it('a connection ended behind the session (test-only export) has its persisted keys destroyed at the next export', async () => {
-    const h = new AbiHarness({ seed: 'guard', profile: 'default', wasm: readFirmware(TEST_WASM) });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('guard', { wasm: readFirmware(TEST_WASM) });
     const keys = h.sessionKeys();
     const mark = h.deviceEvents.length;
     await h.call((fw) => fw.m.call('selftest_end_connection'));
@@ -209,9 +195,7 @@ describe("the session's guard over the persisted keys (issue 17, mutation audit)
 
 describe('a 4.09 Conflict to an event: the device numbers went back in time (rollback, two hosts on one flash)', () => {
   it('moves the outbox to a new event stream and replaces the session; the event is delivered under the new numbers', async () => {
-    const h = new AbiHarness({ seed: 'conflict', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('conflict');
     const before = newestSlot(h.memory.bytes)!;
     const oldKey = h.sessionKeys().clientKey;
     await h.publish('t', Buffer.from('reading'));
@@ -241,9 +225,7 @@ describe('found while auditing (issue 17)', () => {
   it("the server's Finished and a close_notify in one datagram: the session does not stay handshaking without a timer", async () => {
     // Two harnesses with one seed make the same handshake: the first one's persisted keys seal a
     // close_notify that the second receives right behind the server's Finished.
-    const a = new AbiHarness({ seed: 'finished-close', profile: 'default' });
-    await a.provision();
-    await a.wakeAndConfirm();
+    const a = await confirmedDevice('finished-close');
     const keys = a.sessionKeys();
     const b = new AbiHarness({ seed: 'finished-close', profile: 'default' });
     await b.provision();
@@ -284,9 +266,7 @@ describe('issue 17.1: keys in a slot that rotted', () => {
 
 describe('rollback within the CoAP exchange lifetime (247 s): an answer must belong to its own request', () => {
   it('the cloud reads a reused message ID with other content as a new request; the reading is delivered', async () => {
-    const h = new AbiHarness({ seed: 'quick-rollback', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('quick-rollback');
     await h.sleep();
     const older = h.memory.snapshot();
     h.nowMs += 5_000;
@@ -311,9 +291,7 @@ describe('rollback within the CoAP exchange lifetime (247 s): an answer must bel
   });
 
   it('an ACK with the in-flight message ID but another token is not taken for the event', async () => {
-    const h = new AbiHarness({ seed: 'stale-token', profile: 'default' });
-    await h.provision();
-    await h.wakeAndConfirm();
+    const h = await confirmedDevice('stale-token');
     await h.publish('t', Buffer.from('reading'));
     const con = h.openedUplink().filter((r) => r && r.type === CT_APPLICATION_DATA && (r.content[0] >> 4 & 3) === 0).at(-1)!;
     const mid = con.content.readUInt16BE(2);
