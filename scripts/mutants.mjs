@@ -240,7 +240,7 @@ export const MUTANTS = [
   // --- issue 17: the firmware's single-fault fixes ---------------------------------------------------
   {
     id: 'slot-lost-resumed', why: '17.1 a slot lost next to a valid one: the older slot resumed (its reservation is behind the wire)',
-    edits: [{ file: 'assembly/session/session.ts', from: 'if (found == P.SLOT_LOADED && P.oneSlotLost) {', to: 'if (false) {' }],
+    edits: [{ file: 'assembly/session/session.ts', from: 'const slotLost = found == P.SLOT_LOADED && P.oneSlotLost;', to: 'const slotLost = false;' }],
     tests: ['test/host/single-fault.test.ts', 'test/host/fault-enumeration.test.ts'],
   },
   {

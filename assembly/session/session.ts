@@ -204,12 +204,11 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   // than whenever the alternating writes get to it.
   if (found == P.SLOT_NONE || P.oneSlotLost) eraseBothSlots = true;
   let fresh = found != P.SLOT_LOADED;
-  let slotLost = false;
-  if (found == P.SLOT_LOADED && P.oneSlotLost) {
-    // The lost slot may have been the newer one (rot, not a torn write): its sequence reservation,
-    // event numbers and message IDs may be on the wire already. The session is not resumed (its
-    // keys are erased from both slots below), and numbering continues past anything it could hold.
-    slotLost = true;
+  // The lost slot may have been the newer one (rot, not a torn write): its sequence reservation,
+  // event numbers and message IDs may be on the wire already. The session is not resumed (its
+  // keys are erased from both slots below), and numbering continues past anything it could hold.
+  const slotLost = found == P.SLOT_LOADED && P.oneSlotLost;
+  if (slotLost) {
     C.count(C.C_PERSISTED_SLOT_LOST);
     store<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ, load<u32>(P.SLOT_IMAGE + P.SLOT_NEXT_EVENT_SEQ) + SLOT_LOST_EVENT_SEQ_MARGIN);
     store<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID, load<u16>(P.SLOT_IMAGE + P.SLOT_NEXT_MID) + SLOT_LOST_MID_MARGIN);
