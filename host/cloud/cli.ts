@@ -9,12 +9,13 @@ import { statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { UsageError, duration, helpText, parseFlags, portFlag, redisUrl, str, type CommandSpec } from '../cli-flags.ts';
 import { DevicesError, loadDevicesFile } from './devices.ts';
+import { ServerKey, ServerKeyError } from './p256.ts';
 import { RedisEventLog } from './redis-events.ts';
 import { parseHeal, startCloud, type RunningCloud } from './server.ts';
 
 export const CLOUD_SPEC: CommandSpec = {
   name: 'cloud',
-  summary: 'the DTLS 1.2 PSK cloud (docs/protocol.md)',
+  summary: 'the DTLS 1.2 cloud: PSK and ECDHE-ECDSA with raw public keys (docs/protocol.md)',
   flags: [
     { name: 'devices', value: 'FILE', help: 'device registry JSON (format: docs/protocol.md §9) — required' },
     { name: 'port', value: 'N', help: 'UDP port, 0..65535 (0 = any free port)', default: '5684' },
@@ -29,6 +30,9 @@ export const CLOUD_SPEC: CommandSpec = {
     { name: 'metrics-host', value: 'ADDR', help: 'bind address of the metrics endpoint', default: '127.0.0.1' },
     { name: 'identity-hint', value: 'TEXT', help: 'PSK identity hint sent in a ServerKeyExchange, 1..255 bytes', default: 'none, no SKE' },
     { name: 'session-ttl', value: 'SECONDS', help: 'idle lifetime of a session in the store', default: '604800 = 7 days' },
+    { name: 'key', value: 'FILE', help: 'the cloud\'s P-256 private key, PEM (openssl ecparam -name prime256v1 -genkey -noout -out FILE); required when devices are registered by publicKey', default: 'none: PSK only' },
+    { name: 'print-public-key', help: 'print the public key of --key (hex of the 65-byte point devices pin) and exit' },
+    { name: 'keylog', value: 'FILE', help: 'append an NSS key log (Wireshark) to FILE — it decrypts every session: debugging only', default: 'none' },
   ],
 };
 
@@ -89,6 +93,7 @@ export function cloudOptionsFromArgs(argv: string[]) {
   const f = parseFlags(CLOUD_SPEC, argv);
   if (f === 'help') throw new UsageError('cloud: --help is handled by runCloudCommand');
   const devices = str(f, 'devices');
+  if (f['print-public-key'] === true) throw new UsageError('cloud: --print-public-key is handled by runCloudCommand');
   if (!devices) throw new UsageError('cloud: --devices FILE is required (device registry JSON; see docs/protocol.md)');
   const store = redisSpec('cloud', 'store', str(f, 'store') ?? 'memory', true);
   const events = redisSpec('cloud', 'events', str(f, 'events') ?? 'memory', true);
@@ -131,11 +136,23 @@ export function cloudOptionsFromArgs(argv: string[]) {
     heal,
     metricsPort: metricsPort === undefined ? null : portFlag('cloud', 'metrics-port', metricsPort),
     metricsHost: str(f, 'metrics-host') ?? '127.0.0.1',
+    keyLogFile: str(f, 'keylog'),
     config: {
       ...(hint !== undefined ? { identityHint: hint } : {}),
       ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     },
   };
+}
+
+/** The --key file as a ServerKey; a bad one is a usage error naming the flag (never the key's bytes). */
+function keyFlag(path: string | undefined): ServerKey | null {
+  if (path === undefined) return null;
+  try {
+    return ServerKey.fromFile(path);
+  } catch (e) {
+    if (e instanceof ServerKeyError) throw new UsageError(`cloud: --key ${path}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Reads and checks the devices file before anything starts: it must exist, parse and name at least one device. */
@@ -173,9 +190,20 @@ export async function runCloudCommand(argv: string[]): Promise<number> {
       console.log(helpText(CLOUD_SPEC));
       return 0;
     }
+    const flags = parseFlags(CLOUD_SPEC, argv) as Record<string, string | boolean | undefined>;
+    if (flags['print-public-key'] === true) {
+      const key = keyFlag(str(flags, 'key'));
+      if (!key) throw new UsageError('cloud: --print-public-key needs --key FILE');
+      console.log(key.publicPoint.toString('hex'));
+      return 0;
+    }
     const opts = cloudOptionsFromArgs(argv);
     const file = checkDevicesFile(opts.devices);
-    cloud = await startCloud({ ...opts, devices: file.registry, cloudSecret: file.cloudSecret?.reveal(), log: (line) => console.error(line) });
+    const serverKey = keyFlag(str(flags, 'key'));
+    if (!serverKey && file.registry.publicKeyDevices > 0) {
+      throw new UsageError(`cloud: --key FILE is required: ${opts.devices} registers ${file.registry.publicKeyDevices} device(s) by publicKey, which pin the cloud's public key (make one: openssl ecparam -name prime256v1 -genkey -noout -out FILE)`);
+    }
+    cloud = await startCloud({ ...opts, devices: file.registry, cloudSecret: file.cloudSecret?.reveal(), serverKey, log: (line) => console.error(line) });
   } catch (e) {
     return report('cloud', e);
   }
