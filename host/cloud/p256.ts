@@ -104,6 +104,56 @@ export function ecdhSharedX(scalar: Buffer, peerPoint: Buffer): Buffer | null {
   }
 }
 
+const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n; // the group order
+
+function bigOf(b: Uint8Array): bigint {
+  return BigInt(`0x${Buffer.from(b).toString('hex') || '0'}`);
+}
+
+function bytesOf(x: bigint, len = P256_SCALAR_BYTES): Buffer {
+  return Buffer.from(x.toString(16).padStart(len * 2, '0'), 'hex');
+}
+
+/** a⁻¹ mod n by Fermat (n is prime). Variable time: fine for a cloud, not for a device. */
+function invModN(a: bigint): bigint {
+  let r = 1n, b = a % N;
+  for (let e = N - 2n; e > 0n; e >>= 1n, b = (b * b) % N) if (e & 1n) r = (r * b) % N;
+  return r;
+}
+
+/**
+ * ECDSA over a 32-byte hash with the private scalar `d` and nonces drawn by `nonce` (32 bytes each,
+ * rejected until in 1..n-1): r ‖ s, 64 bytes. node:crypto's ECDSA draws its nonce itself; this one
+ * takes it from the caller so that a seeded simulator replays byte for byte (k·G by OpenSSL's ECDH).
+ */
+export function ecdsaSignWithNonce(d: Uint8Array, hash: Uint8Array, nonce: () => Uint8Array): Buffer {
+  const e = bigOf(hash) % N;
+  const dn = bigOf(d);
+  for (;;) {
+    const k = bigOf(nonce());
+    if (k === 0n || k >= N) continue;
+    const ecdh = crypto.createECDH('prime256v1');
+    ecdh.setPrivateKey(bytesOf(k));
+    const r = bigOf(ecdh.getPublicKey().subarray(1, 33)) % N;
+    if (r === 0n) continue;
+    const s = (invModN(k) * ((e + r * dn) % N)) % N;
+    if (s === 0n) continue;
+    return Buffer.concat([bytesOf(r), bytesOf(s)]);
+  }
+}
+
+/** DER ECDSA-Sig-Value of r ‖ s (RFC 5480 §2.2): minimal positive INTEGERs. */
+export function derOfSignature(rs: Uint8Array): Buffer {
+  const int = (v: Buffer): Buffer => {
+    let i = 0;
+    while (i < 31 && v[i] === 0) i++;
+    const body = v[i] & 0x80 ? Buffer.concat([Buffer.from([0]), v.subarray(i)]) : v.subarray(i);
+    return Buffer.concat([Buffer.from([2, body.length]), body]);
+  };
+  const seq = Buffer.concat([int(Buffer.from(rs.subarray(0, 32))), int(Buffer.from(rs.subarray(32, 64)))]);
+  return Buffer.concat([Buffer.from([0x30, seq.length]), seq]);
+}
+
 export class ServerKeyError extends Error {}
 
 /**
@@ -170,9 +220,18 @@ export class ServerKey {
     return new ServerKey(crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
   }
 
-  /** ECDSA-SHA256 over `data`, DER-encoded (RFC 8422 §5.4). */
-  sign(data: Buffer): Buffer {
-    return crypto.sign('sha256', data, { key: this.#private, dsaEncoding: 'der' });
+  /**
+   * ECDSA-SHA256 over `data`, DER-encoded (RFC 8422 §5.4), the nonce drawn from `random`: the
+   * cloud's own randomness (crypto.randomBytes), or a simulator's seeded one so that its runs
+   * replay byte for byte.
+   */
+  sign(data: Buffer, random: (n: number) => Buffer): Buffer {
+    const d = Buffer.from(this.#private.export({ format: 'jwk' }).d!, 'base64url');
+    try {
+      return derOfSignature(ecdsaSignWithNonce(d, crypto.createHash('sha256').update(data).digest(), () => random(P256_SCALAR_BYTES)));
+    } finally {
+      d.fill(0);
+    }
   }
 
   toString(): string {
