@@ -142,6 +142,18 @@ export function ecdsaSignWithNonce(d: Uint8Array, hash: Uint8Array, nonce: () =>
   }
 }
 
+/** A private scalar in 1..n-1 from 32 bytes of seed, (x mod (n − 1)) + 1: for simulators that derive keys from a seed. */
+export function scalarFromSeed(seed: Uint8Array): Buffer {
+  return bytesOf((bigOf(seed) % (N - 1n)) + 1n);
+}
+
+/** The public point (65 bytes) of a private scalar. */
+export function publicPointOf(scalar: Uint8Array): Buffer {
+  const ecdh = crypto.createECDH('prime256v1');
+  ecdh.setPrivateKey(Buffer.from(scalar));
+  return ecdh.getPublicKey();
+}
+
 /** DER ECDSA-Sig-Value of r ‖ s (RFC 5480 §2.2): minimal positive INTEGERs. */
 export function derOfSignature(rs: Uint8Array): Buffer {
   const int = (v: Buffer): Buffer => {
@@ -232,6 +244,11 @@ export class ServerKey {
     } finally {
       d.fill(0);
     }
+  }
+
+  /** PKCS#8 PEM of the private key, for handing the key to a cloud process (`--key FILE`). Secret. */
+  toPem(): string {
+    return this.#private.export({ type: 'pkcs8', format: 'pem' }) as string;
   }
 
   toString(): string {

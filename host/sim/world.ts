@@ -7,7 +7,7 @@ import { DeviceRegistry } from '../cloud/devices.ts';
 import { MemoryStore, type SessionStore } from '../cloud/store.ts';
 import { Device, type DeviceOptions } from '../device.ts';
 import { SeededEntropy } from '../board/board.ts';
-import { ServerKey } from '../cloud/p256.ts';
+import { ServerKey, scalarFromSeed } from '../cloud/p256.ts';
 import type { Suite } from '../session-abi.ts';
 
 interface Scheduled {
@@ -170,13 +170,6 @@ export class World {
 }
 
 
-/** A P-256 key pair from seeded bytes (a scalar of 32 random bytes is in [1, n − 1] but for ~2^-32). */
 function serverKeyFrom(entropy: SeededEntropy): ServerKey {
-  for (;;) {
-    try {
-      return ServerKey.fromScalar(entropy.bytes(32));
-    } catch {
-      // out of range: draw again
-    }
-  }
+  return ServerKey.fromScalar(scalarFromSeed(entropy.bytes(32)));
 }

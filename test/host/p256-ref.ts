@@ -5,24 +5,10 @@
  * RFC 6979; what it signs verifies with any ECDSA verifier, which the tests check.
  */
 import crypto from 'node:crypto';
-
-import { derOfSignature, ecdsaSignWithNonce } from '../../host/cloud/p256.ts';
-
-const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-
-function toBig(b: Uint8Array): bigint {
-  return BigInt(`0x${Buffer.from(b).toString('hex') || '0'}`);
-}
-function toBytes(x: bigint, len = 32): Buffer {
-  return Buffer.from(x.toString(16).padStart(len * 2, '0'), 'hex');
-}
+import { derOfSignature, ecdsaSignWithNonce, publicPointOf, scalarFromSeed, spkiOfPoint } from '../../host/cloud/p256.ts';
 
 /** 0x04 || X || Y of priv·G. */
-export function p256Public(priv: Uint8Array): Buffer {
-  const e = crypto.createECDH('prime256v1');
-  e.setPrivateKey(Buffer.from(priv));
-  return e.getPublicKey();
-}
+export const p256Public = publicPointOf;
 
 /** X of priv·Q. */
 export function p256Ecdh(priv: Uint8Array, peerPublic: Uint8Array): Buffer {
@@ -32,9 +18,7 @@ export function p256Ecdh(priv: Uint8Array, peerPublic: Uint8Array): Buffer {
 }
 
 /** A private key in [1, n − 1] from 32 seeded bytes. */
-export function p256PrivateFrom(bytes: Uint8Array): Buffer {
-  return toBytes((toBig(bytes) % (N - 1n)) + 1n);
-}
+export const p256PrivateFrom = scalarFromSeed;
 
 /** r || s over a 32-byte hash, deterministic in (priv, hash): nonces HMAC-SHA-256(d, hash ‖ counter). */
 export function p256SignDeterministic(priv: Uint8Array, hash: Uint8Array): Buffer {
@@ -45,12 +29,8 @@ export function p256SignDeterministic(priv: Uint8Array, hash: Uint8Array): Buffe
 /** DER ECDSA-Sig-Value of r || s. */
 export const derSignature = derOfSignature;
 
-const SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
-
 /** SubjectPublicKeyInfo (DER) of a raw P-256 public key, as a raw-key Certificate carries it (RFC 7250). */
-export function spkiOf(raw: Uint8Array): Buffer {
-  return Buffer.concat([SPKI_PREFIX, raw]);
-}
+export const spkiOf = (raw: Uint8Array): Buffer => spkiOfPoint(Buffer.from(raw));
 
 /** A node:crypto KeyObject for a raw public key. */
 export function publicKeyObject(raw: Uint8Array): crypto.KeyObject {
