@@ -28,14 +28,15 @@ import {
 } from '../../host/cloud/handshake.ts';
 import { ServerKey, ServerKeyError, ecdhSharedX, ephemeralKey, publicKeyOfPoint, publicKeyOfSpki, spkiOfPoint } from '../../host/cloud/p256.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
-import { TestDtlsClient, rawPoint, type ClientOptions, type EcdheOptions } from './fixtures/cloud-client.ts';
+import { TestDtlsClient, type ClientOptions, type EcdheOptions } from './fixtures/cloud-client.ts';
+import { rawPublicKey } from './gnutls.ts';
 import { CLOUD_SECRET, Link, PSK1, kinds, seededRandom } from './fixtures/cloud-harness.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 function deviceKeys(): { privateKey: crypto.KeyObject; publicKey: crypto.KeyObject; point: Buffer } {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { privateKey, publicKey, point: rawPoint(publicKey) };
+  return { privateKey, publicKey, point: rawPublicKey(publicKey) };
 }
 
 describe('ECDHE-ECDSA message codecs', () => {
@@ -136,7 +137,7 @@ describe('P-256 helpers (node:crypto)', () => {
     const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     const a = ServerKey.fromPem(sec1);
     assert.deepEqual(ServerKey.fromPem(pkcs8).publicPoint, a.publicPoint);
-    assert.deepEqual(a.publicPoint, rawPoint(crypto.createPublicKey(privateKey)));
+    assert.deepEqual(a.publicPoint, rawPublicKey(crypto.createPublicKey(privateKey)));
     const d = privateKey.export({ format: 'jwk' }).d!;
     const dHex = Buffer.from(d, 'base64url').toString('hex');
     for (const text of [inspect(a, { depth: 5 }), JSON.stringify(a), String(a)]) {
