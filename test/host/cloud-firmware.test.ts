@@ -12,6 +12,19 @@ import { UdpDriver } from '../../host/udp-driver.ts';
 import type { CloudEvent } from '../../host/cloud/core.ts';
 import { p256KeyPair } from './gnutls.ts';
 
+/** A V8 firmware client with its credentials (`provision`), CID = the device's handle, on a UDP driver to the cloud. */
+async function firmwareOverUdp(cloudPort: number, deviceId: string, provision: (c: FirmwareClient) => void) {
+  const c = new FirmwareClient(await loadFirmware(new V8Engine()));
+  provision(c);
+  c.setConnectionId(deviceHandle(deviceId));
+  c.seed(crypto.randomBytes(32));
+  c.config('handshakeInitialTimeoutMs', 500);
+  const received: Buffer[] = [];
+  const driver = new UdpDriver(c, { host: '127.0.0.1', port: cloudPort, onData: (d) => received.push(Buffer.from(d)) });
+  await driver.open();
+  return { c, driver, received };
+}
+
 describe('firmware client vs the cloud over UDP', () => {
   it('handshakes with a connection ID, gets its CoAP ping answered and receives the reset token', async () => {
     const psk = crypto.randomBytes(16);
@@ -21,14 +34,7 @@ describe('firmware client vs the cloud over UDP', () => {
       devices: new DeviceRegistry([{ id: 'dev-udp', identity: 'id-udp', psk }]),
       onEvent: (e) => events.push(e.kind),
     });
-    const c = new FirmwareClient(await loadFirmware(new V8Engine()));
-    c.provision(Buffer.from('id-udp'), psk);
-    c.setConnectionId(deviceHandle('dev-udp'));
-    c.seed(crypto.randomBytes(32));
-    c.config('handshakeInitialTimeoutMs', 500);
-    const received: Buffer[] = [];
-    const driver = new UdpDriver(c, { host: '127.0.0.1', port: cloud.port, onData: (d) => received.push(Buffer.from(d)) });
-    await driver.open();
+    const { c, driver, received } = await firmwareOverUdp(cloud.port, 'dev-udp', (fw) => fw.provision(Buffer.from('id-udp'), psk));
     try {
       assert.equal(await driver.handshake(), 'connected', c.lastError);
       // The cloud's reset-token message (CoAP CON POST /rt) rides with its Finished.
@@ -62,14 +68,7 @@ describe('firmware client vs the cloud over UDP: ECDHE-ECDSA with raw public key
     devices.addPublicKeyDevice('dev-ec', device.publicKey);
     const events: CloudEvent[] = [];
     const cloud = await startCloud({ port: 0, host: '127.0.0.1', devices, onEvent: (e) => events.push(e) });
-    const c = new FirmwareClient(await loadFirmware(new V8Engine()));
-    c.provisionEcdhe(cloud.serverPublicKey!, device.privateKey);
-    c.setConnectionId(deviceHandle('dev-ec'));
-    c.seed(crypto.randomBytes(32));
-    c.config('handshakeInitialTimeoutMs', 500);
-    const received: Buffer[] = [];
-    const driver = new UdpDriver(c, { host: '127.0.0.1', port: cloud.port, onData: (d) => received.push(Buffer.from(d)) });
-    await driver.open();
+    const { c, driver, received } = await firmwareOverUdp(cloud.port, 'dev-ec', (fw) => fw.provisionEcdhe(cloud.serverPublicKey!, device.privateKey));
     try {
       assert.equal(await driver.handshake(), 'connected', c.lastError);
       const hs = events.find((e) => e.kind === 'handshake');
