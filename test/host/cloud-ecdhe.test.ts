@@ -4,12 +4,15 @@
 // registered by public key completes and everything after the handshake is the PSK session's
 // (CID records, reset token, events); each bad input — a point off the curve, a CertificateVerify
 // that does not verify, a signature algorithm we did not ask for, an unknown or missing raw key —
-// gets its fatal alert and leaves no session, no entry and no internal error.
+// gets its fatal alert and leaves no session, no entry and no internal error. And forward secrecy
+// shown on a recording: both long-term private keys do not decrypt it, its key log line does.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { inspect } from 'node:util';
 import { CloudCore } from '../../host/cloud/core.ts';
+import { extendedMasterSecret, keyBlock, openRecord, trafficKeys } from '../../host/cloud/crypto.ts';
+import { parseRecord, type RecordView } from '../../host/cloud/wire.ts';
 import { DeviceRegistry, DevicesError, deviceHandle, parseDevicesJson } from '../../host/cloud/devices.ts';
 import {
   certificateBody,
@@ -25,14 +28,15 @@ import {
 } from '../../host/cloud/handshake.ts';
 import { ServerKey, ServerKeyError, ecdhSharedX, ephemeralKey, publicKeyOfPoint, publicKeyOfSpki, spkiOfPoint } from '../../host/cloud/p256.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
-import { TestDtlsClient, rawPoint, type ClientOptions, type EcdheOptions } from './fixtures/cloud-client.ts';
+import { TestDtlsClient, type ClientOptions, type EcdheOptions } from './fixtures/cloud-client.ts';
+import { rawPublicKey } from './gnutls.ts';
 import { CLOUD_SECRET, Link, PSK1, kinds, seededRandom } from './fixtures/cloud-harness.ts';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 function deviceKeys(): { privateKey: crypto.KeyObject; publicKey: crypto.KeyObject; point: Buffer } {
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { privateKey, publicKey, point: rawPoint(publicKey) };
+  return { privateKey, publicKey, point: rawPublicKey(publicKey) };
 }
 
 describe('ECDHE-ECDSA message codecs', () => {
@@ -133,7 +137,7 @@ describe('P-256 helpers (node:crypto)', () => {
     const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     const a = ServerKey.fromPem(sec1);
     assert.deepEqual(ServerKey.fromPem(pkcs8).publicPoint, a.publicPoint);
-    assert.deepEqual(a.publicPoint, rawPoint(crypto.createPublicKey(privateKey)));
+    assert.deepEqual(a.publicPoint, rawPublicKey(crypto.createPublicKey(privateKey)));
     const d = privateKey.export({ format: 'jwk' }).d!;
     const dHex = Buffer.from(d, 'base64url').toString('hex');
     for (const text of [inspect(a, { depth: 5 }), JSON.stringify(a), String(a)]) {
@@ -318,3 +322,82 @@ function recordTypes(d: Buffer): number[] {
   }
   return out;
 }
+
+describe('forward secrecy, shown on a recording (cloud side)', () => {
+  it('both long-term private keys do not decrypt a recorded session; its key log line does', async () => {
+    // The attacker's haul: every datagram both ways, the cloud's private key and the device's.
+    const serverScalar = crypto.randomBytes(32);
+    const lines: string[] = [];
+    const w = ecdheWorld({ serverKey: ServerKey.fromScalar(serverScalar), keyLog: (l) => lines.push(l) });
+    const link = w.link({ ecdhe: w.ecdhe(w.ec), offerCid: deviceHandle('ec-1') });
+    const up: Buffer[] = [];
+    const handle = w.core.handleDatagram.bind(w.core);
+    w.core.handleDatagram = (d, from, now) => {
+      up.push(Buffer.from(d));
+      return handle(d, from, now);
+    };
+    await link.handshake();
+    const secret = Buffer.from('the reading nobody may see later');
+    await link.send(link.client.event('t', 7, secret));
+    assert.ok(link.cloudEvents.some((e) => e.kind === 'event' && e.data.equals(secret)));
+
+    // What the recording gives anyone: handshake messages in clear (hence the session hash), both
+    // randoms, both ephemeral points; and the protected record carrying the event.
+    const records = (d: Buffer) => {
+      const out: RecordView[] = [];
+      for (let off = 0; off < d.length; ) {
+        const r = parseRecord(d, off);
+        if (typeof r === 'string') break;
+        out.push(r);
+        off += r.size;
+      }
+      return out;
+    };
+    const messages = (ds: Buffer[]) => ds.flatMap(records).filter((r) => r.epoch === 0 && r.type === 22).map((r) => Buffer.from(r.body));
+    const [, hello2, flightUp] = up; // ClientHello, ClientHello with the cookie, the client's flight
+    const flight = link.downlink[1];
+    const clientMsgs = messages([flightUp]); // Certificate, ClientKeyExchange, CertificateVerify
+    const transcript = Buffer.concat([...messages([hello2]), ...messages([flight]), clientMsgs[0], clientMsgs[1]]);
+    // The reconstruction is right: the device's CertificateVerify signs exactly these bytes.
+    const cv = clientMsgs[2].subarray(12);
+    assert.ok(crypto.verify('sha256', transcript, { key: w.ec.publicKey, dsaEncoding: 'der' }, cv.subarray(4, 4 + cv.readUInt16BE(2))));
+    const sessionHash = crypto.createHash('sha256').update(transcript).digest();
+    const clientRandom = messages([hello2])[0].subarray(12 + 2, 12 + 34);
+    const serverHello = messages([flight])[0];
+    const serverRandom = serverHello.subarray(12 + 2, 12 + 34);
+    const serverEphemeral = messages([flight])[2].subarray(12 + 4, 12 + 4 + 65);
+    const clientEphemeral = clientMsgs[1].subarray(12 + 1, 12 + 1 + 65);
+    const eventRecord = records(up[up.length - 1]).find((r) => r.epoch === 1)!;
+    const opens = (master: Buffer) => {
+      const keys = trafficKeys(keyBlock(master, clientRandom, serverRandom));
+      const opened = openRecord(keys.client, eventRecord);
+      return opened !== null && opened.content.includes(secret);
+    };
+
+    // Control: the session's own master secret (the key log line) opens it.
+    const [, logRandom, logMaster] = lines[0].split(' ');
+    assert.equal(logRandom, clientRandom.toString('hex'));
+    assert.ok(opens(Buffer.from(logMaster, 'hex')), 'the key log decrypts the recording');
+
+    // The attack: every Diffie-Hellman the two long-term private keys allow with the points on the
+    // wire, each taken as the premaster secret; none opens the record. The premaster is the ECDH of
+    // the two ephemeral keys, whose scalars were zeroed at the ClientKeyExchange (cloud) and never
+    // stored (client): neither long-term key is a factor of it.
+    const devScalar = Buffer.from(w.ec.privateKey.export({ format: 'jwk' }).d!, 'base64url');
+    const dh = (scalar: Buffer, point: Buffer) => {
+      const e = crypto.createECDH('prime256v1');
+      e.setPrivateKey(scalar);
+      return e.computeSecret(point);
+    };
+    const candidates = [
+      dh(serverScalar, clientEphemeral),
+      dh(devScalar, serverEphemeral),
+      dh(serverScalar, w.ec.point),
+      dh(devScalar, w.core.serverKey!.publicPoint),
+      serverScalar,
+      devScalar,
+    ];
+    for (const premaster of candidates) assert.equal(opens(extendedMasterSecret(premaster, sessionHash)), false);
+    assert.ok(!up.some((d) => d.includes(secret)), 'the reading never travels in clear');
+  });
+});

@@ -7,9 +7,8 @@
 // A client whose raw key is not registered is refused.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spkiOfPoint } from '../../host/cloud/p256.ts';
@@ -19,34 +18,16 @@ import { eventMessage } from './fixtures/cloud-client.ts';
 import { Proc, metric, scrape, startCloudProcess, toolMissing, until, writeDevicesFile, type CloudProc } from './fixtures/cloud-tools.ts';
 import { udpRelay } from './fixtures/udp-relay.ts';
 import { skipOrFail } from './engines.ts';
+import { GNUTLS_PRIORITY, gnutlsAvailable, p256KeyPair, type P256KeyPair } from './gnutls.ts';
 
-/** The priority string of ../shared/docs/toolchain-notes.md: DTLS 1.2, CCM-8, ECDHE-ECDSA, P-256, raw keys both ways. */
-const PRIORITY = 'NORMAL:-VERS-ALL:+VERS-DTLS1.2:-CIPHER-ALL:+AES-128-CCM-8:-KX-ALL:+ECDHE-ECDSA:-GROUP-ALL:+GROUP-SECP256R1:-CTYPE-ALL:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK';
-const missing = toolMissing('gnutls-cli', ['--version']);
+const missing = gnutlsAvailable('gnutls-cli');
 const tsharkMissing = toolMissing('tshark', ['--version']);
 /** Where the pcap puts the cloud: the CoAP-over-DTLS port, so tshark needs no hint for the application data. */
 const CLOUD_IN_PCAP = '127.0.0.1:5684';
 const DEVICE_IN_PCAP = '127.0.0.2:40000';
 
-interface KeyFiles {
-  key: string;
-  pub: string;
-  point: Buffer;
-}
-
-/** A P-256 key pair as `openssl ecparam -name prime256v1 -genkey -noout` / `openssl ec -pubout` write them (SEC1 PEM, SPKI PEM). */
-function keyPair(dir: string, name: string): KeyFiles {
-  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const key = join(dir, `${name}.key`);
-  const pub = join(dir, `${name}.pub`);
-  writeFileSync(key, privateKey.export({ type: 'sec1', format: 'pem' }), { mode: 0o600 });
-  writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
-  const jwk = publicKey.export({ format: 'jwk' });
-  return { key, pub, point: Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')]) };
-}
-
-function gnutlsCli(port: number, client: KeyFiles, keyLogFile: string): Proc {
-  return Proc.spawn('gnutls-cli', ['-u', '-p', String(port), '127.0.0.1', `--rawpkkeyfile=${client.key}`, `--rawpkfile=${client.pub}`, '--priority', PRIORITY, '--no-ca-verification'], {
+function gnutlsCli(port: number, client: P256KeyPair, keyLogFile: string): Proc {
+  return Proc.spawn('gnutls-cli', ['-u', '-p', String(port), '127.0.0.1', `--rawpkkeyfile=${client.keyFile}`, `--rawpkfile=${client.pubFile}`, '--priority', GNUTLS_PRIORITY, '--no-ca-verification'], {
     ...process.env,
     SSLKEYLOGFILE: keyLogFile,
   });
@@ -65,22 +46,22 @@ function tsharkFields(pcap: string, fields: string[], ...opts: string[]): string
 
 describe('cloud with gnutls-cli as the device: ECDHE-ECDSA, raw public keys, CCM-8', () => {
   let dir = '';
-  let server: KeyFiles;
-  let device: KeyFiles;
-  let stranger: KeyFiles;
+  let server: P256KeyPair;
+  let device: P256KeyPair;
+  let stranger: P256KeyPair;
   let cloud: CloudProc;
   let cloudKeyLog = '';
 
   before(async () => {
     if (missing) return;
     dir = mkdtempSync(join(tmpdir(), 'sleepy-gnutls-'));
-    server = keyPair(dir, 'cloud');
-    device = keyPair(dir, 'device');
-    stranger = keyPair(dir, 'stranger');
+    server = p256KeyPair('cloud');
+    device = p256KeyPair('device');
+    stranger = p256KeyPair('stranger');
     cloudKeyLog = join(dir, 'cloud.keylog');
     // The device by its PEM public key, as `openssl ec -pubout` writes it (the hex point is the other form).
-    const devices = writeDevicesFile({ devices: [{ id: 'gnutls-dev', publicKey: readFileSync(device.pub, 'utf8') }, { id: 'psk-dev', psk: '00112233445566778899aabbccddeeff' }] });
-    cloud = await startCloudProcess(['--devices', devices, '--key', server.key, '--keylog', cloudKeyLog, '--port', '0', '--metrics-port', '0']);
+    const devices = writeDevicesFile({ devices: [{ id: 'gnutls-dev', publicKey: readFileSync(device.pubFile, 'utf8') }, { id: 'psk-dev', psk: '00112233445566778899aabbccddeeff' }] });
+    cloud = await startCloudProcess(['--devices', devices, '--key', server.keyFile, '--keylog', cloudKeyLog, '--port', '0', '--metrics-port', '0']);
   });
   after(() => cloud?.proc.kill());
 
@@ -118,10 +99,10 @@ describe('cloud with gnutls-cli as the device: ECDHE-ECDSA, raw public keys, CCM
     assert.deepEqual(theirs, ours);
 
     // The cloud's Certificate carries the public key of --key (what a device pins).
-    const printed = spawnSync(process.execPath, ['bin/sleepy-session.mjs', 'cloud', '--key', server.key, '--print-public-key'], { encoding: 'utf8' });
-    assert.equal(printed.stdout.trim(), server.point.toString('hex'));
+    const printed = spawnSync(process.execPath, ['bin/sleepy-session.mjs', 'cloud', '--key', server.keyFile, '--print-public-key'], { encoding: 'utf8' });
+    assert.equal(printed.stdout.trim(), server.publicKey.toString('hex'));
     const down = relay.capture.filter((c) => c.dir === 'down');
-    assert.ok(down.some((c) => contains(c.data, spkiOfPoint(server.point))), 'the SPKI of --key in the server flight');
+    assert.ok(down.some((c) => contains(c.data, spkiOfPoint(server.publicKey))), 'the SPKI of --key in the server flight');
 
     if (tsharkMissing) return skipOrFail(t, tsharkMissing);
     const pcap = join(dir, 'gnutls.pcap');
