@@ -461,7 +461,7 @@ export class Handshakes {
       const eph = ephemeralKey(this.ctx.random);
       ephemeral = eph.scalar;
       const params = ecdhParams(eph.point);
-      const signature = key.sign(serverKeyExchangeSigned(ch.random, serverRandom, params), this.ctx.random);
+      const signature = key.sign(serverKeyExchangeSigned(ch.random, serverRandom, params), this.ctx.signatureNonces);
       messages.push(handshakeMessage(HT_CERTIFICATE, msgSeq++, certificateBody(key.spki)));
       messages.push(handshakeMessage(HT_SERVER_KEY_EXCHANGE, msgSeq++, serverKeyExchangeEcdheBody(params, signature)));
       messages.push(handshakeMessage(HT_CERTIFICATE_REQUEST, msgSeq++, certificateRequestBody()));

@@ -159,6 +159,11 @@ export interface CoreContext {
   readonly events: EventLog;
   readonly secrets: CloudSecrets;
   readonly random: (n: number) => Buffer;
+  /**
+   * Where ECDSA nonces come from: null = OpenSSL's own (constant time, the default), or the
+   * simulator's seeded source so that its runs replay byte for byte.
+   */
+  readonly signatureNonces: ((n: number) => Buffer) | null;
   /** The cloud's P-256 key pair; without one, ECDHE-ECDSA is never chosen. */
   readonly serverKey: ServerKey | null;
   /** Receives one NSS key log line per handshake (debugging with Wireshark; secret-bearing). */
@@ -191,6 +196,7 @@ export class CloudCore implements CoreContext {
   readonly events: EventLog;
   readonly secrets: CloudSecrets;
   readonly random: (n: number) => Buffer;
+  readonly signatureNonces: ((n: number) => Buffer) | null;
   readonly serverKey: ServerKey | null;
   readonly keyLog: ((line: string) => void) | null;
   readonly #handshakes: Handshakes;
@@ -204,6 +210,8 @@ export class CloudCore implements CoreContext {
     this.events = opts.events ?? new MemoryEventLog({ keepEntries: false });
     this.secrets = new CloudSecrets(opts.cloudSecret);
     this.random = opts.random ?? ((n) => crypto.randomBytes(n));
+    // A given random source is a seeded one (simulators): signatures follow it too.
+    this.signatureNonces = opts.random ?? null;
     this.serverKey = opts.serverKey ?? null;
     this.keyLog = opts.keyLog ?? null;
     this.#sessions = new Sessions(this);

@@ -233,11 +233,14 @@ export class ServerKey {
   }
 
   /**
-   * ECDSA-SHA256 over `data`, DER-encoded (RFC 8422 §5.4), the nonce drawn from `random`: the
-   * cloud's own randomness (crypto.randomBytes), or a simulator's seeded one so that its runs
-   * replay byte for byte.
+   * ECDSA-SHA256 over `data`, DER-encoded (RFC 8422 §5.4). With `nonces` null, by OpenSSL (its own
+   * random nonce, constant time): what a cloud uses. With a seeded `nonces` source, the nonce comes
+   * from it so that a simulator's runs replay byte for byte — computed with BigInt, which is not
+   * constant time: never with a key that guards real devices.
    */
-  sign(data: Buffer, random: (n: number) => Buffer): Buffer {
+  sign(data: Buffer, nonces: ((n: number) => Buffer) | null): Buffer {
+    if (nonces === null) return crypto.sign('sha256', data, { key: this.#private, dsaEncoding: 'der' });
+    const random = nonces;
     const d = Buffer.from(this.#private.export({ format: 'jwk' }).d!, 'base64url');
     try {
       return derOfSignature(ecdsaSignWithNonce(d, crypto.createHash('sha256').update(data).digest(), () => random(P256_SCALAR_BYTES)));

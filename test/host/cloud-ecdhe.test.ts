@@ -145,16 +145,16 @@ describe('P-256 helpers (node:crypto)', () => {
       assert.ok(text.includes(a.publicPoint.toString('hex')));
     }
     assert.deepEqual(ServerKey.fromScalar(Buffer.from(dHex, 'hex')).publicPoint, a.publicPoint);
-    const sig = a.sign(Buffer.from('data'), crypto.randomBytes);
+    const sig = a.sign(Buffer.from('data'), null);
     assert.ok(crypto.verify('sha256', Buffer.from('data'), { key: crypto.createPublicKey(privateKey), dsaEncoding: 'der' }, sig));
-    // The nonce comes from the caller: a seeded source signs byte for byte the same, and every
-    // signature verifies with OpenSSL (1,000 random keys, data and nonces).
+    // A simulator's seeded nonce source signs byte for byte the same, and every such signature
+    // verifies with OpenSSL (1,000 random keys, data and nonces); without one OpenSSL signs.
     const seeded = () => { let i = 0; return (n: number) => crypto.createHash('sha256').update(`nonce ${i++}`).digest().subarray(0, n); };
     assert.deepEqual(a.sign(Buffer.from('data'), seeded()), a.sign(Buffer.from('data'), seeded()));
     for (let i = 0; i < 1000; i++) {
       const k = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
       const data = crypto.randomBytes(i % 200);
-      const s = ServerKey.fromPem(k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string).sign(data, crypto.randomBytes);
+      const s = ServerKey.fromPem(k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string).sign(data, (n) => crypto.randomBytes(n));
       assert.ok(crypto.verify('sha256', data, { key: k.publicKey, dsaEncoding: 'der' }, s), `signature ${i}`);
     }
     assert.throws(() => ServerKey.fromPem('-----BEGIN EC PRIVATE KEY-----\nc2VjcmV0\n-----END EC PRIVATE KEY-----\n'), (e: Error) => e instanceof ServerKeyError && !e.message.includes('c2VjcmV0') && /expected/.test(e.message));
