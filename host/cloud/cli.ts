@@ -207,13 +207,15 @@ export async function runCloudCommand(argv: string[]): Promise<number> {
   } catch (e) {
     return report('cloud', e);
   }
-  // One machine-readable line on stdout: what the tests and scripts wait for.
-  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind} events=${cloud.events.kind}`);
-  await new Promise<void>((resolve) => {
+  // The stop signals are handled before the line below: whoever waits for it may stop us at once.
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  // One machine-readable line on stdout: what the tests and scripts wait for.
+  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind} events=${cloud.events.kind}`);
+  await stopped;
   await cloud.close();
   return 0;
 }

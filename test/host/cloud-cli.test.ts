@@ -5,7 +5,8 @@
 // on stderr naming the flag and what is allowed.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import crypto from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +15,26 @@ import { writeDevicesFile } from './fixtures/cloud-tools.ts';
 import { skipOrFail } from './engines.ts';
 
 const devices = writeDevicesFile({ devices: [{ id: 'cli-dev', identity: 'cli-id', psk: '00112233445566778899aabbccddeeff' }] });
-/** A cloud that starts is stopped (SIGTERM: a clean exit 0) after `timeout` ms. */
-const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-session.mjs', ...args], { encoding: 'utf8', timeout: 4000 });
+/** A command that ends by itself (a refused flag, --print-public-key); the bound only stops a hang. */
+const run = (...args: string[]) => spawnSync(process.execPath, ['bin/sleepy-session.mjs', ...args], { encoding: 'utf8', timeout: 120_000 });
+
+/**
+ * A cloud that starts: stopped with SIGTERM (a clean exit 0) once it says it listens, however long
+ * starting takes on a loaded machine.
+ */
+async function runUntilListening(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/sleepy-session.mjs', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '', stderr = '';
+  child.stdout.on('data', (d) => {
+    stdout += d;
+    if (/cloud listening/.test(stdout)) child.kill('SIGTERM');
+  });
+  child.stderr.on('data', (d) => (stderr += d));
+  const bound = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  const [status] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(bound);
+  return { status, stdout, stderr };
+}
 
 describe('sleepy-session cloud / events: flag values out of range', () => {
   const cases: [string[], RegExp][] = [
@@ -40,8 +59,8 @@ describe('sleepy-session cloud / events: flag values out of range', () => {
     });
   }
 
-  it('the bounds themselves are accepted (the flags parse; the cloud starts and is stopped)', () => {
-    const r = run('cloud', '--devices', devices, '--port', '0', '--webhook', 'http://127.0.0.1:9/', '--webhook-max-delay', '24h', '--event-reclaim-after', '1s', '--identity-hint', 'h'.repeat(255), '--heal', 'malformed,reset-token');
+  it('the bounds themselves are accepted (the flags parse; the cloud starts and is stopped)', async () => {
+    const r = await runUntilListening('cloud', '--devices', devices, '--port', '0', '--webhook', 'http://127.0.0.1:9/', '--webhook-max-delay', '24h', '--event-reclaim-after', '1s', '--identity-hint', 'h'.repeat(255), '--heal', 'malformed,reset-token');
     assert.equal(r.status, 0, `the cloud ran until stopped; stderr: ${r.stderr}`);
     assert.match(r.stdout, /^cloud listening udp=127\.0\.0\.1:\d+/);
   });
@@ -74,13 +93,13 @@ describe('sleepy-session cloud --key (ECDHE-ECDSA, issue 19)', () => {
     });
   }
 
-  it('--print-public-key prints the 65-byte point of an openssl-made key; the running cloud never logs the private key', (t) => {
+  it('--print-public-key prints the 65-byte point of an openssl-made key; the running cloud never logs the private key', async (t) => {
     if (opensslMissing) return skipOrFail(t, opensslMissing);
     const printed = run('cloud', '--key', key, '--print-public-key');
     assert.equal(printed.status, 0, printed.stderr);
     const pub = crypto.createPublicKey(readFileSync(key)).export({ format: 'jwk' });
     assert.equal(printed.stdout, `04${Buffer.from(pub.x!, 'base64url').toString('hex')}${Buffer.from(pub.y!, 'base64url').toString('hex')}\n`);
-    const r = run('cloud', '--devices', pkDevices, '--port', '0', '--key', key);
+    const r = await runUntilListening('cloud', '--devices', pkDevices, '--port', '0', '--key', key);
     assert.equal(r.status, 0, `the cloud ran until stopped; stderr: ${r.stderr}`);
     assert.match(r.stderr, /1 devices \(1 by public key\); ECDHE-ECDSA public key 04[0-9a-f]{128}/);
     const d = crypto.createPrivateKey(readFileSync(key)).export({ format: 'jwk' }).d!;
