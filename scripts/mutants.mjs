@@ -322,7 +322,7 @@ export const MUTANTS = [
   {
     id: 'ecdhe-server-key-unpinned', why: '19: any raw key in the server Certificate is taken (a man in the middle)',
     edits: [{ file: 'assembly/dtls/handshake.ts', from: '|| !ctEqual(body + <usize>(3 + SPKI_PREFIX_BYTES), SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES)) {', to: ') {' }],
-    tests: [ECDHE_INTEROP], pattern: 'not the pinned one',
+    tests: [ECDHE_INTEROP, ECDHE_FAULTS], pattern: 'pinned',
   },
   {
     id: 'ecdhe-ske-signature-unchecked', why: '19: the ServerKeyExchange signature is not verified (anyone on path picks the ephemeral key)',

@@ -22,11 +22,12 @@ async function handshake(misbehave?: NonNullable<PeerOptions['ecdhe']>['misbehav
   return { c, peer, sent };
 }
 
-describe('ECDHE-ECDSA client: the ServerKeyExchange', () => {
+describe('ECDHE-ECDSA client: the server Certificate and ServerKeyExchange', () => {
   for (const [misbehave, what] of [
     ['bad-signature', 'a ServerKeyExchange signature that does not verify'],
     ['non-minimal-der', 'a valid ServerKeyExchange signature in non-minimal DER (a BER integer)'],
     ['point-off-curve', 'a ServerKeyExchange (signed) whose ephemeral point is off the curve'],
+    ['other-certificate', 'a Certificate with a key other than the pinned one (the ServerKeyExchange signed by the pinned key)'],
   ] as const) {
     it(`${what}: the handshake fails with server-key-rejected, nothing of the client's flight is sent`, async () => {
       const { c, sent } = await handshake(misbehave);

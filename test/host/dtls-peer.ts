@@ -27,7 +27,7 @@ export interface PeerOptions {
     serverPrivateKey: Uint8Array;
     requestClientKey?: boolean;
     /** Misbehaviour in the ServerKeyExchange: a signature that does not verify, a valid one in non-minimal DER, or a point off the curve (signed). */
-    misbehave?: 'bad-signature' | 'non-minimal-der' | 'point-off-curve';
+    misbehave?: 'bad-signature' | 'non-minimal-der' | 'point-off-curve' | 'other-certificate';
   };
 }
 
@@ -158,7 +158,8 @@ export class TestPeer {
     const sh = Buffer.concat([Buffer.from([0xfe, 0xfd]), this.serverRandom, Buffer.from([0, 0xc0, ecdhe ? 0xae : 0xa8, 0]), extLen, extBytes]);
     const messages: [number, Buffer][] = [[2, sh]];
     if (ecdhe) {
-      const spki = spkiOf(p256Public(ecdhe.serverPrivateKey));
+      // 'other-certificate': the Certificate names another key while the signature is by the right one.
+      const spki = spkiOf(p256Public(ecdhe.misbehave === 'other-certificate' ? p256PrivateFrom(this.random(32)) : ecdhe.serverPrivateKey));
       messages.push([11, Buffer.concat([u24(spki.length), spki])]);
       this.ephemeralPrivate = p256PrivateFrom(this.random(32));
       const point = p256Public(this.ephemeralPrivate);
