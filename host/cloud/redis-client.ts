@@ -221,15 +221,43 @@ export class ClusterConnection implements RedisLink {
     }
   }
 
+  /** Per node connection: the WAIT in flight, and the one that follows it (shared by everyone who asked meanwhile). */
+  readonly #waits = new Map<unknown, { inFlight: Promise<number> | null; next: Promise<number> | null }>();
+
   /**
    * WAIT on the connection that carried the writes (the cluster client has one per node; WAIT
    * counts every write sent on it before). Sent to that node directly: through the cluster
-   * client's command policies WAIT would go to every shard.
+   * client's command policies WAIT would go to every shard. Group commit: WAIT blocks its
+   * connection until the replicas answer, so while one is in flight the callers that come
+   * meanwhile share the next one (sent after their writes, so it covers them): at most one WAIT
+   * in flight per node, however many appends are.
    */
   async replicated(routeKey: string): Promise<void> {
     if (this.waitReplicas <= 0) return;
     const node = await this.client.getNodeClientForKey(routeKey);
-    const n = Number(await node.sendCommand(['WAIT', String(this.waitReplicas), String(this.waitMs)]));
+    let w = this.#waits.get(node);
+    if (!w) this.#waits.set(node, (w = { inFlight: null, next: null }));
+    const state = w;
+    const send = (): Promise<number> => {
+      const p = (async () => Number(await node.sendCommand(['WAIT', String(this.waitReplicas), String(this.waitMs)])))();
+      state.inFlight = p;
+      void p.catch(() => undefined).finally(() => {
+        if (state.inFlight === p) state.inFlight = null;
+      });
+      return p;
+    };
+    let n: number;
+    if (!state.inFlight) n = await send();
+    else {
+      // The WAIT in flight may have been sent before our write: join the one after it.
+      if (!state.next) {
+        state.next = state.inFlight.catch(() => 0).then(() => {
+          state.next = null;
+          return send();
+        });
+      }
+      n = await state.next;
+    }
     if (n < this.waitReplicas) throw new ReplicationError(`Redis Cluster: write on ${this.waitReplicas === 1 ? 'no replica' : `${n} of ${this.waitReplicas} replicas`} within ${this.waitMs} ms (WAIT)`);
   }
 
