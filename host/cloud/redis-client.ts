@@ -51,10 +51,11 @@ export interface RedisLink {
   /** EVALSHA (EVAL on NOSCRIPT), routed by keys[0]: every key must be in keys[0]'s slot. */
   script<T>(lua: string, keys: string[], args: string[]): Promise<T>;
   /**
-   * After writes routed by `routeKey`: resolves once `waitReplicas` replicas have them (WAIT), else
-   * throws — the caller must then not acknowledge what it wrote. Nothing to wait for on one Redis.
+   * `script`, and when `mustReplicate(reply)`, resolves only once `waitReplicas` replicas have its
+   * writes (WAIT), else throws — the caller must then not acknowledge what it wrote. On one Redis
+   * (nothing to wait for) or with wait=0 it is `script`.
    */
-  replicated(routeKey: string): Promise<void>;
+  replicatedScript<T>(lua: string, keys: string[], args: string[], mustReplicate: (reply: T) => boolean): Promise<T>;
   /** Runs `fn` with a command sender for each master (all keys of a layer are spread over them). */
   forEachMaster(fn: (send: (args: string[]) => Promise<unknown>) => Promise<void>): Promise<void>;
   close(): Promise<void>;
@@ -80,7 +81,9 @@ export class RedisConnection implements RedisLink {
     return this.client.sendCommand(args) as Promise<T>;
   }
 
-  async replicated(_routeKey: string): Promise<void> {}
+  replicatedScript<T>(lua: string, keys: string[], args: string[], _mustReplicate: (reply: T) => boolean): Promise<T> {
+    return this.script<T>(lua, keys, args);
+  }
 
   async forEachMaster(fn: (send: (args: string[]) => Promise<unknown>) => Promise<void>): Promise<void> {
     await fn((args) => this.client.sendCommand(args));
@@ -193,48 +196,65 @@ function makeCluster(spec: string, opts: Omit<RedisOptions, 'url'>) {
 }
 type RedisClusterClient = ReturnType<typeof makeCluster>;
 
+/** EVALSHA (EVAL on NOSCRIPT) through a cluster client, routed by keys[0]. */
+async function clusterScript<T>(client: RedisClusterClient, lua: string, keys: string[], args: string[]): Promise<T> {
+  const route = keys[0];
+  try {
+    return (await client.sendCommand(route, false, ['EVALSHA', scriptSha(lua), String(keys.length), ...keys, ...args])) as T;
+  } catch (e) {
+    if (!String((e as Error).message).startsWith('NOSCRIPT')) throw e;
+    return (await client.sendCommand(route, false, ['EVAL', lua, String(keys.length), ...keys, ...args])) as T;
+  }
+}
+
+/**
+ * A cluster as the cloud uses it: `client` for everything, and — when writes must be on a replica
+ * before they are acknowledged (wait ≥ 1) — `guarded`, a second cluster client (its own connection
+ * per node) that carries only those writes and their WAITs. WAIT blocks its connection until the
+ * replicas answer; on a connection of its own it never holds up the reads, ACKs and deliveries.
+ */
 export class ClusterConnection implements RedisLink {
   readonly cluster = true;
   errors = 0;
   lastError = '';
   constructor(
     readonly client: RedisClusterClient,
+    readonly guarded: RedisClusterClient | null,
     readonly waitReplicas: number,
     readonly waitMs: number,
   ) {}
 
   get isReady(): boolean {
-    return this.client.isReady;
+    return this.client.isReady && (this.guarded?.isReady ?? true);
   }
 
   command<T>(args: string[], routeKey?: string): Promise<T> {
     return this.client.sendCommand(routeKey, false, args) as Promise<T>;
   }
 
-  async script<T>(lua: string, keys: string[], args: string[]): Promise<T> {
-    const route = keys[0];
-    try {
-      return (await this.client.sendCommand(route, false, ['EVALSHA', scriptSha(lua), String(keys.length), ...keys, ...args])) as T;
-    } catch (e) {
-      if (!String((e as Error).message).startsWith('NOSCRIPT')) throw e;
-      return (await this.client.sendCommand(route, false, ['EVAL', lua, String(keys.length), ...keys, ...args])) as T;
-    }
+  script<T>(lua: string, keys: string[], args: string[]): Promise<T> {
+    return clusterScript<T>(this.client, lua, keys, args);
   }
 
-  /** Per node connection: the WAIT in flight, and the one that follows it (shared by everyone who asked meanwhile). */
+  async replicatedScript<T>(lua: string, keys: string[], args: string[], mustReplicate: (reply: T) => boolean): Promise<T> {
+    if (!this.guarded || this.waitReplicas <= 0) return this.script<T>(lua, keys, args);
+    const reply = await clusterScript<T>(this.guarded, lua, keys, args);
+    if (mustReplicate(reply)) await this.#replicated(keys[0]!);
+    return reply;
+  }
+
+  /** Per node connection of `guarded`: the WAIT in flight, and the one that follows it (shared by everyone who asked meanwhile). */
   readonly #waits = new Map<unknown, { inFlight: Promise<number> | null; next: Promise<number> | null }>();
 
   /**
-   * WAIT on the connection that carried the writes (the cluster client has one per node; WAIT
-   * counts every write sent on it before). Sent to that node directly: through the cluster
-   * client's command policies WAIT would go to every shard. Group commit: WAIT blocks its
-   * connection until the replicas answer, so while one is in flight the callers that come
-   * meanwhile share the next one (sent after their writes, so it covers them): at most one WAIT
-   * in flight per node, however many appends are.
+   * WAIT on the connection that carried the writes (`guarded` has one per node; WAIT counts every
+   * write sent on it before). Sent to that node directly: through the cluster client's command
+   * policies WAIT would go to every shard. Group commit: while one WAIT is in flight the callers
+   * that come meanwhile share the next one (sent after their writes, so it covers them): at most
+   * one WAIT in flight per node, however many writes are.
    */
-  async replicated(routeKey: string): Promise<void> {
-    if (this.waitReplicas <= 0) return;
-    const node = await this.client.getNodeClientForKey(routeKey);
+  async #replicated(routeKey: string): Promise<void> {
+    const node = await this.guarded!.getNodeClientForKey(routeKey);
     let w = this.#waits.get(node);
     if (!w) this.#waits.set(node, (w = { inFlight: null, next: null }));
     const state = w;
@@ -269,11 +289,14 @@ export class ClusterConnection implements RedisLink {
   }
 
   async close(): Promise<void> {
-    try {
-      if (this.client.isOpen) await this.client.close();
-      else this.client.destroy();
-    } catch {
-      this.client.destroy();
+    for (const c of [this.client, this.guarded]) {
+      if (!c) continue;
+      try {
+        if (c.isOpen) await c.close();
+        else c.destroy();
+      } catch {
+        c.destroy();
+      }
     }
   }
 }
@@ -283,7 +306,16 @@ export async function connectRedisLink(opts: RedisOptions): Promise<RedisLink> {
   if (!opts.url.startsWith('redis-cluster://')) return connectRedis(opts);
   const { waitReplicas, waitMs } = clusterParams(opts.url);
   const client = makeCluster(opts.url, opts);
-  const conn = new ClusterConnection(client, waitReplicas, waitMs);
+  const guarded = waitReplicas > 0 ? makeCluster(opts.url, opts) : null;
+  const conn = new ClusterConnection(client, guarded, waitReplicas, waitMs);
   await connectWithin(client, conn, opts, `Redis Cluster at ${opts.url}`);
+  if (guarded) {
+    try {
+      await connectWithin(guarded, conn, opts, `Redis Cluster at ${opts.url} (second connection, for writes confirmed by WAIT)`);
+    } catch (e) {
+      client.destroy();
+      throw e;
+    }
+  }
   return conn;
 }

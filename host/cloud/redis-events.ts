@@ -360,10 +360,12 @@ export class RedisEventLog implements EventLog {
   async append(ev: DeviceEvent, claimTtlMs: number, _nowMs: number): Promise<AppendResult> {
     const key = idempotencyKey(ev);
     const k = this.#shards[shardOf(ev.deviceId, this.#shards.length)]!;
-    const r = await this.#conn.script<(number | string)[]>(
+    const r = await this.#conn.replicatedScript<(number | string)[]>(
       APPEND_LUA,
       [k.claimPrefix + key, k.log, k.indexPrefix + deviceKeyPart(ev.deviceId)],
       [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklogPerShard), contentHash(ev), String(this.#maxClaimsPerDevice), key],
+      // Appended, or a duplicate (its TTL refresh is a write that follows the first one): ACKed only once on a replica.
+      (reply) => Number(reply[0]) === 1 || Number(reply[0]) === 0,
     );
     const code = Number(r[0]);
     if (code === 1 && r.length > 1) {
@@ -372,7 +374,6 @@ export class RedisEventLog implements EventLog {
       await this.#conn.command(['DEL', ...old], old[0]);
       this.trimmed.claims += old.length;
     }
-    if (code === 1 || code === 0) await this.#conn.replicated(k.log);
     return code === 1 ? 'appended' : code === 0 ? 'duplicate' : code === -2 ? 'conflict' : 'full';
   }
 

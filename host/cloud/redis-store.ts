@@ -110,15 +110,13 @@ export class RedisStore implements SessionStore {
 
   async accept(id: string, seq: number, outCount: number, ttlMs: number, _nowMs?: number): Promise<AcceptResult> {
     const key = this.#key(id);
-    const [code, outSeq] = await this.#script<[number, number]>(ACCEPT_LUA, [key], [String(seq), String(outCount), String(Math.max(1, Math.round(ttlMs)))]);
-    if (code === 0 && outCount > 0) await this.#conn.replicated(key);
+    const [code, outSeq] = await this.#conn.replicatedScript<[number, number]>(ACCEPT_LUA, [key], [String(seq), String(outCount), String(Math.max(1, Math.round(ttlMs)))], ([c]) => c === 0 && outCount > 0);
     return { status: STATUS[code] ?? 'missing', outSeq };
   }
 
   async reserve(id: string, count: number, _nowMs?: number): Promise<number | undefined> {
     const key = this.#key(id);
-    const first = await this.#script<number>(RESERVE_LUA, [key], [String(count)]);
-    if (first >= 0) await this.#conn.replicated(key);
+    const first = await this.#conn.replicatedScript<number>(RESERVE_LUA, [key], [String(count)], (f) => f >= 0);
     return first < 0 ? undefined : first;
   }
 
