@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { RedisEventLog, shardOf } from '../../host/cloud/redis-events.ts';
 import { RedisStore } from '../../host/cloud/redis-store.ts';
 import { ReplicationError, clusterNodes, clusterParams } from '../../host/cloud/redis-client.ts';
-import { cloudOptionsFromArgs } from '../../host/cloud/cli.ts';
+import { cloudOptionsFromArgs, runEventsCommand } from '../../host/cloud/cli.ts';
 import { UsageError } from '../../host/cli-flags.ts';
 import type { DeviceEvent } from '../../host/cloud/events.ts';
 import { toolMissing, until, writeDevicesFile } from './fixtures/cloud-tools.ts';
@@ -115,6 +115,48 @@ describe('session store and event log on a Redis Cluster (3 masters, 3 replicas)
     // The device sends it again (it got no ACK): the claim is there, now replicated.
     await until(async () => (await log.append(ev(d, 0), 60_000, 0).catch(() => 'error')) === 'duplicate', 30_000, 'the retry to be a confirmed duplicate');
     await log.ack((await log.take('c1', 1000)).map((e) => e.id));
+  });
+
+  it('WAIT guards the sequence numbers a session reserves: no reply while the replica does not confirm', async (t) => {
+    if (missing) return skipOrFail(t, missing);
+    const s = { deviceId: 'w', epoch: 1, cid: 'w1', peerCid: '', keys: '00', createdMs: 1, token: false };
+    await store.put('w1', s, { top: 0, nextOutSeq: 1 }, 60_000, 0);
+    const replica = cluster.replicaOf(cluster.masterFor('ss:s:w1'));
+    cluster.pause(replica, true);
+    try {
+      await assert.rejects(store.accept('w1', 1, 1, 60_000, 0), ReplicationError, 'a reply would use numbers a failover could hand out again');
+      await assert.rejects(store.reserve('w1', 1, 0), ReplicationError);
+      assert.equal((await store.accept('w1', 2, 0, 60_000, 0)).status, 'ok', 'a record that reserves nothing needs no replica');
+    } finally {
+      cluster.pause(replica, false);
+    }
+    await until(async () => (await store.reserve('w1', 1, 0).catch(() => undefined)) !== undefined, 30_000, 'reserve to work again');
+  });
+
+  it('sleepy-session events lists and retries the dead letters of every shard (ids <shard>/<stream id>)', async (t) => {
+    if (missing) return skipOrFail(t, missing);
+    for (const d of ['dl:1', 'dl:2', 'dl:3']) assert.equal(await log.append(ev(d, 0), 60_000, 0), 'appended');
+    const taken = await log.take('c1', 1000);
+    for (const e of taken) await log.deadLetter(e, 'http_422', 1);
+    const dead = await log.listDead(100);
+    assert.equal(dead.length, 3);
+    for (const d of dead) assert.match(d.id, /^\d+\/\d+-\d+$/);
+    const lines: string[] = [];
+    const log0 = console.log;
+    console.log = (l: string) => lines.push(l);
+    try {
+      assert.equal(await runEventsCommand(['--events', cluster.url]), 0);
+      assert.equal(lines.length, 3, 'one JSON line per dead letter');
+      assert.equal(await runEventsCommand(['--events', cluster.url, '--retry', dead[0]!.id]), 0);
+    } finally {
+      console.log = log0;
+    }
+    assert.equal(await log.deadCount(), 2);
+    assert.equal(await log.backlog(), 1, 'the retried one is back in the log');
+    await log.ack((await log.take('c1', 1000)).map((e) => e.id));
+    assert.equal(await log.retryDead('all'), 2);
+    await log.ack((await log.take('c1', 1000)).map((e) => e.id));
+    assert.equal(await log.backlog(), 0);
   });
 
   it('kill -9 of a master: the client follows the failover, appends go on, nothing appended is lost', async (t) => {
