@@ -133,7 +133,10 @@ async function connectWithin(client: { on(ev: 'error', f: (e: Error) => void): u
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([
-      client.connect(),
+      // A client may give up before the limit (the cluster client: "All the root nodes are unavailable"): say where.
+      client.connect().catch((e: Error) => {
+        throw new Error(`cannot reach ${what}: ${e.message}`);
+      }),
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`cannot reach ${what} within ${limit} ms${conn.lastError ? ` (${conn.lastError})` : ''}`)), limit);
       }),

@@ -35,6 +35,10 @@ describe('redis-cluster:// URLs and flags', () => {
       assert.throws(() => cloudOptionsFromArgs(['--devices', devices, `--${flag}`, bad]), (e: Error) => e instanceof UsageError && says.test(e.message), `${flag} ${bad}`);
     }
   });
+
+  it('an unreachable cluster is one line naming its URL', async () => {
+    await assert.rejects(RedisStore.connect({ url: 'redis-cluster://127.0.0.1:1', connectTimeoutMs: 20_000 }), /^Error: cannot reach Redis Cluster at redis-cluster:\/\/127\.0\.0\.1:1/);
+  });
 });
 
 describe('session store and event log on a Redis Cluster (3 masters, 3 replicas)', () => {
