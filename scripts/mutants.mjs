@@ -318,6 +318,11 @@ export const MUTANTS = [
     edits: [{ file: 'host/cloud/redis-events.ts', from: "redis.call('XDEL', KEYS[1], ARGV[1])", to: '' }],
     tests: ['test/host/cloud-events.test.ts'], pattern: 'dead letters are listed',
   },
+  {
+    id: 'cloud-cluster-ack-without-replica', why: 'on a Redis Cluster an event is ACKed before a replica has it (no WAIT): a master failover loses ACKed events',
+    edits: [{ file: 'host/cloud/redis-events.ts', from: '(reply) => Number(reply[0]) === 1 || Number(reply[0]) === 0,', to: '() => false,' }],
+    tests: ['test/host/cloud-redis-cluster.test.ts'], pattern: 'WAIT',
+  },
   // --- issue 19, the ECDHE-ECDSA handshake -----------------------------------------------------
   {
     id: 'ecdhe-server-key-unpinned', why: '19: any raw key in the server Certificate is taken (a man in the middle)',

@@ -11,6 +11,7 @@ import { UsageError, duration, helpText, parseFlags, portFlag, redisUrl, str, ty
 import { DevicesError, loadDevicesFile } from './devices.ts';
 import { ServerKey, ServerKeyError } from './p256.ts';
 import { RedisEventLog } from './redis-events.ts';
+import { clusterNodes, clusterParams } from './redis-client.ts';
 import { parseHeal, startCloud, type RunningCloud } from './server.ts';
 
 export const CLOUD_SPEC: CommandSpec = {
@@ -20,8 +21,8 @@ export const CLOUD_SPEC: CommandSpec = {
     { name: 'devices', value: 'FILE', help: 'device registry JSON (format: docs/protocol.md §9) — required' },
     { name: 'port', value: 'N', help: 'UDP port, 0..65535 (0 = any free port)', default: '5684' },
     { name: 'host', value: 'ADDR', help: 'UDP bind address (0.0.0.0 for all interfaces)', default: '127.0.0.1' },
-    { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT', default: 'memory' },
-    { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always)', default: 'memory' },
+    { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT | redis-cluster://HOST:PORT[,HOST:PORT…][?wait=N&wait-ms=MS]', default: 'memory' },
+    { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always) | redis-cluster://HOST:PORT[,HOST:PORT…][?shards=N&wait=N&wait-ms=MS] (docs/scaling.md)', default: 'memory' },
     { name: 'webhook', value: 'URL', help: 'http(s) URL that receives device events by POST', default: 'none' },
     { name: 'webhook-max-delay', value: 'DUR', help: 'longest back-off between attempts at one event (it is retried forever), 100ms..24h', default: '30s' },
     { name: 'event-reclaim-after', value: 'DUR', help: 'events another process took and left this long are taken over, 1s..24h', default: '60s' },
@@ -40,7 +41,7 @@ export const EVENTS_SPEC: CommandSpec = {
   name: 'events',
   summary: 'the dead letters of a Redis event log: events a webhook receiver refused permanently',
   flags: [
-    { name: 'events', value: 'URL', help: 'the event log, redis://HOST:PORT — required' },
+    { name: 'events', value: 'URL', help: 'the event log, redis://HOST:PORT or redis-cluster://HOST:PORT[,…] — required' },
     { name: 'retry', value: 'IDS', help: "move dead letters back for delivery: 'all' or comma-separated ids" },
     { name: 'limit', value: 'N', help: 'list at most N dead letters', default: '100' },
   ],
@@ -75,6 +76,15 @@ function identityHint(value: string | undefined): string | undefined {
 
 /** redisUrl, and the port (6379 when none) must be 1..65535: the URL parser's "Invalid URL" names no flag. */
 function redisSpec(command: string, flag: string, value: string, allowMemory: boolean): string {
+  if (value.startsWith('redis-cluster://')) {
+    try {
+      clusterNodes(value);
+      clusterParams(value);
+    } catch (e) {
+      throw new UsageError(`${command}: --${flag}: ${(e as Error).message}`);
+    }
+    return value;
+  }
   redisUrl(command, flag, value, allowMemory);
   if (value === 'memory') return value;
   let port: number;
@@ -235,8 +245,8 @@ export async function runEventsCommand(argv: string[]): Promise<number> {
     const limitText = str(f, 'limit') ?? '100';
     if (!/^\d{1,7}$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`events: --limit must be a whole number 1..9999999 (got '${limitText}')`);
     const retry = str(f, 'retry');
-    if (retry !== undefined && retry !== 'all' && !/^\d+-\d+(,\d+-\d+)*$/.test(retry)) {
-      throw new UsageError(`events: --retry must be 'all' or comma-separated dead-letter ids like 1700000000000-0 (got '${retry}')`);
+    if (retry !== undefined && retry !== 'all' && !/^(\d+\/)?\d+-\d+(,(\d+\/)?\d+-\d+)*$/.test(retry)) {
+      throw new UsageError(`events: --retry must be 'all' or comma-separated dead-letter ids like 1700000000000-0 (on a cluster 3/1700000000000-0) (got '${retry}')`);
     }
     log = await RedisEventLog.connect({ url });
     if (retry !== undefined) {

@@ -50,7 +50,7 @@ export interface StartCloudOptions {
   devices: DeviceRegistry | string;
   /** Shared by all cloud processes; else the devices file's cloudSecret, else $SLEEPY_CLOUD_SECRET, else random. */
   cloudSecret?: Buffer;
-  /** A store, 'memory' (default) or 'redis://HOST:PORT'. */
+  /** A store, 'memory' (default), 'redis://HOST:PORT' or 'redis-cluster://HOST:PORT[,HOST:PORT…]'. */
   store?: SessionStore | string;
   /** The event log: a log, 'memory' (default; one process, bounded, not durable) or 'redis://HOST:PORT' (persistent Redis). */
   events?: EventLog | string;
@@ -106,14 +106,14 @@ export function splitAddr(addr: string): { address: string; port: number } {
 
 export async function openStore(spec: string): Promise<SessionStore> {
   if (spec === 'memory') return new MemoryStore();
-  if (/^rediss?:\/\//.test(spec)) return RedisStore.connect({ url: spec });
-  throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT`);
+  if (/^(rediss?|redis-cluster):\/\//.test(spec)) return RedisStore.connect({ url: spec });
+  throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…]`);
 }
 
 export async function openEventLog(spec: string, withDelivery: boolean): Promise<EventLog> {
   if (spec === 'memory') return new MemoryEventLog({ keepEntries: withDelivery });
-  if (/^rediss?:\/\//.test(spec)) return RedisEventLog.connect({ url: spec });
-  throw new Error(`unknown event log '${spec}'; allowed: memory, redis://HOST:PORT`);
+  if (/^(rediss?|redis-cluster):\/\//.test(spec)) return RedisEventLog.connect({ url: spec });
+  throw new Error(`unknown event log '${spec}'; allowed: memory, redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…]`);
 }
 
 /** At most `perSec` lines a second; the rest are summarised in one line per second. */
