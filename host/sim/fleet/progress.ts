@@ -69,7 +69,7 @@ export class Progress {
       if (this.#shown > 0) this.out.write('\r\x1b[2K');
       return;
     }
-    const s = (performance.now() - this.#t0) / 1000;
+    const s = Math.max(0.001, (performance.now() - this.#t0) / 1000);
     this.out.write(`replay: ${this.#done.toLocaleString('en-US')} wakes in ${s.toFixed(0)} s, ${Math.round(this.#done / s).toLocaleString('en-US')} wakes/s\n`);
   }
 }
