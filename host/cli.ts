@@ -38,6 +38,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
     { name: 'pcap', value: 'FILE', help: 'write the traffic of the first --pcap-devices devices, every profile, as a pcap (docs/pcap.md)' },
     { name: 'pcap-devices', value: 'N', help: 'devices in the --pcap capture', default: '4' },
+    { name: 'progress', help: 'the progress line also when stderr is not a terminal or under CI: a line every 30 s and the totals at the end (a long run in the background)' },
     { name: 'overwrite', help: 'let --pcap and --export replace a file that exists (the report is always replaced)' },
     { name: 'export', value: 'FILE.csv|FILE.jsonl', help: 'one row per device and profile: class, pattern, stuck from/to, heal mechanism, wakes stuck, bytes, events published/delivered/lost' },
     ...WHAT_IFS.filter((w) => w.name !== 'sleepy-share').map((w) => ({ name: w.name, value: w.value, help: w.help })),
@@ -262,8 +263,9 @@ async function start(args: string[]): Promise<number> {
     run = r;
   } else {
     const { Progress, expectedWakes } = await import('./sim/fleet/progress.ts');
-    // A progress line on a terminal (none in CI or when stderr is piped).
-    const progress = new Progress(process.stderr.isTTY && !process.env.CI ? expectedWakes(options) : 0, process.stderr);
+    // A progress line on a terminal (none in CI or when stderr is piped, unless --progress).
+    const forced = parsed.progress === true;
+    const progress = new Progress((process.stderr.isTTY && !process.env.CI) || forced ? expectedWakes(options) : 0, process.stderr, process.env, forced);
     try {
       run = await runFleet(options, { traceIndex, captureBelow, onWakes: progress.add });
     } finally {

@@ -19,12 +19,25 @@ export interface ModuleInstance {
   readMemory(ptr: number, length: number): Uint8Array;
   /** Release native resources (no-op on V8). */
   dispose(): void;
+  /**
+   * Present when loaded with `{ resettable: true }` by an engine that can do it (V8): returns the
+   * instance to its state right after `_start` — every byte of linear memory and every global —
+   * as a cheaper equivalent of loading a new one (docs/abi.md, "Reset"). Throws if the memory grew.
+   */
+  reset?(): void;
+  /** With `reset`: the state it restores — a copy of linear memory and every mutable global (tests compare them). */
+  state?(): { memory: Uint8Array; globals: WasmValue[] };
+}
+
+export interface LoadOptions {
+  /** Ask for `reset()` (engines that cannot provide it ignore this: check `instance.reset`). */
+  resettable?: boolean;
 }
 
 export interface Engine {
   readonly name: string;
   /** Instantiate the module and run its start function (`_start`) if exported. */
-  load(wasm: Uint8Array): Promise<ModuleInstance>;
+  load(wasm: Uint8Array, options?: LoadOptions): Promise<ModuleInstance>;
 }
 
 /** A trap inside the module: the firmware's abort message if it gave one, else the engine's. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { type Engine, type ModuleInstance, type WasmValue, WasmTrapError, describeAbort, readAsString } from './engine.ts';
+import { exportMutableGlobals, GLOBAL_EXPORT_PREFIX } from './global-exports.ts';
+import { type Engine, type LoadOptions, type ModuleInstance, type WasmValue, WasmTrapError, describeAbort, readAsString } from './engine.ts';
 
 /** V8 (Node's own WebAssembly API; the module's exports are plain numbers, so no loader glue). */
 export class V8Engine implements Engine {
@@ -7,7 +8,7 @@ export class V8Engine implements Engine {
   /** Compiled once per firmware image (by content: a caller may patch its bytes): a fleet instantiates it at every wake. */
   static readonly #compiled = new Map<string, WebAssembly.Module>();
 
-  async load(wasm: Uint8Array): Promise<ModuleInstance> {
+  async load(wasm: Uint8Array, options: LoadOptions = {}): Promise<ModuleInstance> {
     let lastAbort: WasmTrapError['abort'];
     let memory: WebAssembly.Memory | undefined;
     // The module's one import (docs/abi.md); not one of the loader's own env helpers.
@@ -19,10 +20,13 @@ export class V8Engine implements Engine {
         },
       },
     };
-    const digest = createHash('sha256').update(wasm).digest('hex');
+    const resettable = options.resettable === true;
+    const digest = `${createHash('sha256').update(wasm).digest('hex')}${resettable ? '/resettable' : ''}`;
     let compiled = V8Engine.#compiled.get(digest);
     if (!compiled) {
-      compiled = await WebAssembly.compile(wasm as Uint8Array<ArrayBuffer>);
+      // Resettable: the same module with its mutable globals exported, so reset() can restore them.
+      const bytes = resettable ? exportMutableGlobals(wasm).wasm : wasm;
+      compiled = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
       if (V8Engine.#compiled.size >= 8) V8Engine.#compiled.clear();
       V8Engine.#compiled.set(digest, compiled);
     }
@@ -31,6 +35,9 @@ export class V8Engine implements Engine {
     memory = exports.memory as WebAssembly.Memory;
     const fns = exports as unknown as Record<string, (...a: WasmValue[]) => WasmValue>;
     const names = Object.keys(exports).filter((k) => typeof (exports as Record<string, unknown>)[k] === 'function');
+    const globals = resettable
+      ? Object.keys(exports).filter((k) => k.startsWith(GLOBAL_EXPORT_PREFIX)).map((k) => exports[k] as WebAssembly.Global)
+      : [];
 
     const call = (name: string, ...args: WasmValue[]): WasmValue => {
       const fn = fns[name];
@@ -64,6 +71,21 @@ export class V8Engine implements Engine {
       dispose: () => {},
     };
     if (names.includes('_start')) call('_start');
+    if (resettable) {
+      // The state right after _start, restored by reset(): every byte of memory, every mutable global.
+      const memoryAtStart = new Uint8Array(memory.buffer.slice(0));
+      const globalsAtStart = globals.map((g) => g.value as WasmValue);
+      instance.reset = () => {
+        const now = new Uint8Array(memory!.buffer);
+        if (now.length !== memoryAtStart.length) {
+          throw new Error(`v8: reset: linear memory grew from ${memoryAtStart.length} to ${now.length} bytes; load a new instance`);
+        }
+        now.set(memoryAtStart);
+        for (let i = 0; i < globals.length; i++) globals[i].value = globalsAtStart[i];
+        lastAbort = undefined;
+      };
+      instance.state = () => ({ memory: new Uint8Array(memory!.buffer.slice(0)), globals: globals.map((g) => g.value as WasmValue) });
+    }
     return instance;
   }
 }

@@ -58,6 +58,14 @@ describe('sleepy-session start: flags, files and progress', () => {
     assert.equal(new Progress(100, tty, {}).enabled, true);
     assert.equal(new Progress(100, tty, { CI: 'true' }).enabled, false);
     assert.equal(new Progress(100, { isTTY: false, write: (s: string) => written.push(s) }, {}).enabled, false);
+    // --progress: a log gets lines (no terminal rewrites) and the totals at the end, CI or not.
+    const log: string[] = [];
+    const forced = new Progress(100, { isTTY: false, write: (s: string) => log.push(s) }, { CI: 'true' }, true);
+    assert.equal(forced.enabled, true);
+    forced.add(60);
+    forced.end();
+    assert.equal(log.length, 1, 'nothing before 30 s, then the totals');
+    assert.match(log[0], /^replay: 60 wakes in \d+ s, [\d,]+ wakes\/s\n$/);
     // The estimate the ETA rests on is close to what the replay does.
     const o = { ...DEFAULT_FLEET, devices: 8, days: 3, profiles: ['legacy' as const], workers: 1, seed: 'progress' };
     let reported = 0;

@@ -84,6 +84,22 @@ describe('what-ifs, export, compare, sweep', () => {
     for (const d of healed) assert.equal(d.healedBy, 'truncated-record');
   });
 
+  it('--update-window-share: 1 makes every sleepy device an update window (none asleep before the give-up sticks), 0 none; out of range names the range', async () => {
+    const o = { ...BASE, devices: 24, days: 4 };
+    const all = apply('update-window-share', '1', o);
+    const none = apply('update-window-share', '0', o);
+    const patterns = (x: FleetOptions) => Array.from({ length: x.devices }, (_, i) => deviceSpec(x, i)).filter((d) => d.kind === 'sleepy').map((d) => d.pattern);
+    assert.ok(patterns(all).length > 0 && patterns(all).every((p) => p === 'update-window'));
+    assert.ok(!patterns(none).includes('update-window') && patterns(none).includes('publish-and-wait'));
+    const [rAll, rNone] = [await runFleet(all), await runFleet(none)];
+    // Whether a device sticks follows from its awake time against the 60 s give-up (docs/fleet.md).
+    for (const d of legacyStuck(rAll)) assert.ok(deviceSpec(all, d.index).awakeMs < 95_000, `device ${d.index} awake ${deviceSpec(all, d.index).awakeMs} ms`);
+    assert.ok(legacyStuck(rNone).length > legacyStuck(rAll).length, `stuck: share 0 → ${legacyStuck(rNone).length}, share 1 → ${legacyStuck(rAll).length}`);
+    const bad = run('start', '--update-window-share', '1.5');
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--update-window-share must be a number 0\.\.1 \(got '1\.5'\)/);
+  });
+
   it('--give-up 900: the always-connected devices (awake 120 s a round) are stuck too; out of range names the range', async () => {
     const o = apply('give-up', '900', { ...BASE, days: 4 });
     assert.equal(o.coapAckTimeoutMs, 60_000);

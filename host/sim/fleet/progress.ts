@@ -30,28 +30,46 @@ export interface ProgressStream {
   write(s: string): unknown;
 }
 
-/** Shows progressLine at most once a second on a terminal; `add` is the runner's onWakes. */
+/** How often `--progress` writes a line when stderr is not a terminal (a log: lines, not rewrites). */
+export const LOG_PROGRESS_EVERY_MS = 30_000;
+
+/**
+ * Shows progressLine at most once a second on a terminal; `add` is the runner's onWakes. With
+ * `forced` (`--progress`) it also writes to a log — stderr not a terminal, or CI — one line every
+ * LOG_PROGRESS_EVERY_MS and a last line with the totals.
+ */
 export class Progress {
   readonly enabled: boolean;
+  readonly #lines: boolean;
   #done = 0;
   #shown = 0;
   readonly #t0 = performance.now();
 
-  constructor(private readonly total: number, private readonly out: ProgressStream, env: NodeJS.ProcessEnv = process.env) {
-    this.enabled = out.isTTY === true && !env.CI;
+  constructor(private readonly total: number, private readonly out: ProgressStream, env: NodeJS.ProcessEnv = process.env, forced = false) {
+    const terminal = out.isTTY === true && !env.CI;
+    this.enabled = terminal || forced;
+    this.#lines = !terminal;
   }
 
   add = (wakes: number): void => {
     this.#done += wakes;
     if (!this.enabled) return;
     const now = performance.now();
-    if (now - this.#shown < 1000) return;
+    if (now - this.#shown < (this.#lines ? LOG_PROGRESS_EVERY_MS : 1000)) return;
+    if (this.#lines && this.#shown === 0 && now - this.#t0 < LOG_PROGRESS_EVERY_MS) return;
     this.#shown = now;
-    this.out.write(`\r\x1b[2K${progressLine(this.#done, this.total, now - this.#t0)}`);
+    const line = progressLine(this.#done, this.total, now - this.#t0);
+    this.out.write(this.#lines ? `${line}\n` : `\r\x1b[2K${line}`);
   };
 
-  /** Clears the line (the summary follows). */
+  /** Clears the line (the summary follows); in a log, a last line with the totals. */
   end(): void {
-    if (this.enabled && this.#shown > 0) this.out.write('\r\x1b[2K');
+    if (!this.enabled) return;
+    if (!this.#lines) {
+      if (this.#shown > 0) this.out.write('\r\x1b[2K');
+      return;
+    }
+    const s = Math.max(0.001, (performance.now() - this.#t0) / 1000);
+    this.out.write(`replay: ${this.#done.toLocaleString('en-US')} wakes in ${s.toFixed(0)} s, ${Math.round(this.#done / s).toLocaleString('en-US')} wakes/s\n`);
   }
 }

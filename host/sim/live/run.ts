@@ -52,6 +52,22 @@ const DRAIN_TIMEOUT_WALL_MS = 30_000;
 export const LIVE_MAX_WALL_MS = 30 * 60_000;
 /** Lag of a wake behind its virtual time above which the run says the machine did not keep up with the speed. */
 const LAG_WARNING_MS = 10_000;
+/**
+ * Pacing by the cloud processes: a reply the cloud takes W wall ms to send is W × speed virtual ms
+ * late for the device. Every PACE_EVERY_WALL_MS the runner lowers the clock's speed so that the
+ * slowest reply of the last window stays within PACE_REPLY_VIRTUAL_MS (and raises it back towards
+ * the requested speed when replies are quick): on a loaded machine the run takes longer in wall
+ * time instead of the devices meeting a slower cloud.
+ */
+const PACE_EVERY_WALL_MS = 200;
+const PROGRESS_EVERY_WALL_MS = 10_000;
+export const PACE_REPLY_VIRTUAL_MS = 1000;
+const MIN_PACED_SPEED = 1;
+/**
+ * A datagram from the cloud this soon (wall) after the device's last one to it counts as its reply;
+ * below the cloud's own retransmission timers (1 s and more, wall), which are not replies.
+ */
+const REPLY_WINDOW_WALL_MS = 900;
 
 export interface LiveOptions {
   /** Virtual ms per wall ms (LIVE_SPEED: one virtual hour a minute). */
@@ -91,6 +107,15 @@ export interface LiveFacts {
   webhookRejected: number;
   /** How late (virtual ms) the latest callback ran behind its time: the machine keeping up with `speed`. */
   maxLagMs: number;
+  /** Wall ms the clock held for the runner to catch up with its callbacks (VirtualClock pacing). */
+  heldWallMs: number;
+  /** The lowest speed the pacing set (the requested `speed` when the cloud always answered quickly). */
+  minSpeed: number;
+  /** Replies from the cloud (the first datagram to a device within 0.9 s wall of its last one to the cloud): how many, and the slowest in virtual ms (wall × the speed at the time). */
+  replies: number;
+  maxReplyVirtualMs: number;
+  /** Replies slower than PACE_REPLY_VIRTUAL_MS virtual (before the pacing caught up). */
+  slowReplies: number;
 }
 
 export interface LiveRun {
@@ -116,6 +141,8 @@ interface LiveDevice {
   timer: ClockTimer | null;
   acked: Set<number>;
   deliveredSeqs: Set<number>;
+  /** Wall time of its last datagram to the cloud not yet answered (reply latency, pacing). */
+  sentWallMs: number | null;
 }
 
 interface FleetOfProfile {
@@ -170,7 +197,12 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
   let webhook: { url: string; rejected(): number; close(): Promise<void> } | null = null;
   let scraper: NodeJS.Timeout | null = null;
   let maxLagMs = 0;
-  const facts: LiveFacts = { speed: live.speed, crashPauseWallMs: 0, rolloutPauseWallMs: 0, cacheRedisPids: [0, 0], profiles: {}, webhookRejected: 0, maxLagMs: 0 };
+  let pacer: NodeJS.Timeout | null = null;
+  let replyWindowMaxWallMs = 0;
+  const facts: LiveFacts = {
+    speed: live.speed, crashPauseWallMs: 0, rolloutPauseWallMs: 0, cacheRedisPids: [0, 0], profiles: {}, webhookRejected: 0, maxLagMs: 0,
+    heldWallMs: 0, minSpeed: live.speed, replies: 0, maxReplyVirtualMs: 0, slowReplies: 0,
+  };
   try {
     await Promise.all([cache.start(), eventLog.start()]);
     webhook = await startWebhookReceiver((d) => {
@@ -202,7 +234,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
         const d: LiveDevice = {
           spec, id, profile, book: ledger.device(spec), ledger, image: new Uint8Array(REGION_BYTES).fill(0xff),
           board: new SeededEntropy(`fleet/${o.seed}/board/${spec.index}`), socket, address: `127.0.0.1:${socket.address().port}`,
-          fw: null, wake: null, wakeStartMs: 0, timer: null, acked: new Set(), deliveredSeqs: new Set(),
+          fw: null, wake: null, wakeStartMs: 0, timer: null, acked: new Set(), deliveredSeqs: new Set(), sentWallMs: null,
         };
         devices.push(d);
         byId.set(id, d);
@@ -272,6 +304,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       if (d.spec.index < (live.captureBelow ?? 0)) f.capture.push({ atMs: at, src: d.address, dst: `127.0.0.1:${f.udpPort}`, data });
       clock.at(at + o.latencyMs, () => {
         f.ledger.datagramIn(now());
+        d.sentWallMs = performance.now();
         d.socket.send(data, f.udpPort, '127.0.0.1');
       });
     };
@@ -346,6 +379,17 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       for (const d of f.devices) {
         d.socket.on('message', (msg: Buffer) => {
           const at = now();
+          if (d.sentWallMs !== null) {
+            const wallMs = performance.now() - d.sentWallMs;
+            d.sentWallMs = null;
+            if (wallMs <= REPLY_WINDOW_WALL_MS) replyWindowMaxWallMs = Math.max(replyWindowMaxWallMs, wallMs);
+            if (wallMs <= REPLY_WINDOW_WALL_MS && !clock.paused) {
+              const virtualMs = wallMs * clock.speed;
+              facts.replies++;
+              facts.maxReplyVirtualMs = Math.max(facts.maxReplyVirtualMs, virtualMs);
+              if (virtualMs > PACE_REPLY_VIRTUAL_MS) facts.slowReplies++;
+            }
+          }
           // Until the May 15 change the heal left the cloud healDelayMs after the record (the slower path).
           const delayMs = o.latencyMs + (isMalformedHeal(msg) && at < timeline.inlineHealAtMs ? timeline.healDelayMs : 0);
           if (d.spec.index < (live.captureBelow ?? 0)) f.capture.push({ atMs: at + delayMs, src: `127.0.0.1:${f.udpPort}`, dst: d.address, data: msg });
@@ -404,6 +448,23 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
         })
       : Promise.resolve();
 
+    // Pacing by the cloud: the slowest reply of the last window sets the speed of the next.
+    pacer = setInterval(() => {
+      if (clock.paused) return;
+      const worst = replyWindowMaxWallMs;
+      replyWindowMaxWallMs = 0;
+      const fits = worst > 0 ? PACE_REPLY_VIRTUAL_MS / worst : Infinity;
+      const next = Math.max(MIN_PACED_SPEED, Math.min(live.speed, fits, clock.speed * 1.25));
+      if (next !== clock.speed) clock.setSpeed(next);
+      facts.minSpeed = Math.min(facts.minSpeed, clock.speed);
+      // Progress: a line every PROGRESS_EVERY_WALL_MS, so a slow (paced) run is not silent.
+      const t = performance.now();
+      if (t - lastProgressWallMs >= PROGRESS_EVERY_WALL_MS) {
+        lastProgressWallMs = t;
+        log(`live: ${(clock.now() / 60_000).toFixed(1)} of ${(end / 60_000).toFixed(0)} virtual min, speed ×${clock.speed.toFixed(1)}, clock held ${(clock.heldWallMs / 1000).toFixed(1)} s wall so far`);
+      }
+    }, PACE_EVERY_WALL_MS);
+    let lastProgressWallMs = performance.now();
     clock.resume();
     // Until every device's last wake is over (wakes starting before the end run to their end).
     while (awake.size > 0) {
@@ -413,6 +474,8 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
     await Promise.all([crashed, rolledOut]);
     if (clock.error) throw clock.error;
     clock.pause();
+    clearInterval(pacer);
+    pacer = null;
     log(`live: every device asleep at ${(clock.now() / 60_000).toFixed(1)} min; waiting for the webhook`);
     // Every event the cloud ACKed reaches the webhook receiver (the event log is durable; delivery is asynchronous).
     const drainEnd = performance.now() + DRAIN_TIMEOUT_WALL_MS;
@@ -441,6 +504,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       };
     }
     facts.maxLagMs = maxLagMs;
+    facts.heldWallMs = clock.heldWallMs;
     if (maxLagMs > LAG_WARNING_MS) log(`live: wakes started up to ${(maxLagMs / 1000).toFixed(0)} virtual s late: the machine did not keep up with speed ×${live.speed} (a lower speed gives timings closer to the in-process replay)`);
     facts.webhookRejected = webhook.rejected();
     const wallMs = performance.now() - t0Wall;
@@ -448,6 +512,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
     return { result, captures, live: facts };
   } finally {
     if (scraper) clearInterval(scraper);
+    if (pacer) clearInterval(pacer);
     clock.pause();
     await Promise.all(fleets.map((f) => f.cloud.stop().catch(() => undefined)));
     await Promise.all([cache.stop(), eventLog.stop()]);
@@ -461,6 +526,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
 export function formatLiveFacts(f: LiveFacts): string {
   const lines = [
     `Live: speed ×${f.speed}; cache redis pid ${f.cacheRedisPids[0]} killed (SIGKILL) and restarted empty as pid ${f.cacheRedisPids[1]} (clock stopped ${(f.crashPauseWallMs / 1000).toFixed(1)} s); front ends restarted with the malformed heal (clock stopped ${(f.rolloutPauseWallMs / 1000).toFixed(1)} s); wakes up to ${(f.maxLagMs / 1000).toFixed(1)} virtual s late`,
+    `  pacing: clock held ${(f.heldWallMs / 1000).toFixed(1)} s wall for the runner; speed down to ×${f.minSpeed.toFixed(1)} while the cloud answered slowly; ${f.replies} cloud replies, slowest ${(f.maxReplyVirtualMs / 1000).toFixed(1)} virtual s, ${f.slowReplies} over ${PACE_REPLY_VIRTUAL_MS / 1000} s`,
   ];
   for (const [profile, p] of Object.entries(f.profiles)) {
     lines.push(`  ${profile.padEnd(8)}ACKed ${p.acked}, of those not at the webhook ${p.ackedNotDelivered}; webhook ${p.webhookPosts} POSTs, ${p.webhookKeys} distinct idempotency keys, ${p.webhookRepeatedKeys} repeated; cloud: ${p.healsSent} heals sent, ${p.undecryptableRecords} undecryptable records`);
