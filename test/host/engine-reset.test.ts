@@ -85,15 +85,16 @@ describe('engine reset (V8)', () => {
     const [m] = keeping.instances;
     const fresh = (await new V8Engine().load(wasm, { resettable: true })).state!();
     const before = m.state!();
-    const psks = indices.map((i) => deviceSpec(options, i).psk);
-    // The last wake left its device's RAM behind: its PSK (and session keys) are in memory now.
-    assert.ok(psks.some((psk) => contains(before.memory, psk)), 'a device PSK is in RAM after its wake');
+    // The fleet's devices hold ECDHE-ECDSA keys: the last wake left its device's private key (and
+    // session keys) in memory.
+    const secrets = indices.map((i) => deviceSpec(options, i).devicePrivateKey);
+    assert.ok(secrets.some((k) => contains(before.memory, k)), 'a device private key is in RAM after its wake');
     assert.notDeepEqual(before.globals, fresh.globals, 'the wake changed globals');
     m.reset!();
     const after = m.state!();
     assert.equal(Buffer.compare(after.memory, fresh.memory), 0, 'linear memory equals a new instance\'s, byte for byte');
     assert.deepEqual(after.globals, fresh.globals);
-    assert.ok(!psks.some((psk) => contains(after.memory, psk)), 'no PSK survives the reset');
+    assert.ok(!secrets.some((k) => contains(after.memory, k)), 'no private key survives the reset');
   });
 
   it('an instance loaded without { resettable: true } has no reset, and other exports are unchanged', async () => {
