@@ -13,7 +13,13 @@ import fc from 'fast-check';
 import { ENGINES, loadTestCrypto } from './engines.ts';
 
 const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
-const RUNS = Number(process.env.P256_RUNS ?? 500);
+/**
+ * Cases per property on V8: 3 properties × 3,400 = 10,200 random cases against node:crypto in every
+ * run (issue 19 asks ≥ 10,000 in CI). Under the interpreters (25× slower) each property runs
+ * WASM3_RUNS: they prove the same bytes come out, which the conformance suite also checks.
+ */
+const RUNS = Number(process.env.P256_RUNS ?? 3400);
+const WASM3_RUNS = Number(process.env.P256_WASM3_RUNS ?? 25);
 
 const toBytes = (x: bigint): Buffer => Buffer.from(x.toString(16).padStart(64, '0'), 'hex');
 const toBig = (b: Uint8Array): bigint => BigInt('0x' + Buffer.from(b).toString('hex'));
@@ -84,7 +90,7 @@ function nodeAccepts(pub: Uint8Array): boolean {
 }
 
 for (const engineCase of ENGINES) {
-  const runs = engineCase.name === 'v8' ? RUNS : Math.max(25, Math.floor(RUNS / 20));
+  const runs = engineCase.name === 'v8' ? RUNS : WASM3_RUNS;
   describe(`P-256 on ${engineCase.name}`, () => {
     const load = (t: { skip(msg: string): void }) => loadTestCrypto(engineCase, t);
 
