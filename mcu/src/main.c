@@ -40,15 +40,32 @@ static const char *arg(const char *key) {
   return NULL;
 }
 
+/* Kept while the RAM is powered (not zeroed at reset): wakes that ended with an error. */
+#define KEPT_MAGIC 0x4B455054u
+static struct { uint32_t magic; uint32_t wake_errors; } kept __attribute__((section(".noinit")));
+
+/* mode=wake: a failed load or a trap (an allocation refused at the heap bound included) ends the
+   wake with a counted error and exit code 3. Whatever the failed call queued is never drained, so
+   persistent memory keeps the last complete write: the session is untouched and the next wake
+   boots from it. */
+__attribute__((noreturn)) static void wake_error(const char *where, const char *why) {
+  if (kept.magic != KEPT_MAGIC) {
+    kept.magic = KEPT_MAGIC;
+    kept.wake_errors = 0;
+  }
+  kept.wake_errors++;
+  char line[200];
+  snprintf(line, sizeof line, "wake-error errors=%lu alloc-failures=%lu in %s: %s", (unsigned long)kept.wake_errors,
+           (unsigned long)board_alloc_failures(), where, why);
+  board_log(line);
+  board_exit(3);
+}
+
 static int64_t call(const char *name, int argc, const uint64_t *args) {
   uint64_t r = 0;
   int has = 0;
   const char *trap = fw_call(name, argc, args, &r, &has);
-  if (trap) {
-    char line[200];
-    snprintf(line, sizeof line, "trap in %s: %s", name, trap);
-    board_fault(line);
-  }
+  if (trap) wake_error(name, trap);
   return (int64_t)r;
 }
 
@@ -128,7 +145,7 @@ static int wake(void) {
   if (board_flash_write(BOARD_BLOCK_OFFSET + 4, block + 4, 4) != 0) board_fault("boot counter write failed");
 
   const char *why = fw_load();
-  if (why) board_fault(why);
+  if (why) wake_error("load", why);
   uint8_t *b = io();
   memcpy(b, block + 8, 32);
   memcpy(b + 32, &boots, 4);

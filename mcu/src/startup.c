@@ -1,11 +1,15 @@
 /* Reset and interrupt vectors for the Cortex-M4 of QEMU's mps2-an386 (CMSDK peripherals). */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include "board.h"
 
 extern uint32_t __data_load, __data_start, __data_end, __bss_start, __bss_end, __stack_top;
+#ifndef BOARD_SEMIHOSTING
+#define BOARD_SEMIHOSTING 1
+#endif
+#if BOARD_SEMIHOSTING
 extern void initialise_monitor_handles(void);
+#endif
 extern int main(void);
 
 void Reset_Handler(void);
@@ -15,8 +19,10 @@ void Reset_Handler(void) {
   memcpy(&__data_start, &__data_load, (size_t)((char *)&__data_end - (char *)&__data_start));
   memset(&__bss_start, 0, (size_t)((char *)&__bss_end - (char *)&__bss_start));
   board_paint_stack();
+#if BOARD_SEMIHOSTING
   initialise_monitor_handles();
-  exit(main());
+#endif
+  board_exit(main());
 }
 
 void Default_Handler(void) {

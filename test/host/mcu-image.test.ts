@@ -1,0 +1,84 @@
+// The Cortex-M4 image shaped for a real board (issue 20): the release images carry no semihosting
+// (no BKPT 0xAB, which hard-faults without a debugger) and still run a device's wakes — log on
+// UART1, persistent memory in the board's PSRAM, the wake ended by a reset request — and an image
+// linked with too small a heap fails cleanly: the allocation past the linker's heap end is refused,
+// the wake ends with a counted error, the flash is untouched, and the next wake resumes.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runMcu, type McuRunOptions } from '../../host/mcu/bridge.ts';
+import { MCU_BUILD_DIR, TIGHT_HEAP_IMAGE, imagePath, mcuUnavailable } from '../../host/mcu/qemu.ts';
+import { startCloud } from '../../host/cloud/server.ts';
+import { DeviceRegistry } from '../../host/cloud/devices.ts';
+import { skipOrFail } from './engines.ts';
+
+/** BKPT 0xAB instructions in an ELF's code (objdump prints them as `bkpt 0x00ab`). */
+function semihostingCalls(elf: string): number {
+  const d = spawnSync('arm-none-eabi-objdump', ['-d', elf], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (d.status !== 0) throw new Error(`objdump ${elf}: ${d.stderr}`);
+  return d.stdout.split('\n').filter((l) => /\sbkpt\s+0x0*ab\b/i.test(l)).length;
+}
+
+async function withCloud(fn: (o: (wakes: number, extra?: Partial<McuRunOptions>) => McuRunOptions, flashPath: string) => Promise<void>): Promise<void> {
+  const psk = crypto.randomBytes(16);
+  const id = 'm4-image';
+  const cloud = await startCloud({ port: 0, host: '127.0.0.1', devices: new DeviceRegistry([{ id, identity: id, psk }]) });
+  const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-image-'));
+  const flashPath = join(dir, 'flash.bin');
+  try {
+    await fn((wakes, extra = {}) => ({
+      cloud: { host: '127.0.0.1', port: cloud.port }, id, identity: id, psk, profile: 'default', wakes, wakeEveryMs: 50,
+      appAwakeMs: 300, flashPath, build: 'wasm3', publish: true, log: () => {}, ...extra,
+    }), flashPath);
+  } finally {
+    await cloud.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('the release image and the heap bound', () => {
+  it('the release images have no semihosting call (the debug image, for contrast, has)', (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    assert.ok(semihostingCalls(imagePath('wasm3')) > 0, 'the grep finds BKPT 0xAB where it is');
+    for (const build of ['wasm3', 'wasm2c'] as const) assert.equal(semihostingCalls(imagePath(build, 'release')), 0, `release ${build}`);
+  });
+
+  it('the release image runs a device: handshake, then a resumed wake from the flash in its PSRAM', async (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    await withCloud(async (o) => {
+      const [first, second] = await runMcu(o(2, { image: 'release' }));
+      assert.ok(first.events.some((e) => e.type === 'connected'), `wake 1: ${JSON.stringify(first.events)}`);
+      assert.ok(first.events.some((e) => e.type === 'event-acked'));
+      assert.equal(second.bootState, 'resumed', 'the session reached the flash and survived the reset');
+      assert.ok(second.events.some((e) => e.type === 'event-acked' && e.seq === second.publishedSeq));
+      assert.ok(second.heapHighWaterBytes! > 0, 'the RAM report came over UART1');
+    });
+  });
+
+  it('linked with too little heap, a wake ends with a counted error and leaves the session untouched', async (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    const size = JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8'));
+    await withCloud(async (o, flashPath) => {
+      const [handshake] = await runMcu(o(1));
+      assert.ok(handshake.events.some((e) => e.type === 'connected'));
+      const before = readFileSync(flashPath);
+      const [tight] = await runMcu(o(1, { imageFile: TIGHT_HEAP_IMAGE }));
+      t.diagnostic(`tight heap ${size.tightHeap.heapBytes} B: ${tight.error}`);
+      assert.match(tight.error ?? '', /^wake-error errors=1 alloc-failures=[1-9]\d* in \w+: /, 'ended with a counted error after refused allocations');
+      assert.ok(!tight.events.some((e) => e.type === 'event-acked'), 'the wake did not complete');
+      // The boot counter in the board block moves at every wake (entropy); the firmware's region must not.
+      assert.deepEqual(readFileSync(flashPath).subarray(0, 1280), before.subarray(0, 1280), 'the persisted region is untouched');
+      const [after] = await runMcu(o(1));
+      assert.equal(after.bootState, 'resumed', 'the next wake resumes the untouched session');
+      assert.ok(!after.events.some((e) => e.type === 'handshake-started'));
+      assert.ok(after.events.some((e) => e.type === 'event-acked' && e.seq === after.publishedSeq));
+    });
+  });
+});
