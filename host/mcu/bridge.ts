@@ -40,6 +40,10 @@ export interface McuRunOptions {
   image?: McuImageKind;
   /** Another ELF of the same kind instead (tests: the tight-heap image). */
   imageFile?: string;
+  /** reset (default): deep sleep, each wake a new power-on of the image (RAM lost). retained:
+   * System ON idle, one power-on for all the wakes: RAM and the compiled module kept, the session
+   * slots in retained RAM and only the credentials on flash (mcu/src/main.c). */
+  sleep?: 'reset' | 'retained';
   /** Publish a reading ("wake N") at every wake. */
   publish: boolean;
   log: (line: string) => void;
@@ -120,19 +124,35 @@ async function runMcuLocked(o: McuRunOptions): Promise<WakeReport[]> {
     uart.write(slipEncode(msg));
   });
   const reports: WakeReport[] = [];
+  const newReport = (wake: number): WakeReport => {
+    current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null, error: null };
+    reports.push(current);
+    return current;
+  };
+  const slept = (r: WakeReport): void => {
+    current = null; // radio off
+    if (r.error) o.log(`${o.id} wake ${r.wake}: ended with an error: ${r.error}`);
+    o.log(`${o.id} wake ${r.wake}: sleeping ${o.wakeEveryMs / 1000}s (sent ${r.uplink.length}, received ${r.downlink.length} datagrams)`);
+  };
+  const send = (frame: Buffer): void => {
+    current?.uplink.push(frame);
+    o.onUplink?.(frame);
+    udp.send(frame, o.cloud.port, o.cloud.host);
+  };
   try {
-    for (let wake = 1; wake <= o.wakes; wake++) {
-      current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null, error: null };
-      await runWake(o, current, (s) => (uart = s), (frame) => {
-        current!.uplink.push(frame);
-        o.onUplink?.(frame);
-        udp.send(frame, o.cloud.port, o.cloud.host);
-      });
+    if (o.sleep === 'retained') {
+      // One power-on: the image runs every wake itself and idles between them.
+      const first = newReport(1);
+      await runWake(o, first, (s) => (uart = s), send, { wakes: o.wakes, next: (prev) => newReport(prev.wake + 1), slept });
       uart = null;
-      reports.push(current);
-      if (current.error) o.log(`${o.id} wake ${wake}: ended with an error: ${current.error}`);
-      o.log(`${o.id} wake ${wake}: sleeping ${o.wakeEveryMs / 1000}s (sent ${current.uplink.length}, received ${current.downlink.length} datagrams)`);
       current = null;
+      return reports;
+    }
+    for (let wake = 1; wake <= o.wakes; wake++) {
+      const r = newReport(wake);
+      await runWake(o, r, (s) => (uart = s), send);
+      uart = null;
+      slept(r);
       if (wake < o.wakes) await new Promise((r) => setTimeout(r, o.wakeEveryMs));
     }
   } finally {
@@ -141,15 +161,27 @@ async function runMcuLocked(o: McuRunOptions): Promise<WakeReport[]> {
   return reports;
 }
 
-/** One wake: QEMU runs the image until it exits (deep sleep). */
-async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void): Promise<void> {
+/** Retained sleep: the wakes of one power-on, reported one by one as the image logs them. */
+interface RetainedRun {
+  wakes: number;
+  /** The image booted again: the report of the next wake. */
+  next: (prev: WakeReport) => WakeReport;
+  /** A wake ended (its last line, the RAM report): the radio is off until the next boot. */
+  slept: (r: WakeReport) => void;
+}
+
+/** One power-on of the image: QEMU runs it until it exits (deep sleep, or the last retained wake). */
+async function runWake(o: McuRunOptions, first: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void, retained?: RetainedRun): Promise<void> {
+  let report = first;
   const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
   const sock = join(dir, 'uart.sock');
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(sock, r));
   const connected = new Promise<net.Socket>((r) => server.once('connection', r));
   const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
-  if (o.publish) words.push('event=reading', `data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`);
+  if (retained) words.push('sleep=retained', `wakes=${retained.wakes}`, `every=${o.wakeEveryMs}`);
+  // Retained: the image names each reading after its wake ("wake N") itself.
+  if (o.publish) words.push('event=reading', ...(retained ? [] : [`data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`]));
   const release = o.image === 'release';
   const psramFile = join(dir, 'psram');
   if (release) writePsram(psramFile, words.join(' '), readFileSync(o.flashPath));
@@ -167,7 +199,11 @@ async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Soc
       const line = pending.slice(0, nl);
       const exit = /^exit (\d+)\s*$/.exec(line);
       if (exit && release) exitLine = Number(exit[1]);
-      else onLine(o, report, line);
+      else {
+        if (retained && /^boot /.test(line) && report.bootState !== 'off') report = retained.next(report);
+        onLine(o, report, line);
+        if (retained && /^ram /.test(line)) retained.slept(report);
+      }
       pending = pending.slice(nl + 1);
     }
   });

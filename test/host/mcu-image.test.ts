@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runMcu, type McuRunOptions } from '../../host/mcu/bridge.ts';
+import { provisionFlash, runMcu, type McuRunOptions } from '../../host/mcu/bridge.ts';
 import { MCU_BUILD_DIR, TIGHT_HEAP_IMAGE, imagePath, mcuUnavailable } from '../../host/mcu/qemu.ts';
 import { startCloud } from '../../host/cloud/server.ts';
 import { DeviceRegistry } from '../../host/cloud/devices.ts';
@@ -58,6 +58,35 @@ describe('the release image and the heap bound', () => {
       assert.equal(second.bootState, 'resumed', 'the session reached the flash and survived the reset');
       assert.ok(second.events.some((e) => e.type === 'event-acked' && e.seq === second.publishedSeq));
       assert.ok(second.heapHighWaterBytes! > 0, 'the RAM report came over UART1');
+    });
+  });
+
+  it('retained sleep: wakes in one power-on resume without recompiling or writing flash; a power loss takes the session with it', async (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    await withCloud(async (o, flashPath) => {
+      await provisionFlash(flashPath, o(1));
+      const provisioned = readFileSync(flashPath);
+      const reports = await runMcu(o(3, { sleep: 'retained' }));
+      assert.equal(reports.length, 3);
+      const [first, second, third] = reports;
+      assert.ok(first.events.some((e) => e.type === 'connected'), `wake 1: ${JSON.stringify(first.events)}`);
+      for (const r of [second, third]) {
+        assert.equal(r.bootState, 'resumed', `wake ${r.wake}: the slots in retained RAM survived the idle`);
+        assert.equal(r.uplink.length, 1, `wake ${r.wake}: one datagram, the event`);
+        assert.ok(r.events.some((e) => e.type === 'event-acked' && e.seq === r.publishedSeq));
+      }
+      // Nothing new compiled by the third wake (the second compiled the resume path): the heap stays.
+      assert.equal(third.heapHighWaterBytes, second.heapHighWaterBytes, 'no recompiling between retained wakes');
+      // Flash as provisioning left it but for the power-on counter (board block, bytes 1284..1287).
+      const flash = readFileSync(flashPath);
+      assert.deepEqual(flash.subarray(0, 1284), provisioned.subarray(0, 1284), 'no wake wrote the region on flash');
+      assert.equal(flash.readUInt32LE(1284), provisioned.readUInt32LE(1284) + 1, 'one power-on, one counter write');
+      // Power lost (the QEMU process ended): the next power-on has no session, and handshakes.
+      const [afterLoss] = await runMcu(o(1, { sleep: 'retained' }));
+      assert.equal(afterLoss.bootState, 'handshaking');
+      assert.ok(afterLoss.events.some((e) => e.type === 'connected'));
+      assert.ok(afterLoss.events.some((e) => e.type === 'event-acked' && e.seq === afterLoss.publishedSeq));
     });
   });
 
