@@ -253,7 +253,7 @@ const report = { wasm3Version: w3.version, ...release, test };
 writeFileSync(join(out, 'size.json'), JSON.stringify(report, null, 2) + '\n');
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
 for (const [e, r] of [['wasm3', report.wasm3], ['wasm2c', report.wasm2c], ['wasm2c-O2', report['wasm2c-O2']], ['release wasm3', report.release.wasm3]]) {
-  const parts = Object.entries(r.flashByPart).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
+  const parts = Object.entries(r.flashByPart).filter(([, v]) => v >= 64).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
   console.log(`build:mcu ${r.elf}: flash ${kib(r.flashBytes)} (${parts}); static RAM ${kib(r.staticRamBytes)}; ${r.bin} ${r.binBytes} bytes`);
 }
 console.log(`build:mcu: module memory on the MCU ${release.mcuMemoryBytes} bytes (1-byte pages); test images in build/mcu/test/; wasm3 ${w3.version} from cargo; ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -267,7 +267,7 @@ void board_fault(const char *why) {
 
 /* Stack high-water by painting: everything below the live frame is filled with a pattern at
    reset; the lowest word that no longer holds it is as deep as the stack ever went. */
-extern uint32_t __stack_limit, __stack_top, __data_start, __bss_end;
+extern uint32_t __stack_limit, __stack_top, __data_start, __noinit_end;
 #define PAINT 0xA5C3E1F0u
 
 __attribute__((noinline)) void board_paint_stack(void) {
@@ -286,4 +286,5 @@ uint32_t board_stack_high_water(void) {
 /* newlib's allocator only ever grows its arena (no trim below 128 KiB), so the arena is the heap's high-water. */
 uint32_t board_heap_high_water(void) { return (uint32_t)mallinfo().arena; }
 uint32_t board_heap_in_use(void) { return (uint32_t)mallinfo().uordblks; }
-uint32_t board_static_ram(void) { return (uint32_t)((char *)&__bss_end - (char *)&__data_start); }
+/* .data, .bss and .noinit (the retained record and counters). */
+uint32_t board_static_ram(void) { return (uint32_t)((char *)&__noinit_end - (char *)&__data_start); }
