@@ -2,19 +2,24 @@
 // (no BKPT 0xAB, which hard-faults without a debugger) and still run a device's wakes — log on
 // UART1, persistent memory in the board's PSRAM, the wake ended by a reset request — and an image
 // linked with too small a heap fails cleanly: the allocation past the linker's heap end is refused,
-// the wake ends with a counted error, the flash is untouched, and the next wake resumes.
+// the wake ends with a counted error, the flash is untouched, and the next wake resumes. Retained
+// sleep keeps the module compiled and the session in RAM between wakes; a stack overflow hits the
+// MPU guard.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { provisionFlash, runMcu, type McuRunOptions } from '../../host/mcu/bridge.ts';
 import { MCU_BUILD_DIR, TIGHT_HEAP_IMAGE, imagePath, mcuUnavailable } from '../../host/mcu/qemu.ts';
 import { startCloud } from '../../host/cloud/server.ts';
 import { DeviceRegistry } from '../../host/cloud/devices.ts';
 import { skipOrFail } from './engines.ts';
+
+const MCU_SRC = fileURLToPath(new URL('../../mcu', import.meta.url));
 
 /** BKPT 0xAB instructions in an ELF's code (objdump prints them as `bkpt 0x00ab`). */
 function semihostingCalls(elf: string): number {
@@ -88,6 +93,33 @@ describe('the release image and the heap bound', () => {
       assert.ok(afterLoss.events.some((e) => e.type === 'connected'));
       assert.ok(afterLoss.events.some((e) => e.type === 'event-acked' && e.seq === afterLoss.publishedSeq));
     });
+  });
+
+  it('a stack that overflows hits the MPU guard and is named, before it reaches the heap', async (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    // A probe linked like the images (same linker script, board and startup objects): unbounded recursion.
+    const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-guard-'));
+    try {
+      writeFileSync(join(dir, 'probe.c'), `#include "board.h"
+#include <string.h>
+volatile int sink;
+static int dive(int n) { volatile char frame[256]; memset((char *)frame, n, sizeof frame); sink += frame[n & 255]; return n ? dive(n - 1) + frame[3] : 0; }
+int main(void) { board_init(); board_log("diving"); return dive(100000); }
+`);
+      const obj = join(MCU_BUILD_DIR, 'obj/board');
+      const cc = spawnSync('arm-none-eabi-gcc', ['-mcpu=cortex-m4', '-mthumb', '-Os', `-I${MCU_SRC}/src`, '--specs=nano.specs', '--specs=rdimon.specs',
+        '-nostartfiles', '-T', join(MCU_SRC, 'mps2-an386.ld'), '-Wl,--gc-sections', '-Wl,--wrap=_sbrk',
+        join(dir, 'probe.c'), join(obj, 'startup.o'), join(obj, 'board_mps2.o'), '-o', join(dir, 'probe.elf')], { encoding: 'utf8' });
+      assert.equal(cc.status, 0, cc.stderr);
+      const run = spawnSync('qemu-system-arm', ['-M', 'mps2-an386', '-nodefaults', '-display', 'none', '-monitor', 'none',
+        '-semihosting-config', 'enable=on,target=native', '-kernel', join(dir, 'probe.elf')], { encoding: 'utf8', timeout: 60_000 });
+      assert.match(run.stdout, /diving/);
+      assert.match(run.stderr, /fault: stack overflow: the stack reached its guard/);
+      assert.equal(run.status, 99);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('linked with too little heap, a wake ends with a counted error and leaves the session untouched', async (t) => {
