@@ -47,6 +47,21 @@ export function provision(identityLen: i32, pskLen: i32): i32 {
   return rc;
 }
 
+/**
+ * Raw-mode ECDHE-ECDSA credentials: io = the server's public key (65 bytes, 0x04 ‖ X ‖ Y) ‖ the
+ * device's private key (32 bytes). The private key is wiped from the I/O buffer. Returns 0, -2
+ * (a key that is not a P-256 point or scalar), or -6 after boot.
+ */
+export function provision_ecdhe(): i32 {
+  if (session.sessState != session.SS_OFF) return ERR_BOOTED;
+  const ok = load<u8>(IO) == 0x04;
+  if (ok) dtls.provisionEcdhe(IO + 1, IO + 65);
+  zeroize(IO + 65, 32);
+  if (ok && dtls.validateEcdheCredentials()) return 0;
+  dtls.wipeCredentials(); // nothing half-set stays
+  return -2;
+}
+
 /** io = entropy (at least 32 bytes from the board's TRNG). Returns 0 or -2. */
 export function seed_entropy(len: i32): i32 {
   if (!fitsIo(len)) return -2;
@@ -108,6 +123,26 @@ export function provision_device(profile: i32, idLen: i32, identityLen: i32, psk
   const rc = session.provisionDevice(<u8>profile, IO, idLen, IO + <usize>idLen, identityLen, IO + <usize>(idLen + identityLen), pskLen);
   zeroize(IO, idLen + identityLen + pskLen);
   return rc;
+}
+
+/**
+ * io = device id (`idLen` bytes) ‖ the server's public key to pin (65 bytes, 0x04 ‖ X ‖ Y)
+ * [‖ the device's private key (32 bytes) when `injectKey` is 1]. With `injectKey` 0 the key pair
+ * is generated on the device (seed_entropy first). Queues the credentials block for poll_store;
+ * read the public key with device_public_key. 0, -2 bad argument or key, -5 not seeded.
+ */
+export function provision_device_ecdhe(profile: i32, idLen: i32, injectKey: i32): i32 {
+  const total = idLen + 65 + (injectKey == 1 ? 32 : 0);
+  if (profile < 0 || profile > 2 || (injectKey != 0 && injectKey != 1) || !fitsIo(idLen, 65) || !fitsIo(total)) return -2;
+  const key = IO + <usize>idLen;
+  const rc = session.provisionDeviceEcdhe(<u8>profile, IO, idLen, key, injectKey == 1 ? key + 65 : 0);
+  zeroize(IO, total);
+  return rc;
+}
+
+/** io = the device's ECDHE public key (65 bytes, 0x04 ‖ X ‖ Y), for registering it with the cloud. 65, or -1 without ECDHE credentials. */
+export function device_public_key(): i32 {
+  return session.devicePublicKey(IO);
 }
 
 /** io = the persisted region as read at power-up (len bytes; docs/abi.md). Returns the session state or < 0. */

@@ -9,6 +9,7 @@ import { ModuleCrypto } from '../host/crypto-abi.ts';
 import { TEST_WASM, readFirmware } from '../host/firmware.ts';
 import { FirmwareClient } from '../host/session-abi.ts';
 import { TestPeer, pump } from '../test/host/dtls-peer.ts';
+import { p256PrivateFrom, p256Public } from '../test/host/p256-ref.ts';
 import { compare, fmt, median, table } from './lib.ts';
 
 const TAG = 8;
@@ -41,18 +42,21 @@ function timed(m: ModuleInstance): { m: ModuleInstance; ns: () => bigint; calls:
 }
 
 /**
- * One full handshake (cookie exchange, EMS, identity hint) against the in-process TestPeer in
- * virtual time. Returns the time spent inside the module only, from connect() to connected: the
- * peer's node:crypto work, loading and provisioning are not counted.
+ * One full handshake (cookie exchange, EMS; PSK with an identity hint, or ECDHE-ECDSA with raw
+ * public keys and the device key asked for) against the in-process TestPeer in virtual time.
+ * Returns the time spent inside the module only, from connect() to connected: the peer's
+ * node:crypto work, loading and provisioning are not counted.
  */
-async function handshakeModuleTime(engine: Engine, wasm: Uint8Array): Promise<{ ms: number; calls: number }> {
+async function handshakeModuleTime(engine: Engine, wasm: Uint8Array, suite: 'psk' | 'ecdhe'): Promise<{ ms: number; calls: number }> {
   const raw = await engine.load(wasm);
   const t = timed(raw);
   const c = new FirmwareClient(t.m);
   const psk = crypto.randomBytes(16);
   c.provision(Buffer.from('device-0001'), psk);
   c.seed(crypto.randomBytes(32));
-  const peer = new TestPeer({ psk, helloVerify: true, identityHint: 'cloud' });
+  const serverPrivateKey = p256PrivateFrom(crypto.randomBytes(32));
+  if (suite === 'ecdhe') c.provisionEcdhe(p256Public(serverPrivateKey), p256PrivateFrom(crypto.randomBytes(32)));
+  const peer = new TestPeer({ psk, helloVerify: true, identityHint: 'cloud', ecdhe: suite === 'ecdhe' ? { serverPrivateKey } : undefined });
   const [ns0, calls0] = [t.ns(), t.calls()];
   c.connect(0);
   pump(c, peer);
@@ -89,17 +93,21 @@ export async function benchEngines(): Promise<{ text: string; rows: (string | nu
   speed('seal 64 B, records/s', r.v8Seal, r.w3Seal);
   speed('open 64 B, records/s', r.v8Open, r.w3Open);
 
-  // One handshake: the median of alternating runs, module time only.
-  const hs: Record<'v8' | 'wasm3', number[]> = { v8: [], wasm3: [] };
-  let calls = 0;
-  for (let i = 0; i < 15; i++) {
-    hs.v8.push((await handshakeModuleTime(new V8Engine(), wasm)).ms);
-    const w = await handshakeModuleTime(new Wasm3Engine(), wasm);
-    hs.wasm3.push(w.ms);
-    calls = w.calls;
+  // One handshake of each suite: the median of alternating runs, module time only. The ECDHE
+  // handshake's extra is its public-key work: verify, key pair, ECDH, the device key, sign.
+  for (const [suite, runs] of [['psk', 15], ['ecdhe', 7]] as const) {
+    const hs: Record<'v8' | 'wasm3', number[]> = { v8: [], wasm3: [] };
+    let calls = 0;
+    for (let i = 0; i < runs; i++) {
+      hs.v8.push((await handshakeModuleTime(new V8Engine(), wasm, suite)).ms);
+      const w = await handshakeModuleTime(new Wasm3Engine(), wasm, suite);
+      hs.wasm3.push(w.ms);
+      calls = w.calls;
+    }
+    const [hv8, hw3] = [median(hs.v8.slice(2)), median(hs.wasm3.slice(2))]; // first runs warm the JIT
+    const name = suite === 'psk' ? 'one PSK handshake' : 'one ECDHE-ECDSA handshake';
+    rows.push([`${name}, ms in the module (${calls} calls)`, hv8.toFixed(3), hw3.toFixed(3), `${(hw3 / hv8).toFixed(1)}×`]);
   }
-  const [hv8, hw3] = [median(hs.v8.slice(3)), median(hs.wasm3.slice(3))]; // first runs warm the JIT
-  rows.push([`one handshake, ms in the module (${calls} calls)`, hv8.toFixed(3), hw3.toFixed(3), `${(hw3 / hv8).toFixed(1)}×`]);
 
   // Why: the cost of crossing into each engine, and work that stays inside the module.
   const e = compare({ v8: () => v8.m.call('io_capacity'), w3: () => w3.m.call('io_capacity') });

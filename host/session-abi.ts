@@ -9,7 +9,7 @@ export type StateName = (typeof STATES)[number];
 
 export const ERRORS = [
   'none', 'handshake-timeout', 'alert-received', 'bad-server-finished', 'not-provisioned', 'not-seeded',
-  'no-extended-master-secret', 'sequence-exhausted', 'closed-by-application',
+  'no-extended-master-secret', 'sequence-exhausted', 'closed-by-application', 'server-key-rejected',
 ] as const;
 export type ErrorName = (typeof ERRORS)[number];
 
@@ -91,6 +91,19 @@ export class FirmwareClient extends IoBuffer {
     if (rc !== 0) throw new RangeError(`provision refused (${rc}): identity 1..128 bytes, PSK 1..64 bytes`);
   }
 
+  /**
+   * Raw-mode ECDHE-ECDSA credentials: the server's public key to pin (65 bytes, 0x04 ‖ X ‖ Y) and
+   * the device's private key (32 bytes).
+   */
+  provisionEcdhe(serverPublicKey: Uint8Array, devicePrivateKey: Uint8Array): void {
+    if (serverPublicKey.length !== 65 || devicePrivateKey.length !== 32) {
+      throw new RangeError('provision_ecdhe: server public key 65 bytes (0x04 || X || Y), device private key 32 bytes');
+    }
+    this.put(serverPublicKey, devicePrivateKey);
+    const rc = Number(this.m.call('provision_ecdhe'));
+    if (rc !== 0) throw new RangeError(`provision_ecdhe refused (${rc}): the server key must be a P-256 point, the private key in [1, n-1], before boot`);
+  }
+
   seed(entropy: Uint8Array): void {
     this.put(entropy);
     const rc = Number(this.m.call('seed_entropy', entropy.length));
@@ -110,6 +123,30 @@ export class FirmwareClient extends IoBuffer {
     this.put(id, identity, psk);
     const rc = Number(this.m.call('provision_device', PROFILES.indexOf(profile), id.length, identity.length, psk.length));
     if (rc !== 0) throw new RangeError(`provision_device refused (${rc}): id 1..48 bytes, identity 1..64, PSK 1..64, profile one of ${PROFILES.join(', ')}`);
+  }
+
+  /**
+   * Factory provisioning with ECDHE-ECDSA credentials: the server's public key to pin (65 bytes)
+   * and the device's key pair, generated on the device (seed it first) unless `devicePrivateKey`
+   * is given. Returns the device's public key (65 bytes) to register with the cloud.
+   */
+  provisionDeviceEcdhe(profile: Profile, deviceId: string, serverPublicKey: Uint8Array, devicePrivateKey?: Uint8Array): Uint8Array {
+    const id = Buffer.from(deviceId);
+    if (serverPublicKey.length !== 65) throw new RangeError('provision_device_ecdhe: the server public key is 65 bytes (0x04 || X || Y)');
+    if (devicePrivateKey !== undefined && devicePrivateKey.length !== 32) throw new RangeError('provision_device_ecdhe: the device private key is 32 bytes');
+    if (devicePrivateKey) this.put(id, serverPublicKey, devicePrivateKey);
+    else this.put(id, serverPublicKey);
+    const rc = Number(this.m.call('provision_device_ecdhe', PROFILES.indexOf(profile), id.length, devicePrivateKey ? 1 : 0));
+    if (rc === -5) throw new Error('provision_device_ecdhe: seed entropy first (the key pair is generated on the device)');
+    if (rc !== 0) throw new RangeError(`provision_device_ecdhe refused (${rc}): id 1..48 bytes, a server key on P-256, a private key in [1, n-1], profile one of ${PROFILES.join(', ')}`);
+    return this.devicePublicKey();
+  }
+
+  /** The device's ECDHE public key (65 bytes, 0x04 || X || Y). */
+  devicePublicKey(): Uint8Array {
+    const n = Number(this.m.call('device_public_key'));
+    if (n !== 65) throw new Error('device_public_key: the device has no ECDHE-ECDSA credentials');
+    return this.m.readMemory(this.io, 65);
   }
 
   /** Cold start from the persisted region image. Returns the session state. */

@@ -1,5 +1,5 @@
-// DTLS 1.2 PSK client for TLS_PSK_WITH_AES_128_CCM_8 (RFC 6347, RFC 4279, RFC 6655, RFC 7627,
-// RFC 9146), the connection half: states and their one transition function, keys, record numbers
+// DTLS 1.2 client for TLS_PSK_WITH_AES_128_CCM_8 and TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 6347,
+// RFC 4279, RFC 6655, RFC 7251, RFC 7627, RFC 9146), the connection half: states and their one transition function, keys, record numbers
 // and the replay window, the transmit queue and received data, timers, the receive path, and what
 // the session layer persists. The handshake half (flights, messages, key derivation) is
 // handshake.ts. Sans-IO: time comes in as `now` (ms), datagrams come in through the I/O buffer and
@@ -18,7 +18,9 @@ import * as C from './counters';
 import * as hs from './handshake';
 
 // The handshake half's entry points, for the exports and the session layer.
-export { connect, isProvisioned, provision } from './handshake';
+export {
+  connect, credentialKind, devicePublicKey, isProvisioned, provision, provisionEcdhe, validateEcdheCredentials, wipeCredentials,
+} from './handshake';
 
 export const S_IDLE: i32 = 0;
 export const S_WAIT_SERVER_HELLO: i32 = 1; // ClientHello sent (with or without cookie)
@@ -37,6 +39,8 @@ export const E_NOT_SEEDED: i32 = 5;
 export const E_NO_EXTENDED_MASTER_SECRET: i32 = 6;
 export const E_SEQUENCE_EXHAUSTED: i32 = 7;
 export const E_CLOSED_BY_APPLICATION: i32 = 8;
+/** ECDHE-ECDSA: the server's key is not the pinned one, its signature does not verify, or it asked for what we cannot give. */
+export const E_SERVER_KEY_REJECTED: i32 = 9;
 
 const ALERT_CLOSE_NOTIFY: u8 = 0;
 

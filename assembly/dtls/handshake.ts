@@ -1,11 +1,22 @@
-// DTLS 1.2 PSK client, the handshake half: the credentials, the flights we send (ClientHello,
-// ClientKeyExchange/ChangeCipherSpec/Finished) and their retransmission, the server's messages
-// (reassembled when fragmented), the transcript and the key derivation (RFC 6347, RFC 4279,
-// RFC 7627, RFC 9146). State changes go through the connection half's `transition` (client.ts).
+// DTLS 1.2 client, the handshake half: the credentials, the flights we send (ClientHello, then
+// [Certificate] ClientKeyExchange [CertificateVerify] ChangeCipherSpec Finished) and their
+// retransmission, the server's messages (reassembled when fragmented), the transcript and the key
+// derivation (RFC 6347, RFC 4279, RFC 7627, RFC 9146). Two key exchanges, chosen by the
+// credentials: PSK (TLS_PSK_WITH_AES_128_CCM_8) and ECDHE-ECDSA on P-256 with raw public keys
+// (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: RFC 7251, RFC 8422, RFC 7250). State changes go through
+// the connection half's `transition` (client.ts).
 import {
   SHA256_CTX_BYTES, aes128ExpandKey, ctEqual, hmacDrbgGenerate, sha256Final, sha256Init,
   sha256Update, tlsPrfSha256, zeroize,
 } from '../crypto/index';
+import {
+  P256_OK, P256_PUBLIC_KEY_BYTES, p256Ecdh, p256Keygen, p256PublicKey, p256Sign, p256ValidPublicKey,
+  p256Verify,
+} from '../crypto/p256';
+import {
+  DER_SIGNATURE_MAX_BYTES, SPKI_BYTES, SPKI_PREFIX, SPKI_PREFIX_BYTES, derDecodeSignature,
+  derEncodeSignature,
+} from './ecdsa-der';
 import * as cfg from '../config';
 import { getU16, getU24, putU16, putU24, putU8 } from './bytes';
 import {
@@ -20,16 +31,31 @@ const HT_HELLO_REQUEST: u8 = 0;
 const HT_CLIENT_HELLO: u8 = 1;
 const HT_SERVER_HELLO: u8 = 2;
 const HT_HELLO_VERIFY_REQUEST: u8 = 3;
+const HT_CERTIFICATE: u8 = 11;
 const HT_SERVER_KEY_EXCHANGE: u8 = 12;
+const HT_CERTIFICATE_REQUEST: u8 = 13;
 const HT_SERVER_HELLO_DONE: u8 = 14;
+const HT_CERTIFICATE_VERIFY: u8 = 15;
 const HT_CLIENT_KEY_EXCHANGE: u8 = 16;
 const HT_FINISHED: u8 = 20;
 
 const SUITE_PSK_AES_128_CCM_8: u32 = 0xc0a8;
+const SUITE_ECDHE_ECDSA_AES_128_CCM_8: u32 = 0xc0ae; // RFC 7251
 const SUITE_RENEGOTIATION_SCSV: u32 = 0x00ff;
+const EXT_SUPPORTED_GROUPS: u32 = 10;
+const EXT_EC_POINT_FORMATS: u32 = 11;
+const EXT_SIGNATURE_ALGORITHMS: u32 = 13;
+const EXT_CLIENT_CERTIFICATE_TYPE: u32 = 19; // RFC 7250
+const EXT_SERVER_CERTIFICATE_TYPE: u32 = 20;
 const EXT_EXTENDED_MASTER_SECRET: u32 = 0x0017;
 const EXT_CONNECTION_ID: u32 = 0x0036; // 54, RFC 9146
 const EXT_RENEGOTIATION_INFO: u32 = 0xff01;
+const GROUP_SECP256R1: u32 = 23;
+const POINT_FORMAT_UNCOMPRESSED: u8 = 0;
+const CURVE_TYPE_NAMED: u8 = 3;
+const SIGALG_ECDSA_SECP256R1_SHA256: u32 = 0x0403;
+const CERT_TYPE_RAW_PUBLIC_KEY: u8 = 2;
+const CLIENT_CERT_TYPE_ECDSA_SIGN: u8 = 64;
 const HS_HEADER_BYTES: i32 = 12;
 const FINISHED_BYTES: i32 = 12;
 const MAX_HELLO_VERIFY_ROUNDS: i32 = 4;
@@ -45,10 +71,22 @@ const LABEL_FINISHED_LEN: i32 = 15;
 const LABEL_KEY_EXPANSION_LEN: i32 = 13;
 
 // --- Provisioned credentials and handshake state -------------------------------------------------
+export const CRED_NONE: i32 = 0;
+export const CRED_PSK: i32 = 1;
+export const CRED_ECDHE: i32 = 2;
+/** Which key exchange the credentials allow: the ClientHello offers that suite alone. */
+let credKind: i32 = CRED_NONE;
 const IDENTITY: usize = memory.data(cfg.MAX_IDENTITY_BYTES);
 let identityLen: i32 = 0;
 export const PSK: usize = memory.data(cfg.MAX_PSK_BYTES);
 let pskLen: i32 = 0;
+/** ECDHE-ECDSA: the device's long-term private key, never sent, never in a session slot. */
+export const DEVICE_PRIVATE_KEY: usize = memory.data(32);
+/** Its public key (0x04 ‖ X ‖ Y), computed when first needed: a scalar multiplication per boot saved. */
+const DEVICE_PUBLIC_KEY: usize = memory.data(P256_PUBLIC_KEY_BYTES);
+let devicePublicKeyReady: bool = false;
+/** The server's public key pinned at provisioning (0x04 ‖ X ‖ Y). */
+const SERVER_PUBLIC_KEY: usize = memory.data(P256_PUBLIC_KEY_BYTES);
 
 export const CLIENT_RANDOM: usize = memory.data(32);
 export const SERVER_RANDOM: usize = memory.data(32);
@@ -68,6 +106,22 @@ const KEY_BLOCK: usize = memory.data(40);
 const SEED: usize = memory.data(64);
 const VERIFY: usize = memory.data(FINISHED_BYTES);
 
+// ECDHE: the server's ephemeral key from its ServerKeyExchange, ours, and where the server's flight is.
+const SERVER_EPHEMERAL: usize = memory.data(P256_PUBLIC_KEY_BYTES);
+const EPHEMERAL_PRIVATE: usize = memory.data(32);
+const EPHEMERAL_PUBLIC: usize = memory.data(P256_PUBLIC_KEY_BYTES);
+const SIGNATURE: usize = memory.data(64);
+const SIGNED_PARAMS: usize = memory.data(64 + 4 + P256_PUBLIC_KEY_BYTES); // randoms ‖ ServerECDHParams
+/** Server messages after ServerHello, in the order RFC 5246 §7.3 gives them. */
+const STEP_SERVER_HELLO: i32 = 0;
+const STEP_CERTIFICATE: i32 = 1;
+const STEP_KEY_EXCHANGE: i32 = 2;
+const STEP_CERTIFICATE_REQUEST: i32 = 3;
+let serverStep: i32 = STEP_SERVER_HELLO;
+let certificateRequested: bool = false;
+/** The server agreed (RFC 7250) that our Certificate carries a raw public key. */
+let clientRawKeyAgreed: bool = false;
+
 const FLIGHT: usize = memory.data(640);
 let flightLen: i32 = 0;
 /** Offset in FLIGHT where the epoch-1 Finished starts (flight 5), or -1 for a ClientHello flight. */
@@ -82,17 +136,63 @@ let reasmType: u8 = 0;
 let reasmLen: i32 = 0;
 export function provision(identity: usize, idLen: i32, psk: usize, keyLen: i32): i32 {
   if (idLen < 1 || idLen > cfg.MAX_IDENTITY_BYTES || keyLen < 1 || keyLen > cfg.MAX_PSK_BYTES) return -2;
-  zeroize(PSK, cfg.MAX_PSK_BYTES);
-  zeroize(IDENTITY, cfg.MAX_IDENTITY_BYTES); // a shorter identity leaves nothing of the old one
+  wipeCredentials();
   memory.copy(IDENTITY, identity, <usize>idLen);
   identityLen = idLen;
   memory.copy(PSK, psk, <usize>keyLen);
   pskLen = keyLen;
+  credKind = CRED_PSK;
   return 0;
 }
 
+/**
+ * ECDHE-ECDSA credentials: the server's public key to pin (its X ‖ Y, 64 bytes, as stored) and
+ * the device's private key (32 bytes). Neither is checked here (boot must stay cheap):
+ * provisioning checks them once (`validateEcdheCredentials`), and the handshake refuses what does
+ * not work.
+ */
+export function provisionEcdhe(serverKeyXY: usize, devicePrivateKey: usize): void {
+  wipeCredentials();
+  store<u8>(SERVER_PUBLIC_KEY, 0x04);
+  memory.copy(SERVER_PUBLIC_KEY + 1, serverKeyXY, 64);
+  memory.copy(DEVICE_PRIVATE_KEY, devicePrivateKey, 32);
+  credKind = CRED_ECDHE;
+}
+
+/** The server key decodes to a curve point and the private key is in [1, n − 1] (its public key computed). */
+export function validateEcdheCredentials(): bool {
+  return credKind == CRED_ECDHE && p256ValidPublicKey(SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES) && devicePublicKey() != 0;
+}
+
+/** The device's public key (65 bytes at the returned address), or 0 without ECDHE credentials. */
+export function devicePublicKey(): usize {
+  if (credKind != CRED_ECDHE) return 0;
+  if (!devicePublicKeyReady) {
+    if (p256PublicKey(DEVICE_PUBLIC_KEY, DEVICE_PRIVATE_KEY) != P256_OK) return 0;
+    devicePublicKeyReady = true;
+  }
+  return DEVICE_PUBLIC_KEY;
+}
+
+/** Forgets every credential (a new set replaces all of the old one, whatever its kind). */
+export function wipeCredentials(): void {
+  zeroize(PSK, cfg.MAX_PSK_BYTES);
+  zeroize(IDENTITY, cfg.MAX_IDENTITY_BYTES); // a shorter identity leaves nothing of the old one
+  identityLen = 0;
+  pskLen = 0;
+  zeroize(DEVICE_PRIVATE_KEY, 32);
+  zeroize(DEVICE_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES);
+  zeroize(SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES);
+  devicePublicKeyReady = false;
+  credKind = CRED_NONE;
+}
+
 export function isProvisioned(): bool {
-  return pskLen > 0;
+  return credKind != CRED_NONE;
+}
+
+export function credentialKind(): i32 {
+  return credKind;
 }
 
 export function wipeHandshakeSecrets(): void {
@@ -103,6 +203,8 @@ export function wipeHandshakeSecrets(): void {
   zeroize(HASH, 32);
   zeroize(VERIFY, FINISHED_BYTES);
   zeroize(FLIGHT, 640);
+  zeroize(EPHEMERAL_PRIVATE, 32);
+  zeroize(SIGNED_PARAMS, 64 + 4 + P256_PUBLIC_KEY_BYTES);
   flightLen = 0;
   reasmActive = false;
 }
@@ -125,6 +227,9 @@ export function connect(now: i64): i32 {
   recvMessageSeq = 0;
   extendedMasterSecret = false;
   serverCcsSeen = false;
+  serverStep = STEP_SERVER_HELLO;
+  certificateRequested = false;
+  clientRawKeyAgreed = false;
   C.count(C.C_HANDSHAKES_STARTED);
   buildClientHello();
   sendFlight();
@@ -152,13 +257,22 @@ function buildClientHello(): void {
   putU8(p, <u32>cookieLen); p += 1;
   memory.copy(p, COOKIE, <usize>cookieLen); p += <usize>cookieLen;
   putU16(p, 4); p += 2;
-  putU16(p, SUITE_PSK_AES_128_CCM_8); p += 2;
+  putU16(p, credKind == CRED_ECDHE ? SUITE_ECDHE_ECDSA_AES_128_CCM_8 : SUITE_PSK_AES_128_CCM_8); p += 2;
   putU16(p, SUITE_RENEGOTIATION_SCSV); p += 2;
   putU8(p, 1); p += 1;
   putU8(p, 0); p += 1; // null compression
   const extStart = p;
   p += 2;
   putU16(p, EXT_EXTENDED_MASTER_SECRET); putU16(p + 2, 0); p += 4;
+  if (credKind == CRED_ECDHE) {
+    // P-256 only, uncompressed points, ECDSA with SHA-256, raw public keys both ways (RFC 8422
+    // §5.1, RFC 5246 §7.4.1.4.1, RFC 7250 §3)
+    putU16(p, EXT_SUPPORTED_GROUPS); putU16(p + 2, 4); putU16(p + 4, 2); putU16(p + 6, GROUP_SECP256R1); p += 8;
+    putU16(p, EXT_EC_POINT_FORMATS); putU16(p + 2, 2); putU8(p + 4, 1); putU8(p + 5, POINT_FORMAT_UNCOMPRESSED); p += 6;
+    putU16(p, EXT_SIGNATURE_ALGORITHMS); putU16(p + 2, 4); putU16(p + 4, 2); putU16(p + 6, SIGALG_ECDSA_SECP256R1_SHA256); p += 8;
+    putU16(p, EXT_CLIENT_CERTIFICATE_TYPE); putU16(p + 2, 2); putU8(p + 4, 1); putU8(p + 5, CERT_TYPE_RAW_PUBLIC_KEY); p += 6;
+    putU16(p, EXT_SERVER_CERTIFICATE_TYPE); putU16(p + 2, 2); putU8(p + 4, 1); putU8(p + 5, CERT_TYPE_RAW_PUBLIC_KEY); p += 6;
+  }
   if (cfg.offerConnectionId) {
     // Our CID (set_connection_id; empty = we want none in records to us). We send with the
     // server's CID once it gives one.
@@ -173,26 +287,59 @@ function buildClientHello(): void {
   flightFinishedAt = -1;
 }
 
-/** Flight 5: ClientKeyExchange, ChangeCipherSpec, Finished. Derives the keys on the way. */
-function buildClientFinishedFlight(): void {
-  // ClientKeyExchange: the PSK identity (RFC 4279 §2)
+/**
+ * Flight 5: [Certificate] ClientKeyExchange [CertificateVerify] ChangeCipherSpec Finished. Derives
+ * the keys on the way. Returns E_NONE, or why the handshake cannot go on.
+ */
+function buildClientFinishedFlight(): i32 {
   let m = FLIGHT;
-  const ckeBody = 2 + identityLen;
-  putHandshakeHeader(m, HT_CLIENT_KEY_EXCHANGE, ckeBody, sendMessageSeq++);
-  putU16(m + <usize>HS_HEADER_BYTES, <u32>identityLen);
-  memory.copy(m + <usize>(HS_HEADER_BYTES + 2), IDENTITY, <usize>identityLen);
-  const ckeLen = HS_HEADER_BYTES + ckeBody;
-  sha256Update(TRANSCRIPT, m, ckeLen);
-
-  // premaster = uint16(N) || N zero bytes || uint16(N) || psk (RFC 4279 §2)
-  const n = pskLen;
-  putU16(PREMASTER, <u32>n);
-  memory.fill(PREMASTER + 2, 0, <usize>n);
-  putU16(PREMASTER + 2 + <usize>n, <u32>n);
-  memory.copy(PREMASTER + 4 + <usize>n, PSK, <usize>n);
-  const pmsLen = 4 + 2 * n;
+  let pmsLen: i32;
+  if (credKind == CRED_ECDHE) {
+    if (certificateRequested) {
+      // Certificate with our raw public key: ASN.1_subjectPublicKeyInfo<1..2^24-1> (RFC 7250 §3)
+      const pub = devicePublicKey();
+      if (pub == 0) return conn.E_NOT_PROVISIONED;
+      putHandshakeHeader(m, HT_CERTIFICATE, 3 + SPKI_BYTES, sendMessageSeq++);
+      putU24(m + <usize>HS_HEADER_BYTES, <u32>SPKI_BYTES);
+      memory.copy(m + <usize>(HS_HEADER_BYTES + 3), SPKI_PREFIX, <usize>SPKI_PREFIX_BYTES);
+      memory.copy(m + <usize>(HS_HEADER_BYTES + 3 + SPKI_PREFIX_BYTES), pub, <usize>P256_PUBLIC_KEY_BYTES);
+      const certLen = HS_HEADER_BYTES + 3 + SPKI_BYTES;
+      sha256Update(TRANSCRIPT, m, certLen);
+      m += <usize>certLen;
+    }
+    // ClientKeyExchange: our ephemeral point (RFC 8422 §5.7); premaster = the shared X (§5.10)
+    if (p256Keygen(DRBG, EPHEMERAL_PRIVATE, EPHEMERAL_PUBLIC) != P256_OK) return conn.E_NOT_SEEDED;
+    const rc = p256Ecdh(PREMASTER, EPHEMERAL_PRIVATE, SERVER_EPHEMERAL, P256_PUBLIC_KEY_BYTES);
+    zeroize(EPHEMERAL_PRIVATE, 32);
+    if (rc != P256_OK) return conn.E_SERVER_KEY_REJECTED;
+    pmsLen = 32;
+    putHandshakeHeader(m, HT_CLIENT_KEY_EXCHANGE, 1 + P256_PUBLIC_KEY_BYTES, sendMessageSeq++);
+    putU8(m + <usize>HS_HEADER_BYTES, <u32>P256_PUBLIC_KEY_BYTES);
+    memory.copy(m + <usize>(HS_HEADER_BYTES + 1), EPHEMERAL_PUBLIC, <usize>P256_PUBLIC_KEY_BYTES);
+    const ckeLen = HS_HEADER_BYTES + 1 + P256_PUBLIC_KEY_BYTES;
+    sha256Update(TRANSCRIPT, m, ckeLen);
+    m += <usize>ckeLen;
+  } else {
+    // ClientKeyExchange: the PSK identity (RFC 4279 §2)
+    const ckeBody = 2 + identityLen;
+    putHandshakeHeader(m, HT_CLIENT_KEY_EXCHANGE, ckeBody, sendMessageSeq++);
+    putU16(m + <usize>HS_HEADER_BYTES, <u32>identityLen);
+    memory.copy(m + <usize>(HS_HEADER_BYTES + 2), IDENTITY, <usize>identityLen);
+    const ckeLen = HS_HEADER_BYTES + ckeBody;
+    sha256Update(TRANSCRIPT, m, ckeLen);
+    m += <usize>ckeLen;
+    // premaster = uint16(N) || N zero bytes || uint16(N) || psk (RFC 4279 §2)
+    const n = pskLen;
+    putU16(PREMASTER, <u32>n);
+    memory.fill(PREMASTER + 2, 0, <usize>n);
+    putU16(PREMASTER + 2 + <usize>n, <u32>n);
+    memory.copy(PREMASTER + 4 + <usize>n, PSK, <usize>n);
+    pmsLen = 4 + 2 * n;
+  }
+  // The transcript through ClientKeyExchange: EMS's session_hash (RFC 7627 §3), and what
+  // CertificateVerify signs (RFC 5246 §7.4.8: every message before it).
+  transcriptHash(HASH);
   if (extendedMasterSecret) {
-    transcriptHash(HASH); // session_hash: through ClientKeyExchange (RFC 7627 §3)
     tlsPrfSha256(PREMASTER, pmsLen, LABEL_EMS, LABEL_EMS_LEN, HASH, 32, MASTER_SECRET, 48);
   } else {
     memory.copy(SEED, CLIENT_RANDOM, 32);
@@ -200,16 +347,28 @@ function buildClientFinishedFlight(): void {
     tlsPrfSha256(PREMASTER, pmsLen, LABEL_MS, LABEL_MS_LEN, SEED, 64, MASTER_SECRET, 48);
   }
   zeroize(PREMASTER, pmsLen);
+  if (credKind == CRED_ECDHE && certificateRequested) {
+    if (p256Sign(SIGNATURE, DEVICE_PRIVATE_KEY, HASH) != P256_OK) return conn.E_NOT_PROVISIONED;
+    const body = m + <usize>HS_HEADER_BYTES;
+    putU16(body, SIGALG_ECDSA_SECP256R1_SHA256);
+    const derLen = derEncodeSignature(body + 4, SIGNATURE);
+    putU16(body + 2, <u32>derLen);
+    putHandshakeHeader(m, HT_CERTIFICATE_VERIFY, 4 + derLen, sendMessageSeq++);
+    const cvLen = HS_HEADER_BYTES + 4 + derLen;
+    sha256Update(TRANSCRIPT, m, cvLen);
+    m += <usize>cvLen;
+  }
   deriveKeys();
 
   // Finished = PRF(master, "client finished", Hash(messages))[12]
+  const finishedAt = <i32>(m - FLIGHT);
   transcriptHash(HASH);
-  m = FLIGHT + <usize>ckeLen;
   putHandshakeHeader(m, HT_FINISHED, FINISHED_BYTES, sendMessageSeq++);
   tlsPrfSha256(MASTER_SECRET, 48, LABEL_CLIENT_FINISHED, LABEL_FINISHED_LEN, HASH, 32, m + <usize>HS_HEADER_BYTES, FINISHED_BYTES);
   sha256Update(TRANSCRIPT, m, HS_HEADER_BYTES + FINISHED_BYTES);
-  flightFinishedAt = ckeLen;
-  flightLen = ckeLen + HS_HEADER_BYTES + FINISHED_BYTES;
+  flightFinishedAt = finishedAt;
+  flightLen = finishedAt + HS_HEADER_BYTES + FINISHED_BYTES;
+  return conn.E_NONE;
 }
 
 /** key_block = PRF(master, "key expansion", server_random || client_random). */
@@ -354,7 +513,14 @@ function handleMessage(now: i64, type: u8, seq: u32, body: usize, len: i32): boo
       break;
     case conn.S_WAIT_SERVER_HELLO_DONE:
       if (recEpoch != 0) break;
-      if (type == HT_SERVER_KEY_EXCHANGE) return onServerKeyExchange(seq, body, len);
+      if (credKind == CRED_ECDHE) {
+        if (type == HT_CERTIFICATE && serverStep == STEP_SERVER_HELLO) return onServerCertificate(now, seq, body, len);
+        if (type == HT_SERVER_KEY_EXCHANGE && serverStep == STEP_CERTIFICATE) return onEcdheServerKeyExchange(now, seq, body, len);
+        if (type == HT_CERTIFICATE_REQUEST && serverStep == STEP_KEY_EXCHANGE) return onCertificateRequest(now, seq, body, len);
+        if (type == HT_SERVER_HELLO_DONE && serverStep >= STEP_KEY_EXCHANGE) return onServerHelloDone(now, seq, body, len);
+        break;
+      }
+      if (type == HT_SERVER_KEY_EXCHANGE && serverStep == STEP_SERVER_HELLO) return onServerKeyExchange(seq, body, len);
       if (type == HT_SERVER_HELLO_DONE) return onServerHelloDone(now, seq, body, len);
       break;
     case conn.S_WAIT_SERVER_FINISHED:
@@ -416,9 +582,11 @@ function onServerHello(now: i64, seq: u32, body: usize, len: i32): bool {
   if (sidLen > 32) return malformed();
   let p = body + 35 + <usize>sidLen;
   if (p + 3 > end) return malformed();
-  if (getU16(p) != SUITE_PSK_AES_128_CCM_8 || load<u8>(p + 2) != 0) return malformed();
+  const suite = credKind == CRED_ECDHE ? SUITE_ECDHE_ECDSA_AES_128_CCM_8 : SUITE_PSK_AES_128_CCM_8;
+  if (getU16(p) != suite || load<u8>(p + 2) != 0) return malformed();
   p += 3;
   let ems = false, cid = false, reneg = false;
+  let pointFormats = false, serverRawKey = false, clientRawKey = false;
   let cidAt: usize = 0, cidLen = 0;
   if (p < end) {
     if (p + 2 > end) return malformed();
@@ -438,6 +606,20 @@ function onServerHello(now: i64, seq: u32, body: usize, len: i32): bool {
         // initial handshake: an empty renegotiated_connection (RFC 5746 §3.4)
         if (extLen != 1 || load<u8>(data) != 0 || reneg) return malformed();
         reneg = true;
+      } else if (extType == EXT_EC_POINT_FORMATS && credKind == CRED_ECDHE) {
+        // the server's formats; uncompressed must be among them (RFC 8422 §5.2)
+        if (pointFormats || extLen < 2 || <i32>load<u8>(data) + 1 != extLen) return malformed();
+        let uncompressed = false;
+        for (let i = 1; i < extLen; i++) if (load<u8>(data + <usize>i) == POINT_FORMAT_UNCOMPRESSED) uncompressed = true;
+        if (!uncompressed) return malformed();
+        pointFormats = true;
+      } else if (extType == EXT_SERVER_CERTIFICATE_TYPE && credKind == CRED_ECDHE) {
+        // in a ServerHello: the one type chosen (RFC 7250 §4); we offered raw keys alone
+        if (serverRawKey || extLen != 1 || load<u8>(data) != CERT_TYPE_RAW_PUBLIC_KEY) return malformed();
+        serverRawKey = true;
+      } else if (extType == EXT_CLIENT_CERTIFICATE_TYPE && credKind == CRED_ECDHE) {
+        if (clientRawKey || extLen != 1 || load<u8>(data) != CERT_TYPE_RAW_PUBLIC_KEY) return malformed();
+        clientRawKey = true;
       } else if (extType == EXT_CONNECTION_ID && cfg.offerConnectionId) {
         if (extLen < 1 || cid) return malformed();
         cidLen = <i32>load<u8>(data);
@@ -454,6 +636,13 @@ function onServerHello(now: i64, seq: u32, body: usize, len: i32): bool {
     conn.transition(conn.S_FAILED, conn.E_NO_EXTENDED_MASTER_SECRET, now);
     return false;
   }
+  if (credKind == CRED_ECDHE && !serverRawKey) {
+    // Without the extension the server would send an X.509 chain (RFC 7250 §4), which we do not read.
+    conn.transition(conn.S_FAILED, conn.E_SERVER_KEY_REJECTED, now);
+    return false;
+  }
+  clientRawKeyAgreed = clientRawKey;
+  serverStep = STEP_SERVER_HELLO;
   memory.copy(SERVER_RANDOM, body + 2, 32);
   extendedMasterSecret = ems;
   conn.peerCidLen = 0;
@@ -482,6 +671,91 @@ function onServerKeyExchange(seq: u32, body: usize, len: i32): bool {
   if (len < 2 || 2 + <i32>getU16(body) != len) return malformed();
   hashMessage(HT_SERVER_KEY_EXCHANGE, seq, body, len);
   recvMessageSeq = seq + 1;
+  serverStep = STEP_KEY_EXCHANGE;
+  return true;
+}
+
+/**
+ * The server's raw public key (RFC 7250 §3): it must be the key pinned at provisioning. Anything
+ * else ends the handshake: a server we cannot authenticate is not retried on the same flight.
+ */
+function onServerCertificate(now: i64, seq: u32, body: usize, len: i32): bool {
+  if (len < 3 || 3 + <i32>getU24(body) != len) return malformed();
+  if (len != 3 + SPKI_BYTES || !ctEqual(body + 3, SPKI_PREFIX, SPKI_PREFIX_BYTES)
+    || !ctEqual(body + <usize>(3 + SPKI_PREFIX_BYTES), SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES)) {
+    conn.transition(conn.S_FAILED, conn.E_SERVER_KEY_REJECTED, now);
+    return false;
+  }
+  hashMessage(HT_CERTIFICATE, seq, body, len);
+  recvMessageSeq = seq + 1;
+  serverStep = STEP_CERTIFICATE;
+  return true;
+}
+
+/**
+ * ServerECDHParams (named curve secp256r1, an uncompressed point) and their signature by the
+ * pinned key over client_random ‖ server_random ‖ params (RFC 8422 §5.4). A bad signature ends
+ * the handshake (E_SERVER_KEY_REJECTED); a bad point too, when ECDH refuses it.
+ */
+function onEcdheServerKeyExchange(now: i64, seq: u32, body: usize, len: i32): bool {
+  const paramsLen = 4 + P256_PUBLIC_KEY_BYTES;
+  if (len < paramsLen + 4) return malformed();
+  if (load<u8>(body) != CURVE_TYPE_NAMED || getU16(body + 1) != GROUP_SECP256R1
+    || <i32>load<u8>(body + 3) != P256_PUBLIC_KEY_BYTES) return malformed();
+  const sigAt = body + <usize>paramsLen;
+  const derLen = <i32>getU16(sigAt + 2);
+  if (paramsLen + 4 + derLen != len) return malformed();
+  if (getU16(sigAt) != SIGALG_ECDSA_SECP256R1_SHA256 || derLen > DER_SIGNATURE_MAX_BYTES
+    || !derDecodeSignature(sigAt + 4, derLen, SIGNATURE)) {
+    conn.transition(conn.S_FAILED, conn.E_SERVER_KEY_REJECTED, now);
+    return false;
+  }
+  memory.copy(SIGNED_PARAMS, CLIENT_RANDOM, 32);
+  memory.copy(SIGNED_PARAMS + 32, SERVER_RANDOM, 32);
+  memory.copy(SIGNED_PARAMS + 64, body, <usize>paramsLen);
+  sha256Init(TRANSCRIPT_COPY);
+  sha256Update(TRANSCRIPT_COPY, SIGNED_PARAMS, 64 + paramsLen);
+  sha256Final(TRANSCRIPT_COPY, HASH);
+  if (p256Verify(SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES, HASH, SIGNATURE) != P256_OK
+    || !p256ValidPublicKey(body + 4, P256_PUBLIC_KEY_BYTES)) {
+    conn.transition(conn.S_FAILED, conn.E_SERVER_KEY_REJECTED, now);
+    return false;
+  }
+  memory.copy(SERVER_EPHEMERAL, body + 4, <usize>P256_PUBLIC_KEY_BYTES);
+  hashMessage(HT_SERVER_KEY_EXCHANGE, seq, body, len);
+  recvMessageSeq = seq + 1;
+  serverStep = STEP_KEY_EXCHANGE;
+  return true;
+}
+
+/**
+ * certificate_types<1..2^8-1>, supported_signature_algorithms<2..2^16-2>,
+ * certificate_authorities<0..2^16-1> (RFC 5246 §7.4.4). We can answer only with an ECDSA raw key
+ * signed with SHA-256; a server that wants anything else gets no handshake from us.
+ */
+function onCertificateRequest(now: i64, seq: u32, body: usize, len: i32): bool {
+  const end = body + <usize>len;
+  if (len < 1) return malformed();
+  const typesLen = <i32>load<u8>(body);
+  let p = body + 1 + <usize>typesLen;
+  if (typesLen < 1 || p + 2 > end) return malformed();
+  let ecdsa = false;
+  for (let i = 0; i < typesLen; i++) if (load<u8>(body + 1 + <usize>i) == CLIENT_CERT_TYPE_ECDSA_SIGN) ecdsa = true;
+  const algsLen = <i32>getU16(p);
+  p += 2;
+  if (algsLen < 2 || (algsLen & 1) != 0 || p + <usize>algsLen + 2 > end) return malformed();
+  let sha256 = false;
+  for (let i = 0; i < algsLen; i += 2) if (getU16(p + <usize>i) == SIGALG_ECDSA_SECP256R1_SHA256) sha256 = true;
+  p += <usize>algsLen;
+  if (p + 2 + <usize>getU16(p) != end) return malformed();
+  if (!ecdsa || !sha256 || !clientRawKeyAgreed) {
+    conn.transition(conn.S_FAILED, conn.E_SERVER_KEY_REJECTED, now);
+    return false;
+  }
+  hashMessage(HT_CERTIFICATE_REQUEST, seq, body, len);
+  recvMessageSeq = seq + 1;
+  certificateRequested = true;
+  serverStep = STEP_CERTIFICATE_REQUEST;
   return true;
 }
 
@@ -489,7 +763,11 @@ function onServerHelloDone(now: i64, seq: u32, body: usize, len: i32): bool {
   if (len != 0) return malformed();
   hashMessage(HT_SERVER_HELLO_DONE, seq, body, len);
   recvMessageSeq = seq + 1;
-  buildClientFinishedFlight();
+  const failure = buildClientFinishedFlight();
+  if (failure != conn.E_NONE) {
+    conn.transition(conn.S_FAILED, failure, now);
+    return true; // acted on, like a fatal alert
+  }
   conn.writeEpoch = 1;
   conn.writeSeq1 = 0;
   replayReset(conn.WINDOW1);

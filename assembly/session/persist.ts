@@ -15,14 +15,18 @@ export const SLOT_A_AT: i32 = CREDS_BYTES;
 export const SLOT_B_AT: i32 = CREDS_BYTES + SLOT_BYTES;
 
 // Credentials block: field offsets
-const CREDS_MAGIC: u32 = 0x31445243; // "CRD1"
+const CREDS_MAGIC: u32 = 0x31445243; // "CRD1": PSK credentials
+const CREDS_MAGIC_ECDHE: u32 = 0x314b5243; // "CRK1": ECDHE-ECDSA credentials (raw public keys)
 export const CRED_PROFILE: usize = 4;
 export const CRED_ID_LEN: usize = 5;
-export const CRED_IDENTITY_LEN: usize = 6;
-export const CRED_PSK_LEN: usize = 7;
+export const CRED_IDENTITY_LEN: usize = 6; // 0 with ECDHE credentials
+export const CRED_PSK_LEN: usize = 7; // 0 with ECDHE credentials
 export const CRED_DEVICE_ID: usize = 8; // 48 bytes
 export const CRED_IDENTITY: usize = 56; // 64 bytes
 export const CRED_PSK: usize = 120; // 64 bytes
+// ECDHE-ECDSA credentials use the identity and PSK fields for their keys:
+export const CRED_SERVER_KEY: usize = 56; // the pinned server key's X ‖ Y (64 bytes)
+export const CRED_DEVICE_KEY: usize = 120; // the device's private key (32 bytes); 152..183 zero
 export const CRED_CRC: usize = 184;
 export const MAX_DEVICE_ID_BYTES: i32 = 48;
 export const MAX_STORED_IDENTITY_BYTES: i32 = 64;
@@ -91,18 +95,24 @@ export let oneSlotLost: bool = false;
 
 /** Magic, CRC, and every length and enum within its field. */
 export function credsValid(p: usize): bool {
-  if (load<u32>(p) != CREDS_MAGIC || load<u32>(p + CRED_CRC) != crc32(p, <i32>CRED_CRC)) return false;
+  const magic = load<u32>(p);
+  if ((magic != CREDS_MAGIC && magic != CREDS_MAGIC_ECDHE) || load<u32>(p + CRED_CRC) != crc32(p, <i32>CRED_CRC)) return false;
   const idLen = <i32>load<u8>(p + CRED_ID_LEN);
   const identityLen = <i32>load<u8>(p + CRED_IDENTITY_LEN);
   const pskLen = <i32>load<u8>(p + CRED_PSK_LEN);
-  return load<u8>(p + CRED_PROFILE) <= MAX_PROFILE
-    && idLen >= 1 && idLen <= MAX_DEVICE_ID_BYTES
-    && identityLen >= 1 && identityLen <= MAX_STORED_IDENTITY_BYTES
+  if (load<u8>(p + CRED_PROFILE) > MAX_PROFILE || idLen < 1 || idLen > MAX_DEVICE_ID_BYTES) return false;
+  if (magic == CREDS_MAGIC_ECDHE) return identityLen == 0 && pskLen == 0;
+  return identityLen >= 1 && identityLen <= MAX_STORED_IDENTITY_BYTES
     && pskLen >= 1 && pskLen <= MAX_STORED_PSK_BYTES;
 }
 
-export function sealCreds(): void {
-  store<u32>(CREDS_IMAGE, CREDS_MAGIC);
+/** The credentials image holds ECDHE-ECDSA keys (else a PSK). */
+export function credsAreEcdhe(): bool {
+  return load<u32>(CREDS_IMAGE) == CREDS_MAGIC_ECDHE;
+}
+
+export function sealCreds(ecdhe: bool): void {
+  store<u32>(CREDS_IMAGE, ecdhe ? CREDS_MAGIC_ECDHE : CREDS_MAGIC);
   store<u32>(CREDS_IMAGE + CRED_CRC, crc32(CREDS_IMAGE, <i32>CRED_CRC));
 }
 

@@ -4,6 +4,7 @@
 import {
   SHA256_CTX_BYTES, ctEqual, hmacDrbgGenerate, sha256Final, sha256Init, sha256Update, zeroize,
 } from '../crypto/index';
+import { P256_OK, P256_PUBLIC_KEY_BYTES, p256Keygen, p256PublicKey, p256ValidPublicKey } from '../crypto/p256';
 import { DRBG, isSeeded } from '../entropy';
 import * as cfg from '../config';
 import * as dtls from '../dtls/client';
@@ -150,6 +151,53 @@ export function pollEvent(out: usize): i32 {
 export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: usize, identityLen: i32, psk: usize, pskLen: i32): i32 {
   if (profileId > policy.PROFILE_DEFAULT || idLen < 1 || idLen > P.MAX_DEVICE_ID_BYTES) return ERR_BAD_ARGUMENT;
   if (identityLen < 1 || identityLen > P.MAX_STORED_IDENTITY_BYTES || pskLen < 1 || pskLen > P.MAX_STORED_PSK_BYTES) return ERR_BAD_ARGUMENT;
+  beginCredentials(profileId, id, idLen);
+  store<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN, <u8>identityLen);
+  store<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN, <u8>pskLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_IDENTITY, identity, <usize>identityLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_PSK, psk, <usize>pskLen);
+  // The DTLS client's copy of the old credentials goes too: a raw `connect` after this must
+  // not complete a handshake with credentials the device no longer has.
+  dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, identityLen, P.CREDS_IMAGE + P.CRED_PSK, pskLen);
+  endCredentials(false);
+  return 0;
+}
+
+/**
+ * ECDHE-ECDSA credentials (docs/abi.md): the server's public key to pin (65 bytes, 0x04 ‖ X ‖ Y)
+ * and the device's private key — injected (32 bytes at `privateKey`) or, when `privateKey` is 0,
+ * generated here from the DRBG so that it never exists outside the device. ERR_BAD_ARGUMENT for a
+ * server key off the curve or a private key outside [1, n − 1], ERR_NOT_SEEDED when a key must be
+ * generated and the DRBG has no entropy. Nothing is changed when it fails.
+ */
+export function provisionDeviceEcdhe(profileId: u8, id: usize, idLen: i32, serverKey: usize, privateKey: usize): i32 {
+  if (profileId > policy.PROFILE_DEFAULT || idLen < 1 || idLen > P.MAX_DEVICE_ID_BYTES) return ERR_BAD_ARGUMENT;
+  if (!p256ValidPublicKey(serverKey, P256_PUBLIC_KEY_BYTES)) return ERR_BAD_ARGUMENT;
+  if (privateKey == 0) {
+    if (!isSeeded() || p256Keygen(DRBG, KEY_SCRATCH, KEY_SCRATCH + 32) != P256_OK) {
+      zeroize(KEY_SCRATCH, KEY_SCRATCH_BYTES);
+      return ERR_NOT_SEEDED;
+    }
+  } else {
+    memory.copy(KEY_SCRATCH, privateKey, 32);
+    if (p256PublicKey(KEY_SCRATCH + 32, KEY_SCRATCH) != P256_OK) {
+      zeroize(KEY_SCRATCH, KEY_SCRATCH_BYTES);
+      return ERR_BAD_ARGUMENT;
+    }
+  }
+  beginCredentials(profileId, id, idLen);
+  memory.copy(P.CREDS_IMAGE + P.CRED_SERVER_KEY, serverKey + 1, 64);
+  memory.copy(P.CREDS_IMAGE + P.CRED_DEVICE_KEY, KEY_SCRATCH, 32);
+  zeroize(KEY_SCRATCH, KEY_SCRATCH_BYTES);
+  dtls.provisionEcdhe(P.CREDS_IMAGE + P.CRED_SERVER_KEY, P.CREDS_IMAGE + P.CRED_DEVICE_KEY);
+  endCredentials(true);
+  return 0;
+}
+const KEY_SCRATCH_BYTES: i32 = 32 + P256_PUBLIC_KEY_BYTES;
+const KEY_SCRATCH: usize = memory.data(KEY_SCRATCH_BYTES, 8);
+
+/** Ends the old credentials' session and starts a blank credentials image with the common fields. */
+function beginCredentials(profileId: u8, id: usize, idLen: i32): void {
   // Booted: the session belongs to the old credentials; its keys go before the new block is queued.
   if (sessState != SS_OFF) {
     if (hasSession()) destroySession(R_CREDENTIALS_CHANGED);
@@ -158,23 +206,26 @@ export function provisionDevice(profileId: u8, id: usize, idLen: i32, identity: 
   memory.fill(P.CREDS_IMAGE, 0, <usize>P.CREDS_BYTES);
   store<u8>(P.CREDS_IMAGE + P.CRED_PROFILE, profileId);
   store<u8>(P.CREDS_IMAGE + P.CRED_ID_LEN, <u8>idLen);
-  store<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN, <u8>identityLen);
-  store<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN, <u8>pskLen);
   memory.copy(P.CREDS_IMAGE + P.CRED_DEVICE_ID, id, <usize>idLen);
-  memory.copy(P.CREDS_IMAGE + P.CRED_IDENTITY, identity, <usize>identityLen);
-  memory.copy(P.CREDS_IMAGE + P.CRED_PSK, psk, <usize>pskLen);
-  P.sealCreds();
+}
+
+function endCredentials(ecdhe: bool): void {
+  P.sealCreds(ecdhe);
   P.writeCreds();
   C.count(C.C_STORE_WRITES);
-  // The DTLS client's copy of the old PSK and identity goes too: a raw `connect` after this must
-  // not complete a handshake with credentials the device no longer has.
-  dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, identityLen, P.CREDS_IMAGE + P.CRED_PSK, pskLen);
   // Both slots blank: whatever session the old credentials had leaves flash now, not at some later
   // boot. (Their credentials checksum is 0, so the next boot starts a fresh record and stream.)
   P.blankSlot();
   persistNow();
   persistNow();
-  return 0;
+}
+
+/** The device's public key (65 bytes, 0x04 ‖ X ‖ Y) into out; 65, or ERR_NOT_PROVISIONED without ECDHE credentials. */
+export function devicePublicKey(out: usize): i32 {
+  const pub = dtls.devicePublicKey();
+  if (pub == 0) return ERR_NOT_PROVISIONED;
+  memory.copy(out, pub, <usize>P256_PUBLIC_KEY_BYTES);
+  return P256_PUBLIC_KEY_BYTES;
 }
 
 // --- Boot -----------------------------------------------------------------------------------------
@@ -188,9 +239,13 @@ export function boot(now: i64, region: usize, len: i32): i32 {
   memory.copy(P.CREDS_IMAGE, region, <usize>P.CREDS_BYTES);
   policy.setProfile(load<u8>(P.CREDS_IMAGE + P.CRED_PROFILE));
   cfg.applyProfileDefaults(policy.profile == policy.PROFILE_DEFAULT);
-  const rc = dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN),
-    P.CREDS_IMAGE + P.CRED_PSK, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN));
-  if (rc != 0) return ERR_NOT_PROVISIONED;
+  if (P.credsAreEcdhe()) {
+    dtls.provisionEcdhe(P.CREDS_IMAGE + P.CRED_SERVER_KEY, P.CREDS_IMAGE + P.CRED_DEVICE_KEY);
+  } else {
+    const rc = dtls.provision(P.CREDS_IMAGE + P.CRED_IDENTITY, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_IDENTITY_LEN),
+      P.CREDS_IMAGE + P.CRED_PSK, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_PSK_LEN));
+    if (rc != 0) return ERR_NOT_PROVISIONED;
+  }
   // Our CID is the 4-byte handle the cloud derives from the device id (docs/protocol.md).
   sha256Concat(HANDLE_LABEL, HANDLE_LABEL_LEN, P.CREDS_IMAGE + P.CRED_DEVICE_ID, <i32>load<u8>(P.CREDS_IMAGE + P.CRED_ID_LEN), SCRATCH);
   setOwnCid(SCRATCH, 4);

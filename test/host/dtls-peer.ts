@@ -1,10 +1,12 @@
 /**
- * A scripted DTLS 1.2 PSK server for tests, built on node:crypto and the reference in
- * dtls-ref.ts: enough of RFC 6347/4279/7627/9146 to take the firmware client through every state
- * in process, with knobs to misbehave. Not the product's cloud (host/cloud/).
+ * A scripted DTLS 1.2 server for tests, built on node:crypto and the reference in dtls-ref.ts:
+ * enough of RFC 6347/4279/7627/9146 (PSK) and RFC 7251/8422/7250 (ECDHE-ECDSA with raw public
+ * keys) to take the firmware client through every state in process, with knobs to misbehave. Not
+ * the product's cloud (host/cloud/).
  */
 import crypto from 'node:crypto';
 import { keyBlock, openRecord, parseRecords, plainRecord, prf, pskPremaster, sealRecord, type KeyBlock } from './dtls-ref.ts';
+import { derSignature, p256Ecdh, p256Public, p256PrivateFrom, p256SignDeterministic, publicKeyObject, spkiOf } from './p256-ref.ts';
 
 export interface PeerOptions {
   psk: Uint8Array;
@@ -17,6 +19,17 @@ export interface PeerOptions {
   fragmentBytes?: number;
   /** Where the server random and the cookie come from (default crypto.randomBytes); seeded runs inject their own. */
   random?: (n: number) => Buffer;
+  /**
+   * ECDHE-ECDSA with raw public keys (0xC0AE) instead of PSK: the server's long-term private key
+   * (32 bytes); it asks for the client's key unless `requestClientKey` is false.
+   */
+  ecdhe?: { serverPrivateKey: Uint8Array; requestClientKey?: boolean };
+}
+
+function u24(n: number): Buffer {
+  const b = Buffer.alloc(3);
+  b.writeUIntBE(n, 0, 3);
+  return b;
 }
 
 function hsHeader(type: number, len: number, seq: number, fragOff = 0, fragLen = len): Buffer {
@@ -43,6 +56,10 @@ export class TestPeer {
   keys: KeyBlock | undefined;
   connected = false;
   identity = '';
+  /** ECDHE: the client's raw public key from its Certificate, and whether its CertificateVerify verified. */
+  clientPublicKey: Buffer | undefined;
+  clientKeyVerified = false;
+  private ephemeralPrivate: Buffer = Buffer.alloc(0);
   /** Application data the client sent, decrypted. */
   received: Buffer[] = [];
   /** The datagrams this peer sent, for fuzz corpora. */
@@ -70,10 +87,17 @@ export class TestPeer {
     const out: Buffer[] = [];
     for (const r of parseRecords(datagram, this.opts.cid?.length ?? 0)) {
       if (r.epoch === 0 && r.type === 22) {
-        const type = r.body[0];
-        const body = r.body.subarray(12);
-        if (type === 1) out.push(...this.onClientHello(r.body, body));
-        else if (type === 16) this.onClientKeyExchange(r.body, body);
+        // A record may carry several whole messages (the client's Certificate, key exchange, CertificateVerify).
+        for (let at = 0; at + 12 <= r.body.length;) {
+          const msg = r.body.subarray(at, at + 12 + r.body.readUIntBE(at + 9, 3));
+          at += msg.length;
+          const type = msg[0];
+          const body = msg.subarray(12);
+          if (type === 1) out.push(...this.onClientHello(msg, body));
+          else if (type === 11) this.onClientCertificate(msg, body);
+          else if (type === 16) this.onClientKeyExchange(msg, body);
+          else if (type === 15) this.onCertificateVerify(msg, body);
+        }
       } else if (r.epoch === 1 && this.keys) {
         const opened = openRecord(r, this.keys.clientKey, this.keys.clientIv);
         if (!opened) continue;
@@ -113,6 +137,12 @@ export class TestPeer {
     this.transcript = [Buffer.from(msg)];
     const exts: Buffer[] = [Buffer.from([0xff, 0x01, 0, 1, 0])];
     if (this.emsOffered && this.opts.ems !== false) exts.push(Buffer.from([0, 0x17, 0, 0]));
+    const ecdhe = this.opts.ecdhe;
+    if (ecdhe) {
+      // point formats: uncompressed; certificate types (RFC 7250): raw public key both ways
+      exts.push(Buffer.from([0, 11, 0, 2, 1, 0]), Buffer.from([0, 20, 0, 1, 2]));
+      if (ecdhe.requestClientKey !== false) exts.push(Buffer.from([0, 19, 0, 1, 2]));
+    }
     if (this.agreesCid) {
       const cid = Buffer.from(this.opts.cid!);
       exts.push(Buffer.concat([Buffer.from([0, 54, 0, cid.length + 1, cid.length]), cid]));
@@ -120,9 +150,18 @@ export class TestPeer {
     const extBytes = Buffer.concat(exts);
     const extLen = Buffer.alloc(2);
     extLen.writeUInt16BE(extBytes.length);
-    const sh = Buffer.concat([Buffer.from([0xfe, 0xfd]), this.serverRandom, Buffer.from([0, 0xc0, 0xa8, 0]), extLen, extBytes]);
+    const sh = Buffer.concat([Buffer.from([0xfe, 0xfd]), this.serverRandom, Buffer.from([0, 0xc0, ecdhe ? 0xae : 0xa8, 0]), extLen, extBytes]);
     const messages: [number, Buffer][] = [[2, sh]];
-    if (this.opts.identityHint !== undefined) {
+    if (ecdhe) {
+      const spki = spkiOf(p256Public(ecdhe.serverPrivateKey));
+      messages.push([11, Buffer.concat([u24(spki.length), spki])]);
+      this.ephemeralPrivate = p256PrivateFrom(this.random(32));
+      const params = Buffer.concat([Buffer.from([3, 0, 23, 65]), p256Public(this.ephemeralPrivate)]);
+      const signed = crypto.createHash('sha256').update(Buffer.concat([this.clientRandom, this.serverRandom, params])).digest();
+      const sig = derSignature(p256SignDeterministic(ecdhe.serverPrivateKey, signed));
+      messages.push([12, Buffer.concat([params, Buffer.from([4, 3, 0, sig.length]), sig])]);
+      if (ecdhe.requestClientKey !== false) messages.push([13, Buffer.from([1, 64, 0, 2, 4, 3, 0, 0])]);
+    } else if (this.opts.identityHint !== undefined) {
       const hint = Buffer.from(this.opts.identityHint);
       const l = Buffer.alloc(2);
       l.writeUInt16BE(hint.length);
@@ -142,10 +181,25 @@ export class TestPeer {
     return [Buffer.concat(records)];
   }
 
-  private onClientKeyExchange(msg: Buffer, body: Buffer): void {
-    this.identity = body.subarray(2, 2 + body.readUInt16BE(0)).toString();
+  private onClientCertificate(msg: Buffer, body: Buffer): void {
+    this.clientPublicKey = Buffer.from(body.subarray(-65));
     this.transcript.push(Buffer.from(msg));
-    const pms = pskPremaster(this.opts.psk);
+  }
+
+  private onCertificateVerify(msg: Buffer, body: Buffer): void {
+    if (body.readUInt16BE(0) !== 0x0403) throw new Error('test peer: CertificateVerify is not ecdsa_secp256r1_sha256');
+    const sig = body.subarray(4, 4 + body.readUInt16BE(2));
+    this.clientKeyVerified = crypto.verify('sha256', Buffer.concat(this.transcript), publicKeyObject(this.clientPublicKey!), sig);
+    if (!this.clientKeyVerified) throw new Error('test peer: the client CertificateVerify does not verify');
+    this.transcript.push(Buffer.from(msg));
+  }
+
+  private onClientKeyExchange(msg: Buffer, body: Buffer): void {
+    this.transcript.push(Buffer.from(msg));
+    const pms = this.opts.ecdhe
+      ? p256Ecdh(this.ephemeralPrivate, body.subarray(1, 1 + body[0]))
+      : pskPremaster(this.opts.psk);
+    if (!this.opts.ecdhe) this.identity = body.subarray(2, 2 + body.readUInt16BE(0)).toString();
     this.master = this.emsOffered && this.opts.ems !== false
       ? prf(pms, 'extended master secret', crypto.createHash('sha256').update(Buffer.concat(this.transcript)).digest(), 48)
       : prf(pms, 'master secret', Buffer.concat([this.clientRandom, this.serverRandom]), 48);

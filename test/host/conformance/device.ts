@@ -80,6 +80,10 @@ export class TracedClient {
     this.step(`provision(${identity.length} B identity, ${psk.length} B psk)`, () => this.c.provision(identity, psk), identity);
   }
 
+  provisionEcdhe(serverPublicKey: Uint8Array, devicePrivateKey: Uint8Array): void {
+    this.step('provision_ecdhe(65 B server key, 32 B private key)', () => this.c.provisionEcdhe(serverPublicKey, devicePrivateKey), serverPublicKey);
+  }
+
   seed(entropy: Uint8Array): void {
     this.step(`seed_entropy(${entropy.length} B)`, () => this.c.seed(entropy), entropy);
   }

@@ -13,6 +13,7 @@ import { contains, openRecord, parseRecords, prf } from '../dtls-ref.ts';
 import type { TracedClient } from './device.ts';
 import { CONNECTED_OPS, HANDSHAKE_SAFE_OPS, hostileDatagram } from './hostile.ts';
 import { ResendingPeer } from './peer.ts';
+import { p256PrivateFrom, p256Public } from '../p256-ref.ts';
 import type { SeededRandom } from './random.ts';
 import type { Scenario, ScenarioContext } from './run.ts';
 
@@ -227,6 +228,8 @@ interface Dtls {
   c: TracedClient;
   peer: TestPeer;
   identity: Buffer;
+  /** ECDHE: the key the peer should have received in the device's Certificate. */
+  devicePublicKey?: Buffer;
 }
 
 /** A provisioned, seeded client and a peer whose randomness also comes from the seed. */
@@ -239,10 +242,28 @@ async function dtlsPair(ctx: ScenarioContext, opts: Partial<PeerOptions>): Promi
   return { c, peer, identity };
 }
 
+/**
+ * The same pair with ECDHE-ECDSA credentials (raw public keys, seeded): they replace the PSK the
+ * context provisioned, as provision_ecdhe does on a real device.
+ */
+async function ecdhePair(ctx: ScenarioContext, opts: Partial<PeerOptions>, requestClientKey: boolean): Promise<Dtls> {
+  const d = await dtlsPair(ctx, opts);
+  const r = ctx.rng.fork('ecdhe-keys');
+  const serverPrivateKey = p256PrivateFrom(r.bytes(32)), devicePrivateKey = p256PrivateFrom(r.bytes(32));
+  d.c.provisionEcdhe(p256Public(serverPrivateKey), devicePrivateKey);
+  const peer = new TestPeer({ ...d.peer.opts, ecdhe: { serverPrivateKey, requestClientKey } });
+  return { ...d, peer, devicePublicKey: requestClientKey ? p256Public(devicePrivateKey) : undefined };
+}
+
 function assertConnected(d: Dtls): void {
   assert.equal(d.c.state, 'connected', `handshake ended in ${d.c.state} (${d.c.c.lastError})`);
   assert.ok(d.peer.connected, 'peer did not finish');
-  assert.equal(d.peer.identity, d.identity.toString(), 'PSK identity');
+  if (d.peer.opts.ecdhe) {
+    assert.deepEqual(d.peer.clientPublicKey, d.devicePublicKey, 'the device raw public key (when asked for)');
+    assert.equal(d.peer.clientKeyVerified, d.devicePublicKey !== undefined, 'CertificateVerify verified with node:crypto');
+  } else {
+    assert.equal(d.peer.identity, d.identity.toString(), 'PSK identity');
+  }
 }
 
 /** Application data both ways through the established connection, checked against node:crypto. */
@@ -291,6 +312,8 @@ interface Variant {
   opts(r: SeededRandom): Partial<PeerOptions>;
   /** The connection ID the device offers (set_connection_id), if any. */
   deviceCid?(r: SeededRandom): Buffer;
+  /** ECDHE-ECDSA with raw public keys instead of PSK; whether the server asks for the device key. */
+  ecdhe?: { requestClientKey: boolean };
 }
 
 const HANDSHAKE_VARIANTS: Variant[] = [
@@ -307,6 +330,19 @@ const HANDSHAKE_VARIANTS: Variant[] = [
     covers: 'RFC 9146 both ways: the device offers its own connection ID, records to it carry that CID',
     opts: (r) => ({ helloVerify: true, cid: r.chance(0.5) ? r.bytes(r.range(1, 16)) : new Uint8Array(0) }),
     deviceCid: (r) => r.bytes(r.range(1, 32)),
+  },
+  {
+    name: 'dtls-ecdhe',
+    covers: 'ECDHE-ECDSA P-256 with raw public keys (0xC0AE): server key pinned, device key asked for, cookie, EMS, CID',
+    opts: (r) => ({ helloVerify: true, cid: r.chance(0.5) ? r.bytes(r.range(1, 8)) : undefined }),
+    deviceCid: (r) => r.bytes(4),
+    ecdhe: { requestClientKey: true },
+  },
+  {
+    name: 'dtls-ecdhe-no-client-key',
+    covers: 'ECDHE-ECDSA without a CertificateRequest (no Certificate, no CertificateVerify); server flight in 4-16 byte fragments',
+    opts: (r) => ({ helloVerify: false, fragmentBytes: r.range(4, 16) }),
+    ecdhe: { requestClientKey: false },
   },
   {
     name: 'dtls-fragments',
@@ -326,7 +362,7 @@ const handshakeScenarios: Scenario[] = HANDSHAKE_VARIANTS.map((v) => ({
   seeds: [1, 2, 3, 4, 5],
   async run(ctx) {
     const r = ctx.rng.fork('variant');
-    const d = await dtlsPair(ctx, v.opts(r));
+    const d = v.ecdhe ? await ecdhePair(ctx, v.opts(r), v.ecdhe.requestClientKey) : await dtlsPair(ctx, v.opts(r));
     if (v.deviceCid) d.c.setConnectionId(v.deviceCid(r));
     d.c.connect(0);
     pump(d.c, d.peer);
