@@ -29,6 +29,9 @@ import { ModuleCrypto } from '../host/crypto-abi.ts';
 import type { Engine, WasmValue } from '../host/engines/engine.ts';
 import type { SessionEvent } from '../host/session-abi.ts';
 import { McuEngine, type McuInstance, type McuStats } from '../host/mcu/engine.ts';
+import { FirmwareClient } from '../host/session-abi.ts';
+import { TestPeer } from '../test/host/dtls-peer.ts';
+import { p256PrivateFrom, p256Public } from '../test/host/p256-ref.ts';
 import { MCU_BUILDS, MCU_BUILD_DIR, mcuUnavailable, type McuBuild } from '../host/mcu/qemu.ts';
 import { table } from './lib.ts';
 
@@ -116,6 +119,21 @@ interface BuildFigures {
   p256: Record<string, number> | null;
   /** wasm3's value stack high-water after the P-256 operations (the ECDHE handshake's deepest code). */
   p256ValueStackBytes: number;
+  /** One handshake against the in-process test peer, per suite: on a fresh image and again on it. */
+  peer: Record<Suite, PeerHandshake>;
+}
+
+/** The suites of the firmware (docs/abi.md): PSK and, since issue 19, ECDHE-ECDSA with raw public keys. */
+const SUITES = ['PSK', 'ECDHE-ECDSA'] as const;
+type Suite = (typeof SUITES)[number];
+
+interface PeerHandshake {
+  /** connect → connected on a fresh image: reset → module started plus every call. */
+  coldInsns: number;
+  /** The same again on that image, everything compiled (retained sleep). */
+  warmInsns: number;
+  peakRamBytes: number;
+  valueStackBytes: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -260,6 +278,40 @@ async function primitives(engine: McuEngine): Promise<Pick<BuildFigures, 'seal' 
   }
 }
 
+/**
+ * One DTLS handshake (connect → connected) against the in-process test peer (cookie, EMS, CID; for
+ * ECDHE the server asks for the device's key, so the device signs too), with nothing of the session
+ * layer around it: the cloud speaks PSK only so far, so this is where the ECDHE handshake is
+ * measured beside PSK on the image. Provisioning happens first and is not counted.
+ */
+async function peerHandshake(engine: McuEngine, suite: Suite): Promise<PeerHandshake> {
+  const m = (await engine.load(readFirmware())) as McuInstance;
+  try {
+    const c = new FirmwareClient(m);
+    const psk = crypto.randomBytes(16);
+    const serverPrivateKey = p256PrivateFrom(crypto.randomBytes(32));
+    c.provision(Buffer.from('device-0001'), psk);
+    c.seed(crypto.randomBytes(48));
+    if (suite === 'ECDHE-ECDSA') c.provisionEcdhe(p256Public(serverPrivateKey), p256PrivateFrom(crypto.randomBytes(32)));
+    const once = (): number => {
+      const peer = new TestPeer({ psk, helloVerify: true, cid: crypto.randomBytes(8), ...(suite === 'ECDHE-ECDSA' ? { ecdhe: { serverPrivateKey } } : {}) });
+      m.calls.length = 0;
+      c.connect(0);
+      for (let round = 0; round < 5 && c.state !== 'connected'; round++) {
+        for (const d of c.drainTransmit()) for (const r of peer.handle(d)) c.handleDatagram(0, r);
+      }
+      if (c.state !== 'connected') throw new Error(`bench:mcu: ${suite} handshake with the test peer ended in ${c.state}`);
+      return m.calls.reduce((n, x) => n + x.insns, 0);
+    };
+    const cold = once() + m.stats().loadInsns;
+    const warm = once();
+    const st = m.stats();
+    return { coldInsns: cold, warmInsns: warm, peakRamBytes: st.heapHighWaterBytes + st.stackHighWaterBytes + st.staticRamBytes, valueStackBytes: st.valueStackHighWaterBytes };
+  } finally {
+    m.dispose();
+  }
+}
+
 async function measure(build: McuBuild): Promise<BuildFigures> {
   const psk = crypto.randomBytes(16);
   const id = `bench-${build}`;
@@ -311,7 +363,9 @@ async function measure(build: McuBuild): Promise<BuildFigures> {
       modes.push(figures);
     }
     const size = JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8'))[build];
-    return { build, flashBytes: size.flashBytes, flashByPart: size.flashByPart, modes, ...(await primitives(engine)) };
+    const peer = {} as Record<Suite, PeerHandshake>;
+    for (const suite of SUITES) peer[suite] = await peerHandshake(engine, suite);
+    return { build, flashBytes: size.flashBytes, flashByPart: size.flashByPart, modes, peer, ...(await primitives(engine)) };
   } finally {
     udp.close();
     await cloud.close();
@@ -368,6 +422,14 @@ rows.push(
   row('  static (.data + .bss + .noinit)', (f) => hs(f).staticRamBytes, kib),
   row('instructions: reset → module started', (f) => hs(f).loadInsns, mi),
 );
+for (const suite of SUITES) {
+  rows.push(
+    row(`${suite} handshake with the test peer (connect → connected): instructions, fresh image`, (f) => f.peer[suite].coldInsns, mi),
+    row(`  the same again on that image (compiled: retained sleep)`, (f) => f.peer[suite].warmInsns, mi),
+    row(`  peak RAM (heap + stack + static)`, (f) => f.peer[suite].peakRamBytes, kib, `≤ ${kib(BUDGET.ramBytes)}: ${verdict(w3.peer[suite].peakRamBytes <= BUDGET.ramBytes)}`),
+    row(`  wasm3 value stack high-water`, (f) => f.peer[suite].valueStackBytes, kib),
+  );
+}
 if (results.every((f) => f.seal && f.open)) {
   rows.push(row(`instructions: record seal (${w3.seal!.what})`, (f) => f.seal!.insns, mi), row(`instructions: record open (${w3.open!.what})`, (f) => f.open!.insns, mi),
     row('instructions: record seal + open again, compiled (64 B each)', (f) => f.sealWarm + f.openWarm, mi));
