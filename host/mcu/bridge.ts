@@ -173,15 +173,18 @@ interface RetainedRun {
 /** One power-on of the image: QEMU runs it until it exits (deep sleep, or the last retained wake). */
 async function runWake(o: McuRunOptions, first: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void, retained?: RetainedRun): Promise<void> {
   let report = first;
+  const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
+  if (retained) words.push('sleep=retained', `wakes=${retained.wakes}`, `every=${o.wakeEveryMs}`);
+  // Retained: the image names each reading after its wake ("wake N") itself.
+  if (o.publish) words.push('event=reading', ...(retained ? [] : [`data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`]));
+  // The image reads at most 255 bytes of command line (mcu/src/main.c); cut short it would lose words.
+  const cmdlineBytes = Buffer.byteLength(words.join(' '));
+  if (cmdlineBytes > 255) throw new Error(`--flash ${o.flashPath}: the image's command line would be ${cmdlineBytes} bytes (at most 255); use a shorter path`);
   const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
   const sock = join(dir, 'uart.sock');
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(sock, r));
   const connected = new Promise<net.Socket>((r) => server.once('connection', r));
-  const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
-  if (retained) words.push('sleep=retained', `wakes=${retained.wakes}`, `every=${o.wakeEveryMs}`);
-  // Retained: the image names each reading after its wake ("wake N") itself.
-  if (o.publish) words.push('event=reading', ...(retained ? [] : [`data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`]));
   const release = o.image === 'release';
   const psramFile = join(dir, 'psram');
   if (release) writePsram(psramFile, words.join(' '), readFileSync(o.flashPath));

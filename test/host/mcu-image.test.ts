@@ -122,6 +122,16 @@ int main(void) { board_init(); board_log("diving"); return dive(100000); }
     }
   });
 
+  it('a command line the image would cut short is refused up front, naming --flash', async (t) => {
+    const why = mcuUnavailable('wasm3');
+    if (why) return skipOrFail(t, why);
+    await withCloud(async (o, flashPath) => {
+      const long = join(flashPath, '..', 'f'.repeat(160 - Buffer.byteLength(join(flashPath, '..')) - 1));
+      assert.equal(Buffer.byteLength(long), 160);
+      await assert.rejects(runMcu(o(100_000, { sleep: 'retained', wakeEveryMs: 86_400_000, flashPath: long })), /--flash .*: the image's command line would be 2\d\d bytes \(at most 255\)/);
+    });
+  });
+
   it('linked with too little heap, a wake ends with a counted error and leaves the session untouched', async (t) => {
     const why = mcuUnavailable('wasm3');
     if (why) return skipOrFail(t, why);
