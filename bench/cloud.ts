@@ -12,7 +12,7 @@
  * `--event-reclaim-after`): 8 devices (CLOUD_BENCH_EVENT_DEVICES) publish events one after another for the phase; a local
  * receiver notes when each arrives; p50/p95/p99/max of (arrival − the device's 2.04).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,7 @@ import { deviceHandle } from '../host/cloud/devices.ts';
 import { parsePrometheus } from '../host/cloud/metrics.ts';
 import type { LoadConfig, LoadMessage } from './cloud-load.ts';
 import { fmt, table, wallMs } from './lib.ts';
+import { RedisCluster, freeClusterPorts } from '../test/host/fixtures/redis-cluster.ts';
 
 const LOAD = fileURLToPath(new URL('./cloud-load.ts', import.meta.url));
 const CLI = fileURLToPath(new URL('../host/cloud/cli.ts', import.meta.url));
@@ -33,7 +34,7 @@ const WINDOW_MS = 10_000;
 
 export interface CloudBenchRow {
   measure: 'records/s' | 'handshakes/s';
-  store: 'memory' | 'redis';
+  store: 'memory' | 'redis' | 'redis-cluster';
   frontEnds: number;
   seconds: number;
   /** Mean rate over the whole phase. */
@@ -49,6 +50,61 @@ export interface CloudBenchRow {
   cloudCpu: number;
   loadCpu: number;
   redisCpu: number | null;
+  /** Redis commands per operation, from INFO commandstats on the master(s): total and by command. */
+  redisCommandsPerOp: number | null;
+  redisCommands: Record<string, number> | null;
+}
+
+/** What a phase needs of its Redis (one server or a cluster): URL, processes for CPU, command counts. */
+interface RedisBackend {
+  url: string;
+  pids(): number[];
+  /** Calls per command since start, summed over the masters. */
+  commandStats(): Map<string, number>;
+  flush(): Promise<void>;
+}
+
+function commandStatsOf(port: number): Map<string, number> {
+  const out = spawnSync('redis-cli', ['-p', String(port), 'INFO', 'commandstats'], { encoding: 'utf8' }).stdout ?? '';
+  const m = new Map<string, number>();
+  for (const x of out.matchAll(/cmdstat_([^:]+):calls=(\d+)/g)) m.set(x[1]!, Number(x[2]));
+  return m;
+}
+
+function singleBackend(redis: { proc: ChildProcess; url: string }): RedisBackend {
+  const port = Number(new URL(redis.url).port);
+  return { url: redis.url, pids: () => [redis.proc.pid!], commandStats: () => commandStatsOf(port), flush: () => flush(redis) };
+}
+
+function clusterBackend(c: RedisCluster, query = ''): RedisBackend {
+  return {
+    url: c.url + query,
+    pids: () => [...c.procs.values()].map((p) => p.child.pid!),
+    commandStats: () => c.commandStats(),
+    flush: async () => c.flushAll(),
+  };
+}
+
+/**
+ * Commands a cloud process sends itself (one round trip each, pipelined or not); the rest in
+ * INFO commandstats ran inside its scripts (Redis counts those too) or are replicas' REPLCONF.
+ */
+const TOP_LEVEL = new Set(['evalsha', 'eval', 'wait', 'xreadgroup', 'xautoclaim', 'xclaim', 'hget', 'script', 'xgroup', 'scan', 'xrange']);
+
+/** Of a per-op command breakdown: the commands sent by the cloud (round trips), summed. */
+export function roundTrips(perOp: Record<string, number>): number {
+  return Object.entries(perOp).reduce((a, [k, v]) => a + (TOP_LEVEL.has(k) ? v : 0), 0);
+}
+
+/** Per-command call deltas between two INFO commandstats snapshots (commands of the bench itself left out). */
+function commandDelta(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+  const d: Record<string, number> = {};
+  for (const [k, v] of b) {
+    if (/^(info|cluster|ping|flushall|command|client|hello|replconf)/.test(k)) continue;
+    const n = v - (a.get(k) ?? 0);
+    if (n > 0) d[k] = n;
+  }
+  return d;
 }
 
 function cpuSeconds(pid: number): number {
@@ -155,7 +211,7 @@ async function startLoad(cfg: LoadConfig): Promise<{ child: ChildProcess; exited
   return { child, exited };
 }
 
-async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis', frontEnds: number, seconds: number, redis: { proc: ChildProcess; url: string } | null): Promise<CloudBenchRow> {
+async function phase(measure: CloudBenchRow['measure'], store: CloudBenchRow['store'], frontEnds: number, seconds: number, redis: RedisBackend | null): Promise<CloudBenchRow> {
   const { devicesFile, devices } = benchDevices();
   const fes = await Promise.all(Array.from({ length: frontEnds }, () => startFrontEnd(devicesFile, store === 'memory' ? 'memory' : redis!.url)));
   const { child, exited } = await startLoad({
@@ -167,8 +223,9 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
     window: Number(process.env.CLOUD_BENCH_WINDOW ?? 512),
   });
   await new Promise((r) => setTimeout(r, 2000)); // warm-up
-  const cpu = () => ({ cloud: fes.reduce((s, f) => s + cpuSeconds(f.proc.pid!), 0), load: cpuSeconds(child.pid!), redis: redis ? cpuSeconds(redis.proc.pid!) : 0 });
+  const cpu = () => ({ cloud: fes.reduce((s, f) => s + cpuSeconds(f.proc.pid!), 0), load: cpuSeconds(child.pid!), redis: redis ? redis.pids().reduce((s, pid) => s + cpuSeconds(pid), 0) : 0 });
   const c0 = cpu();
+  const cmd0 = redis?.commandStats() ?? null;
   const t0 = performance.now();
   let last = await count(fes, measure);
   const first = last;
@@ -191,6 +248,8 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
   }
   const secs = (tPrev - t0) / 1000;
   const c1 = cpu();
+  const cmds = redis && cmd0 ? commandDelta(cmd0, redis.commandStats()) : null;
+  const ops = last - first;
   if (process.env.CLOUD_BENCH_DEBUG) {
     for (const fe of fes) {
       const text = await (await fetch(`http://127.0.0.1:${fe.metricsPort}/metrics`)).text();
@@ -215,11 +274,14 @@ async function phase(measure: CloudBenchRow['measure'], store: 'memory' | 'redis
     cloudCpu: pct(c1.cloud, c0.cloud),
     loadCpu: pct(c1.load, c0.load),
     redisCpu: redis ? pct(c1.redis, c0.redis) : null,
+    redisCommandsPerOp: cmds ? Object.values(cmds).reduce((a, b) => a + b, 0) / Math.max(1, ops) : null,
+    redisCommands: cmds ? Object.fromEntries(Object.entries(cmds).map(([k, v]) => [k, Math.round((100 * v) / Math.max(1, ops)) / 100])) : null,
   };
 }
 
 export interface EventLatencyRow {
-  events: 'redis';
+  /** 'redis', or 'redis-cluster' with its URL options (e.g. 'redis-cluster ?wait=0'). */
+  events: string;
   frontEnds: number;
   devices: number;
   seconds: number;
@@ -237,6 +299,15 @@ export interface EventLatencyRow {
   undelivered: number;
   /** Events sent again after 1 s without a 2.04. */
   retransmits: number;
+  /** Mean time from an event's send to its 2.04 (each device sends the next once ACKed: devices ÷ ACKed/s). */
+  ackRoundTripMs: number;
+  /** ACKed events per second of the front end's CPU (appending, ACKing and delivering by webhook). */
+  perCloudCpuSecond: number;
+  /** ACKed events per second of Redis CPU (every node: masters, and replicas applying the stream). */
+  perRedisCpuSecond: number;
+  /** Redis commands per ACKed event (append, WAIT, delivery: read, ACK), summed over the masters. */
+  redisCommandsPerEvent: number | null;
+  redisCommands: Record<string, number> | null;
 }
 
 /** Nearest-rank percentile of sorted values. */
@@ -249,9 +320,11 @@ function percentile(sorted: number[], p: number): number {
  * --webhook (default reclaim timer 60 s, default concurrency): `devices` devices publish events
  * one after another for `seconds`; then the bench waits for the rest (at most `waitMs`).
  */
-async function eventPhase(seconds: number, devices = 8, waitMs = 90_000): Promise<EventLatencyRow | null> {
-  const redis = await startRedis(true);
-  if (!redis) return null;
+async function eventPhase(seconds: number, devices = 8, waitMs = 90_000, on?: { label: string; backend: RedisBackend }): Promise<EventLatencyRow | null> {
+  const single = on ? null : await startRedis(true);
+  if (!on && !single) return null;
+  const backend = on?.backend ?? singleBackend(single!);
+  const redis = { url: backend.url };
   const arrived = new Map<string, number>();
   const hook = http.createServer((req, res) => {
     let body = '';
@@ -268,6 +341,9 @@ async function eventPhase(seconds: number, devices = 8, waitMs = 90_000): Promis
   const { devicesFile, devices: devs } = benchDevices();
   const fe = await startFrontEnd(devicesFile, 'memory', ['--events', redis.url, '--webhook', hookUrl]);
   try {
+    const cmd0 = backend.commandStats();
+    const redisCpu = () => backend.pids().reduce((a, pid) => a + cpuSeconds(pid), 0);
+    const cpu0 = { fe: cpuSeconds(fe.proc.pid!), redis: redisCpu() };
     const { exited } = await startLoad({ mode: 'events', ports: [fe.port], devices: devs, sockets: devices, durationMs: seconds * 1000, window: 1 });
     const done = await exited;
     if (!done || done.phase !== 'done' || !done.acks) throw new Error(`cloud load process ended without its ACK times (${done ? done.phase : 'no message'})`);
@@ -277,8 +353,15 @@ async function eventPhase(seconds: number, devices = 8, waitMs = 90_000): Promis
     const lat = acks.filter(([k]) => arrived.has(k)).map(([k, t]) => arrived.get(k)! - t).sort((a, b) => a - b);
     const firstAck = Math.min(...acks.map(([, t]) => t));
     const lastArrival = Math.max(...arrived.values());
+    const cmds = commandDelta(cmd0, backend.commandStats());
+    const cpu1 = { fe: cpuSeconds(fe.proc.pid!), redis: redisCpu() };
     return {
-      events: 'redis',
+      perCloudCpuSecond: acks.length / Math.max(0.01, cpu1.fe - cpu0.fe),
+      perRedisCpuSecond: acks.length / Math.max(0.01, cpu1.redis - cpu0.redis),
+      events: on?.label ?? 'redis',
+      ackRoundTripMs: (1000 * devices) / (acks.length / seconds),
+      redisCommandsPerEvent: Object.values(cmds).reduce((a, b) => a + b, 0) / Math.max(1, acks.length),
+      redisCommands: Object.fromEntries(Object.entries(cmds).map(([k, v]) => [k, Math.round((100 * v) / Math.max(1, acks.length)) / 100])),
       frontEnds: 1,
       devices,
       seconds,
@@ -294,7 +377,7 @@ async function eventPhase(seconds: number, devices = 8, waitMs = 90_000): Promis
     };
   } finally {
     fe.proc.kill('SIGKILL');
-    redis.proc.kill('SIGKILL');
+    single?.proc.kill('SIGKILL');
     hook.closeAllConnections();
     hook.close();
     await once(fe.proc, 'exit');
@@ -354,20 +437,109 @@ export async function benchBoundedMap(): Promise<{ text: string; oldMs: number; 
   return { text, oldMs, boundedMs };
 }
 
-export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[]; events: EventLatencyRow | null }> {
+/**
+ * What an ECDHE-ECDSA P-256 handshake (issue 19) costs the server in node:crypto, per operation,
+ * one core: an ephemeral key pair, the shared secret from the device's public key, an ECDSA
+ * signature (ServerKeyExchange) and a verification (the device's CertificateVerify; a device
+ * certificate checked against its issuer is a second one). The fastest of 5 runs of `n` each:
+ * on a shared machine the other runs measure the neighbours too (CPU cost, not a rate).
+ */
+export function benchEcdheCost(n = 2000): { text: string; us: Record<string, number> } {
+  const device = crypto.createECDH('prime256v1');
+  device.generateKeys();
+  const devicePub = device.getPublicKey();
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const msg = crypto.randomBytes(64 + 32 + 32 + 69); // randoms + ServerECDHParams, as signed in TLS 1.2
+  const sig = crypto.sign('sha256', msg, privateKey);
+  const ops: Record<string, () => void> = {
+    'ECDH key pair (ephemeral)': () => crypto.createECDH('prime256v1').generateKeys(),
+    'ECDH shared secret': () => {
+      const e = crypto.createECDH('prime256v1');
+      e.generateKeys();
+      e.computeSecret(devicePub);
+    },
+    'ECDSA sign (SHA-256)': () => crypto.sign('sha256', msg, privateKey),
+    'ECDSA verify (SHA-256)': () => crypto.verify('sha256', msg, publicKey, sig),
+  };
+  const us: Record<string, number> = {};
+  for (const [name, op] of Object.entries(ops)) {
+    const runs: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      for (let i = 0; i < n; i++) op();
+      runs.push(((performance.now() - t) * 1000) / n);
+    }
+    us[name] = Math.min(...runs);
+  }
+  // The secret op includes its own key pair: the key pair alone is subtracted to get the derivation.
+  const derive = us['ECDH shared secret']! - us['ECDH key pair (ephemeral)']!;
+  const perHandshake = us['ECDH key pair (ephemeral)']! + derive + us['ECDSA sign (SHA-256)']! + us['ECDSA verify (SHA-256)']!;
+  us['per handshake (key pair + derive + sign + 1 verify)'] = perHandshake;
+  us['per handshake with a device certificate (+1 verify)'] = perHandshake + us['ECDSA verify (SHA-256)']!;
+  const text =
+    `ECDHE-ECDSA P-256 on the server, node:crypto (OpenSSL ${process.versions.openssl}), one core, fastest of 5 × ${n}\n` +
+    table(['operation', 'µs', 'per core-second'], Object.entries(us).map(([k, v]) => [k, v.toFixed(1), fmt(1e6 / v)]));
+  return { text, us };
+}
+
+/**
+ * What WAIT costs one append, without UDP and front end: `n` appends one after the other (each
+ * a new event of one of 64 devices) through RedisEventLog on the cluster, with WAIT 1 and without.
+ */
+export async function benchWaitCost(c: RedisCluster, n = 2000): Promise<{ text: string; ms: Record<string, { p50: number; p99: number; mean: number }> }> {
+  const { RedisEventLog } = await import('../host/cloud/redis-events.ts');
+  const ms: Record<string, { p50: number; p99: number; mean: number }> = {};
+  for (const query of ['?wait=0', '']) {
+    const log = await RedisEventLog.connect({ url: c.url + query, maxClaimsPerDevice: 0 });
+    const lat: number[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const t = performance.now();
+        await log.append({ deviceId: `wait-${i % 64}`, incarnation: query === '' ? 'aaaaaaaa' : 'bbbbbbbb', seq: i, name: 'reading', data: Buffer.from('{"t":21.5}'), receivedMs: 0 }, 60_000, 0);
+        lat.push(performance.now() - t);
+      }
+    } finally {
+      await log.close();
+    }
+    lat.sort((a, b) => a - b);
+    ms[query === '' ? 'WAIT 1 (default)' : 'no WAIT (?wait=0)'] = { p50: percentile(lat, 50), p99: percentile(lat, 99), mean: lat.reduce((a, b) => a + b, 0) / lat.length };
+  }
+  const text =
+    `One event append (claim + XADD script, appendfsync always) on the Redis Cluster, ${n} one after the other\n` +
+    table(['append', 'p50', 'p99', 'mean'], Object.entries(ms).map(([k, v]) => [k, `${v.p50.toFixed(2)} ms`, `${v.p99.toFixed(2)} ms`, `${v.mean.toFixed(2)} ms`]));
+  return { text, ms };
+}
+
+function needRedisMissing(): boolean {
+  return spawnSync('redis-server', ['--version']).error !== undefined || spawnSync('redis-cli', ['--version']).error !== undefined;
+}
+
+export function clusterEventText(rows: EventLatencyRow[]): string {
+  return (
+    `Event log on a Redis Cluster (3 masters + 3 replicas, appendfsync always): ${rows[0]!.devices} devices publishing one event after another; WAIT 1 before each 2.04 unless ?wait=0\n` +
+    table(
+      ['events', 'ACKed/s', 'per cloud CPU-s', 'per Redis CPU-s', 'ACK round trip', 'p50 ACK→webhook', 'p99', 'undelivered', 'round trips/event', 'commands/event', 'by command'],
+      rows.map((r) => [r.events, fmt(r.ackedPerSecond), fmt(r.perCloudCpuSecond), fmt(r.perRedisCpuSecond), `${r.ackRoundTripMs.toFixed(2)} ms`, `${r.p50.toFixed(1)} ms`, `${r.p99.toFixed(1)} ms`, String(r.undelivered), fmt(roundTrips(r.redisCommands ?? {})), fmt(r.redisCommandsPerEvent ?? NaN), Object.entries(r.redisCommands ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')]),
+    )
+  );
+}
+
+export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[]; events: EventLatencyRow | null; clusterEvents: EventLatencyRow[]; waitMs: Record<string, { p50: number; p99: number; mean: number }> | null }> {
   const seconds = Number(process.env.CLOUD_BENCH_SECONDS ?? 60);
   const rows: CloudBenchRow[] = [];
   const log = (r: CloudBenchRow) =>
     console.error(`  ${r.measure} ${r.store} ×${r.frontEnds}: ${fmt(r.rate)} (10 s windows: ${r.windows.map((w) => fmt(w)).join(', ')}; per cloud CPU-second: ${r.perCpuSecond.map((w) => fmt(w)).join(', ')}; RSS MiB ${r.rssMiB.join(' → ')})`);
-  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one); "events:redis:1" the event latency alone.
-  const only = process.env.CLOUD_BENCH_ONLY;
-  const wanted = (m: string, st: string, fe: number) => !only || only === `${m}:${st}:${fe}`;
+  // CLOUD_BENCH_ONLY="handshakes/s:redis:1" runs one phase (for looking into one); "events:redis:1" the event latency alone;
+  // a comma-separated list runs several ("records/s:redis-cluster:1,records/s:redis-cluster:3").
+  const only = process.env.CLOUD_BENCH_ONLY?.split(',');
+  const wanted = (m: string, st: string, fe: number) => !only || only.includes(`${m}:${st}:${fe}`);
   for (const measure of ['records/s', 'handshakes/s'] as const) {
     if (!wanted(measure, 'memory', 1)) continue;
     rows.push(await phase(measure, 'memory', 1, seconds, null));
     log(rows.at(-1)!);
   }
-  const redis = await startRedis();
+  const needRedis = ['records/s', 'handshakes/s'].some((m) => [1, 2].some((fe) => wanted(m, 'redis', fe)));
+  const redis = needRedis ? await startRedis() : null;
   let note = '';
   if (redis) {
     try {
@@ -375,18 +547,61 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
         for (const fe of [1, 2]) {
           if (!wanted(measure, 'redis', fe)) continue;
           await flush(redis);
-          rows.push(await phase(measure, 'redis', fe, seconds, redis));
+          rows.push(await phase(measure, 'redis', fe, seconds, singleBackend(redis)));
           log(rows.at(-1)!);
         }
       }
     } finally {
       redis.proc.kill('SIGKILL');
     }
-  } else note = '\n(redis-server not installed: Redis rows skipped; apt-get install redis-server)';
+  } else if (needRedis) note = '\n(redis-server not installed: Redis rows skipped; apt-get install redis-server)';
   let events: EventLatencyRow | null = null;
   if (wanted('events', 'redis', 1)) {
     events = await eventPhase(seconds, Number(process.env.CLOUD_BENCH_EVENT_DEVICES ?? 8));
     if (events) console.error(`  events redis ×1: p50 ${events.p50.toFixed(1)} ms, p99 ${events.p99.toFixed(1)} ms, max ${events.max.toFixed(1)} ms, ${events.undelivered} undelivered`);
+  }
+  // Redis Cluster (3 masters + 3 replicas, local): the session cache for 1 and 3 front ends, then
+  // the event log with and without WAIT (what the replica confirmation costs per ACK).
+  const clusterEvents: EventLatencyRow[] = [];
+  let waitCost: Awaited<ReturnType<typeof benchWaitCost>> | null = null;
+  const clusterWanted = ['records/s', 'handshakes/s', 'events'].some((m) => [1, 3].some((fe) => wanted(m, 'redis-cluster', fe)));
+  if (clusterWanted && !needRedisMissing()) {
+    const cluster = new RedisCluster(await freeClusterPorts(6));
+    await cluster.start();
+    try {
+      for (const measure of ['records/s', 'handshakes/s'] as const) {
+        for (const fe of [1, 3]) {
+          if (!wanted(measure, 'redis-cluster', fe)) continue;
+          await cluster.flushAll();
+          rows.push(await phase(measure, 'redis-cluster', fe, seconds, clusterBackend(cluster)));
+          log(rows.at(-1)!);
+        }
+      }
+    } finally {
+      await cluster.stop();
+    }
+    if (wanted('events', 'redis-cluster', 1)) {
+      for (const query of ['', '?wait=0']) {
+        // A fresh persistent cluster per run (appendfsync always, as the event log requires).
+        const ev = new RedisCluster(await freeClusterPorts(6), true);
+        await ev.start();
+        try {
+          if (query === '') {
+            waitCost = await benchWaitCost(ev);
+            console.error(`  ${waitCost.text.replaceAll('\n', '\n  ')}`);
+            // Its events are in the log: the phase's front end would deliver them on top of its own.
+            ev.flushAll();
+          }
+          const r = await eventPhase(seconds, Number(process.env.CLOUD_BENCH_EVENT_DEVICES ?? 8), 90_000, { label: `redis-cluster${query}`, backend: clusterBackend(ev, query) });
+          if (r) {
+            clusterEvents.push(r);
+            console.error(`  events ${r.events}: ${fmt(r.ackedPerSecond)} ACKed/s, ${fmt(r.perCloudCpuSecond)} per cloud CPU-s, ${fmt(r.perRedisCpuSecond)} per Redis CPU-s, ACK round trip ${r.ackRoundTripMs.toFixed(2)} ms, p50 ${r.p50.toFixed(1)} ms, ${fmt(r.redisCommandsPerEvent ?? NaN)} Redis commands/event ${JSON.stringify(r.redisCommands)}`);
+          }
+        } finally {
+          await ev.stop();
+        }
+      }
+    }
   }
   const cpu = (n: number | null) => (n === null ? '–' : `${n}%`);
   const text =
@@ -409,18 +624,23 @@ export async function benchCloud(): Promise<{ text: string; rows: CloudBenchRow[
       ]),
     ) +
     note +
-    (events ? `\n\n${eventLatencyText(events)}` : '');
-  return { text, rows, events };
+    (rows.some((r) => r.redisCommands) ? `\n\nRedis commands per operation (INFO commandstats on the masters, commands run inside scripts included; round trips: the commands the cloud sends)\n${table(['measure', 'store', 'front ends', 'round trips/op', 'commands/op', 'by command'], rows.filter((r) => r.redisCommands).map((r) => [r.measure, r.store, String(r.frontEnds), fmt(roundTrips(r.redisCommands!)), fmt(r.redisCommandsPerOp!), Object.entries(r.redisCommands!).map(([k, v]) => `${k} ${v}`).join(', ')]))}` : '') +
+    (events ? `\n\n${eventLatencyText(events)}` : '') +
+    (clusterEvents.length > 0 ? `\n\n${clusterEventText(clusterEvents)}` : '') +
+    (waitCost ? `\n\n${waitCost.text}` : '');
+  return { text, rows, events, clusterEvents, waitMs: waitCost?.ms ?? null };
 }
 
 // `npm run bench:cloud` runs this benchmark alone.
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const maps = await benchBoundedMap();
   console.log(maps.text + '\n');
-  const { text, rows, events } = await benchCloud();
+  const ecdhe = benchEcdheCost();
+  console.log(ecdhe.text + '\n');
+  const { text, rows, events, clusterEvents, waitMs } = await benchCloud();
   console.log(text);
   const { mkdirSync } = await import('node:fs');
   mkdirSync('reports', { recursive: true });
-  writeFileSync('reports/bench-cloud.json', JSON.stringify({ date: new Date().toISOString(), node: process.version, boundedMap: { oldMs: maps.oldMs, boundedMs: maps.boundedMs }, rows, eventLatency: events }, null, 2));
+  writeFileSync('reports/bench-cloud.json', JSON.stringify({ date: new Date().toISOString(), node: process.version, boundedMap: { oldMs: maps.oldMs, boundedMs: maps.boundedMs }, ecdheMicroseconds: ecdhe.us, rows, eventLatency: events, clusterEventLatency: clusterEvents, clusterAppendMs: waitMs }, null, 2));
   console.log('written: reports/bench-cloud.json');
 }

@@ -9,7 +9,7 @@ import { V8Engine } from './engines/v8.ts';
 import type { Engine } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { PROFILES, type Profile } from './session-abi.ts';
+import { PROFILES, SUITES, type Profile } from './session-abi.ts';
 import type { DeviceOutcome } from './sim/fleet/outcome.ts';
 import { DEFAULT_FLEET, type FleetOptions } from './sim/fleet/spec.ts';
 import { WHAT_IFS, whatIf } from './sim/fleet/whatif.ts';
@@ -32,6 +32,7 @@ export const START_SPEC: CommandSpec = {
     { name: 'profile', value: 'LIST', help: 'profiles to replay, comma-separated: legacy, fixed, default', default: 'legacy,fixed,default' },
     { name: 'workers', value: 'N', help: 'worker threads, each running one firmware instance at a time (1..64)', default: String(DEFAULT_FLEET.workers) },
     ENGINE_FLAG,
+    { name: 'suite', value: 'ecdhe|psk', help: 'the handshake of every profile: ECDHE-ECDSA P-256 with raw public keys (what Device OS used) or PSK', default: 'ecdhe' },
     { name: 'trace', value: 'DEVICE', help: "also print one device's wakes (index or id, e.g. 7 or dev-000007)" },
     { name: 'live', help: 'the same replay over real UDP against cloud processes and a real redis-server killed with SIGKILL at the crash (compressed to one virtual hour, 100 devices; docs/fleet.md)' },
     { name: 'speed', value: 'N', help: 'with --live: virtual time runs N times faster than the wall clock, 2..240 (faster, this machine falls behind and the results go wrong)', default: '60' },
@@ -174,6 +175,7 @@ async function start(args: string[]): Promise<number> {
     workers: flags.workers !== undefined ? wholeNumber('start', 'workers', flags.workers, 1, 64) : base.workers,
     profiles,
     engine,
+    suite: oneOf('start', 'suite', flags.suite ?? 'ecdhe', SUITES),
   };
   let whatIfOptions = options;
   for (const w of WHAT_IFS) {

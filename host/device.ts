@@ -7,12 +7,17 @@
 import type { Engine, ModuleInstance } from './engines/engine.ts';
 import { readFirmware } from './firmware.ts';
 import { Board } from './board/board.ts';
-import { FirmwareClient, type ConfigName, type Profile, type SessionEvent, type SessionState, type StoreWrite } from './session-abi.ts';
+import {
+  FirmwareClient, type ConfigName, type Credentials, type Profile, type SessionEvent, type SessionState, type StoreWrite,
+} from './session-abi.ts';
 
 export interface DeviceOptions {
   id: string;
-  identity: string;
-  psk: Uint8Array;
+  /** PSK credentials (ignored when `credentials` is given). */
+  identity?: string;
+  psk?: Uint8Array;
+  /** What the device is provisioned with; default the PSK above. */
+  credentials?: Credentials;
   profile: Profile;
   engine: Engine;
   board?: Board;
@@ -49,18 +54,32 @@ export class Device {
     return new FirmwareClient(m);
   }
 
-  /** Factory step: writes the credentials to persistent memory. */
-  async provision(): Promise<void> {
-    for (const w of await this.provisioningWrites()) {
-      this.board.memory.apply(w);
-      w.bytes.fill(0); // it holds the PSK
-    }
+  /** The device's ECDHE public key once provisioned with ECDHE credentials (register it with the cloud). */
+  publicKey: Uint8Array | null = null;
+
+  /** The credentials this device is provisioned with. */
+  get credentials(): Credentials {
+    if (this.opts.credentials) return this.opts.credentials;
+    if (this.opts.identity === undefined || this.opts.psk === undefined) throw new Error(`device ${this.opts.id}: no credentials (identity and psk, or credentials)`);
+    return { suite: 'psk', identity: this.opts.identity, psk: this.opts.psk };
   }
 
-  /** What provisioning writes (the credentials block, PSK included: wipe it after use). */
+  /** Factory step: writes the credentials to persistent memory. Returns the ECDHE public key, or null. */
+  async provision(): Promise<Uint8Array | null> {
+    for (const w of await this.provisioningWrites()) {
+      this.board.memory.apply(w);
+      w.bytes.fill(0); // it holds the PSK or the private key
+    }
+    return this.publicKey;
+  }
+
+  /** What provisioning writes (the credentials block, PSK or private key included: wipe it after use). */
   async provisioningWrites(): Promise<StoreWrite[]> {
     const fw = await this.load();
-    fw.provisionDevice(this.opts.profile, this.opts.id, Buffer.from(this.opts.identity), this.opts.psk);
+    const creds = this.credentials;
+    // A key pair generated on the device draws from its DRBG.
+    if (creds.suite === 'ecdhe' && !creds.devicePrivateKey) fw.seed(this.board.entropy.bytes(48));
+    this.publicKey = fw.provisionCredentials(this.opts.profile, this.opts.id, creds);
     const writes: StoreWrite[] = [];
     for (let w = fw.pollStore(); w; w = fw.pollStore()) writes.push(w);
     fw.m.dispose();

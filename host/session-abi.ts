@@ -80,6 +80,18 @@ export interface StoreWrite {
   bytes: Uint8Array;
 }
 
+/**
+ * What a device is provisioned with: a PSK and its identity, or ECDHE-ECDSA keys — the cloud's
+ * public key to pin (65 bytes) and the device's private key, generated on the device unless given
+ * (simulators derive it from their seed).
+ */
+export type Credentials =
+  | { suite: 'psk'; identity: string; psk: Uint8Array }
+  | { suite: 'ecdhe'; serverPublicKey: Uint8Array; devicePrivateKey?: Uint8Array };
+
+export const SUITES = ['ecdhe', 'psk'] as const;
+export type Suite = (typeof SUITES)[number];
+
 /** Size of the persisted region (docs/abi.md, "Persisted layout"). */
 export const REGION_BYTES = 1280;
 export type ConfigName = keyof typeof CONFIG;
@@ -140,6 +152,15 @@ export class FirmwareClient extends IoBuffer {
     if (rc === -5) throw new Error('provision_device_ecdhe: seed entropy first (the key pair is generated on the device)');
     if (rc !== 0) throw new RangeError(`provision_device_ecdhe refused (${rc}): id 1..48 bytes, a server key on P-256, a private key in [1, n-1], profile one of ${PROFILES.join(', ')}`);
     return this.devicePublicKey();
+  }
+
+  /** Factory provisioning with either kind of credentials; the device's public key for ECDHE, else null. */
+  provisionCredentials(profile: Profile, deviceId: string, credentials: Credentials): Uint8Array | null {
+    if (credentials.suite === 'psk') {
+      this.provisionDevice(profile, deviceId, Buffer.from(credentials.identity), credentials.psk);
+      return null;
+    }
+    return this.provisionDeviceEcdhe(profile, deviceId, credentials.serverPublicKey, credentials.devicePrivateKey);
   }
 
   /** The device's ECDHE public key (65 bytes, 0x04 || X || Y). */

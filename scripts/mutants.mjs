@@ -27,6 +27,8 @@ const POWER = 'test/host/lifecycle-power.test.ts';
 const WEBHOOK = 'test/host/cloud-webhook.test.ts';
 const CORE = 'test/host/cloud-core.test.ts';
 const GAPS = 'test/host/mutation-gaps.test.ts';
+const ECDHE_INTEROP = 'test/host/dtls-gnutls.test.ts';
+const ECDHE_FAULTS = 'test/host/dtls-ecdhe.test.ts';
 
 /** @typedef {{ file: string, from: string, to: string }} Edit */
 /** @type {{ id: string, why: string, edits: Edit[], tests: string[], pattern?: string, timeoutS?: number, testBuild?: boolean }[]} */
@@ -49,7 +51,7 @@ export const MUTANTS = [
   },
   {
     id: 'creds-bounds-unchecked', why: '9.3 credentials with identity length 128 put the PSK in the ClientKeyExchange',
-    edits: [{ file: 'assembly/session/persist.ts', from: '  return load<u8>(p + CRED_PROFILE) <= MAX_PROFILE', to: '  return true || load<u8>(p + CRED_PROFILE) <= MAX_PROFILE' }],
+    edits: [{ file: 'assembly/session/persist.ts', from: '  return identityLen >= 1 && identityLen <= MAX_STORED_IDENTITY_BYTES', to: '  return true || identityLen >= 1 && identityLen <= MAX_STORED_IDENTITY_BYTES' }],
     tests: [HARDENING, MODEL],
   },
   {
@@ -64,7 +66,7 @@ export const MUTANTS = [
   },
   {
     id: 'provision-keeps-slots', why: '9.5 re-provisioning leaves the old keys in both slots',
-    edits: [{ file: 'assembly/session/session.ts', from: '  P.blankSlot();\n  persistNow();\n  persistNow();\n  return 0;', to: '  return 0;' }],
+    edits: [{ file: 'assembly/session/session.ts', from: '  P.blankSlot();\n  persistNow();\n  persistNow();\n}', to: '}' }],
     tests: [HARDENING],
   },
   {
@@ -315,6 +317,32 @@ export const MUTANTS = [
     id: 'cloud-redis-dead-letter-stays', why: 'a dead letter is not removed from the Redis log (XDEL dropped): the backlog grows until the log is full',
     edits: [{ file: 'host/cloud/redis-events.ts', from: "redis.call('XDEL', KEYS[1], ARGV[1])", to: '' }],
     tests: ['test/host/cloud-events.test.ts'], pattern: 'dead letters are listed',
+  },
+  {
+    id: 'cloud-cluster-ack-without-replica', why: 'on a Redis Cluster an event is ACKed before a replica has it (no WAIT): a master failover loses ACKed events',
+    edits: [{ file: 'host/cloud/redis-events.ts', from: '(reply) => Number(reply[0]) === 1 || Number(reply[0]) === 0,', to: '() => false,' }],
+    tests: ['test/host/cloud-redis-cluster.test.ts'], pattern: 'WAIT',
+  },
+  // --- issue 19, the ECDHE-ECDSA handshake -----------------------------------------------------
+  {
+    id: 'ecdhe-server-key-unpinned', why: '19: any raw key in the server Certificate is taken (a man in the middle)',
+    edits: [{ file: 'assembly/dtls/handshake.ts', from: '|| !ctEqual(body + <usize>(3 + SPKI_PREFIX_BYTES), SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES)) {', to: ') {' }],
+    tests: [ECDHE_INTEROP, ECDHE_FAULTS], pattern: 'pinned',
+  },
+  {
+    id: 'ecdhe-ske-signature-unchecked', why: '19: the ServerKeyExchange signature is not verified (anyone on path picks the ephemeral key)',
+    edits: [{ file: 'assembly/dtls/handshake.ts', from: 'if (p256Verify(SERVER_PUBLIC_KEY, P256_PUBLIC_KEY_BYTES, HASH, SIGNATURE) != P256_OK\n    || !p256ValidPublicKey', to: 'if (!p256ValidPublicKey' }],
+    tests: [ECDHE_FAULTS], pattern: 'ServerKeyExchange',
+  },
+  {
+    id: 'ecdhe-ephemeral-kept', why: '19: the ephemeral private key stays in RAM after the handshake (forward secrecy lost to a RAM read-out)',
+    edits: [{ file: 'assembly/dtls/handshake.ts', from: '  zeroize(EPHEMERAL_PRIVATE, 32);\n  zeroize(SIGNED_PARAMS', to: '  zeroize(SIGNED_PARAMS' }, { file: 'assembly/dtls/handshake.ts', from: '    zeroize(EPHEMERAL_PRIVATE, 32);\n    if (rc != P256_OK)', to: '    if (rc != P256_OK)' }],
+    tests: [ECDHE_FAULTS], pattern: 'ephemeral',
+  },
+  {
+    id: 'ecdhe-der-lenient', why: '19: a non-minimal DER INTEGER is accepted (signature malleability in encodings)',
+    edits: [{ file: 'assembly/dtls/ecdsa-der.ts', from: 'if (n > 1 && first == 0 && (load<u8>(v + 1) & 0x80) == 0) return 0; // not minimal', to: '' }],
+    tests: [ECDHE_FAULTS], pattern: 'DER',
   },
 ];
 

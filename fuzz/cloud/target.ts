@@ -18,10 +18,16 @@
  *                sequence number — answers the cloud's HelloVerifyRequest with the right cookie
  *                by itself; each datagram it sends may get one byte XORed (pos u16, x u8; x = 0:
  *                unchanged); up to `rounds` flights. Fuzzer-made input gets past the cookie.
+ *                Suite lists with 0xC0AE make it an ECDHE-ECDSA client with raw public keys (the
+ *                registered device's key pair, or with flags bit 0 an unregistered one), so the
+ *                Certificate / ClientKeyExchange / CertificateVerify paths are reached too (the
+ *                cloud's ECDSA nonce is OpenSSL's: bytes differ between runs, verdicts do not).
  * Invariants: no exception escapes; `internal_errors` stays 0; every in-process table stays
  * within its configured bound.
  */
+import crypto from 'node:crypto';
 import { CloudCore, type CoreConfig } from '../../host/cloud/core.ts';
+import { ServerKey } from '../../host/cloud/p256.ts';
 import { parseCoap } from '../../host/cloud/coap.ts';
 import { DeviceRegistry, deviceHandle } from '../../host/cloud/devices.ts';
 import { MemoryStore } from '../../host/cloud/store.ts';
@@ -109,7 +115,21 @@ function isServerHello(d: Buffer): boolean {
   return d.length > 13 && d[0] === 22 && d[1] === 0xfe && d[3] === 0 && d[4] === 0 && d[13] === 2;
 }
 
-const SUITES = [[0xc0a8], [0xc0a8, 0x00ff], [0x00a8], [0xc0a8, 0xc0a4], [0x1301], []];
+const SUITES = [[0xc0a8], [0xc0a8, 0x00ff], [0x00a8], [0xc0a8, 0xc0a4], [0x1301], [], [0xc0ae, 0x00ff], [0xc0ae, 0xc0a8]];
+
+/** A P-256 key pair from a fixed scalar (reproducible inputs). */
+function fixedKeyPair(fill: number): { privateKey: crypto.KeyObject; publicKey: crypto.KeyObject; point: Buffer } {
+  const d = Buffer.alloc(32, fill);
+  const ecdh = crypto.createECDH('prime256v1');
+  ecdh.setPrivateKey(d);
+  const point = ecdh.getPublicKey();
+  const b64 = (b: Buffer) => b.toString('base64url');
+  const privateKey = crypto.createPrivateKey({ key: { kty: 'EC', crv: 'P-256', d: b64(d), x: b64(point.subarray(1, 33)), y: b64(point.subarray(33)) }, format: 'jwk' });
+  return { privateKey, publicKey: crypto.createPublicKey(privateKey), point };
+}
+const SERVER_KEY = ServerKey.fromScalar(Buffer.alloc(32, 0x11));
+const DEVICE_KEYS = fixedKeyPair(0x22);
+const STRANGER_KEYS = fixedKeyPair(0x33);
 
 /** Op 5: a real client's handshake from input-chosen options, its datagrams optionally altered. */
 async function clientOp(r: Reader, send: (d: Buffer, from: string) => Promise<{ transmits: { data: Uint8Array }[] }>): Promise<void> {
@@ -117,11 +137,14 @@ async function clientOp(r: Reader, send: (d: Buffer, from: string) => Promise<{ 
   const identity = flags & 1 ? r.bytes(r.u8() % 16).toString('latin1') : 'id-1';
   const cidLen = r.u8() % 6;
   const entropy = new SeededEntropy(`cloud-fuzz-client-op-${r.at}`);
+  const suites = SUITES[(flags >> 2) % SUITES.length];
+  const keys = flags & 1 ? STRANGER_KEYS : DEVICE_KEYS;
+  const ecdhe = suites.includes(0xc0ae) ? { privateKey: keys.privateKey, publicKey: keys.publicKey, pinned: SERVER_KEY.publicPoint } : undefined;
   let c: TestDtlsClient;
   try {
     c = new TestDtlsClient({
-      identity, psk: PSK, offerCid: cidLen ? Buffer.from(r.bytes(cidLen)) : undefined, random: (n) => entropy.bytes(n),
-      ems: !(flags & 2), suites: SUITES[(flags >> 2) % SUITES.length], helloFragments: flags & 32 ? 1 + (r.u8() % 3) : undefined,
+      identity, psk: PSK, ecdhe, offerCid: cidLen ? Buffer.from(r.bytes(cidLen)) : undefined, random: (n) => entropy.bytes(n),
+      ems: !(flags & 2), suites, helloFragments: flags & 32 ? 1 + (r.u8() % 3) : undefined,
       epoch0Seq: flags & 64 ? r.u16() : undefined,
     });
   } catch {
@@ -157,11 +180,12 @@ export async function fuzz(data: Buffer): Promise<void> {
   reached.serverHello = false;
   const entropy = new SeededEntropy('cloud-fuzz');
   const core = new CloudCore({
-    devices: new DeviceRegistry([{ id: 'dev-1', identity: 'id-1', psk: PSK }]),
+    devices: new DeviceRegistry([{ id: 'dev-1', identity: 'id-1', psk: PSK }, { id: 'dev-ec', publicKey: DEVICE_KEYS.point }]),
     store: new MemoryStore(),
     cloudSecret: SECRET,
     config: BOUNDS,
     random: (n) => entropy.bytes(n),
+    serverKey: SERVER_KEY,
   });
   let nowMs = 1_000_000;
   let client: TestDtlsClient | null = null;

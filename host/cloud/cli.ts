@@ -9,18 +9,20 @@ import { statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { UsageError, duration, helpText, parseFlags, portFlag, redisUrl, str, type CommandSpec } from '../cli-flags.ts';
 import { DevicesError, loadDevicesFile } from './devices.ts';
+import { ServerKey, ServerKeyError } from './p256.ts';
 import { RedisEventLog } from './redis-events.ts';
+import { clusterNodes, clusterParams } from './redis-client.ts';
 import { parseHeal, startCloud, type RunningCloud } from './server.ts';
 
 export const CLOUD_SPEC: CommandSpec = {
   name: 'cloud',
-  summary: 'the DTLS 1.2 PSK cloud (docs/protocol.md)',
+  summary: 'the DTLS 1.2 cloud: PSK and ECDHE-ECDSA with raw public keys (docs/protocol.md)',
   flags: [
     { name: 'devices', value: 'FILE', help: 'device registry JSON (format: docs/protocol.md §9) — required' },
     { name: 'port', value: 'N', help: 'UDP port, 0..65535 (0 = any free port)', default: '5684' },
     { name: 'host', value: 'ADDR', help: 'UDP bind address (0.0.0.0 for all interfaces)', default: '127.0.0.1' },
-    { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT', default: 'memory' },
-    { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always)', default: 'memory' },
+    { name: 'store', value: 'SPEC', help: 'session cache: memory | redis://HOST:PORT | redis-cluster://HOST:PORT[,HOST:PORT…][?wait=N&wait-ms=MS]', default: 'memory' },
+    { name: 'events', value: 'SPEC', help: 'event log: memory (one process, not durable) | redis://HOST:PORT (a Redis with appendonly yes, appendfsync always) | redis-cluster://HOST:PORT[,HOST:PORT…][?shards=N&wait=N&wait-ms=MS] (docs/scaling.md)', default: 'memory' },
     { name: 'webhook', value: 'URL', help: 'http(s) URL that receives device events by POST', default: 'none' },
     { name: 'webhook-max-delay', value: 'DUR', help: 'longest back-off between attempts at one event (it is retried forever), 100ms..24h', default: '30s' },
     { name: 'event-reclaim-after', value: 'DUR', help: 'events another process took and left this long are taken over, 1s..24h', default: '60s' },
@@ -29,6 +31,9 @@ export const CLOUD_SPEC: CommandSpec = {
     { name: 'metrics-host', value: 'ADDR', help: 'bind address of the metrics endpoint', default: '127.0.0.1' },
     { name: 'identity-hint', value: 'TEXT', help: 'PSK identity hint sent in a ServerKeyExchange, 1..255 bytes', default: 'none, no SKE' },
     { name: 'session-ttl', value: 'SECONDS', help: 'idle lifetime of a session in the store', default: '604800 = 7 days' },
+    { name: 'key', value: 'FILE', help: 'the cloud\'s P-256 private key, PEM (openssl ecparam -name prime256v1 -genkey -noout -out FILE); required when devices are registered by publicKey', default: 'none: PSK only' },
+    { name: 'print-public-key', help: 'print the public key of --key (hex of the 65-byte point devices pin) and exit' },
+    { name: 'keylog', value: 'FILE', help: 'append an NSS key log (Wireshark) to FILE — it decrypts every session: debugging only', default: 'none' },
   ],
 };
 
@@ -36,7 +41,7 @@ export const EVENTS_SPEC: CommandSpec = {
   name: 'events',
   summary: 'the dead letters of a Redis event log: events a webhook receiver refused permanently',
   flags: [
-    { name: 'events', value: 'URL', help: 'the event log, redis://HOST:PORT — required' },
+    { name: 'events', value: 'URL', help: 'the event log, redis://HOST:PORT or redis-cluster://HOST:PORT[,…] — required' },
     { name: 'retry', value: 'IDS', help: "move dead letters back for delivery: 'all' or comma-separated ids" },
     { name: 'limit', value: 'N', help: 'list at most N dead letters', default: '100' },
   ],
@@ -71,6 +76,15 @@ function identityHint(value: string | undefined): string | undefined {
 
 /** redisUrl, and the port (6379 when none) must be 1..65535: the URL parser's "Invalid URL" names no flag. */
 function redisSpec(command: string, flag: string, value: string, allowMemory: boolean): string {
+  if (value.startsWith('redis-cluster://')) {
+    try {
+      clusterNodes(value);
+      clusterParams(value);
+    } catch (e) {
+      throw new UsageError(`${command}: --${flag}: ${(e as Error).message}`);
+    }
+    return value;
+  }
   redisUrl(command, flag, value, allowMemory);
   if (value === 'memory') return value;
   let port: number;
@@ -89,6 +103,7 @@ export function cloudOptionsFromArgs(argv: string[]) {
   const f = parseFlags(CLOUD_SPEC, argv);
   if (f === 'help') throw new UsageError('cloud: --help is handled by runCloudCommand');
   const devices = str(f, 'devices');
+  if (f['print-public-key'] === true) throw new UsageError('cloud: --print-public-key is handled by runCloudCommand');
   if (!devices) throw new UsageError('cloud: --devices FILE is required (device registry JSON; see docs/protocol.md)');
   const store = redisSpec('cloud', 'store', str(f, 'store') ?? 'memory', true);
   const events = redisSpec('cloud', 'events', str(f, 'events') ?? 'memory', true);
@@ -131,11 +146,23 @@ export function cloudOptionsFromArgs(argv: string[]) {
     heal,
     metricsPort: metricsPort === undefined ? null : portFlag('cloud', 'metrics-port', metricsPort),
     metricsHost: str(f, 'metrics-host') ?? '127.0.0.1',
+    keyLogFile: str(f, 'keylog'),
     config: {
       ...(hint !== undefined ? { identityHint: hint } : {}),
       ...(sessionTtlMs !== undefined ? { sessionTtlMs } : {}),
     },
   };
+}
+
+/** The --key file as a ServerKey; a bad one is a usage error naming the flag (never the key's bytes). */
+function keyFlag(path: string | undefined): ServerKey | null {
+  if (path === undefined) return null;
+  try {
+    return ServerKey.fromFile(path);
+  } catch (e) {
+    if (e instanceof ServerKeyError) throw new UsageError(`cloud: --key ${path}: ${e.message}`);
+    throw e;
+  }
 }
 
 /** Reads and checks the devices file before anything starts: it must exist, parse and name at least one device. */
@@ -173,19 +200,32 @@ export async function runCloudCommand(argv: string[]): Promise<number> {
       console.log(helpText(CLOUD_SPEC));
       return 0;
     }
+    const flags = parseFlags(CLOUD_SPEC, argv) as Record<string, string | boolean | undefined>;
+    if (flags['print-public-key'] === true) {
+      const key = keyFlag(str(flags, 'key'));
+      if (!key) throw new UsageError('cloud: --print-public-key needs --key FILE');
+      console.log(key.publicPoint.toString('hex'));
+      return 0;
+    }
     const opts = cloudOptionsFromArgs(argv);
     const file = checkDevicesFile(opts.devices);
-    cloud = await startCloud({ ...opts, devices: file.registry, cloudSecret: file.cloudSecret?.reveal(), log: (line) => console.error(line) });
+    const serverKey = keyFlag(str(flags, 'key'));
+    if (!serverKey && file.registry.publicKeyDevices > 0) {
+      throw new UsageError(`cloud: --key FILE is required: ${opts.devices} registers ${file.registry.publicKeyDevices} device(s) by publicKey, which pin the cloud's public key (make one: openssl ecparam -name prime256v1 -genkey -noout -out FILE)`);
+    }
+    cloud = await startCloud({ ...opts, devices: file.registry, cloudSecret: file.cloudSecret?.reveal(), serverKey, log: (line) => console.error(line) });
   } catch (e) {
     return report('cloud', e);
   }
-  // One machine-readable line on stdout: what the tests and scripts wait for.
-  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind} events=${cloud.events.kind}`);
-  await new Promise<void>((resolve) => {
+  // The stop signals are handled before the line below: whoever waits for it may stop us at once.
+  const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  // One machine-readable line on stdout: what the tests and scripts wait for.
+  console.log(`cloud listening udp=${cloud.host}:${cloud.port}${cloud.metricsPort !== null ? ` metrics=${cloud.metricsPort}` : ''} store=${cloud.store.kind} events=${cloud.events.kind}`);
+  await stopped;
   await cloud.close();
   return 0;
 }
@@ -205,8 +245,8 @@ export async function runEventsCommand(argv: string[]): Promise<number> {
     const limitText = str(f, 'limit') ?? '100';
     if (!/^\d{1,7}$/.test(limitText) || Number(limitText) < 1) throw new UsageError(`events: --limit must be a whole number 1..9999999 (got '${limitText}')`);
     const retry = str(f, 'retry');
-    if (retry !== undefined && retry !== 'all' && !/^\d+-\d+(,\d+-\d+)*$/.test(retry)) {
-      throw new UsageError(`events: --retry must be 'all' or comma-separated dead-letter ids like 1700000000000-0 (got '${retry}')`);
+    if (retry !== undefined && retry !== 'all' && !/^(\d+\/)?\d+-\d+(,(\d+\/)?\d+-\d+)*$/.test(retry)) {
+      throw new UsageError(`events: --retry must be 'all' or comma-separated dead-letter ids like 1700000000000-0 (on a cluster 3/1700000000000-0) (got '${retry}')`);
     }
     log = await RedisEventLog.connect({ url });
     if (retry !== undefined) {

@@ -6,8 +6,11 @@
  *    what a half-open flood fills; a new handshake from a prefix over its quota forgets that
  *    prefix's oldest one, and a full table forgets from the prefix holding the most, so many
  *    addresses — of one prefix or of many — cannot push a client of another prefix out.
- *  - `keyed`: a known PSK identity was presented, waiting for the Finished. Hello floods never
+ *  - `keyed`: a known PSK identity was presented (PSK), or the client's CertificateVerify verified
+ *    with a registered public key (ECDHE-ECDSA), waiting for the Finished. Hello floods never
  *    evict these, and completed handshakes (final flights, sessions) are never evicted by either.
+ * Two suites (docs/protocol.md §1): TLS_PSK_WITH_AES_128_CCM_8 and, with raw public keys (RFC
+ * 7250), TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8.
  * Entries are small: the transcript is kept as the bytes it hashes, not as a hash object.
  */
 import crypto from 'node:crypto';
@@ -18,8 +21,36 @@ import type { CoreContext, CoreOutput, Verdict } from './core.ts';
 import type { Completion, Sessions } from './core-session.ts';
 import { extendedMasterSecret, finishedVerifyData, keyBlock, openRecord, pskPremaster, sealRecord, trafficKeys, type TrafficKeys } from './crypto.ts';
 import { HANDLE_BYTES, type Device } from './devices.ts';
+import { ecdhSharedX, ephemeralKey, publicKeyOfSpki, verifyEcdsaSha256 } from './p256.ts';
 import {
+  ALERT_BAD_CERTIFICATE,
   ALERT_DECODE_ERROR,
+  ALERT_ILLEGAL_PARAMETER,
+  ALERT_UNSUPPORTED_CERTIFICATE,
+  CERT_TYPE_RAW_PUBLIC_KEY,
+  EXT_CLIENT_CERTIFICATE_TYPE,
+  EXT_EC_POINT_FORMATS,
+  EXT_SERVER_CERTIFICATE_TYPE,
+  EXT_SIGNATURE_ALGORITHMS,
+  EXT_SUPPORTED_GROUPS,
+  GROUP_SECP256R1,
+  HT_CERTIFICATE,
+  HT_CERTIFICATE_REQUEST,
+  HT_CERTIFICATE_VERIFY,
+  POINT_FORMAT_UNCOMPRESSED,
+  SIG_ECDSA_SECP256R1_SHA256,
+  SUITE_ECDHE_ECDSA_AES128_CCM8,
+  certificateBody,
+  certificateRequestBody,
+  ecdhParams,
+  parseRawPublicKeyCertificate,
+  parseCertificateVerify,
+  parseClientKeyExchangeEcdhe,
+  parseU16List,
+  parseU8List,
+  serverKeyExchangeEcdheBody,
+  serverKeyExchangeSigned,
+  type ClientHello,
   ALERT_DECRYPT_ERROR,
   ALERT_FATAL,
   ALERT_HANDSHAKE_FAILURE,
@@ -81,12 +112,17 @@ interface Reassembly {
 
 /** One handshake in progress. A class, so every entry shares one hidden class (and stays small). */
 class Pending {
-  state: 'wait_cke' | 'wait_finished' = 'wait_cke';
+  /** PSK: wait_cke → wait_finished. ECDHE-ECDSA: wait_certificate → wait_cke → wait_certificate_verify → wait_finished. */
+  state: 'wait_certificate' | 'wait_cke' | 'wait_certificate_verify' | 'wait_finished' = 'wait_cke';
+  suite = SUITE_PSK_AES128_CCM8;
+  /** ECDHE: our ephemeral private scalar, zeroed and dropped at the ClientKeyExchange. */
+  ephemeral: Buffer | null = null;
   retransmits = 0;
   completing = false;
   /** Highest record sequence number of the client's Finished (it may come in several records). */
   finishedTop = -1;
-  cke: Buffer | null = null;
+  /** The client's handshake messages after our flight, before its Finished (as hashed into the transcript). */
+  received: Buffer[] = [];
   device: Device | null = null;
   master: Buffer | null = null;
   keys: TrafficKeys | null = null;
@@ -165,8 +201,7 @@ class Pending {
       parts.push(flight.subarray(off + RECORD_HEADER_BYTES, off + RECORD_HEADER_BYTES + len));
       off += RECORD_HEADER_BYTES + len;
     }
-    if (this.cke) parts.push(this.cke);
-    return Buffer.concat([...parts, ...more]);
+    return Buffer.concat([...parts, ...this.received, ...more]);
   }
 }
 
@@ -394,12 +429,13 @@ export class Handshakes {
     const existing = this.#pending(from);
     if (existing && existing.clientRandom.equals(ch.random)) {
       // The client did not get our flight: send it again (RFC 6347 §4.2.4).
-      if (existing.state === 'wait_cke') this.#resendFlight(existing, nowMs, out);
+      if (existing.received.length === 0) this.#resendFlight(existing, nowMs, out);
       return true;
     }
     const fail = (reason: string, alert: number) => this.#failHello(from, rec.seq, reason, alert, out);
     if (ch.clientVersion !== DTLS_1_2) return fail('unsupported_version', ALERT_PROTOCOL_VERSION);
-    if (!ch.cipherSuites.includes(SUITE_PSK_AES128_CCM8)) return fail('no_shared_cipher_suite', ALERT_HANDSHAKE_FAILURE);
+    const suite = this.#chooseSuite(ch);
+    if (typeof suite !== 'number') return fail(suite[0], suite[1]);
     if (!ch.compressionMethods.includes(0)) return fail('no_null_compression', ALERT_HANDSHAKE_FAILURE);
     if (!ch.extensions.has(EXT_EXTENDED_MASTER_SECRET)) return fail('no_extended_master_secret', ALERT_HANDSHAKE_FAILURE);
     let clientCid: Buffer | null = null;
@@ -416,8 +452,20 @@ export class Handshakes {
     const secureRenegotiation = reneg !== undefined || ch.cipherSuites.includes(SCSV_RENEGOTIATION);
     if (existing) this.#forget(existing); // a new ClientHello from the same address starts over
     let msgSeq = messageSeq;
-    const messages = [handshakeMessage(HT_SERVER_HELLO, msgSeq++, serverHelloBody({ random: this.ctx.random(32), secureRenegotiation, cid: serverCid }))];
-    if (c.identityHint !== null) {
+    const serverRandom = this.ctx.random(32);
+    const messages = [handshakeMessage(HT_SERVER_HELLO, msgSeq++, serverHelloBody({ random: serverRandom, secureRenegotiation, cid: serverCid, suite, pointFormats: ch.extensions.has(EXT_EC_POINT_FORMATS) }))];
+    let ephemeral: Buffer | null = null;
+    if (suite === SUITE_ECDHE_ECDSA_AES128_CCM8) {
+      // RFC 7250 Certificate, signed ephemeral key, request for the client's raw key.
+      const key = this.ctx.serverKey!;
+      const eph = ephemeralKey(this.ctx.random);
+      ephemeral = eph.scalar;
+      const params = ecdhParams(eph.point);
+      const signature = key.sign(serverKeyExchangeSigned(ch.random, serverRandom, params), this.ctx.signatureNonces);
+      messages.push(handshakeMessage(HT_CERTIFICATE, msgSeq++, certificateBody(key.spki)));
+      messages.push(handshakeMessage(HT_SERVER_KEY_EXCHANGE, msgSeq++, serverKeyExchangeEcdheBody(params, signature)));
+      messages.push(handshakeMessage(HT_CERTIFICATE_REQUEST, msgSeq++, certificateRequestBody()));
+    } else if (c.identityHint !== null) {
       messages.push(handshakeMessage(HT_SERVER_KEY_EXCHANGE, msgSeq++, serverKeyExchangeBody(Buffer.from(c.identityHint, 'utf8'))));
     }
     messages.push(handshakeMessage(HT_SERVER_HELLO_DONE, msgSeq++, Buffer.alloc(0)));
@@ -437,11 +485,64 @@ export class Handshakes {
       msgSeq,
       seq0,
     );
+    if (suite === SUITE_ECDHE_ECDSA_AES128_CCM8) {
+      p.suite = suite;
+      p.state = 'wait_certificate';
+      p.ephemeral = ephemeral;
+    }
     this.#hellos.set(from, p);
     out.transmits.push({ to: from, data: flight });
     stats.inc('records_out', 'handshake', messages.length);
     stats.inc('handshakes', 'started');
     return true;
+  }
+
+  /**
+   * ECDHE-ECDSA when the client offers it and can do it with us (raw public keys both ways, P-256,
+   * uncompressed points, ecdsa_secp256r1_sha256) and we have a key and devices registered by public
+   * key; else PSK when offered. A client offering both whose CID is the handle of PSK-only devices
+   * gets PSK (the handle is public and unauthenticated, but it only picks the suite; the device
+   * still proves itself). Otherwise: [reason, alert].
+   */
+  #chooseSuite(ch: ClientHello): number | [string, number] {
+    const psk = ch.cipherSuites.includes(SUITE_PSK_AES128_CCM8);
+    if (!ch.cipherSuites.includes(SUITE_ECDHE_ECDSA_AES128_CCM8)) return psk ? SUITE_PSK_AES128_CCM8 : ['no_shared_cipher_suite', ALERT_HANDSHAKE_FAILURE];
+    const refusal = this.#ecdheRefusal(ch);
+    if (refusal) return psk ? SUITE_PSK_AES128_CCM8 : refusal;
+    if (psk) {
+      const cid = ch.extensions.get(EXT_CONNECTION_ID);
+      const handle = cid ? parseCidExtension(cid) : null;
+      const named = handle && handle.length === HANDLE_BYTES ? this.ctx.devices.byHandle(handle) : [];
+      if (named.length > 0 && named.every((d) => d.publicKey === null)) return SUITE_PSK_AES128_CCM8;
+    }
+    return SUITE_ECDHE_ECDSA_AES128_CCM8;
+  }
+
+  /** Why ECDHE-ECDSA cannot be chosen for this ClientHello ([reason, alert]), or null. */
+  #ecdheRefusal(ch: ClientHello): [string, number] | null {
+    if (!this.ctx.serverKey || this.ctx.devices.publicKeyDevices === 0) return ['no_shared_cipher_suite', ALERT_HANDSHAKE_FAILURE]; // we do not speak it here
+    const list = (type: number, parse: (d: Buffer) => number[] | null): number[] | null | 'bad' => {
+      const data = ch.extensions.get(type);
+      if (data === undefined) return null;
+      return parse(data) ?? 'bad';
+    };
+    // RFC 7250: without the extension the peer means X.509, which this cloud does not have.
+    for (const ext of [EXT_SERVER_CERTIFICATE_TYPE, EXT_CLIENT_CERTIFICATE_TYPE]) {
+      const types = list(ext, parseU8List);
+      if (types === 'bad') return ['bad_certificate_type_extension', ALERT_DECODE_ERROR];
+      if (!types?.includes(CERT_TYPE_RAW_PUBLIC_KEY)) return ['no_raw_public_key', ALERT_UNSUPPORTED_CERTIFICATE];
+    }
+    const groups = list(EXT_SUPPORTED_GROUPS, parseU16List);
+    if (groups === 'bad') return ['bad_supported_groups', ALERT_DECODE_ERROR];
+    if (groups && !groups.includes(GROUP_SECP256R1)) return ['no_shared_group', ALERT_HANDSHAKE_FAILURE];
+    const formats = list(EXT_EC_POINT_FORMATS, parseU8List);
+    if (formats === 'bad') return ['bad_ec_point_formats', ALERT_DECODE_ERROR];
+    if (formats && !formats.includes(POINT_FORMAT_UNCOMPRESSED)) return ['no_uncompressed_points', ALERT_ILLEGAL_PARAMETER];
+    // Without signature_algorithms TLS 1.2 means SHA-1 (RFC 5246 §7.4.1.4.1), which we do not sign with.
+    const sigs = list(EXT_SIGNATURE_ALGORITHMS, parseU16List);
+    if (sigs === 'bad') return ['bad_signature_algorithms', ALERT_DECODE_ERROR];
+    if (!sigs?.includes(SIG_ECDSA_SECP256R1_SHA256)) return ['no_shared_signature_algorithm', ALERT_HANDSHAKE_FAILURE];
+    return null;
   }
 
   /** A fatal plaintext alert for a ClientHello we refuse (after its cookie verified). */
@@ -452,7 +553,9 @@ export class Handshakes {
     return reason;
   }
 
-  #failPending(p: Pending, reason: string, alert: number | null, out: CoreOutput, identity: string | null = p.device?.identity ?? null): Verdict {
+  #failPending(p: Pending, reason: string, alert: number | null, out: CoreOutput, identity: string | null = p.device ? (p.device.identity ?? p.device.id) : null): Verdict {
+    p.ephemeral?.fill(0);
+    p.ephemeral = null;
     if (alert !== null) {
       out.transmits.push({ to: p.from, data: plainRecord(CT_ALERT, p.serverSeq0++, alertBody(ALERT_FATAL, alert)) });
       this.ctx.stats.inc('records_out', 'alert');
@@ -494,34 +597,106 @@ export class Handshakes {
 
   #pendingMessage(p: Pending, f: HandshakeFragment, nowMs: number, out: CoreOutput): Verdict {
     if (f.messageSeq < p.nextRecvSeq) {
-      if (f.messageSeq === p.helloSeq && p.state === 'wait_cke') this.#resendFlight(p, nowMs, out);
+      if (f.messageSeq === p.helloSeq && p.received.length === 0) this.#resendFlight(p, nowMs, out);
       return 'duplicate_handshake_message';
     }
     if (f.messageSeq > p.nextRecvSeq) return 'handshake_message_out_of_order';
     const body = this.#assemble(p, f);
     if (body === 'bad') return 'bad_handshake_fragment';
+    // The client has our flight: from now on its retransmissions drive, not our timer.
+    p.deadlineMs = Infinity;
     const stats = this.ctx.stats;
     if (body === null) {
       stats.inc('records_in', 'handshake');
       return true;
     }
-    if (f.msgType !== HT_CLIENT_KEY_EXCHANGE || p.state !== 'wait_cke') return 'unexpected_handshake_message';
+    const message = handshakeMessage(f.msgType, f.messageSeq, body);
+    let verdict: Verdict;
+    if (p.suite === SUITE_PSK_AES128_CCM8) {
+      if (f.msgType !== HT_CLIENT_KEY_EXCHANGE || p.state !== 'wait_cke') return 'unexpected_handshake_message';
+      verdict = this.#pskKeyExchange(p, body, message, out);
+    } else if (f.msgType === HT_CERTIFICATE && p.state === 'wait_certificate') {
+      verdict = this.#clientCertificate(p, body, message, out);
+    } else if (f.msgType === HT_CLIENT_KEY_EXCHANGE && p.state === 'wait_cke') {
+      verdict = this.#ecdheKeyExchange(p, body, message, out);
+    } else if (f.msgType === HT_CERTIFICATE_VERIFY && p.state === 'wait_certificate_verify') {
+      verdict = this.#certificateVerify(p, body, message, out);
+    } else {
+      return 'unexpected_handshake_message';
+    }
+    if (verdict !== true) return verdict;
+    p.nextRecvSeq++;
+    stats.inc('records_in', 'handshake');
+    return true;
+  }
+
+  /** PSK ClientKeyExchange: the identity names the device; keys follow from its PSK. */
+  #pskKeyExchange(p: Pending, body: Buffer, message: Buffer, out: CoreOutput): Verdict {
     const identity = parseClientKeyExchange(body);
     if (!identity) return this.#failPending(p, 'bad_client_key_exchange', ALERT_DECODE_ERROR, out);
     const device = this.ctx.devices.byIdentity(identity);
     // For the log: what the client claimed to be, cut short (it is unauthenticated input).
-    if (!device) return this.#failPending(p, 'unknown_psk_identity', ALERT_UNKNOWN_PSK_IDENTITY, out, identity.subarray(0, 64).toString('utf8'));
-    p.cke = handshakeMessage(HT_CLIENT_KEY_EXCHANGE, f.messageSeq, body);
-    const sessionHash = crypto.createHash('sha256').update(p.transcript()).digest();
-    p.master = extendedMasterSecret(pskPremaster(device.psk.reveal()), sessionHash);
-    p.keys = trafficKeys(keyBlock(p.master, p.clientRandom, p.serverRandom));
+    if (!device || !device.psk) return this.#failPending(p, 'unknown_psk_identity', ALERT_UNKNOWN_PSK_IDENTITY, out, identity.subarray(0, 64).toString('utf8'));
+    p.received.push(message);
     p.device = device;
+    this.#deriveKeys(p, pskPremaster(device.psk.reveal()));
     p.state = 'wait_finished';
-    p.nextRecvSeq++;
     this.#hellos.delete(p.from);
     this.#keyed.set(p.from, p);
-    stats.inc('records_in', 'handshake');
     return true;
+  }
+
+  /** ECDHE: the client's Certificate carries its raw public key (RFC 7250 §3), which names the device. */
+  #clientCertificate(p: Pending, body: Buffer, message: Buffer, out: CoreOutput): Verdict {
+    const spki = parseRawPublicKeyCertificate(body);
+    if (!spki) return this.#failPending(p, 'bad_certificate_message', ALERT_DECODE_ERROR, out);
+    const key = publicKeyOfSpki(spki);
+    if (!key) return this.#failPending(p, 'bad_client_public_key', ALERT_BAD_CERTIFICATE, out);
+    const device = this.ctx.devices.byPublicKey(key.point);
+    // For the log: which key was presented (public; the X coordinate's first 8 bytes).
+    if (!device) return this.#failPending(p, 'unknown_public_key', ALERT_HANDSHAKE_FAILURE, out, `key:${key.point.subarray(1, 9).toString('hex')}`);
+    p.received.push(message);
+    p.device = device;
+    p.state = 'wait_cke';
+    return true;
+  }
+
+  /** ECDHE ClientKeyExchange: the client's ephemeral point, validated on the curve; premaster = shared X. */
+  #ecdheKeyExchange(p: Pending, body: Buffer, message: Buffer, out: CoreOutput): Verdict {
+    const point = parseClientKeyExchangeEcdhe(body);
+    if (!point) return this.#failPending(p, 'bad_client_key_exchange', ALERT_DECODE_ERROR, out);
+    const shared = ecdhSharedX(p.ephemeral!, point);
+    p.ephemeral!.fill(0);
+    p.ephemeral = null;
+    if (!shared) return this.#failPending(p, 'invalid_curve_point', ALERT_ILLEGAL_PARAMETER, out);
+    p.received.push(message);
+    this.#deriveKeys(p, shared);
+    shared.fill(0);
+    p.state = 'wait_certificate_verify';
+    return true;
+  }
+
+  /** ECDHE CertificateVerify: the device proves its private key over the transcript so far. */
+  #certificateVerify(p: Pending, body: Buffer, message: Buffer, out: CoreOutput): Verdict {
+    const cv = parseCertificateVerify(body);
+    if (!cv) return this.#failPending(p, 'bad_certificate_verify_message', ALERT_DECODE_ERROR, out);
+    // We asked for ecdsa_secp256r1_sha256 only (CertificateRequest).
+    if (cv.algorithm !== SIG_ECDSA_SECP256R1_SHA256) return this.#failPending(p, 'bad_signature_algorithm', ALERT_ILLEGAL_PARAMETER, out);
+    if (!verifyEcdsaSha256(p.device!.publicKey!.key, p.transcript(), cv.signature)) return this.#failPending(p, 'bad_certificate_verify', ALERT_DECRYPT_ERROR, out);
+    p.received.push(message);
+    p.state = 'wait_finished';
+    // Proven: from now on it is safe from hello floods.
+    this.#hellos.delete(p.from);
+    this.#keyed.set(p.from, p);
+    return true;
+  }
+
+  /** Master secret (RFC 7627) over the transcript through the ClientKeyExchange, and the traffic keys. */
+  #deriveKeys(p: Pending, premaster: Buffer): void {
+    const sessionHash = crypto.createHash('sha256').update(p.transcript()).digest();
+    p.master = extendedMasterSecret(premaster, sessionHash);
+    p.keys = trafficKeys(keyBlock(p.master, p.clientRandom, p.serverRandom));
+    this.ctx.keyLog?.(`CLIENT_RANDOM ${p.clientRandom.toString('hex')} ${p.master.toString('hex')}`);
   }
 
   async #clientFinished(p: Pending, rec: RecordView, from: string, nowMs: number, out: CoreOutput): Promise<Verdict> {
@@ -530,9 +705,10 @@ export class Handshakes {
     if (rec.epoch !== 1) return 'bad_epoch';
     const opened = openRecord(p.keys.client, rec);
     if (!opened) {
-      // The usual sign of a wrong PSK: the device's keys differ from ours.
+      // With PSK, the usual sign of a wrong PSK: the device's keys differ from ours.
       this.ctx.stats.inc('handshake_failures', 'finished_not_authentic');
-      out.events.push({ kind: 'handshake_failed', from, reason: 'finished_not_authentic (wrong PSK?)', identity: p.device.identity });
+      const reason = p.suite === SUITE_PSK_AES128_CCM8 ? 'finished_not_authentic (wrong PSK?)' : 'finished_not_authentic';
+      out.events.push({ kind: 'handshake_failed', from, reason, identity: p.device.identity ?? p.device.id });
       return 'bad_mac_finished';
     }
     if (opened.type !== CT_HANDSHAKE) return 'unexpected_content_in_handshake';

@@ -13,6 +13,7 @@
  */
 import crypto from 'node:crypto';
 import type { DeviceRegistry } from './devices.ts';
+import type { ServerKey } from './p256.ts';
 import { MemoryEventLog, type EventLog } from './events.ts';
 import { Handshakes } from './core-handshake.ts';
 import { Sessions } from './core-session.ts';
@@ -158,6 +159,15 @@ export interface CoreContext {
   readonly events: EventLog;
   readonly secrets: CloudSecrets;
   readonly random: (n: number) => Buffer;
+  /**
+   * Where ECDSA nonces come from: null = OpenSSL's own (constant time, the default), or the
+   * simulator's seeded source so that its runs replay byte for byte.
+   */
+  readonly signatureNonces: ((n: number) => Buffer) | null;
+  /** The cloud's P-256 key pair; without one, ECDHE-ECDSA is never chosen. */
+  readonly serverKey: ServerKey | null;
+  /** Receives one NSS key log line per handshake (debugging with Wireshark; secret-bearing). */
+  readonly keyLog: ((line: string) => void) | null;
 }
 
 export interface CloudCoreOptions {
@@ -171,6 +181,10 @@ export interface CloudCoreOptions {
   config?: Partial<CoreConfig>;
   /** Randomness (crypto.randomBytes by default); the simulator passes a seeded one. */
   random?: (n: number) => Buffer;
+  /** The cloud's P-256 key pair for TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8; without one only PSK is spoken. */
+  serverKey?: ServerKey | null;
+  /** NSS key log lines ("CLIENT_RANDOM <client random> <master secret>", hex): they decrypt every session. Debugging only. */
+  keyLog?: ((line: string) => void) | null;
 }
 
 export class CloudCore implements CoreContext {
@@ -182,6 +196,9 @@ export class CloudCore implements CoreContext {
   readonly events: EventLog;
   readonly secrets: CloudSecrets;
   readonly random: (n: number) => Buffer;
+  readonly signatureNonces: ((n: number) => Buffer) | null;
+  readonly serverKey: ServerKey | null;
+  readonly keyLog: ((line: string) => void) | null;
   readonly #handshakes: Handshakes;
   readonly #sessions: Sessions;
 
@@ -193,6 +210,10 @@ export class CloudCore implements CoreContext {
     this.events = opts.events ?? new MemoryEventLog({ keepEntries: false });
     this.secrets = new CloudSecrets(opts.cloudSecret);
     this.random = opts.random ?? ((n) => crypto.randomBytes(n));
+    // A given random source is a seeded one (simulators): signatures follow it too.
+    this.signatureNonces = opts.random ?? null;
+    this.serverKey = opts.serverKey ?? null;
+    this.keyLog = opts.keyLog ?? null;
     this.#sessions = new Sessions(this);
     this.#handshakes = new Handshakes(this, this.#sessions);
   }

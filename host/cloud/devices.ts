@@ -1,11 +1,14 @@
 /**
- * Device registry: device id → PSK identity and key, loaded from the `--devices` JSON file
- * (format in docs/protocol.md). Keys are held in `Secret` wrappers that print as "[redacted]" in
- * logs, JSON and util.inspect, and no error message ever contains one.
+ * Device registry: device id → PSK identity and key and/or P-256 public key (ECDHE-ECDSA with raw
+ * public keys), loaded from the `--devices` JSON file (format in docs/protocol.md) or registered
+ * programmatically (`addPublicKeyDevice`, for the simulator). PSKs are held in `Secret` wrappers
+ * that print as "[redacted]" in logs, JSON and util.inspect, and no error message ever contains
+ * one. Public keys are not secret: a device registered by public key leaves no secret here.
  */
 import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
+import { publicKeyOfPem, publicKeyOfPoint, type P256PublicKey } from './p256.ts';
 
 /** Key material that never prints. */
 export class Secret {
@@ -33,10 +36,22 @@ export class Secret {
 
 export interface Device {
   id: string;
-  identity: string;
-  psk: Secret;
+  /** PSK identity (null for a device registered by public key only). */
+  identity: string | null;
+  /** Null for a device registered by public key only. */
+  psk: Secret | null;
+  /** The device's P-256 public key (raw public key, RFC 7250); null for a PSK-only device. */
+  publicKey: P256PublicKey | null;
   /** 4-byte public handle: the client CID a device offers so that its sessions can be reset statelessly. */
   handle: Buffer;
+}
+
+/** What the registry is built from: a PSK (with its identity, default the id), a public key (65-byte uncompressed point), or both. */
+export interface DeviceEntry {
+  id: string;
+  identity?: string;
+  psk?: Buffer | Secret;
+  publicKey?: Buffer | P256PublicKey;
 }
 
 export const HANDLE_BYTES = 4;
@@ -57,28 +72,59 @@ export class DeviceRegistry {
   readonly #byIdentity = new Map<string, Device>();
   readonly #byId = new Map<string, Device>();
   readonly #byHandle = new Map<string, Device[]>();
+  /** Hex of the 65-byte point → device. */
+  readonly #byPublicKey = new Map<string, Device>();
 
-  constructor(devices: Iterable<{ id: string; identity: string; psk: Buffer | Secret }>) {
-    for (const d of devices) {
-      const psk = d.psk instanceof Secret ? d.psk : new Secret(d.psk);
-      const dev: Device = { id: d.id, identity: d.identity, psk, handle: deviceHandle(d.id) };
-      if (this.#byId.has(d.id)) throw new DevicesError(`duplicate device id '${d.id}'`);
-      if (this.#byIdentity.has(d.identity)) throw new DevicesError(`duplicate PSK identity '${d.identity}' (device '${d.id}')`);
-      this.#byId.set(d.id, dev);
-      this.#byIdentity.set(d.identity, dev);
-      const h = dev.handle.toString('hex');
-      const list = this.#byHandle.get(h);
-      if (list) list.push(dev);
-      else this.#byHandle.set(h, [dev]);
+  constructor(devices: Iterable<DeviceEntry>) {
+    for (const d of devices) this.add(d);
+  }
+
+  /** Registers one device; throws DevicesError on a duplicate id, identity or key, or an invalid key. */
+  add(d: DeviceEntry): Device {
+    if (d.psk === undefined && d.publicKey === undefined) throw new DevicesError(`device '${d.id}' has neither a psk nor a publicKey`);
+    const psk = d.psk === undefined ? null : d.psk instanceof Secret ? d.psk : new Secret(d.psk);
+    let publicKey: P256PublicKey | null = null;
+    if (d.publicKey !== undefined) {
+      publicKey = Buffer.isBuffer(d.publicKey) ? publicKeyOfPoint(d.publicKey) : d.publicKey;
+      if (!publicKey) throw new DevicesError(`device '${d.id}': publicKey is not a P-256 point (65 bytes, 04 || X || Y, on the curve)`);
     }
+    const identity = psk ? (d.identity ?? d.id) : null;
+    const dev: Device = { id: d.id, identity, psk, publicKey, handle: deviceHandle(d.id) };
+    const keyHex = publicKey?.point.toString('hex');
+    if (this.#byId.has(d.id)) throw new DevicesError(`duplicate device id '${d.id}'`);
+    if (identity !== null && this.#byIdentity.has(identity)) throw new DevicesError(`duplicate PSK identity '${identity}' (device '${d.id}')`);
+    if (keyHex !== undefined && this.#byPublicKey.has(keyHex)) throw new DevicesError(`duplicate publicKey (device '${d.id}' and '${this.#byPublicKey.get(keyHex)!.id}')`);
+    this.#byId.set(d.id, dev);
+    if (identity !== null) this.#byIdentity.set(identity, dev);
+    if (keyHex !== undefined) this.#byPublicKey.set(keyHex, dev);
+    const h = dev.handle.toString('hex');
+    const list = this.#byHandle.get(h);
+    if (list) list.push(dev);
+    else this.#byHandle.set(h, [dev]);
+    return dev;
+  }
+
+  /** Registers a device by its P-256 public key (65-byte uncompressed point); it has no PSK. */
+  addPublicKeyDevice(id: string, publicKey: Buffer | Uint8Array): Device {
+    return this.add({ id, publicKey: Buffer.from(publicKey) });
   }
 
   get size(): number {
     return this.#byId.size;
   }
 
+  /** Devices registered by public key (the ECDHE-ECDSA suite is offered only when there is one). */
+  get publicKeyDevices(): number {
+    return this.#byPublicKey.size;
+  }
+
   byIdentity(identity: Buffer | string): Device | undefined {
     return this.#byIdentity.get(typeof identity === 'string' ? identity : identity.toString('utf8'));
+  }
+
+  /** The device registered with this 65-byte point. */
+  byPublicKey(point: Buffer): Device | undefined {
+    return this.#byPublicKey.get(point.toString('hex'));
   }
 
   byId(id: string): Device | undefined {
@@ -115,6 +161,15 @@ function hexField(value: unknown, what: string, min: number, max: number): Buffe
   return b;
 }
 
+/** A public key: hex of the 65-byte uncompressed point, or a PEM SubjectPublicKeyInfo ("-----BEGIN PUBLIC KEY-----"). */
+function publicKeyField(value: unknown, what: string): P256PublicKey {
+  const allowed = 'hex of the 65-byte uncompressed P-256 point (04 || X || Y, 130 hex digits) or a PEM "-----BEGIN PUBLIC KEY-----" block';
+  if (typeof value !== 'string') throw new DevicesError(`${what} must be ${allowed}`);
+  const key = value.includes('-----BEGIN') ? publicKeyOfPem(value) : HEX_PATTERN.test(value) ? publicKeyOfPoint(Buffer.from(value, 'hex')) : null;
+  if (!key) throw new DevicesError(`${what} is not a valid P-256 public key (on the curve); expected ${allowed}`);
+  return key;
+}
+
 /** Parses the devices JSON. Errors name the field and entry, never a key's value. */
 export function parseDevicesJson(text: string, source = 'devices file'): DevicesFile {
   let doc: unknown;
@@ -131,13 +186,22 @@ export function parseDevicesJson(text: string, source = 'devices file'): Devices
   const entries = r.devices.map((e, i) => {
     const where = `${source}: devices[${i}]`;
     if (typeof e !== 'object' || e === null) throw new DevicesError(`${where} must be an object`);
-    const { id, identity, psk } = e as Record<string, unknown>;
+    const { id, identity, psk, publicKey } = e as Record<string, unknown>;
     if (typeof id !== 'string' || !ID_PATTERN.test(id)) throw new DevicesError(`${where}.id must be 1–64 characters of A-Z a-z 0-9 . _ : -`);
-    const ident = identity ?? id;
-    if (typeof ident !== 'string' || ident.length === 0 || Buffer.byteLength(ident) > 128) {
-      throw new DevicesError(`${where}.identity must be a non-empty string of at most 128 bytes`);
+    if (psk === undefined && publicKey === undefined) throw new DevicesError(`${where} needs a psk (hex) or a publicKey (hex of the 65-byte point, or PEM), or both`);
+    const entry: DeviceEntry = { id };
+    if (psk !== undefined) {
+      const ident = identity ?? id;
+      if (typeof ident !== 'string' || ident.length === 0 || Buffer.byteLength(ident) > 128) {
+        throw new DevicesError(`${where}.identity must be a non-empty string of at most 128 bytes`);
+      }
+      entry.identity = ident;
+      entry.psk = new Secret(hexField(psk, `${where}.psk`, MIN_PSK_BYTES, MAX_PSK_BYTES));
+    } else if (identity !== undefined) {
+      throw new DevicesError(`${where}.identity is the PSK identity: it needs a psk`);
     }
-    return { id, identity: ident, psk: new Secret(hexField(psk, `${where}.psk`, MIN_PSK_BYTES, MAX_PSK_BYTES)) };
+    if (publicKey !== undefined) entry.publicKey = publicKeyField(publicKey, `${where}.publicKey`);
+    return entry;
   });
   let registry: DeviceRegistry;
   try {

@@ -14,42 +14,58 @@
  * delivered; XAUTOCLAIM lets another process take over the entries of a process that died.
  * Bounded (docs/protocol.md §8.1): the log by maxBacklog, the dead letters by maxDeadLetters
  * (XADD MAXLEN ~), claims per device by maxClaimsPerDevice, and consumers that died are removed.
+ *
+ * On a Redis Cluster (redis-cluster://…) the log is N streams ("shards", ?shards=N, default 16),
+ * each with its own consumer group, and every key carries its shard's hash tag:
+ *   <prefix>{<shard>}log, <prefix>{<shard>}dead, <prefix>{<shard>}c:<key>, <prefix>{<shard>}d:<device>
+ * A device's events all go to shard hash(device) mod N, so the append script's keys (claim, log,
+ * the device's claim index, the claims it trims) are in one slot, and a device's events keep their
+ * order in one stream. Entry ids are "<shard>/<stream id>". An append (new or duplicate) is
+ * acknowledged only after WAIT says a replica has it (docs/scaling.md §failover).
  */
-import { connectRedis, type RedisConnection, type RedisOptions } from './redis-client.ts';
+import { connectRedisLink, type RedisLink, type RedisOptions } from './redis-client.ts';
+import { clusterParams } from './redis-client.ts';
 import type { AppendResult, DeadLetter, DeviceEvent, EventLog, LoggedEvent } from './events.ts';
 import { contentHash, deviceKeyPart, idempotencyKey, type TrimCounts } from './events.ts';
 
 export const EVENT_GROUP = 'webhook';
 
 /**
- * 0 duplicate (claimed for this content hash), -2 conflict (claimed for another: a reused event
- * id), -1 full (stream at its bound: nothing written), 1 + n appended, where n is how many of the
- * device's oldest claims were deleted to keep it at ARGV[5] claims (0: no bound). A claim's value
- * is the content hash; claims written before hashes were kept hold "1" and count as this content.
+ * {0} duplicate (claimed for this content hash), {-2} conflict (claimed for another: a reused event
+ * id), {-1} full (stream at its bound: nothing written), {1, claim…} appended, where the claims
+ * listed are the device's oldest, dropped from its index to keep it at ARGV[5] claims (0: no
+ * bound): the caller deletes those keys (a script may only touch the keys it declares, and these
+ * are known only here). A claim's value is the content hash; claims written before hashes were
+ * kept hold "1" and count as this content. A duplicate refreshes the claim's TTL: a write, so that
+ * a WAIT after it covers the first write of the claim too (replication is in order).
  * KEYS: claim, log, the device's claim index. ARGV: TTL ms, entry, backlog bound, content hash,
- * claim bound per device, the claim's key (index member), the claim key prefix.
+ * claim bound per device, the claim's key (index member).
  */
 const APPEND_LUA = `
 local claimed = redis.call('GET', KEYS[1])
 if claimed then
-  if claimed == ARGV[4] or claimed == '1' then return 0 end
-  return -2
+  if claimed == ARGV[4] or claimed == '1' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    return {0}
+  end
+  return {-2}
 end
-if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
+if tonumber(ARGV[3]) > 0 and redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[3]) then return {-1} end
 redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 local cap = tonumber(ARGV[5])
-if cap <= 0 then return 1 end
+if cap <= 0 then return {1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[1])))
 redis.call('ZADD', KEYS[3], now, ARGV[6])
 redis.call('PEXPIRE', KEYS[3], ARGV[1])
 local over = redis.call('ZCARD', KEYS[3]) - cap
-if over <= 0 then return 1 end
+if over <= 0 then return {1} end
 local old = redis.call('ZPOPMIN', KEYS[3], over)
-for i = 1, #old, 2 do redis.call('DEL', ARGV[7] .. old[i]) end
-return 1 + over
+local r = {1}
+for i = 1, #old, 2 do r[#r + 1] = old[i] end
+return r
 `;
 
 /**
@@ -215,36 +231,57 @@ function logged(list: [string, Record<string, string>][]): LoggedEvent[] {
   return out;
 }
 
+/** FNV-1a (32 bit) of the device id: which shard of the log holds the device's events. */
+export function shardOf(deviceId: string, shards: number): number {
+  if (shards <= 1) return 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < deviceId.length; i++) {
+    h ^= deviceId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % shards;
+}
+
+/** The keys of one shard (on one Redis: the one unsharded layout of before). */
+interface ShardKeys {
+  log: string;
+  dead: string;
+  claimPrefix: string;
+  indexPrefix: string;
+}
+
 export class RedisEventLog implements EventLog {
   readonly kind = 'redis' as const;
-  readonly #conn: RedisConnection;
-  readonly #log: string;
-  readonly #dead: string;
-  readonly #claimPrefix: string;
-  readonly #indexPrefix: string;
-  readonly #maxBacklog: number;
+  readonly #conn: RedisLink;
+  readonly #shards: ShardKeys[];
+  readonly #maxBacklogPerShard: number;
   readonly #maxDeadLetters: number;
   readonly #maxClaimsPerDevice: number;
   readonly trimmed: TrimCounts = { deadLetters: 0, claims: 0, consumers: 0 };
-  #groupReady = false;
-  #reclaimCursor = '0-0';
+  readonly #groupReady: boolean[];
+  readonly #reclaimCursor: string[];
 
-  private constructor(conn: RedisConnection, prefix: string, opts: RedisEventLogOptions) {
+  private constructor(conn: RedisLink, prefix: string, shards: number, opts: RedisEventLogOptions) {
     this.#conn = conn;
-    this.#log = `${prefix}log`;
-    this.#dead = `${prefix}dead`;
-    this.#claimPrefix = `${prefix}c:`;
-    this.#indexPrefix = `${prefix}d:`;
-    this.#maxBacklog = opts.maxBacklog ?? DEFAULT_MAX_BACKLOG;
+    this.#shards = Array.from({ length: shards }, (_, n) => {
+      const p = conn.cluster ? `${prefix}{${n}}` : prefix;
+      return { log: `${p}log`, dead: `${p}dead`, claimPrefix: `${p}c:`, indexPrefix: `${p}d:` };
+    });
+    this.#groupReady = this.#shards.map(() => false);
+    this.#reclaimCursor = this.#shards.map(() => '0-0');
+    const maxBacklog = opts.maxBacklog ?? DEFAULT_MAX_BACKLOG;
+    // The bound is per stream: the total stays at most maxBacklog (rounded up to a multiple of N).
+    this.#maxBacklogPerShard = maxBacklog <= 0 ? 0 : Math.ceil(maxBacklog / shards);
     this.#maxDeadLetters = opts.maxDeadLetters ?? DEFAULT_MAX_DEAD_LETTERS;
     this.#maxClaimsPerDevice = opts.maxClaimsPerDevice ?? DEFAULT_MAX_CLAIMS_PER_DEVICE;
   }
 
   static async connect(opts: RedisEventLogOptions): Promise<RedisEventLog> {
-    const conn = await connectRedis(opts);
-    const log = new RedisEventLog(conn, opts.prefix ?? 'ssev:', opts);
+    const conn = await connectRedisLink(opts);
+    const shards = conn.cluster ? clusterParams(opts.url).shards : 1;
+    const log = new RedisEventLog(conn, opts.prefix ?? 'ssev:', shards, opts);
     try {
-      await log.#ensureGroup();
+      for (let n = 0; n < shards; n++) await log.#ensureGroup(n);
     } catch (e) {
       await conn.close();
       throw e;
@@ -256,96 +293,168 @@ export class RedisEventLog implements EventLog {
     return this.#conn.errors;
   }
 
+  /** How many streams the log is spread over (1 on one Redis). */
+  get shardCount(): number {
+    return this.#shards.length;
+  }
+
+  /** "<shard>/<stream id>" on a cluster, the stream id alone on one Redis. */
+  #id(n: number, streamId: string): string {
+    return this.#conn.cluster ? `${n}/${streamId}` : streamId;
+  }
+
+  #parseId(id: string): { n: number; streamId: string } {
+    const i = id.indexOf('/');
+    if (i < 0) return { n: 0, streamId: id };
+    const n = Number(id.slice(0, i));
+    if (!Number.isInteger(n) || n < 0 || n >= this.#shards.length) throw new Error(`event log entry id '${id}': no shard ${id.slice(0, i)} (the log has ${this.#shards.length})`);
+    return { n, streamId: id.slice(i + 1) };
+  }
+
+  /** Ids grouped by shard, each as its stream id. */
+  #byShard(ids: string[]): Map<number, string[]> {
+    const m = new Map<number, string[]>();
+    for (const id of ids) {
+      const { n, streamId } = this.#parseId(id);
+      let l = m.get(n);
+      if (!l) m.set(n, (l = []));
+      l.push(streamId);
+    }
+    return m;
+  }
+
+  #logged(n: number, list: [string, Record<string, string>][]): LoggedEvent[] {
+    const out = logged(list);
+    if (this.#conn.cluster) for (const e of out) e.id = this.#id(n, e.id);
+    return out;
+  }
+
   /** The consumer group exists (created with the stream); again after an empty Redis restart. */
-  async #ensureGroup(): Promise<void> {
+  async #ensureGroup(n: number): Promise<void> {
+    const { log } = this.#shards[n]!;
     try {
-      await this.#conn.command(['XGROUP', 'CREATE', this.#log, EVENT_GROUP, '0', 'MKSTREAM']);
+      await this.#conn.command(['XGROUP', 'CREATE', log, EVENT_GROUP, '0', 'MKSTREAM'], log);
     } catch (e) {
       if (!String((e as Error).message).startsWith('BUSYGROUP')) throw e;
     }
-    this.#groupReady = true;
+    this.#groupReady[n] = true;
   }
 
-  async #withGroup<T>(run: () => Promise<T>): Promise<T> {
-    if (!this.#groupReady) await this.#ensureGroup();
+  async #withGroup<T>(n: number, run: () => Promise<T>): Promise<T> {
+    if (!this.#groupReady[n]) await this.#ensureGroup(n);
     try {
       return await run();
     } catch (e) {
       if (!String((e as Error).message).startsWith('NOGROUP')) throw e;
-      this.#groupReady = false;
-      await this.#ensureGroup();
+      this.#groupReady[n] = false;
+      await this.#ensureGroup(n);
       return run();
     }
   }
 
+  /** `run` on every shard at once; results in shard order. */
+  #all<T>(run: (n: number, k: ShardKeys) => Promise<T>): Promise<T[]> {
+    return Promise.all(this.#shards.map((k, n) => run(n, k)));
+  }
+
   async append(ev: DeviceEvent, claimTtlMs: number, _nowMs: number): Promise<AppendResult> {
     const key = idempotencyKey(ev);
-    const r = await this.#conn.script<number>(
+    const k = this.#shards[shardOf(ev.deviceId, this.#shards.length)]!;
+    const r = await this.#conn.replicatedScript<(number | string)[]>(
       APPEND_LUA,
-      [this.#claimPrefix + key, this.#log, this.#indexPrefix + deviceKeyPart(ev.deviceId)],
-      [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklog), contentHash(ev), String(this.#maxClaimsPerDevice), key, this.#claimPrefix],
+      [k.claimPrefix + key, k.log, k.indexPrefix + deviceKeyPart(ev.deviceId)],
+      [String(Math.max(1, Math.round(claimTtlMs))), encode(ev), String(this.#maxBacklogPerShard), contentHash(ev), String(this.#maxClaimsPerDevice), key],
+      // Appended, or a duplicate (its TTL refresh is a write that follows the first one): ACKed only once on a replica.
+      (reply) => Number(reply[0]) === 1 || Number(reply[0]) === 0,
     );
-    if (r >= 1) {
-      this.trimmed.claims += r - 1;
-      return 'appended';
+    const code = Number(r[0]);
+    if (code === 1 && r.length > 1) {
+      // The device's oldest claims, dropped from its index by the script: their keys go too (same slot).
+      const old = r.slice(1).map((c) => k.claimPrefix + String(c));
+      await this.#conn.command(['DEL', ...old], old[0]);
+      this.trimmed.claims += old.length;
     }
-    return r === 0 ? 'duplicate' : r === -2 ? 'conflict' : 'full';
+    return code === 1 ? 'appended' : code === 0 ? 'duplicate' : code === -2 ? 'conflict' : 'full';
   }
 
   async take(consumer: string, max: number): Promise<LoggedEvent[]> {
-    return this.#withGroup(async () => {
-      const r = await this.#conn.command<unknown>(['XREADGROUP', 'GROUP', EVENT_GROUP, consumer, 'COUNT', String(max), 'STREAMS', this.#log, '>']);
-      return logged(readGroupEntries(r, this.#log));
-    });
+    const per = Math.max(1, Math.ceil(max / this.#shards.length));
+    const lists = await this.#all((n, k) =>
+      this.#withGroup(n, async () => {
+        const r = await this.#conn.command<unknown>(['XREADGROUP', 'GROUP', EVENT_GROUP, consumer, 'COUNT', String(per), 'STREAMS', k.log, '>'], k.log);
+        return this.#logged(n, readGroupEntries(r, k.log));
+      }),
+    );
+    return lists.flat();
   }
 
   async reclaim(consumer: string, minIdleMs: number, max: number): Promise<LoggedEvent[]> {
-    return this.#withGroup(async () => {
-      const r = autoclaimReply(await this.#conn.command<unknown>(['XAUTOCLAIM', this.#log, EVENT_GROUP, consumer, String(Math.max(0, Math.round(minIdleMs))), this.#reclaimCursor, 'COUNT', String(max)]));
-      this.#reclaimCursor = r.cursor;
-      return logged(r.entries);
-    });
+    const per = Math.max(1, Math.ceil(max / this.#shards.length));
+    const lists = await this.#all((n, k) =>
+      this.#withGroup(n, async () => {
+        const r = autoclaimReply(await this.#conn.command<unknown>(['XAUTOCLAIM', k.log, EVENT_GROUP, consumer, String(Math.max(0, Math.round(minIdleMs))), this.#reclaimCursor[n]!, 'COUNT', String(per)], k.log));
+        this.#reclaimCursor[n] = r.cursor;
+        return this.#logged(n, r.entries);
+      }),
+    );
+    return lists.flat();
   }
 
   async touch(consumer: string, ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#withGroup(() => this.#conn.command(['XCLAIM', this.#log, EVENT_GROUP, consumer, '0', ...ids, 'JUSTID']));
+    await Promise.all(
+      [...this.#byShard(ids)].map(([n, list]) => {
+        const log = this.#shards[n]!.log;
+        return this.#withGroup(n, () => this.#conn.command(['XCLAIM', log, EVENT_GROUP, consumer, '0', ...list, 'JUSTID'], log));
+      }),
+    );
   }
 
   async ack(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#conn.script(ACK_LUA, [this.#log], [EVENT_GROUP, ...ids]);
+    await Promise.all([...this.#byShard(ids)].map(([n, list]) => this.#conn.script(ACK_LUA, [this.#shards[n]!.log], [EVENT_GROUP, ...list])));
   }
 
   async deadLetter(entry: LoggedEvent, reason: string, nowMs: number): Promise<void> {
-    this.trimmed.deadLetters += await this.#conn.script<number>(DEAD_LUA, [this.#log, this.#dead], [entry.id, encode(entry.ev), reason, String(nowMs), EVENT_GROUP, String(this.#maxDeadLetters)]);
+    const { n, streamId } = this.#parseId(entry.id);
+    const k = this.#shards[n]!;
+    this.trimmed.deadLetters += await this.#conn.script<number>(DEAD_LUA, [k.log, k.dead], [streamId, encode(entry.ev), reason, String(nowMs), EVENT_GROUP, String(this.#maxDeadLetters)]);
   }
 
   async pruneConsumers(idleMs: number): Promise<number> {
-    const n = await this.#withGroup(() => this.#conn.script<number>(PRUNE_LUA, [this.#log], [EVENT_GROUP, String(Math.max(0, Math.round(idleMs)))]));
-    this.trimmed.consumers += n;
-    return n;
+    const counts = await this.#all((n, k) => this.#withGroup(n, () => this.#conn.script<number>(PRUNE_LUA, [k.log], [EVENT_GROUP, String(Math.max(0, Math.round(idleMs)))])));
+    const total = counts.reduce((a, b) => a + b, 0);
+    this.trimmed.consumers += total;
+    return total;
+  }
+
+  async #dead(max?: number): Promise<{ n: number; id: string; o: Record<string, string> }[]> {
+    const lists = await this.#all(async (n, k) => streamEntries(await this.#conn.command<unknown>(['XRANGE', k.dead, '-', '+', ...(max !== undefined ? ['COUNT', String(max)] : [])], k.dead)).map(([id, o]) => ({ n, id, o })));
+    return lists.flat();
   }
 
   async listDead(max: number): Promise<DeadLetter[]> {
-    const r = streamEntries(await this.#conn.command<unknown>(['XRANGE', this.#dead, '-', '+', 'COUNT', String(max)]));
-    return r.map(([id, o]) => ({ id, ev: decode(o.e), reason: o.reason ?? '', failedMs: Number(o.at ?? 0) }));
+    const all = await this.#dead(max);
+    return all.slice(0, max).map(({ n, id, o }) => ({ id: this.#id(n, id), ev: decode(o.e!), reason: o.reason ?? '', failedMs: Number(o.at ?? 0) }));
   }
 
   async retryDead(ids: string[] | 'all'): Promise<number> {
-    let list = ids;
-    if (list === 'all') list = streamEntries(await this.#conn.command<unknown>(['XRANGE', this.#dead, '-', '+'])).map(([id]) => id);
-    let n = 0;
-    for (const id of list) n += await this.#conn.script<number>(RETRY_LUA, [this.#log, this.#dead], [id]);
-    return n;
+    const list = ids === 'all' ? (await this.#dead()).map(({ n, id }) => this.#id(n, id)) : ids;
+    let moved = 0;
+    for (const id of list) {
+      const { n, streamId } = this.#parseId(id);
+      const k = this.#shards[n]!;
+      moved += await this.#conn.script<number>(RETRY_LUA, [k.log, k.dead], [streamId]);
+    }
+    return moved;
   }
 
   async backlog(): Promise<number> {
-    return this.#conn.command<number>(['XLEN', this.#log]);
+    const lens = await this.#all((_, k) => this.#conn.command<number>(['XLEN', k.log], k.log));
+    return lens.reduce((a, b) => a + Number(b), 0);
   }
 
   async deadCount(): Promise<number> {
-    return this.#conn.command<number>(['XLEN', this.#dead]);
+    const lens = await this.#all((_, k) => this.#conn.command<number>(['XLEN', k.dead], k.dead));
+    return lens.reduce((a, b) => a + Number(b), 0);
   }
 
   async close(): Promise<void> {

@@ -7,8 +7,14 @@
  * across every cloud process sharing the Redis. Commands fail fast while Redis is down (no offline
  * queue); the client reconnects in the background and re-loads the scripts after a restart.
  * Time is Redis's own clock: the `nowMs` arguments of the interface are not used here.
+ *
+ * On a Redis Cluster (redis-cluster://…) every operation touches one key, so no hash tag is
+ * needed: sessions spread over the slots by their id (the CID), and any front end finds a device's
+ * session from the CID in its record. A write that reserves outgoing sequence numbers (accept with
+ * replies, reserve) waits for a replica (WAIT) before the reply is encrypted: a failover that lost
+ * the reservation would hand the same numbers out again — the same (key, nonce) twice.
  */
-import { connectRedis, type RedisClient, type RedisConnection, type RedisOptions } from './redis-client.ts';
+import { connectRedisLink, type RedisLink, type RedisOptions } from './redis-client.ts';
 import { EMPTY_WINDOW, WINDOW_BITS, type AcceptResult, type SessionStore, type StoredSession } from './store.ts';
 
 /** Same algorithm as windowAccept() in store.ts. Returns {status, outSeq}: 0 ok, -1 replay, -2 too old, -3 missing. */
@@ -45,25 +51,31 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 return redis.call('HINCRBY', KEYS[1], 'wseq', ARGV[1]) - tonumber(ARGV[1])
 `;
 
+/** Creates or replaces a session (one key, so one slot: atomic on a cluster too). */
+const PUT_LUA = `
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'top', ARGV[2], 'win', ARGV[3], 'wseq', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+`;
+
 const STATUS: Record<number, AcceptResult['status']> = { 0: 'ok', [-1]: 'replay', [-2]: 'too_old', [-3]: 'missing' };
 
 export type RedisStoreOptions = RedisOptions;
 
 export class RedisStore implements SessionStore {
   readonly kind = 'redis' as const;
-  readonly #conn: RedisConnection;
-  readonly #client: RedisClient;
+  readonly #conn: RedisLink;
   readonly #prefix: string;
 
-  private constructor(conn: RedisConnection, prefix: string) {
+  private constructor(conn: RedisLink, prefix: string) {
     this.#conn = conn;
-    this.#client = conn.client;
     this.#prefix = prefix;
   }
 
   /** Connects (waiting up to connectTimeoutMs); rejects with a clear message when Redis is unreachable. */
   static async connect(opts: RedisStoreOptions): Promise<RedisStore> {
-    const conn = await connectRedis(opts);
+    const conn = await connectRedisLink(opts);
     return new RedisStore(conn, opts.prefix ?? 'ss:');
   }
 
@@ -73,7 +85,7 @@ export class RedisStore implements SessionStore {
   }
 
   get isReady(): boolean {
-    return this.#client.isReady;
+    return this.#conn.isReady;
   }
 
   #key(id: string): string {
@@ -85,42 +97,44 @@ export class RedisStore implements SessionStore {
   }
 
   async get(id: string, _nowMs?: number): Promise<StoredSession | undefined> {
-    const m = (await this.#client.sendCommand(['HGET', this.#key(id), 'm'])) as string | null;
+    const key = this.#key(id);
+    const m = await this.#conn.command<string | null>(['HGET', key, 'm'], key);
     return m === null ? undefined : (JSON.parse(m) as StoredSession);
   }
 
   async put(id: string, s: StoredSession, init: { top: number; nextOutSeq: number }, ttlMs: number, _nowMs?: number): Promise<void> {
     const key = this.#key(id);
     const win = init.top >= 0 ? '1' + EMPTY_WINDOW.slice(1) : EMPTY_WINDOW;
-    await this.#client
-      .multi()
-      .addCommand(['DEL', key])
-      .addCommand(['HSET', key, 'm', JSON.stringify(s), 'top', String(init.top), 'win', win, 'wseq', String(init.nextOutSeq)])
-      .addCommand(['PEXPIRE', key, String(Math.max(1, Math.round(ttlMs)))])
-      .exec();
+    await this.#script(PUT_LUA, [key], [JSON.stringify(s), String(init.top), win, String(init.nextOutSeq), String(Math.max(1, Math.round(ttlMs)))]);
   }
 
   async accept(id: string, seq: number, outCount: number, ttlMs: number, _nowMs?: number): Promise<AcceptResult> {
-    const [code, outSeq] = await this.#script<[number, number]>(ACCEPT_LUA, [this.#key(id)], [String(seq), String(outCount), String(Math.max(1, Math.round(ttlMs)))]);
+    const key = this.#key(id);
+    const [code, outSeq] = await this.#conn.replicatedScript<[number, number]>(ACCEPT_LUA, [key], [String(seq), String(outCount), String(Math.max(1, Math.round(ttlMs)))], ([c]) => c === 0 && outCount > 0);
     return { status: STATUS[code] ?? 'missing', outSeq };
   }
 
   async reserve(id: string, count: number, _nowMs?: number): Promise<number | undefined> {
-    const first = await this.#script<number>(RESERVE_LUA, [this.#key(id)], [String(count)]);
+    const key = this.#key(id);
+    const first = await this.#conn.replicatedScript<number>(RESERVE_LUA, [key], [String(count)], (f) => f >= 0);
     return first < 0 ? undefined : first;
   }
 
   async delete(id: string): Promise<void> {
-    await this.#client.sendCommand(['DEL', this.#key(id)]);
+    const key = this.#key(id);
+    await this.#conn.command(['DEL', key], key);
   }
 
   async wipe(): Promise<void> {
-    let cursor = '0';
-    do {
-      const [next, keys] = (await this.#client.sendCommand(['SCAN', cursor, 'MATCH', `${this.#prefix}*`, 'COUNT', '1000'])) as [string, string[]];
-      cursor = next;
-      if (keys.length > 0) await this.#client.sendCommand(['DEL', ...keys]);
-    } while (cursor !== '0');
+    await this.#conn.forEachMaster(async (send) => {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await send(['SCAN', cursor, 'MATCH', `${this.#prefix}*`, 'COUNT', '1000'])) as [string, string[]];
+        cursor = next;
+        // One DEL per key: on a cluster node the keys are in many slots (a multi-key DEL would be CROSSSLOT).
+        await Promise.all(keys.map((k) => send(['DEL', k])));
+      } while (cursor !== '0');
+    });
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import type http from 'node:http';
 import { CloudCore, DEFAULT_HEAL, type CloudEvent, type CoreConfig, type CoreOutput, type HealFlags } from './core.ts';
 import { loadDevicesFile, type DeviceRegistry } from './devices.ts';
@@ -15,6 +16,7 @@ import { RedisStore } from './redis-store.ts';
 import { WebhookDelivery, type WebhookOptions } from './webhook.ts';
 import { MemoryEventLog, type EventLog } from './events.ts';
 import { RedisEventLog } from './redis-events.ts';
+import { ServerKey } from './p256.ts';
 
 export const HEAL_FEATURES = ['reset-token', 'malformed'] as const;
 
@@ -48,7 +50,7 @@ export interface StartCloudOptions {
   devices: DeviceRegistry | string;
   /** Shared by all cloud processes; else the devices file's cloudSecret, else $SLEEPY_CLOUD_SECRET, else random. */
   cloudSecret?: Buffer;
-  /** A store, 'memory' (default) or 'redis://HOST:PORT'. */
+  /** A store, 'memory' (default), 'redis://HOST:PORT' or 'redis-cluster://HOST:PORT[,HOST:PORT…]'. */
   store?: SessionStore | string;
   /** The event log: a log, 'memory' (default; one process, bounded, not durable) or 'redis://HOST:PORT' (persistent Redis). */
   events?: EventLog | string;
@@ -64,6 +66,15 @@ export interface StartCloudOptions {
   tickMs?: number;
   log?: (line: string) => void;
   onEvent?: (e: CloudEvent) => void;
+  /**
+   * The cloud's P-256 key pair (ECDHE-ECDSA with raw public keys). Default: a fresh random one, so
+   * tests and simulators can run ECDHE and read `serverPublicKey`; null: PSK only. (The CLI instead
+   * requires --key when devices are registered by public key: a key that changes at every restart
+   * would break every device that pinned it.)
+   */
+  serverKey?: ServerKey | null;
+  /** Appends an NSS key log (one "CLIENT_RANDOM" line per handshake) to this file: it decrypts every session. Debugging only. */
+  keyLogFile?: string;
 }
 
 export interface RunningCloud {
@@ -74,6 +85,8 @@ export interface RunningCloud {
   store: SessionStore;
   events: EventLog;
   webhook: WebhookDelivery | null;
+  /** The server's public key (65-byte uncompressed point) that devices pin; null when it has no key pair. */
+  serverPublicKey: Buffer | null;
   /** The Prometheus text of this instance. */
   metrics(): Promise<string>;
   /** The core's counters as a plain object ("drops|bad_mac": 3, ...). */
@@ -93,14 +106,14 @@ export function splitAddr(addr: string): { address: string; port: number } {
 
 export async function openStore(spec: string): Promise<SessionStore> {
   if (spec === 'memory') return new MemoryStore();
-  if (/^rediss?:\/\//.test(spec)) return RedisStore.connect({ url: spec });
-  throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT`);
+  if (/^(rediss?|redis-cluster):\/\//.test(spec)) return RedisStore.connect({ url: spec });
+  throw new Error(`unknown store '${spec}'; allowed: memory, redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…]`);
 }
 
 export async function openEventLog(spec: string, withDelivery: boolean): Promise<EventLog> {
   if (spec === 'memory') return new MemoryEventLog({ keepEntries: withDelivery });
-  if (/^rediss?:\/\//.test(spec)) return RedisEventLog.connect({ url: spec });
-  throw new Error(`unknown event log '${spec}'; allowed: memory, redis://HOST:PORT`);
+  if (/^(rediss?|redis-cluster):\/\//.test(spec)) return RedisEventLog.connect({ url: spec });
+  throw new Error(`unknown event log '${spec}'; allowed: memory, redis://HOST:PORT, redis-cluster://HOST:PORT[,HOST:PORT…]`);
 }
 
 /** At most `perSec` lines a second; the rest are summarised in one line per second. */
@@ -170,8 +183,21 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
   if (events.kind === 'memory' && rawStore.kind === 'redis') {
     log('cloud: event log in memory while sessions are in Redis: events are not shared between processes and do not survive a restart (use --events redis://…)');
   }
+  const serverKey = opts.serverKey === undefined ? ServerKey.generate() : opts.serverKey;
+  let keyLogFd: number | null = null;
+  if (opts.keyLogFile !== undefined) {
+    try {
+      keyLogFd = openSync(opts.keyLogFile, 'a', 0o600);
+    } catch (e) {
+      await fail(new Error(`--keylog ${opts.keyLogFile}: cannot open for appending (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`));
+    }
+    const fd = keyLogFd!;
+    opened.push({ close: () => closeSync(fd) });
+    log(`cloud: writing TLS key log to ${opts.keyLogFile}: it decrypts every session (debugging only)`);
+  }
+  const keyLog = keyLogFd === null ? null : (line: string) => writeSync(keyLogFd!, line + '\n');
   const store = new InstrumentedStore(rawStore, m.storeLatency);
-  const core = new CloudCore({ devices: registry, store, events, cloudSecret, heal, config: opts.config });
+  const core = new CloudCore({ devices: registry, store, events, cloudSecret, heal, config: opts.config, serverKey, keyLog });
   const stats = core.stats;
   const webhook = webhookOpts ? new WebhookDelivery(webhookOpts, events, stats) : null;
   m.attach(core, () => ({ inflight, webhookInHand: webhook?.inHand ?? 0 }), events);
@@ -254,7 +280,7 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
     );
   }, opts.tickMs ?? 50);
 
-  log(`cloud: listening udp ${host}:${port}; store ${rawStore.kind}; events ${events.kind}; heal ${[heal.resetToken && 'reset-token', heal.malformed && 'malformed'].filter(Boolean).join(',') || 'none'}; ${registry.size} devices${metricsPort !== null ? `; metrics http://${opts.metricsHost ?? '127.0.0.1'}:${metricsPort}/metrics` : ''}`);
+  log(`cloud: listening udp ${host}:${port}; store ${rawStore.kind}; events ${events.kind}; heal ${[heal.resetToken && 'reset-token', heal.malformed && 'malformed'].filter(Boolean).join(',') || 'none'}; ${registry.size} devices (${registry.publicKeyDevices} by public key)${serverKey ? `; ECDHE-ECDSA public key ${serverKey.publicPoint.toString('hex')}` : ''}${metricsPort !== null ? `; metrics http://${opts.metricsHost ?? '127.0.0.1'}:${metricsPort}/metrics` : ''}`);
 
   return {
     port,
@@ -264,6 +290,7 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
     store: rawStore,
     events,
     webhook,
+    serverPublicKey: serverKey ? serverKey.publicPoint : null,
     metrics: () => m.registry.metrics(),
     counters: () => stats.snapshot(),
     inflight: () => inflight,
@@ -279,6 +306,7 @@ export async function startCloud(opts: StartCloudOptions): Promise<RunningCloud>
       }
       if (ownStore) await rawStore.close();
       if (ownEvents) await events.close();
+      if (keyLogFd !== null) closeSync(keyLogFd);
     },
   };
 }

@@ -7,6 +7,8 @@ import { DeviceRegistry } from '../cloud/devices.ts';
 import { MemoryStore, type SessionStore } from '../cloud/store.ts';
 import { Device, type DeviceOptions } from '../device.ts';
 import { SeededEntropy } from '../board/board.ts';
+import { ServerKey, scalarFromSeed } from '../cloud/p256.ts';
+import type { Suite } from '../session-abi.ts';
 
 interface Scheduled {
   atMs: number;
@@ -21,6 +23,11 @@ export interface WorldOptions {
   heal?: HealFlags;
   store?: SessionStore;
   cloudConfig?: Partial<CoreConfig>;
+  /**
+   * The key exchange of devices added without their own credentials: 'ecdhe' (default, what every
+   * profile uses: each device generates its key pair, the cloud's key is pinned) or 'psk'.
+   */
+  suite?: Suite;
 }
 
 export interface DeviceSpec extends Omit<DeviceOptions, 'send' | 'engine' | 'psk'> {
@@ -46,29 +53,43 @@ export class World {
   /** Fault injection: while true, datagrams from devices are lost before the cloud. */
   uplinkDown = false;
   private specs: (DeviceSpec & { psk: Uint8Array })[] = [];
+  private readonly publicKeys = new Map<string, Buffer>();
+  /** The cloud's ECDHE key pair, from the world's seed. */
+  readonly serverKey: ServerKey;
+  readonly suite: Suite;
 
   constructor(readonly opts: WorldOptions) {
     this.latencyMs = opts.latencyMs ?? 50;
     this.entropy = new SeededEntropy(`world/${opts.seed}`);
     this.store = opts.store ?? new MemoryStore();
+    this.suite = opts.suite ?? 'ecdhe';
+    this.serverKey = serverKeyFrom(this.entropy);
   }
 
   /** Registers devices with the cloud and provisions their boards. Call once, before `start`. */
   async addDevices(specs: DeviceSpec[]): Promise<Device[]> {
-    const full = specs.map((s) => ({ ...s, psk: s.psk ?? this.entropy.bytes(16) }));
+    const full = specs.map((s) => ({
+      ...s,
+      psk: s.psk ?? this.entropy.bytes(16),
+      credentials: s.credentials ?? (this.suite === 'ecdhe' ? { suite: 'ecdhe' as const, serverPublicKey: this.serverKey.publicPoint } : undefined),
+    }));
     this.specs.push(...full);
     const out: Device[] = [];
     for (const s of full) {
       const address = `10.0.0.${this.devices.size + 1}:5683`;
       const device = new Device({ ...s, send: (d) => this.fromDevice(device, d) });
-      await device.provision();
+      const publicKey = await device.provision();
+      if (publicKey) this.publicKeys.set(s.id, Buffer.from(publicKey));
       this.devices.set(s.id, device);
       this.addressOf.set(device, address);
       this.deviceAt.set(address, device);
       out.push(device);
     }
-    const registry = new DeviceRegistry(this.specs.map((s) => ({ id: s.id, identity: s.identity, psk: Buffer.from(s.psk) })));
+    const registry = new DeviceRegistry(this.specs.map((s) => (this.publicKeys.has(s.id)
+      ? { id: s.id, publicKey: this.publicKeys.get(s.id)! }
+      : { id: s.id, identity: s.identity, psk: Buffer.from(s.psk) })));
     this.cloud = new CloudCore({
+      serverKey: this.serverKey,
       devices: registry,
       store: this.store,
       cloudSecret: this.entropy.bytes(32),
@@ -148,3 +169,7 @@ export class World {
   }
 }
 
+
+function serverKeyFrom(entropy: SeededEntropy): ServerKey {
+  return ServerKey.fromScalar(scalarFromSeed(entropy.bytes(32)));
+}

@@ -220,7 +220,7 @@ describe('devices file', () => {
     const f = parseDevicesJson(JSON.stringify({ cloudSecret: 'ab'.repeat(32), devices: [{ id: 'dev-1', identity: 'id-1', psk }] }));
     const d = f.registry.byIdentity('id-1')!;
     assert.equal(d.id, 'dev-1');
-    assert.deepEqual(d.psk.reveal(), Buffer.from(psk, 'hex'));
+    assert.deepEqual(d.psk!.reveal(), Buffer.from(psk, 'hex'));
     for (const text of [inspect(d, { depth: 5 }), JSON.stringify(d), String(d.psk), inspect(f), JSON.stringify(f.registry)]) {
       assert.ok(!text.includes(psk) && !text.includes('abab'), text);
     }

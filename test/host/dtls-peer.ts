@@ -23,7 +23,12 @@ export interface PeerOptions {
    * ECDHE-ECDSA with raw public keys (0xC0AE) instead of PSK: the server's long-term private key
    * (32 bytes); it asks for the client's key unless `requestClientKey` is false.
    */
-  ecdhe?: { serverPrivateKey: Uint8Array; requestClientKey?: boolean };
+  ecdhe?: {
+    serverPrivateKey: Uint8Array;
+    requestClientKey?: boolean;
+    /** Misbehaviour in the ServerKeyExchange: a signature that does not verify, a valid one in non-minimal DER, or a point off the curve (signed). */
+    misbehave?: 'bad-signature' | 'non-minimal-der' | 'point-off-curve' | 'other-certificate';
+  };
 }
 
 function u24(n: number): Buffer {
@@ -153,12 +158,22 @@ export class TestPeer {
     const sh = Buffer.concat([Buffer.from([0xfe, 0xfd]), this.serverRandom, Buffer.from([0, 0xc0, ecdhe ? 0xae : 0xa8, 0]), extLen, extBytes]);
     const messages: [number, Buffer][] = [[2, sh]];
     if (ecdhe) {
-      const spki = spkiOf(p256Public(ecdhe.serverPrivateKey));
+      // 'other-certificate': the Certificate names another key while the signature is by the right one.
+      const spki = spkiOf(p256Public(ecdhe.misbehave === 'other-certificate' ? p256PrivateFrom(this.random(32)) : ecdhe.serverPrivateKey));
       messages.push([11, Buffer.concat([u24(spki.length), spki])]);
       this.ephemeralPrivate = p256PrivateFrom(this.random(32));
-      const params = Buffer.concat([Buffer.from([3, 0, 23, 65]), p256Public(this.ephemeralPrivate)]);
+      const point = p256Public(this.ephemeralPrivate);
+      if (ecdhe.misbehave === 'point-off-curve') point[64] ^= 1;
+      const params = Buffer.concat([Buffer.from([3, 0, 23, 65]), point]);
       const signed = crypto.createHash('sha256').update(Buffer.concat([this.clientRandom, this.serverRandom, params])).digest();
-      const sig = derSignature(p256SignDeterministic(ecdhe.serverPrivateKey, signed));
+      const rs = p256SignDeterministic(ecdhe.serverPrivateKey, signed);
+      if (ecdhe.misbehave === 'bad-signature') rs[63] ^= 1;
+      let sig = derSignature(rs);
+      if (ecdhe.misbehave === 'non-minimal-der') {
+        // r with a leading zero byte it does not need: the same integer, not DER
+        const rLen = sig[3];
+        sig = Buffer.concat([Buffer.from([0x30, sig[1] + 1, 2, rLen + 1, 0]), sig.subarray(4)]);
+      }
       messages.push([12, Buffer.concat([params, Buffer.from([4, 3, 0, sig.length]), sig])]);
       if (ecdhe.requestClientKey !== false) messages.push([13, Buffer.from([1, 64, 0, 2, 4, 3, 0, 0])]);
     } else if (this.opts.identityHint !== undefined) {

@@ -121,9 +121,12 @@ describe('issue 9.3: persisted bytes are checked, not trusted because the CRC ma
     assert.deepEqual(h.holds(keys.clientKey), { ram: false, flash: false });
   });
 
-  for (const [field, value] of [['identityLen', 128], ['identityLen', 0], ['pskLen', 65], ['idLen', 49], ['profile', 3]] as const) {
-    it(`credentials with ${field} = ${value} (CRC valid) are refused; the PSK never leaves`, async () => {
-      const h = new AbiHarness({ seed: `creds-${field}-${value}`, profile: 'default' });
+  for (const [suite, field, value] of [
+    ['psk', 'identityLen', 128], ['psk', 'identityLen', 0], ['psk', 'pskLen', 65], ['psk', 'idLen', 49], ['psk', 'profile', 3],
+    ['ecdhe', 'identityLen', 1], ['ecdhe', 'pskLen', 32], ['ecdhe', 'idLen', 0], ['ecdhe', 'profile', 3],
+  ] as const) {
+    it(`${suite} credentials with ${field} = ${value} (CRC valid) are refused; no key leaves`, async () => {
+      const h = new AbiHarness({ seed: `creds-${field}-${value}`, profile: 'default', suite });
       await h.provision();
       h.memory.bytes[CRED[field]] = value;
       resealCreds(h.memory.bytes);
@@ -412,7 +415,7 @@ describe('issue 9.9 and every discard reason', () => {
 
   it('the default profile refuses a server without the extended master secret; legacy accepts it', async () => {
     for (const [profile, expected] of [['default', 'no-extended-master-secret'], ['legacy', null]] as const) {
-      const h = new AbiHarness({ seed: `ems-${profile}`, profile });
+      const h = new AbiHarness({ seed: `ems-${profile}`, profile, suite: 'psk' });
       await h.provision();
       const fw = new FirmwareClient(await new V8Engine().load(readFirmware()));
       fw.seed(Buffer.alloc(48, 3));

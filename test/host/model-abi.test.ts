@@ -33,7 +33,7 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { AbiHarness, truncatedRecord } from './fixtures/abi-harness.ts';
 import {
-  CRED, CREDS_BYTES, CREDS_MAGIC, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, SLOT_BYTES, bothSlots, newestSlot, resealCreds, resealSlot,
+  CRED, CREDS_BYTES, CREDS_MAGIC, CREDS_MAGIC_ECDHE, FLAG, OUTBOX_ENTRY, SLOT, SLOT_AT, SLOT_BYTES, bothSlots, newestSlot, resealCreds, resealSlot,
 } from './fixtures/persisted.ts';
 import { PROFILES, type Profile, type SessionEvent } from '../../host/session-abi.ts';
 
@@ -89,8 +89,11 @@ function newestSlotOutOfRange(image: Uint8Array): boolean {
 /** No valid credentials: not sealed (a cut during provisioning), or a length or enum out of range. */
 function credsInvalid(image: Uint8Array): boolean {
   const c = Buffer.from(image.subarray(0, CREDS_BYTES));
-  if (c.readUInt32LE(0) !== CREDS_MAGIC || c.readUInt32LE(CRED.crc) !== zlib.crc32(c.subarray(0, CRED.crc))) return true;
-  return c[CRED.profile] > 2 || c[CRED.idLen] < 1 || c[CRED.idLen] > 48 || c[CRED.identityLen] < 1
+  const magic = c.readUInt32LE(0);
+  if ((magic !== CREDS_MAGIC && magic !== CREDS_MAGIC_ECDHE) || c.readUInt32LE(CRED.crc) !== zlib.crc32(c.subarray(0, CRED.crc))) return true;
+  if (c[CRED.profile] > 2 || c[CRED.idLen] < 1 || c[CRED.idLen] > 48) return true;
+  if (magic === CREDS_MAGIC_ECDHE) return c[CRED.identityLen] !== 0 || c[CRED.pskLen] !== 0;
+  return c[CRED.identityLen] < 1
     || c[CRED.identityLen] > 64 || c[CRED.pskLen] < 1 || c[CRED.pskLen] > 64;
 }
 

@@ -39,7 +39,8 @@ export function formatFleet(r: FleetResult, reportLine?: string, how?: string): 
   const lines: string[] = [];
   const sleepy = r.profiles[0]?.sleepy ?? 0;
   lines.push(`May 2019 replay — ${int(o.devices)} devices (${int(sleepy)} sleepy, ${int(o.devices - sleepy)} always connected), ` +
-    `May 2 00:00 → ${calendar(o.days * DAY_MS)}, seed "${o.seed}", engine ${r.engine}`);
+    `May 2 00:00 → ${calendar(o.days * DAY_MS)}, seed "${o.seed}", engine ${r.engine}, ` +
+    `handshakes ${(o.suite ?? 'ecdhe') === 'ecdhe' ? 'ECDHE-ECDSA P-256 (raw public keys)' : 'PSK'} + AES-128-CCM-8`);
   for (const e of r.timeline) lines.push(`  ${calendar(e.atMs)}  ${e.label}`);
   lines.push('');
 

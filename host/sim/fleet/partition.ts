@@ -14,6 +14,7 @@ import { Buffer } from 'node:buffer';
 import { SeededEntropy } from '../../board/board.ts';
 import { CloudCore, type CoreOutput } from '../../cloud/core.ts';
 import { DeviceRegistry } from '../../cloud/devices.ts';
+import { publicPointOf, type ServerKey } from '../../cloud/p256.ts';
 import { MALFORMED_LENGTH_FIELD, MALFORMED_PRESENT_BYTES } from '../../cloud/heal.ts';
 import { CrashableStore } from './cache.ts';
 import { RECORD_HEADER_BYTES } from '../../cloud/wire.ts';
@@ -21,7 +22,7 @@ import type { Engine } from '../../engines/engine.ts';
 import { FirmwareClient, OutboxFullError, REGION_BYTES, type Profile, type SessionEvent } from '../../session-abi.ts';
 import { Ledger, type DeviceBook } from './ledger.ts';
 import type { PartitionResult, TracedWake } from './outcome.ts';
-import { cloudOf, deviceSpec, endMs, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
+import { cloudOf, deviceSpec, endMs, fleetServerKey, rolloutShare, type DeviceSpec, type FleetOptions } from './spec.ts';
 
 /** Where the cloud listens (in captures). */
 export const CLOUD_ADDRESS = '192.0.2.1:5684';
@@ -63,6 +64,7 @@ export class PartitionRunner {
   readonly #wasm: Uint8Array;
   readonly #store = new CrashableStore(10_000_000);
   readonly #cloud: CloudCore;
+  readonly #serverKey: ServerKey;
   readonly #byId = new Map<string, DeviceState>();
   readonly #endMs: number;
   #current: DeviceState | null = null;
@@ -81,8 +83,13 @@ export class PartitionRunner {
     this.#endMs = endMs(task.options);
     const specs = task.indices.map((i) => deviceSpec(task.options, i));
     this.#era = cloudOf(task.profile);
+    const ecdhe = (task.options.suite ?? 'ecdhe') === 'ecdhe';
+    this.#serverKey = fleetServerKey(task.options.seed);
     this.#cloud = new CloudCore({
-      devices: new DeviceRegistry(specs.map((s) => ({ id: s.id, identity: s.identity, psk: s.psk }))),
+      devices: new DeviceRegistry(specs.map((s) => (ecdhe
+        ? { id: s.id, publicKey: publicPointOf(s.devicePrivateKey) }
+        : { id: s.id, identity: s.identity, psk: s.psk }))),
+      serverKey: this.#serverKey,
       store: this.#store,
       cloudSecret,
       // Per device, so the cloud's choices for a device do not depend on its partition.
@@ -115,7 +122,9 @@ export class PartitionRunner {
     const devices = [...this.#byId.values()];
     for (const d of devices) {
       const fw = await this.#firmware();
-      fw.provisionDevice(this.#task.profile, d.spec.id, Buffer.from(d.spec.identity), d.spec.psk);
+      fw.provisionCredentials(this.#task.profile, d.spec.id, (this.#task.options.suite ?? 'ecdhe') === 'ecdhe'
+        ? { suite: 'ecdhe', serverPublicKey: this.#serverKey.publicPoint, devicePrivateKey: d.spec.devicePrivateKey }
+        : { suite: 'psk', identity: d.spec.identity, psk: d.spec.psk });
       for (let w = fw.pollStore(); w; w = fw.pollStore()) d.image.set(w.bytes, w.offset);
       fw.m.dispose();
     }
@@ -333,3 +342,4 @@ export class MinHeap<T> {
     return top;
   }
 }
+

@@ -6,7 +6,8 @@
  * Virtual time is milliseconds since Thursday 2019-05-02 00:00 PDT (the status page's time zone).
  */
 import crypto from 'node:crypto';
-import { PROFILES, type Profile } from '../../session-abi.ts';
+import { ServerKey, scalarFromSeed } from '../../cloud/p256.ts';
+import { PROFILES, type Profile, type Suite } from '../../session-abi.ts';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
@@ -102,6 +103,11 @@ export interface FleetOptions {
    * that wipes a dead session comes after 1 + 2 + 4 + 8 = 15 ACK timeouts (× up to 1.5, random).
    */
   coapAckTimeoutMs?: number;
+  /**
+   * The key exchange every profile's handshake uses: 'ecdhe' (ECDHE-ECDSA P-256 with raw public
+   * keys, what Device OS 1.1.0–1.4.x used; the default) or 'psk' (docs/fleet.md).
+   */
+  suite?: Suite;
 }
 
 /**
@@ -150,6 +156,8 @@ export interface DeviceSpec {
   id: string;
   identity: string;
   psk: Buffer;
+  /** The device's ECDHE private key (from the seed: the replay is reproducible), injected at provisioning. */
+  devicePrivateKey: Buffer;
   kind: DeviceKind;
   pattern: AppPattern;
   /** Time between wakes (sleepy) or between keepalive rounds (always connected). */
@@ -238,11 +246,12 @@ export function deviceSpec(o: Pick<FleetOptions, 'seed' | 'sleepyShare' | 'timel
   const firstWakeMs = Math.round(d.next() * Math.min(wakeEveryMs, o.timeline.crashAtMs - 10 * MIN));
   const rolloutBucket = d.next();
   const psk = crypto.createHash('sha256').update(`fleet/${o.seed}/psk/${index}`).digest().subarray(0, 16);
+  const devicePrivateKey = scalarFromSeed(crypto.createHash('sha256').update(`fleet/${o.seed}/device-key/${index}`).digest());
   const id = `dev-${String(index).padStart(6, '0')}`;
   // 10.x.y.z: one address per device (the cloud's per-address quotas see distinct devices); an
   // ephemeral port, as a device's socket has, so Wireshark dissects the cloud's port (5684, DTLS).
   const address = `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}:${DEVICE_PORT}`;
-  return { index, id, identity: id, psk, kind, pattern, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
+  return { index, id, identity: id, psk, devicePrivateKey, kind, pattern, wakeEveryMs, awakeMs, firstWakeMs, rolloutBucket, address };
 }
 
 /** Share of the fleet behind the malformed-heal flag at `atMs`. */
@@ -264,4 +273,9 @@ export function seriesStepMs(replayMs: number): number {
   if (replayMs >= 2 * DAY_MS) return HOUR_MS;
   if (replayMs > 2 * HOUR_MS) return 10 * MIN;
   return MIN;
+}
+
+/** The cloud's key pair, from the replay's seed (every partition, worker and cloud process derives the same). */
+export function fleetServerKey(seed: string): ServerKey {
+  return ServerKey.fromScalar(scalarFromSeed(crypto.createHash('sha256').update(`fleet/${seed}/cloud-key`).digest()));
 }

@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SeededEntropy } from '../../board/board.ts';
 import { parsePrometheus } from '../../cloud/metrics.ts';
+import { publicPointOf } from '../../cloud/p256.ts';
 import type { Engine } from '../../engines/engine.ts';
 import { V8Engine } from '../../engines/v8.ts';
 import { readFirmware } from '../../firmware.ts';
@@ -33,7 +34,7 @@ import { Ledger, type DeviceBook, type WakeBook } from '../fleet/ledger.ts';
 import type { CapturedDatagram, PartitionResult } from '../fleet/outcome.ts';
 import { isMalformedHeal } from '../fleet/partition.ts';
 import { cloudSecretOf } from '../fleet/run.ts';
-import { cloudOf, deviceSpec, endMs, type DeviceSpec, type FleetOptions } from '../fleet/spec.ts';
+import { cloudOf, deviceSpec, endMs, fleetServerKey, type DeviceSpec, type FleetOptions } from '../fleet/spec.ts';
 import { summarizeFleet, type FleetResult } from '../fleet/summary.ts';
 import { VirtualClock, type ClockTimer } from './clock.ts';
 import { CloudProcess, RedisServer, freeTcpPort, freeUdpPort, startWebhookReceiver } from './processes.ts';
@@ -182,10 +183,15 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
       dev.ledger.delivered(dev.book, d.seq, now());
     });
     const secret = cloudSecretOf(o.seed);
+    // ECDHE: every cloud process has the replay's key pair (from the seed); devices pin its public key.
+    const ecdhe = (o.suite ?? 'ecdhe') === 'ecdhe';
+    const serverKey = fleetServerKey(o.seed);
+    const keyFile = join(dir, 'cloud-key.pem');
+    if (ecdhe) writeFileSync(keyFile, serverKey.toPem(), { mode: 0o600 });
     for (const profile of o.profiles) {
       const ledger = new Ledger(profile, end, false);
       const devices: LiveDevice[] = [];
-      const registry: { id: string; identity: string; psk: string }[] = [];
+      const registry: ({ id: string; identity: string; psk: string } | { id: string; publicKey: string })[] = [];
       for (let i = 0; i < o.devices; i++) {
         const spec = deviceSpec(o, i);
         const id = `${profile}-${spec.id}`;
@@ -200,7 +206,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
         };
         devices.push(d);
         byId.set(id, d);
-        registry.push({ id, identity: id, psk: spec.psk.toString('hex') });
+        registry.push(ecdhe ? { id, publicKey: publicPointOf(spec.devicePrivateKey).toString('hex') } : { id, identity: id, psk: spec.psk.toString('hex') });
       }
       const devicesFile = join(dir, `devices-${profile}.json`);
       writeFileSync(devicesFile, JSON.stringify({ cloudSecret: secret.toString('hex'), devices: registry }), { mode: 0o600 });
@@ -210,6 +216,7 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
         '--devices', devicesFile, '--port', String(udpPort), '--metrics-port', String(metricsPort),
         '--store', cache.url, '--events', eventLog.url, '--webhook', webhook.url,
         '--webhook-max-delay', '1s', '--event-reclaim-after', '10s',
+        ...(ecdhe ? ['--key', keyFile] : []),
       ]);
       fleets.push({ profile, ledger, devices, cloud, udpPort, metricsPort, capture: [], base: new Map(), last: new Map(), keys: new Map(), posts: 0 });
     }
@@ -223,7 +230,9 @@ export async function runLiveFleet(o: FleetOptions, live: LiveOptions): Promise<
     for (const f of fleets) {
       for (const d of f.devices) {
         const fw = new FirmwareClient(await engine.load(wasm));
-        fw.provisionDevice(f.profile, d.id, Buffer.from(d.id), d.spec.psk);
+        fw.provisionCredentials(f.profile, d.id, ecdhe
+          ? { suite: 'ecdhe', serverPublicKey: serverKey.publicPoint, devicePrivateKey: d.spec.devicePrivateKey }
+          : { suite: 'psk', identity: d.id, psk: d.spec.psk });
         for (let w = fw.pollStore(); w; w = fw.pollStore()) d.image.set(w.bytes, w.offset);
         fw.m.dispose();
       }

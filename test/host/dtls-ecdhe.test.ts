@@ -1,0 +1,65 @@
+// The firmware's ECDHE-ECDSA client against the scripted peer (in process, V8): what a server or a
+// man in the middle can get wrong in the ServerKeyExchange is refused, and the handshake leaves no
+// ephemeral private key behind in the module's memory.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { V8Engine } from '../../host/engines/v8.ts';
+import { loadFirmware } from '../../host/firmware.ts';
+import { FirmwareClient } from '../../host/session-abi.ts';
+import { TestPeer, pump, type PeerOptions } from './dtls-peer.ts';
+import { p256PrivateFrom, p256Public } from './p256-ref.ts';
+
+async function handshake(misbehave?: NonNullable<PeerOptions['ecdhe']>['misbehave']) {
+  const c = new FirmwareClient(await loadFirmware(new V8Engine()));
+  const serverPrivateKey = p256PrivateFrom(crypto.randomBytes(32));
+  c.provisionEcdhe(p256Public(serverPrivateKey), p256PrivateFrom(crypto.randomBytes(32)));
+  c.seed(crypto.randomBytes(48));
+  const sent: Uint8Array[] = [];
+  const peer = new TestPeer({ psk: Buffer.alloc(16), helloVerify: true, ecdhe: { serverPrivateKey, misbehave } });
+  c.connect(0);
+  pump({ drainTransmit: () => { const d = c.drainTransmit(); sent.push(...d); return d; }, handleDatagram: (n, d) => c.handleDatagram(n, d) }, peer);
+  return { c, peer, sent };
+}
+
+describe('ECDHE-ECDSA client: the server Certificate and ServerKeyExchange', () => {
+  for (const [misbehave, what] of [
+    ['bad-signature', 'a ServerKeyExchange signature that does not verify'],
+    ['non-minimal-der', 'a valid ServerKeyExchange signature in non-minimal DER (a BER integer)'],
+    ['point-off-curve', 'a ServerKeyExchange (signed) whose ephemeral point is off the curve'],
+    ['other-certificate', 'a Certificate with a key other than the pinned one (the ServerKeyExchange signed by the pinned key)'],
+  ] as const) {
+    it(`${what}: the handshake fails with server-key-rejected, nothing of the client's flight is sent`, async () => {
+      const { c, sent } = await handshake(misbehave);
+      assert.equal(c.state, 'failed');
+      assert.equal(c.lastError, 'server-key-rejected');
+      assert.equal(c.counters().handshakesFailed, 1);
+      // Only ClientHellos went out: no Certificate (11), ClientKeyExchange (16) or CertificateVerify (15).
+      for (const d of sent) assert.ok(d[0] === 22 && d[13] === 1, 'only ClientHellos were sent');
+    });
+  }
+
+  it('a well-behaved peer completes, and no ephemeral private key is left anywhere in the module memory', async () => {
+    const { c, peer, sent } = await handshake();
+    assert.equal(c.state, 'connected', c.lastError);
+    assert.ok(peer.clientKeyVerified, 'CertificateVerify verified with node:crypto');
+    // The client's ephemeral public key, from its ClientKeyExchange on the wire.
+    const flight = Buffer.from(sent.find((d) => d[0] === 22 && d[13] === 11)!);
+    const cke = flight.indexOf(Buffer.from([16, 0, 0, 66]));
+    const ephemeralPublic = flight.subarray(cke + 13, cke + 13 + 65);
+    assert.equal(ephemeralPublic[0], 4);
+    // Every 32-byte window of linear memory taken as a private key: none gives that public key.
+    const mem = Buffer.from(c.m.readMemory(0, 65536));
+    const ecdh = crypto.createECDH('prime256v1');
+    for (let at = 0; at + 32 <= mem.length; at++) {
+      const w = mem.subarray(at, at + 32);
+      if (w[0] === 0 && w[31] === 0 && w.every((b) => b === 0)) continue;
+      try {
+        ecdh.setPrivateKey(w);
+      } catch {
+        continue; // zero or ≥ n: not a key
+      }
+      assert.ok(!ecdh.getPublicKey().equals(ephemeralPublic), `the ephemeral private key is still in memory at ${at}`);
+    }
+  });
+});
