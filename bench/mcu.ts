@@ -27,9 +27,8 @@ import { DeviceRegistry } from '../host/cloud/devices.ts';
 import { MemoryStore } from '../host/cloud/store.ts';
 import { ModuleCrypto } from '../host/crypto-abi.ts';
 import type { Engine, WasmValue } from '../host/engines/engine.ts';
-import type { SessionEvent } from '../host/session-abi.ts';
 import { McuEngine, type McuInstance, type McuStats } from '../host/mcu/engine.ts';
-import { FirmwareClient } from '../host/session-abi.ts';
+import { FirmwareClient, type Credentials, type SessionEvent } from '../host/session-abi.ts';
 import { TestPeer } from '../test/host/dtls-peer.ts';
 import { p256PrivateFrom, p256Public } from '../test/host/p256-ref.ts';
 import { MCU_BUILDS, MCU_BUILD_DIR, mcuUnavailable, type McuBuild } from '../host/mcu/qemu.ts';
@@ -52,8 +51,13 @@ interface WakeContext {
   wipeCloudSessions(): Promise<void>;
 }
 
+/** The credentials a wake kind's device is provisioned with (the cloud speaks both). */
+type WakeSuite = Credentials['suite'];
+
 interface WakeKind {
   name: string;
+  /** psk (default) or ecdhe: which of the bench's two devices runs this kind. */
+  suite?: WakeSuite;
   before(c: WakeContext): void | Promise<void>;
   /** Null when the events show this kind of wake, else what was wrong. */
   check(events: SessionEvent[]): string | null;
@@ -71,6 +75,12 @@ export const WAKE_KINDS: WakeKind[] = [
     name: 'resumed',
     before: () => {},
     check: (ev) => (has(ev, 'resumed') && !has(ev, 'handshake-started') ? null : 'did not resume without a handshake'),
+  },
+  {
+    name: 'ECDHE-ECDSA handshake',
+    suite: 'ecdhe',
+    before: (c) => c.forgetSession(),
+    check: (ev) => (has(ev, 'connected') && !has(ev, 'resumed') ? null : 'no fresh handshake'),
   },
   {
     name: 'heal (resume → reset token → handshake)',
@@ -316,7 +326,8 @@ async function measure(build: McuBuild): Promise<BuildFigures> {
   const psk = crypto.randomBytes(16);
   const id = `bench-${build}`;
   const store = new MemoryStore();
-  const cloud = await startCloud({ port: 0, host: '127.0.0.1', store, devices: new DeviceRegistry([{ id, identity: id, psk }]) });
+  const registry = new DeviceRegistry([{ id, identity: id, psk }]);
+  const cloud = await startCloud({ port: 0, host: '127.0.0.1', store, devices: registry });
   const udp = dgram.createSocket('udp4');
   await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
   const engine = new McuEngine(build, { icount: true });
@@ -329,36 +340,49 @@ async function measure(build: McuBuild): Promise<BuildFigures> {
   let n = 0;
   try {
     for (const mode of SLEEP_MODES) {
-      const retained = mode === 'retained' ? new RetainedEngine(engine) : null;
-      const d = new Device({ id, identity: id, psk, profile: 'default', engine: retained ?? engine, board: new Board(`bench/${build}/${mode}`), send: (x) => udp.send(x, cloud.port, '127.0.0.1') });
-      device = d;
-      // Provisioning loads its own image (reset mode) or is done before the retained image starts.
-      await new Device({ ...d.opts, engine, board: d.board }).provision();
-      const provisioned = d.board.memory.snapshot();
-      const ctx: WakeContext = {
-        device: d,
-        forgetSession: () => d.board.memory.bytes.set(provisioned),
-        wipeCloudSessions: () => store.wipe(),
-      };
-      const cold = () => (retained ? retained.coldLoad : true);
       const figures: ModeFigures = { mode, wakes: [] };
-      try {
+      // One device per suite the kinds use, each on its own image in retained mode.
+      const devices = new Map<WakeSuite, { d: Device; ctx: WakeContext; retained: RetainedEngine | null }>();
+      const deviceFor = async (suite: WakeSuite) => {
+        const had = devices.get(suite);
+        if (had) return had;
+        const retained = mode === 'retained' ? new RetainedEngine(engine) : null;
+        const sid = suite === 'psk' ? id : `${id}-${mode}-ecdhe`;
+        const credentials: Credentials = suite === 'psk' ? { suite, identity: id, psk }
+          : { suite, serverPublicKey: cloud.serverPublicKey!, devicePrivateKey: p256PrivateFrom(crypto.randomBytes(32)) };
+        const d = new Device({ id: sid, credentials, profile: 'default', engine: retained ?? engine, board: new Board(`bench/${build}/${mode}/${suite}`), send: (x) => udp.send(x, cloud.port, '127.0.0.1') });
+        // Provisioning loads its own image (reset mode) or is done before the retained image starts.
+        const publicKey = await new Device({ ...d.opts, engine, board: d.board }).provision();
+        if (publicKey) registry.addPublicKeyDevice(sid, publicKey);
+        const provisioned = d.board.memory.snapshot();
+        const ctx: WakeContext = { device: d, forgetSession: () => d.board.memory.bytes.set(provisioned), wipeCloudSessions: () => store.wipe() };
+        const dv = { d, ctx, retained };
+        devices.set(suite, dv);
         if (retained) {
           // Power-on: the first wake loads and compiles; a resumed wake compiles the resume path.
-          figures.powerOn = await wake(d, 'power-on (load + handshake)', `wake ${++n}`, cold);
-          await wake(d, 'resumed (warm-up)', `wake ${++n}`, cold);
+          device = d;
+          const first = await wake(d, 'power-on (load + handshake)', `wake ${++n}`, () => retained.coldLoad);
+          if (suite === 'psk') figures.powerOn = first;
+          await wake(d, 'resumed (warm-up)', `wake ${++n}`, () => retained.coldLoad);
         }
+        return dv;
+      };
+      try {
         for (const kind of WAKE_KINDS) {
+          const { d, ctx, retained } = await deviceFor(kind.suite ?? 'psk');
+          device = d;
           const from = d.events.length;
           await kind.before(ctx);
-          const w = await wake(d, kind.name, `wake ${++n}`, cold);
+          const w = await wake(d, kind.name, `wake ${++n}`, () => (retained ? retained.coldLoad : true));
           const wrong = kind.check(eventsSince(d, from));
           if (wrong) throw new Error(`bench:mcu: ${build} ${mode} ${kind.name} wake: ${wrong}: ${JSON.stringify(eventsSince(d, from))}`);
           figures.wakes.push(w);
         }
       } finally {
-        if (d.awake) d.sleep();
-        retained?.close();
+        for (const { d, retained } of devices.values()) {
+          if (d.awake) d.sleep();
+          retained?.close();
+        }
       }
       modes.push(figures);
     }
