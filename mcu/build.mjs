@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 // `npm run build:mcu`: the Cortex-M4 image (QEMU mps2-an386) with build/session.wasm in flash.
 // Two builds of the same board code: wasm3 interpreting the module, and the module compiled ahead
-// of time by wasm2c (the native baseline). Output in build/mcu/: <engine>.elf, <engine>.bin,
-// <engine>.map and size.json (flash and static RAM per part). wasm3's C sources come from the
+// of time by wasm2c (the native baseline, at -Os and at -O2). Output in build/mcu/: <engine>.elf,
+// <engine>.bin, <engine>.map and size.json (flash and static RAM per part). Those images carry the
+// debug channel (semihosting) the host tools drive them through. build/mcu/release/ holds the
+// production-shaped images (no semihosting: log on UART1, persistent memory in the board's
+// file-backed PSRAM, exit by reset request), and wasm3-tight-heap.elf is the wasm3 image linked
+// with too small a heap (HEAP_TIGHT_BYTES) for the test that it fails cleanly. wasm3's C sources come from the
 // wasm3x-sys crate that the wasm3 addon already depends on (cargo fetch), never from this repo.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -29,6 +33,10 @@ const WASM3_DEFINES = [
   'd_m3CascadedOpcodes=1', 'd_m3MaxConstantTableSize=64', 'd_m3MaxNativeStack=0', 'd_m3EnableValidation=0',
 ].map((d) => `-D${d}`);
 const WASM3_SKIP = /^m3_api_(wasi|uvwasi|libc|tracer|meta_wasi)\.c$/;
+
+/** The heap of wasm3-tight-heap.elf: enough to load the module and boot, too little to finish a
+ * wake (the heap after load is ~43 KiB, a resumed wake peaks near 70 KiB; bench:mcu). */
+const HEAP_TIGHT_BYTES = 56 * 1024;
 
 function fail(msg) {
   console.error(`build:mcu: ${msg}`);
@@ -112,8 +120,9 @@ async function compile(files, objDir, flags) {
   }));
 }
 
-/** Flash and RAM per part, from the linker map (after --gc-sections). */
-function sizeReport(mapPath) {
+/** Flash and RAM per part, from the linker map (after --gc-sections): allocated sections only
+ * (.ARM.attributes and the debug sections are in the ELF but never loaded). */
+function sizeReport(mapPath, elfPath) {
   const parts = { wasm3: 0, wasm2c: 0, module: 0, board: 0, libc: 0 };
   const ram = { data: 0, bss: 0 };
   const lines = readFileSync(mapPath, 'utf8').split('\n');
@@ -131,28 +140,40 @@ function sizeReport(mapPath) {
     const size = parseInt(m[3], 16);
     if (size === 0) continue;
     const file = m[4];
-    const kind = /^\.(text|rodata|vectors|ARM|init_array|init|fini)/.test(section) ? 'flash'
-      : /^\.data/.test(section) ? 'data' : /^\.bss|^COMMON/.test(section) ? 'bss' : null;
+    const kind = /^\.(text|rodata|vectors|ARM\.exidx|ARM\.extab|init_array|init|fini)/.test(section) ? 'flash'
+      : /^\.data/.test(section) ? 'data' : /^\.bss|^COMMON|^\.noinit/.test(section) ? 'bss' : null;
     if (!kind) continue;
     if (kind !== 'flash') ram[kind] += size;
     if (kind === 'bss') continue; // .bss takes no flash
-    const part = file.includes('/obj/wasm3/') ? 'wasm3' : file.includes('/obj/wasm2c/') ? (file.endsWith('session.o') ? 'module' : 'wasm2c')
-      : file.endsWith('session_wasm.o') ? 'module' : file.includes('/obj/board/') ? 'board' : 'libc';
+    const part = file.includes('/obj/wasm3/') ? 'wasm3' : /\/obj\/wasm2c/.test(file) ? (file.endsWith('session.o') ? 'module' : 'wasm2c')
+      : file.endsWith('session_wasm.o') ? 'module' : file.includes('/obj/board') ? 'board' : 'libc';
     parts[part] += size;
   }
-  const flash = Object.values(parts).reduce((a, b) => a + b, 0);
+  // The total from the ELF itself: every allocated section that has bytes in flash (PROGBITS with
+  // the A flag: .vectors, .text, .ARM.exidx, .init_array and .data's load image), alignment included.
+  const re = spawnSync('arm-none-eabi-readelf', ['-S', '-W', elfPath], { encoding: 'utf8' });
+  if (re.status !== 0) fail(`readelf ${elfPath} failed`);
+  let flash = 0;
+  for (const line of re.stdout.split('\n')) {
+    const m = line.match(/^\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\S+\s+(\S*)/);
+    if (m && m[2] === 'PROGBITS' && m[4].includes('A')) flash += parseInt(m[3], 16);
+  }
+  parts.padding = flash - Object.values(parts).reduce((a, b) => a + b, 0);
   return { flashBytes: flash, flashByPart: parts, staticRamBytes: ram.data + ram.bss, ram };
 }
 
-async function link(dir, name, objs) {
+/** Links an image: `release` without semihosting (nosys: no rdimon), `ldFlags` e.g. a heap bound. */
+async function link(dir, name, objs, { release = false, ldFlags = [] } = {}) {
+  mkdirSync(dir, { recursive: true });
   const elf = join(dir, `${name}.elf`);
   const map = join(dir, `${name}.map`);
-  await run(CC, [...ARCH, '--specs=nano.specs', '--specs=rdimon.specs', '-nostartfiles', '-T', join(root, 'mcu/mps2-an386.ld'),
-    '-Wl,--gc-sections', '-Wl,--no-enum-size-warning', `-Wl,-Map=${map}`, '-o', elf, ...objs]);
+  // --wrap=_sbrk: malloc grows the heap through the board's own bounded _sbrk (board_mps2.c).
+  await run(CC, [...ARCH, '--specs=nano.specs', release ? '--specs=nosys.specs' : '--specs=rdimon.specs', '-nostartfiles', '-T', join(root, 'mcu/mps2-an386.ld'),
+    '-Wl,--gc-sections', '-Wl,--no-enum-size-warning', '-Wl,--wrap=_sbrk', ...ldFlags, `-Wl,-Map=${map}`, '-o', elf, ...objs]);
   const bin = join(dir, `${name}.bin`);
   const cp = spawnSync('arm-none-eabi-objcopy', ['-O', 'binary', elf, bin]);
   if (cp.status !== 0) fail(`objcopy ${elf} failed`);
-  return { elf: relative(root, elf), bin: relative(root, bin), binBytes: readFileSync(bin).length, ...sizeReport(map) };
+  return { elf: relative(root, elf), bin: relative(root, bin), binBytes: readFileSync(bin).length, ...sizeReport(map, elf) };
 }
 
 const started = Date.now();
@@ -173,8 +194,9 @@ const w3Files = readdirSync(w3.dir).filter((f) => /^m3_.*\.c$/.test(f) && !WASM3
 const boardFiles = ['startup.c', 'board_mps2.c', 'slip.c', 'main.c', 'fw_common.c'].map((f) => join(src, f));
 const inc = [`-I${src}`];
 const rt = wasm2cRuntime();
-const [boardObjs, w3Objs] = await Promise.all([
+const [boardObjs, releaseBoardObjs, w3Objs] = await Promise.all([
   compile(boardFiles, join(out, 'obj/board'), inc),
+  compile(boardFiles, join(out, 'obj/board-release'), [...inc, '-DBOARD_SEMIHOSTING=0']),
   compile([...w3Files, join(src, 'engine_wasm3.c')], join(out, 'obj/wasm3'), [...inc, `-I${w3.dir}`, ...WASM3_DEFINES, '-Wno-unused-variable', '-Wno-unused-but-set-variable']),
 ]);
 
@@ -195,21 +217,34 @@ async function buildModule({ wasmPath, dir }) {
   const w2c = spawnSync('wasm2c', [wasmPath, '-n', 'session', '-o', join(dir, 'session.c')], { encoding: 'utf8' });
   if (w2c.status !== 0) fail(`wasm2c ${wasmPath} failed: ${w2c.stderr}`);
   writeFileSync(join(dir, 'wasm2c_exports.c'), wasm2cDispatch(wasmExports(wasm)));
-  const [moduleObj, w2cObjs] = await Promise.all([
+  const w2cFiles = [join(dir, 'session.c'), join(rt.implDir, 'wasm-rt-impl.c'), join(src, 'engine_wasm2c.c'), join(dir, 'wasm2c_exports.c')];
+  const w2cFlags = [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${dir}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable',
+    // The runtime reads its wasm_rt_type_t enum with va_arg: with arm-none-eabi's default short
+    // enums that is undefined and GCC emits a trap (udf) there.
+    '-fno-short-enums'];
+  const [moduleObj, w2cObjs, w2cO2Objs] = await Promise.all([
     compile([join(dir, 'session_wasm.c')], join(dir, 'obj/module'), []),
-    compile([join(dir, 'session.c'), join(rt.implDir, 'wasm-rt-impl.c'), join(src, 'engine_wasm2c.c'), join(dir, 'wasm2c_exports.c')],
-      join(dir, 'obj/wasm2c'), [...inc, `-I${join(src, 'wasm2c-shim')}`, `-I${rt.implDir}`, `-I${dir}`, '-Wno-unused-variable', '-Wno-unused-but-set-variable',
-        // The runtime reads its wasm_rt_type_t enum with va_arg: with arm-none-eabi's default short
-        // enums that is undefined and GCC emits a trap (udf) there.
-        '-fno-short-enums']),
+    compile(w2cFiles, join(dir, 'obj/wasm2c'), w2cFlags),
+    // The same at -O2 (the later flag wins over COMMON's -Os): the honest native baseline for speed.
+    compile(w2cFiles, join(dir, 'obj/wasm2c-O2'), [...w2cFlags, '-O2']),
   ]);
-  return {
+  const images = {
     module: relative(root, wasmPath),
     moduleSha256: createHash('sha256').update(wasm).digest('hex'),
     moduleBytes: wasm.length,
     mcuMemoryBytes: memoryBytes,
     wasm3: await link(dir, 'wasm3', [...boardObjs, ...w3Objs, ...moduleObj]),
     wasm2c: await link(dir, 'wasm2c', [...boardObjs, ...w2cObjs]),
+    'wasm2c-O2': await link(dir, 'wasm2c-O2', [...boardObjs, ...w2cO2Objs]),
+  };
+  if (dir !== out) return images;
+  return {
+    ...images,
+    release: {
+      wasm3: await link(join(dir, 'release'), 'wasm3', [...releaseBoardObjs, ...w3Objs, ...moduleObj], { release: true }),
+      wasm2c: await link(join(dir, 'release'), 'wasm2c', [...releaseBoardObjs, ...w2cObjs], { release: true }),
+    },
+    tightHeap: { heapBytes: HEAP_TIGHT_BYTES, ...await link(dir, 'wasm3-tight-heap', [...boardObjs, ...w3Objs, ...moduleObj], { ldFlags: [`-Wl,--defsym=HEAP_BYTES=${HEAP_TIGHT_BYTES}`] }) },
   };
 }
 
@@ -217,9 +252,8 @@ const [release, test] = await Promise.all(MODULES.map(buildModule));
 const report = { wasm3Version: w3.version, ...release, test };
 writeFileSync(join(out, 'size.json'), JSON.stringify(report, null, 2) + '\n');
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
-for (const e of ['wasm3', 'wasm2c']) {
-  const r = report[e];
-  const parts = Object.entries(r.flashByPart).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
+for (const [e, r] of [['wasm3', report.wasm3], ['wasm2c', report.wasm2c], ['wasm2c-O2', report['wasm2c-O2']], ['release wasm3', report.release.wasm3]]) {
+  const parts = Object.entries(r.flashByPart).filter(([, v]) => v >= 64).map(([k, v]) => `${k} ${kib(v)}`).join(', ');
   console.log(`build:mcu ${r.elf}: flash ${kib(r.flashBytes)} (${parts}); static RAM ${kib(r.staticRamBytes)}; ${r.bin} ${r.binBytes} bytes`);
 }
 console.log(`build:mcu: module memory on the MCU ${release.mcuMemoryBytes} bytes (1-byte pages); test images in build/mcu/test/; wasm3 ${w3.version} from cargo; ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -23,6 +23,31 @@ export interface PersistentBacking {
 /** Erased flash reads as 0xff. */
 export const ERASED_BYTE = 0xff;
 
+/**
+ * The persisted region on a board with retained RAM (issue 20; docs/engines.md, "Where the session
+ * lives"): the credentials block — the first CREDENTIALS_BYTES, written once at provisioning — in
+ * flash, the two session slots after it in retained RAM (STM32F4 BKPSRAM on its backup domain,
+ * nRF52840 RAM sections kept in System ON idle). A wake writes only the slots, so no flash page is
+ * erased per wake. A power loss that takes the retained RAM takes both slots together: the session,
+ * its keys and its write reservation are gone at once and the next boot starts a handshake; the
+ * credentials survive in flash.
+ */
+export const CREDENTIALS_BYTES = 192;
+
+/** Whether a persisted write lands in flash on that board (the credentials block). */
+export function writesFlash(w: StoreWrite): boolean {
+  return w.offset < CREDENTIALS_BYTES;
+}
+
+/**
+ * The retained RAM lost with the power: the slots hold `fill` (what SRAM powers up with: zeros,
+ * or whatever noise) and nothing of what was there.
+ */
+export function loseRetainedRam(memory: PersistentMemory, fill: Uint8Array): void {
+  if (fill.length !== REGION_BYTES - CREDENTIALS_BYTES) throw new RangeError(`retained RAM is ${REGION_BYTES - CREDENTIALS_BYTES} bytes`);
+  memory.bytes.set(fill, CREDENTIALS_BYTES);
+}
+
 export class PersistentMemory {
   readonly bytes = new Uint8Array(REGION_BYTES).fill(ERASED_BYTE);
   /** When set, every write goes to it (durably) before it counts as applied. */

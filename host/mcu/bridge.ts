@@ -6,7 +6,7 @@
  */
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { V8Engine } from '../engines/v8.ts';
 import { readFirmware } from '../firmware.ts';
 import { describeEvent } from '../device-cli.ts';
 import { FirmwareClient, REGION_BYTES, decodeEvent, type Profile, type SessionEvent, type SessionState, SESSION_STATES } from '../session-abi.ts';
-import { imagePath, spawnQemu, type McuBuild } from './qemu.ts';
+import { PSRAM, imagePath, spawnQemu, type McuBuild, type McuImageKind } from './qemu.ts';
 import { SlipDecoder, slipEncode } from './slip.ts';
 import { FileLockedError, lockFile, type FileLock } from '../board/file-lock.ts';
 
@@ -35,6 +35,15 @@ export interface McuRunOptions {
   /** The flash image (region + board block); provisioned at the first run when missing. */
   flashPath: string;
   build: McuBuild;
+  /** debug (default): the image with semihosting; release: the production-shaped image (no
+   * semihosting, log on UART1, flash in its file-backed PSRAM, copied to and from `flashPath`). */
+  image?: McuImageKind;
+  /** Another ELF of the same kind instead (tests: the tight-heap image). */
+  imageFile?: string;
+  /** reset (default): deep sleep, each wake a new power-on of the image (RAM lost). retained:
+   * System ON idle, one power-on for all the wakes: RAM and the compiled module kept, the session
+   * slots in retained RAM and only the credentials on flash (mcu/src/main.c). */
+  sleep?: 'reset' | 'retained';
   /** Publish a reading ("wake N") at every wake. */
   publish: boolean;
   log: (line: string) => void;
@@ -53,7 +62,13 @@ export interface WakeReport {
   /** The image's own RAM report at sleep ("sleep ..." / "ram ..." lines). */
   heapHighWaterBytes: number | null;
   stackHighWaterBytes: number | null;
+  /** The image ended this wake early with a counted error ("wake-error ..."; exit code 3): a trap
+   * or a refused allocation. Nothing after the failed call reached the flash. */
+  error: string | null;
 }
+
+/** Exit code of a wake that ended with a counted error (mcu/src/main.c wake_error). */
+const WAKE_ERROR_EXIT = 3;
 
 /**
  * Factory provisioning, as a production station would write the flash: the credentials block
@@ -109,18 +124,35 @@ async function runMcuLocked(o: McuRunOptions): Promise<WakeReport[]> {
     uart.write(slipEncode(msg));
   });
   const reports: WakeReport[] = [];
+  const newReport = (wake: number): WakeReport => {
+    current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null, error: null };
+    reports.push(current);
+    return current;
+  };
+  const slept = (r: WakeReport): void => {
+    current = null; // radio off
+    if (r.error) o.log(`${o.id} wake ${r.wake}: ended with an error: ${r.error}`);
+    o.log(`${o.id} wake ${r.wake}: sleeping ${o.wakeEveryMs / 1000}s (sent ${r.uplink.length}, received ${r.downlink.length} datagrams)`);
+  };
+  const send = (frame: Buffer): void => {
+    current?.uplink.push(frame);
+    o.onUplink?.(frame);
+    udp.send(frame, o.cloud.port, o.cloud.host);
+  };
   try {
-    for (let wake = 1; wake <= o.wakes; wake++) {
-      current = { wake, bootState: 'off', events: [], publishedSeq: null, uplink: [], downlink: [], heapHighWaterBytes: null, stackHighWaterBytes: null };
-      await runWake(o, current, (s) => (uart = s), (frame) => {
-        current!.uplink.push(frame);
-        o.onUplink?.(frame);
-        udp.send(frame, o.cloud.port, o.cloud.host);
-      });
+    if (o.sleep === 'retained') {
+      // One power-on: the image runs every wake itself and idles between them.
+      const first = newReport(1);
+      await runWake(o, first, (s) => (uart = s), send, { wakes: o.wakes, next: (prev) => newReport(prev.wake + 1), slept });
       uart = null;
-      reports.push(current);
-      o.log(`${o.id} wake ${wake}: sleeping ${o.wakeEveryMs / 1000}s (sent ${current.uplink.length}, received ${current.downlink.length} datagrams)`);
       current = null;
+      return reports;
+    }
+    for (let wake = 1; wake <= o.wakes; wake++) {
+      const r = newReport(wake);
+      await runWake(o, r, (s) => (uart = s), send);
+      uart = null;
+      slept(r);
       if (wake < o.wakes) await new Promise((r) => setTimeout(r, o.wakeEveryMs));
     }
   } finally {
@@ -129,23 +161,52 @@ async function runMcuLocked(o: McuRunOptions): Promise<WakeReport[]> {
   return reports;
 }
 
-/** One wake: QEMU runs the image until it exits (deep sleep). */
-async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void): Promise<void> {
+/** Retained sleep: the wakes of one power-on, reported one by one as the image logs them. */
+interface RetainedRun {
+  wakes: number;
+  /** The image booted again: the report of the next wake. */
+  next: (prev: WakeReport) => WakeReport;
+  /** A wake ended (its last line, the RAM report): the radio is off until the next boot. */
+  slept: (r: WakeReport) => void;
+}
+
+/** One power-on of the image: QEMU runs it until it exits (deep sleep, or the last retained wake). */
+async function runWake(o: McuRunOptions, first: WakeReport, onUart: (s: net.Socket | null) => void, send: (frame: Buffer) => void, retained?: RetainedRun): Promise<void> {
+  let report = first;
+  const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
+  if (retained) words.push('sleep=retained', `wakes=${retained.wakes}`, `every=${o.wakeEveryMs}`);
+  // Retained: the image names each reading after its wake ("wake N") itself.
+  if (o.publish) words.push('event=reading', ...(retained ? [] : [`data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`]));
+  // The image reads at most 255 bytes of command line (mcu/src/main.c); cut short it would lose words.
+  const cmdlineBytes = Buffer.byteLength(words.join(' '));
+  if (cmdlineBytes > 255) throw new Error(`--flash ${o.flashPath}: the image's command line would be ${cmdlineBytes} bytes (at most 255); use a shorter path`);
   const dir = mkdtempSync(join(tmpdir(), 'sleepy-mcu-'));
   const sock = join(dir, 'uart.sock');
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(sock, r));
   const connected = new Promise<net.Socket>((r) => server.once('connection', r));
-  const words = ['mode=wake', `flash=${o.flashPath}`, `rtc=${Date.now()}`, `awake=${o.appAwakeMs}`];
-  if (o.publish) words.push('event=reading', `data=${Buffer.from(`wake ${report.wake}`).toString('hex')}`);
-  const qemu = spawnQemu({ image: imagePath(o.build), uart: `socket,path=${sock}`, cmdline: words.join(' ') });
+  const release = o.image === 'release';
+  const psramFile = join(dir, 'psram');
+  if (release) writePsram(psramFile, words.join(' '), readFileSync(o.flashPath));
+  const qemu = spawnQemu({
+    image: o.imageFile ?? imagePath(o.build, o.image), uart: `socket,path=${sock}`, cmdline: words.join(' '),
+    release: release ? { psramFile, log: 'stdio' } : undefined,
+  });
+  let exitLine: number | null = null;
   let stderr = '';
   let pending = '';
   qemu.stderr!.on('data', (d) => (stderr += d));
   qemu.stdout!.on('data', (d) => {
     pending += d;
     for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-      onLine(o, report, pending.slice(0, nl));
+      const line = pending.slice(0, nl);
+      const exit = /^exit (\d+)\s*$/.exec(line);
+      if (exit && release) exitLine = Number(exit[1]);
+      else {
+        if (retained && /^boot /.test(line) && report.bootState !== 'off') report = retained.next(report);
+        onLine(o, report, line);
+        if (retained && /^ram /.test(line)) retained.slept(report);
+      }
       pending = pending.slice(nl + 1);
     }
   });
@@ -158,13 +219,42 @@ async function runWake(o: McuRunOptions, report: WakeReport, onUart: (s: net.Soc
       s.on('data', (chunk) => decoder.push(chunk).forEach(send));
       s.on('error', () => {});
     }
-    const code = await exited;
+    const qemuCode = await exited;
     onUart(null);
+    // The release image has no semihosting exit: it logs "exit N" on UART1, then resets (QEMU exits 0).
+    const code = release && qemuCode === 0 ? exitLine : qemuCode;
+    if (code === WAKE_ERROR_EXIT && report.error) return;
     if (code !== 0) throw new Error(`${o.id} wake ${report.wake}: the MCU image stopped with exit code ${code}: ${stderr.trim()}`);
   } finally {
     server.close();
+    // The chip's flash outlives the wake (and a power cut during it): back to the flash file.
+    if (release) writeFileSync(o.flashPath, readPsramFlash(psramFile));
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The release image's PSRAM as the board powers up: configuration block and flash contents. */
+function writePsram(path: string, config: string, flash: Buffer): void {
+  if (Buffer.byteLength(config) >= PSRAM.configBytes) throw new Error(`the image's configuration is over ${PSRAM.configBytes - 1} bytes`);
+  const fd = openSync(path, 'w', 0o600);
+  try {
+    ftruncateSync(fd, PSRAM.bytes); // sparse
+    writeSync(fd, Buffer.from(config + '\0'), 0, undefined, PSRAM.configOffset);
+    writeSync(fd, flash, 0, undefined, PSRAM.flashOffset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readPsramFlash(path: string): Buffer {
+  const out = Buffer.alloc(FLASH_FILE_BYTES);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, out, 0, out.length, PSRAM.flashOffset);
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }
 
 /** The image's log lines (mcu/src/main.c `say`). */
@@ -182,6 +272,8 @@ function onLine(o: McuRunOptions, r: WakeReport, line: string): void {
   } else if (f[0] === 'published') {
     r.publishedSeq = Number(f[1]);
     o.log(`${o.id} published event #${f[1]}`);
+  } else if (f[0] === 'wake-error') {
+    r.error = line.trim();
   } else if (f[0] === 'sleep') {
     r.heapHighWaterBytes = Number(/heap=(\d+)/.exec(line)?.[1] ?? NaN);
   } else if (f[0] === 'ram') {

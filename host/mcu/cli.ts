@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROFILES, type Profile } from '../session-abi.ts';
 import { UsageError, duration, hostPort, oneOf } from '../cli.ts';
-import { mcuUnavailable } from './qemu.ts';
+import { MCU_BUILDS, mcuUnavailable } from './qemu.ts';
 
 export const MCU_USAGE = `usage: sleepy-session mcu [flags]
   mcu                        one device on the Cortex-M4 image (QEMU mps2-an386, npm run build:mcu)
@@ -23,7 +23,14 @@ export const MCU_USAGE = `usage: sleepy-session mcu [flags]
       --awake DUR            time the application stays awake after boot (default 3s)
       --flash FILE           flash image: the firmware's 1,280-byte persisted region + a 40-byte
                              board block (1,320 bytes), provisioned when missing (default: a temp file)
-      --build wasm3|wasm2c   engine inside the image (default wasm3)
+      --build wasm3|wasm2c|wasm2c-O2   engine inside the image (default wasm3)
+      --image debug|release  debug (default): the image with semihosting (command line, log and
+                             flash file through the debugger channel); release: no semihosting,
+                             log on UART1, flash in the board's file-backed PSRAM, exit by reset
+      --sleep reset|retained reset (default): deep sleep, every wake a new power-on (RAM lost);
+                             retained: System ON idle between wakes in one power-on, the module
+                             kept compiled and the session slots in retained RAM (no flash write
+                             per wake; ending the run is a power loss: the next run handshakes)
       --no-publish           do not publish a reading at each wake`;
 
 export async function mcuCommand(argv: string[]): Promise<number> {
@@ -34,7 +41,7 @@ export async function mcuCommand(argv: string[]): Promise<number> {
   const options = {
     cloud: { type: 'string' }, id: { type: 'string' }, identity: { type: 'string' }, psk: { type: 'string' },
     profile: { type: 'string' }, wakes: { type: 'string' }, 'wake-every': { type: 'string' }, awake: { type: 'string' },
-    flash: { type: 'string' }, build: { type: 'string' }, 'no-publish': { type: 'boolean' },
+    flash: { type: 'string' }, build: { type: 'string' }, image: { type: 'string' }, sleep: { type: 'string' }, 'no-publish': { type: 'boolean' },
   } as const;
   let values;
   try {
@@ -47,7 +54,9 @@ export async function mcuCommand(argv: string[]): Promise<number> {
   if (!values.id) throw new UsageError('mcu: --id ID is required');
   if (!values.psk || !/^([0-9a-fA-F]{2}){16,64}$/.test(values.psk)) throw new UsageError('mcu: --psk must be 16..64 bytes in hex');
   const profile: Profile = oneOf('mcu', 'profile', values.profile ?? 'default', PROFILES);
-  const build = oneOf('mcu', 'build', values.build ?? 'wasm3', ['wasm3', 'wasm2c'] as const);
+  const build = oneOf('mcu', 'build', values.build ?? 'wasm3', MCU_BUILDS);
+  const image = oneOf('mcu', 'image', values.image ?? 'debug', ['debug', 'release'] as const);
+  const sleep = oneOf('mcu', 'sleep', values.sleep ?? 'reset', ['reset', 'retained'] as const);
   const wakes = Number(values.wakes ?? 3);
   if (!Number.isInteger(wakes) || wakes < 1 || wakes > 100_000) throw new UsageError(`mcu: --wakes must be a whole number 1..100000 (got '${values.wakes}')`);
   const why = mcuUnavailable(build);
@@ -60,7 +69,7 @@ export async function mcuCommand(argv: string[]): Promise<number> {
   try {
     await runMcu({
       cloud, id: values.id, identity: values.identity ?? values.id, psk: Buffer.from(values.psk, 'hex'), profile, wakes,
-      wakeEveryMs, appAwakeMs, flashPath, build, publish: !values['no-publish'], log: (line) => console.log(line),
+      wakeEveryMs, appAwakeMs, flashPath, build, image, sleep, publish: !values['no-publish'], log: (line) => console.log(line),
     });
   } finally {
     if (!values.flash) rmSync(flashPath, { force: true });

@@ -8,13 +8,23 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export type McuBuild = 'wasm3' | 'wasm2c';
+/** The engine in the image: wasm3, or the module compiled by wasm2c at -Os or at -O2. */
+export type McuBuild = 'wasm3' | 'wasm2c' | 'wasm2c-O2';
+export const MCU_BUILDS: readonly McuBuild[] = ['wasm3', 'wasm2c', 'wasm2c-O2'];
+/** debug: the image with semihosting (the host tools' channel); release: production-shaped, none. */
+export type McuImageKind = 'debug' | 'release';
 export const MCU_BUILD_DIR = fileURLToPath(new URL('../../build/mcu/', import.meta.url));
 
 /** The image running the release module (build/session.wasm). */
-export function imagePath(build: McuBuild): string {
-  return `${MCU_BUILD_DIR}${build}.elf`;
+export function imagePath(build: McuBuild, kind: McuImageKind = 'debug'): string {
+  return kind === 'release' ? `${MCU_BUILD_DIR}release/${build}.elf` : `${MCU_BUILD_DIR}${build}.elf`;
 }
+
+/** The wasm3 image linked with too small a heap (mcu/build.mjs HEAP_TIGHT_BYTES), for tests. */
+export const TIGHT_HEAP_IMAGE = `${MCU_BUILD_DIR}wasm3-tight-heap.elf`;
+
+/** The release image's PSRAM (QEMU's machine RAM, file-backed): config at 0, flash at 4 KiB. */
+export const PSRAM = { bytes: 16 << 20, configOffset: 0, configBytes: 256, flashOffset: 0x1000 } as const;
 
 /**
  * The image whose module is exactly `wasm`: the release image, or the test image (build/mcu/test/,
@@ -41,8 +51,11 @@ export interface QemuArgs {
   image: string;
   /** QEMU -chardev backend options for the UART, e.g. `pipe,path=/tmp/x` or `socket,path=/tmp/s`. */
   uart: string;
-  /** The image's command line (key=value words). */
+  /** The image's command line (key=value words); the release image reads it from its PSRAM. */
   cmdline: string;
+  /** Release image: the file backing its PSRAM (configuration and flash), and the QEMU chardev
+   * for UART1, its log. No semihosting; the image's reset request ends QEMU (-no-reboot). */
+  release?: { psramFile: string; log: string };
   /** Count instructions: the virtual clock advances 1 ns per instruction (-icount shift=0). */
   icount?: boolean;
 }
@@ -51,9 +64,12 @@ export function qemuArgs(a: QemuArgs): string[] {
   return [
     '-M', 'mps2-an386', '-nodefaults', '-net', 'none', '-display', 'none', '-monitor', 'none',
     '-chardev', `${a.uart},id=uart`, '-serial', 'chardev:uart',
-    '-semihosting-config', 'enable=on,target=native',
+    ...(a.release
+      ? ['-chardev', `${a.release.log},id=log`, '-serial', 'chardev:log', '-no-reboot',
+        '-object', `memory-backend-file,id=psram,size=${PSRAM.bytes},mem-path=${a.release.psramFile},share=on`, '-machine', 'memory-backend=psram']
+      : ['-semihosting-config', 'enable=on,target=native']),
     ...(a.icount ? ['-icount', 'shift=0'] : []),
-    '-kernel', a.image, '-append', a.cmdline,
+    '-kernel', a.image, ...(a.release ? [] : ['-append', a.cmdline]),
   ];
 }
 

@@ -21,16 +21,26 @@ void board_uart_write(const uint8_t *bytes, size_t len);
 /* Next received byte, or -1 when none is waiting. */
 int board_uart_read(void);
 
-/* Persistent memory: a host file through semihosting on QEMU, a flash page on a board. */
+/* Persistent memory: a host file through semihosting on QEMU (the debug image), the board's
+   file-backed PSRAM standing in for flash on QEMU (the release image), a flash page on a board. */
 int board_flash_open(const char *path, size_t size);
 int board_flash_read(uint32_t offset, uint8_t *out, size_t len);
 /* Returns only once the bytes are on the medium (the ABI's write-before-send rule). */
 int board_flash_write(uint32_t offset, const uint8_t *bytes, size_t len);
 
-/* The command line the image was started with (semihosting SYS_GET_CMDLINE). */
+/* The command line the image was started with: semihosting SYS_GET_CMDLINE in the debug image,
+   a configuration block written at provisioning in the release image. */
 const char *board_cmdline(void);
+/* One log line: semihosting stdout in the debug image, UART1 in the release image. */
 void board_log(const char *line);
 __attribute__((noreturn)) void board_fault(const char *why);
+/* The end of a wake: deep sleep on a board. The debug image exits QEMU through semihosting with
+   `code`; the release image logs "exit CODE" and requests a system reset (AIRCR SYSRESETREQ),
+   which QEMU's -no-reboot turns into exiting and a board's standby turns into the next wake. */
+__attribute__((noreturn)) void board_exit(int code);
+
+/* Heap allocations refused because they would pass the linker's __heap_limit (own _sbrk). */
+uint32_t board_alloc_failures(void);
 
 /* RAM accounting for the benchmarks. */
 void board_paint_stack(void);

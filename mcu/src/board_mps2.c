@@ -1,11 +1,24 @@
-/* Board layer for QEMU mps2-an386: CMSDK UART0, SysTick at the 25 MHz system clock, semihosting
-   for the command line, the log and the persistent-memory file. */
+/* Board layer for QEMU mps2-an386: CMSDK UART0, SysTick at the 25 MHz system clock, an MPU stack
+   guard and a heap bounded by the linker's __heap_limit. Two builds of this file:
+   BOARD_SEMIHOSTING=1, the debug image the host tools drive: the command line, the log and the
+   persistent-memory file through semihosting (BKPT 0xAB, which hard-faults on a board without a
+   debugger attached);
+   BOARD_SEMIHOSTING=0, the release image: no semihosting at all. The log goes out on UART1, a wake
+   ends by a reset request (board_exit), and the configuration block and the persistent memory
+   live in the board's PSRAM, which QEMU maps from a host file (mcu/README in docs/engines.md). */
 #include "board.h"
-#include <fcntl.h>
+#include <errno.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef BOARD_SEMIHOSTING
+#define BOARD_SEMIHOSTING 1
+#endif
+#if BOARD_SEMIHOSTING
+#include <fcntl.h>
 #include <unistd.h>
+#endif
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
 #define UART0 0x40004000u
@@ -18,6 +31,13 @@
 #define SYST_RVR REG(0xE000E014u)
 #define SYST_CVR REG(0xE000E018u)
 #define NVIC_ISER0 REG(0xE000E100u)
+#define SCB_AIRCR REG(0xE000ED0Cu)
+#define SCB_SHCSR REG(0xE000ED24u)
+#define MPU_CTRL REG(0xE000ED94u)
+#define MPU_RNR REG(0xE000ED98u)
+#define MPU_RBAR REG(0xE000ED9Cu)
+#define MPU_RASR REG(0xE000EDA0u)
+#define UART1 0x40005000u
 #define SYSCLK_HZ 25000000u
 #define TICKS_PER_MS (SYSCLK_HZ / 1000u)
 #define NS_PER_TICK (1000000000u / SYSCLK_HZ)
@@ -63,7 +83,26 @@ void board_uart_write(const uint8_t *bytes, size_t len) {
   }
 }
 
+extern char __stack_guard[], __heap_start[], __heap_limit[];
+
+/* The stack guard: 32 bytes below the stack that no code may touch (PMSAv7 region 0: no access,
+   execute never). A stack that grows into it takes a MemManage fault (board_fault names the pc)
+   instead of silently overwriting the heap. */
+static void stack_guard_init(void) {
+  MPU_RNR = 0;
+  MPU_RBAR = (uint32_t)__stack_guard;
+  MPU_RASR = (1u << 28) /* XN */ | (0u << 24) /* AP: no access */ | (4u << 1) /* 2^(4+1) = 32 B */ | 1u;
+  MPU_CTRL = 4u /* PRIVDEFENA: the default map elsewhere */ | 1u;
+  SCB_SHCSR |= 1u << 16; /* MemManage faults enabled (else they escalate to HardFault) */
+  __asm volatile("dsb\n isb" ::: "memory");
+}
+
 void board_init(void) {
+  stack_guard_init();
+#if !BOARD_SEMIHOSTING
+  REG(UART1 + 0x10) = 16u; /* BAUDDIV */
+  REG(UART1 + 0x8) = 1u;   /* TX */
+#endif
   SYST_RVR = TICKS_PER_MS - 1u;
   SYST_CVR = 0;
   SYST_CSR = 7u; /* processor clock, interrupt, enable */
@@ -86,9 +125,31 @@ uint64_t board_virtual_ns(void) {
 
 void board_idle(void) { __asm volatile("wfi"); }
 
+/* The heap: newlib's malloc grows it through _sbrk (linked as __wrap__sbrk, -Wl,--wrap=_sbrk, so
+   that rdimon's own _sbrk, which only compares against SP, is never used). Past __heap_limit the
+   call fails with ENOMEM and malloc returns NULL: the engine reports out of memory, the wake ends
+   with a counted error (main.c), and nothing is written. */
+static char *heap_top = __heap_start;
+static uint32_t alloc_failures;
+
+void *__wrap__sbrk(ptrdiff_t increment) {
+  char *old = heap_top;
+  if (increment > __heap_limit - heap_top || increment < __heap_start - heap_top) {
+    alloc_failures++;
+    errno = ENOMEM;
+    return (void *)-1;
+  }
+  heap_top += increment;
+  return old;
+}
+
+uint32_t board_alloc_failures(void) { return alloc_failures; }
+
+static size_t flash_size;
+
+#if BOARD_SEMIHOSTING
 /* Semihosting: QEMU runs the host's open/read/write for these (newlib's rdimon). */
 static int flash_fd = -1;
-static size_t flash_size;
 
 int board_flash_open(const char *path, size_t size) {
   flash_fd = open(path, O_RDWR);
@@ -132,9 +193,81 @@ void board_fault(const char *why) {
   _exit(99);
 }
 
+void board_exit(int code) { _exit(code); }
+#else
+/* The board's 16 MiB PSRAM at 0x21000000 is QEMU's machine RAM, which the host maps from a file
+   (-object memory-backend-file,share=on): stores reach the file as they retire, like flash that
+   is written by the word. Layout: the configuration block (the command line, NUL-terminated)
+   written at provisioning, then at 4 KiB the persistent memory (region + board block). */
+#define PSRAM_BASE 0x21000000u
+#define CONFIG_BYTES 256u
+#define FLASH_OFFSET 0x1000u
+#define FLASH_BYTES_MAX 0x1000u
+
+int board_flash_open(const char *path, size_t size) {
+  (void)path;
+  flash_size = size;
+  return size <= FLASH_BYTES_MAX ? 0 : -1;
+}
+
+int board_flash_read(uint32_t offset, uint8_t *out, size_t len) {
+  if (offset + len > flash_size) return -1;
+  memcpy(out, (const uint8_t *)(PSRAM_BASE + FLASH_OFFSET + offset), len);
+  return 0;
+}
+
+int board_flash_write(uint32_t offset, const uint8_t *bytes, size_t len) {
+  if (offset + len > flash_size) return -1;
+  memcpy((uint8_t *)(PSRAM_BASE + FLASH_OFFSET + offset), bytes, len);
+  __asm volatile("dsb" ::: "memory"); /* retired: in the mapped file before the datagram goes out */
+  return 0;
+}
+
+static char cmdline[CONFIG_BYTES];
+
+const char *board_cmdline(void) {
+  memcpy(cmdline, (const char *)PSRAM_BASE, CONFIG_BYTES - 1);
+  cmdline[CONFIG_BYTES - 1] = 0;
+  return cmdline;
+}
+
+static void uart1_write(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    while (REG(UART1 + 0x4) & 1u) {
+    }
+    REG(UART1 + 0x0) = (uint8_t)s[i];
+  }
+}
+
+void board_log(const char *line) {
+  uart1_write(line, strlen(line));
+  uart1_write("\n", 1);
+}
+
+void board_exit(int code) {
+  char line[16] = "exit ";
+  size_t n = 5;
+  if (code < 0 || code > 255) code = 255;
+  if (code >= 100) line[n++] = (char)('0' + code / 100);
+  if (code >= 10) line[n++] = (char)('0' + code / 10 % 10);
+  line[n++] = (char)('0' + code % 10);
+  line[n] = 0;
+  board_log(line);
+  __asm volatile("dsb" ::: "memory");
+  SCB_AIRCR = 0x05FA0004u; /* VECTKEY | SYSRESETREQ */
+  for (;;) __asm volatile("wfi");
+}
+
+void board_fault(const char *why) {
+  uart1_write("fault: ", 7);
+  board_log(why);
+  board_exit(99);
+}
+#endif
+
 /* Stack high-water by painting: everything below the live frame is filled with a pattern at
    reset; the lowest word that no longer holds it is as deep as the stack ever went. */
-extern uint32_t __stack_limit, __stack_top, __data_start, __bss_end;
+extern uint32_t __stack_limit, __stack_top, __data_start, __noinit_end;
 #define PAINT 0xA5C3E1F0u
 
 __attribute__((noinline)) void board_paint_stack(void) {
@@ -153,4 +286,5 @@ uint32_t board_stack_high_water(void) {
 /* newlib's allocator only ever grows its arena (no trim below 128 KiB), so the arena is the heap's high-water. */
 uint32_t board_heap_high_water(void) { return (uint32_t)mallinfo().arena; }
 uint32_t board_heap_in_use(void) { return (uint32_t)mallinfo().uordblks; }
-uint32_t board_static_ram(void) { return (uint32_t)((char *)&__bss_end - (char *)&__data_start); }
+/* .data, .bss and .noinit (the retained record and counters). */
+uint32_t board_static_ram(void) { return (uint32_t)((char *)&__noinit_end - (char *)&__data_start); }

@@ -1,6 +1,8 @@
 /* The image: the firmware module on the board. Two modes, chosen on the command line:
-   mode=wake  one wake of a sleepy device (boot from flash, publish, relay datagrams over the UART
-              until prepare_sleep says 0, then exit = deep sleep). Used by `sleepy-session mcu`.
+   mode=wake  a sleepy device (boot from flash, publish, relay datagrams over the UART until
+              prepare_sleep says 0), then exit = deep sleep; or with sleep=retained, several
+              wakes with System ON idle between them (RAM and the compiled module kept).
+              Used by `sleepy-session mcu`.
    mode=cmd   executes ABI calls sent by the host over the UART (the conformance engine and the
               benchmarks): the host drives, the image reports results and instruction counts. */
 #include <stdio.h>
@@ -40,15 +42,32 @@ static const char *arg(const char *key) {
   return NULL;
 }
 
+/* Kept while the RAM is powered (not zeroed at reset): wakes that ended with an error. */
+#define KEPT_MAGIC 0x4B455054u
+static struct { uint32_t magic; uint32_t wake_errors; } kept __attribute__((section(".noinit")));
+
+/* mode=wake: a failed load or a trap (an allocation refused at the heap bound included) ends the
+   wake with a counted error and exit code 3. Whatever the failed call queued is never drained, so
+   persistent memory keeps the last complete write: the session is untouched and the next wake
+   boots from it. */
+__attribute__((noreturn)) static void wake_error(const char *where, const char *why) {
+  if (kept.magic != KEPT_MAGIC) {
+    kept.magic = KEPT_MAGIC;
+    kept.wake_errors = 0;
+  }
+  kept.wake_errors++;
+  char line[200];
+  snprintf(line, sizeof line, "wake-error errors=%lu alloc-failures=%lu in %s: %s", (unsigned long)kept.wake_errors,
+           (unsigned long)board_alloc_failures(), where, why);
+  board_log(line);
+  board_exit(3);
+}
+
 static int64_t call(const char *name, int argc, const uint64_t *args) {
   uint64_t r = 0;
   int has = 0;
   const char *trap = fw_call(name, argc, args, &r, &has);
-  if (trap) {
-    char line[200];
-    snprintf(line, sizeof line, "trap in %s: %s", name, trap);
-    board_fault(line);
-  }
+  if (trap) wake_error(name, trap);
   return (int64_t)r;
 }
 
@@ -79,14 +98,50 @@ static void say(const char *fmt, unsigned long a, unsigned long b) {
   board_log(line);
 }
 
+/* Where the persisted region lives. sleep=reset (deep sleep, RAM lost): all of it on flash.
+   sleep=retained (System ON idle, RAM kept): the credentials block (written once at provisioning)
+   on flash and the two session slots in retained RAM, as on a board with BKPSRAM or retained RAM
+   sections (docs/engines.md): a wake writes no flash. A power loss takes the slots, keys and
+   session together (the magic is gone: they read as erased and the next boot handshakes). */
+#define CREDENTIALS_BYTES 192u
+#define RETAINED_MAGIC 0x534C4F54u
+static struct {
+  uint32_t magic;
+  uint8_t slots[REGION_BYTES - CREDENTIALS_BYTES];
+} retained_ram __attribute__((section(".noinit")));
+static int slots_in_ram;
+
+static void region_read(uint8_t *out) {
+  if (!slots_in_ram) {
+    if (board_flash_read(0, out, REGION_BYTES) != 0) board_fault("flash read failed");
+    return;
+  }
+  if (board_flash_read(0, out, CREDENTIALS_BYTES) != 0) board_fault("flash read failed");
+  if (retained_ram.magic != RETAINED_MAGIC) {
+    memset(retained_ram.slots, 0xff, sizeof retained_ram.slots); /* powered up: nothing retained */
+    retained_ram.magic = RETAINED_MAGIC;
+  }
+  memcpy(out + CREDENTIALS_BYTES, retained_ram.slots, sizeof retained_ram.slots);
+}
+
+static int region_write(uint32_t offset, const uint8_t *bytes, uint32_t len) {
+  if (offset + len > REGION_BYTES) return -1;
+  if (!slots_in_ram) return board_flash_write(offset, bytes, len);
+  if (offset < CREDENTIALS_BYTES) { /* the credentials: flash (provisioning writes them, a wake never) */
+    uint32_t n = len < CREDENTIALS_BYTES - offset ? len : CREDENTIALS_BYTES - offset;
+    if (board_flash_write(offset, bytes, n) != 0) return -1;
+    offset += n, bytes += n, len -= n;
+  }
+  memcpy(retained_ram.slots + (offset - CREDENTIALS_BYTES), bytes, len);
+  return 0;
+}
+
 /* The ABI's host contract: persistent writes first, then events, then datagrams. */
 static void drain(void) {
   for (int n; (n = (int)call0("poll_store")) > 0;) {
     uint8_t *b = io();
     uint32_t offset = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    if (offset + (uint32_t)(n - 4) > REGION_BYTES || board_flash_write(offset, b + 4, (size_t)(n - 4)) != 0) {
-      board_fault("persistent write failed");
-    }
+    if (region_write(offset, b + 4, (uint32_t)(n - 4)) != 0) board_fault("persistent write failed");
   }
   for (int n; (n = (int)call0("poll_event")) > 0;) {
     uint8_t *b = io();
@@ -107,16 +162,10 @@ static int hex_decode(const char *hex, uint8_t *out, size_t cap) {
   return (int)(n / 2);
 }
 
-static int wake(void) {
-  const char *path = arg("flash");
-  const char *rtc = arg("rtc");
-  if (!path || !rtc) board_fault("mode=wake needs flash=PATH rtc=MS");
-  rtc_base_ms = strtoull(rtc, NULL, 10);
-  const char *awake = arg("awake");
-  uint64_t app_awake_ms = awake ? strtoull(awake, NULL, 10) : 3000;
-  if (board_flash_open(path, FLASH_BYTES) != 0) board_fault("cannot open the flash file");
-
-  /* Entropy: seed (from provisioning) ‖ boot counter ‖ RTC; the counter is on flash before use. */
+/* Power-on: the module loaded (parsed; wasm3 compiles each function at its first call) and its
+   DRBG seeded from seed (provisioning) ‖ power-on counter ‖ RTC. The counter is on flash before
+   use; it moves once per power-on, so in retained sleep no wake writes flash for it. */
+static uint32_t power_on(void) {
   uint8_t block[BOARD_BLOCK_BYTES];
   if (board_flash_read(BOARD_BLOCK_OFFSET, block, sizeof block) != 0 || memcmp(block, "BRD1", 4) != 0) {
     board_fault("flash has no board block (provision the device)");
@@ -128,7 +177,7 @@ static int wake(void) {
   if (board_flash_write(BOARD_BLOCK_OFFSET + 4, block + 4, 4) != 0) board_fault("boot counter write failed");
 
   const char *why = fw_load();
-  if (why) board_fault(why);
+  if (why) wake_error("load", why);
   uint8_t *b = io();
   memcpy(b, block + 8, 32);
   memcpy(b + 32, &boots, 4);
@@ -137,8 +186,12 @@ static int wake(void) {
   memset(b + 44, 0, 4);
   memset(block, 0, sizeof block);
   if (call1("seed_entropy", 48) != 0) board_fault("seed_entropy refused");
+  return boots;
+}
 
-  if (board_flash_read(0, io(), REGION_BYTES) != 0) board_fault("flash read failed");
+/* One wake from boot to prepare_sleep's 0. `n` numbers the wakes of this power-on. */
+static void one_wake(uint32_t boots, uint32_t n, uint64_t app_awake_ms) {
+  region_read(io());
   int64_t state = call2("boot", now_ms(), REGION_BYTES);
   if (state < 0) board_fault(state == -1 ? "boot: no valid credentials on flash" : "boot failed");
   say("boot %lu boots=%lu", state, boots);
@@ -151,7 +204,9 @@ static int wake(void) {
     uint8_t data[48];
     int data_len = data_hex ? hex_decode(data_hex, data, sizeof data) : 0;
     if (data_len < 0 || name_len > 15) board_fault("bad event=NAME (1..15) or data=HEX (0..43 bytes)");
-    b = io();
+    /* Retained sleep runs every wake in one image: the reading names its wake. */
+    if (!data_hex && slots_in_ram) data_len = snprintf((char *)data, sizeof data, "wake %lu", (unsigned long)n);
+    uint8_t *b = io();
     memcpy(b, event, name_len);
     memcpy(b + name_len, data, (size_t)data_len);
     int64_t seq = call3("publish", now_ms(), name_len, (uint64_t)data_len);
@@ -179,15 +234,47 @@ static int wake(void) {
     }
     uint64_t deadline = awake_until;
     if (next >= 0 && (uint64_t)next < deadline) deadline = (uint64_t)next;
-    int n = slip_receive(frame, sizeof frame, deadline - rtc_base_ms);
-    if (n > 0) {
-      memcpy(io(), frame, (size_t)n);
-      call2("handle_datagram", now_ms(), (uint64_t)n);
+    int len = slip_receive(frame, sizeof frame, deadline - rtc_base_ms);
+    if (len > 0) {
+      memcpy(io(), frame, (size_t)len);
+      call2("handle_datagram", now_ms(), (uint64_t)len);
       drain();
     }
   }
   say("sleep session=%lu heap=%lu", call0("session_state"), board_heap_high_water());
   say("ram stack=%lu static=%lu", board_stack_high_water(), board_static_ram());
+}
+
+static int wake(void) {
+  const char *path = arg("flash");
+  const char *rtc = arg("rtc");
+  if (!path || !rtc) board_fault("mode=wake needs flash=PATH rtc=MS");
+  rtc_base_ms = strtoull(rtc, NULL, 10);
+  const char *awake = arg("awake");
+  uint64_t app_awake_ms = awake ? strtoull(awake, NULL, 10) : 3000;
+  /* sleep=reset (default): one wake, then exit (deep sleep: the next wake is a new power-on).
+     sleep=retained wakes=N every=MS: N wakes in this power-on, System ON idle between them. */
+  const char *sleep_mode = arg("sleep");
+  slots_in_ram = sleep_mode && strcmp(sleep_mode, "retained") == 0;
+  if (sleep_mode && !slots_in_ram && strcmp(sleep_mode, "reset") != 0) board_fault("sleep=reset or sleep=retained");
+  const char *wakes_arg = arg("wakes"), *every_arg = arg("every");
+  uint32_t wakes = slots_in_ram && wakes_arg ? (uint32_t)strtoul(wakes_arg, NULL, 10) : 1;
+  uint64_t every_ms = every_arg ? strtoull(every_arg, NULL, 10) : 0;
+  if (board_flash_open(path, FLASH_BYTES) != 0) board_fault("cannot open the flash file");
+
+  uint32_t boots = power_on();
+  for (uint32_t n = 1;; n++) {
+    uint64_t started = board_uptime_ms();
+    one_wake(boots, n, app_awake_ms);
+    if (n >= wakes) break;
+    /* System ON idle: the CPU waits for the timer, RAM and the compiled module kept. The radio is
+       off: whatever reaches the UART meanwhile is dropped. The DRBG keeps its state (no reseed). */
+    while (board_uptime_ms() < started + every_ms) {
+      board_idle();
+      while (board_uart_read() >= 0) {
+      }
+    }
+  }
   return 0;
 }
 
