@@ -86,7 +86,7 @@ describe('device --flash: bad files are refused before anything starts', () => {
 describe('device --flash: any 1280 bytes behind genuine credentials', () => {
   it('CRC-valid session slots with random fields and lengths: the host runs its wake and stops cleanly, no PSK on the wire', { timeout: 120_000 }, async () => {
     const psk = Buffer.from(PSK, 'hex');
-    const opts = { id: 'cli-dev', identity: 'cli-dev', psk, profile: 'default' as const, engine: new V8Engine() };
+    const opts = { id: 'cli-dev', credentials: { suite: 'psk' as const, identity: 'cli-dev', psk }, profile: 'default' as const, engine: new V8Engine() };
     const creds = (await new Device({ ...opts, send: () => {} }).provisioningWrites()).find((w) => w.offset === 0)!;
     const silent = dgram.createSocket('udp4');
     const sent: Buffer[] = [];
