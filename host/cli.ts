@@ -462,6 +462,7 @@ async function deviceCommand(argv: string[]): Promise<number> {
   }
   const { PROFILES } = await import('./session-abi.ts');
   const profile = oneOf('device', 'profile', flags.profile ?? 'default', PROFILES);
+  const suite = printKey ? 'ecdhe' : suiteOf('device', flags);
   const { serverPublicKeyFlag } = await import('./key-flags.ts');
   const serverPublicKey = flags['server-key'] !== undefined ? serverPublicKeyFlag('device', 'server-key', flags['server-key']) : undefined;
   const engine = await engineByName(oneOf('device', 'engine', flags.engine ?? 'v8', ['v8', 'wasm3'] as const));
@@ -476,7 +477,6 @@ async function deviceCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const cloud = hostPort('device', 'cloud', flags.cloud);
-  const suite = suiteOf('device', flags);
   const identityBytes = Buffer.byteLength(flags.identity ?? flags.id!);
   if (identityBytes > 64) throw new UsageError(`device: --identity must be 1..64 bytes (got ${identityBytes})`);
   if (suite === 'psk' && !/^([0-9a-fA-F]{2}){16,64}$/.test(flags.psk!)) throw new UsageError('device: --psk must be 16..64 bytes in hex');
