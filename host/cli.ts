@@ -65,8 +65,8 @@ export const DEVICE_SPEC: CommandSpec = {
   name: 'device',
   summary: 'one device over real UDP against a cloud, waking periodically',
   flags: [
-    { name: 'cloud', value: 'HOST:PORT', help: 'the cloud (sleepy-session cloud) — required' },
-    { name: 'id', value: 'ID', help: "device id as in the cloud's devices file, 1..48 bytes — required" },
+    { name: 'cloud', value: 'HOST:PORT', help: 'the cloud (sleepy-session cloud) — required (not with --print-public-key)' },
+    { name: 'id', value: 'ID', help: "device id as in the cloud's devices file, 1..48 bytes — required (with --print-public-key only to provision)" },
     { name: 'server-key', value: 'HEX|FILE', help: "ECDHE-ECDSA (raw public keys): the cloud's P-256 public key to pin, 130 hex digits as 'sleepy-session cloud --key FILE --print-public-key' prints them, or a file holding them or a PEM public key. The device generates its key pair at provisioning and prints its public key for the cloud's devices file — this or --psk is required" },
     { name: 'psk', value: 'HEX', help: 'PSK instead of --server-key: the pre-shared key, 16..64 bytes in hex' },
     { name: 'identity', value: 'ID', help: 'PSK identity, 1..64 bytes (with --psk)', default: 'the id' },
@@ -87,7 +87,7 @@ const COMMANDS: [string, string][] = [
   ['connect', CONNECT_SPEC.summary],
   ['device', DEVICE_SPEC.summary],
   ['mcu', 'one device on the Cortex-M4 image in QEMU against a cloud (flags: sleepy-session mcu --help)'],
-  ['cloud', 'the DTLS 1.2 PSK cloud (docs/protocol.md)'],
+  ['cloud', 'the DTLS 1.2 cloud: ECDHE-ECDSA with raw public keys and PSK (docs/protocol.md)'],
   ['events', 'list or retry the dead letters of the cloud\'s Redis event log'],
   ['help', 'this text'],
 ];
