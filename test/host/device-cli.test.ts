@@ -208,7 +208,9 @@ describe('device with ECDHE-ECDSA (--server-key) against a cloud --key process',
     const cloud = await startCloudProcess(['--devices', devices, '--key', key, '--port', '0', '--metrics-port', '0', '--webhook', hook.url]);
     const delivered = () => new Set(hook.accepted().map((r) => `${r.body.device} ${Buffer.from(r.body.data as string, 'base64')}`));
     const device = (wakes: number) => run('device', '--cloud', `127.0.0.1:${cloud.port}`, '--id', 'ecdhe-dev', '--server-key', printed.out.toString().trim(),
-      '--flash', flash, '--wakes', String(wakes), '--wake-every', '10s', '--speed', '20', '--publish-every-wake');
+      // At --speed 10 the 3 s retransmission timer is 300 wall ms: a loaded machine can still cost a wake its
+      // handshake (README), so the verdicts are on delivery, which the next wake completes.
+      '--flash', flash, '--wakes', String(wakes), '--wake-every', '10s', '--speed', '10', '--publish-every-wake');
     try {
       const first = device(2);
       assert.equal(await first.exited, 0, first.err);
@@ -216,7 +218,6 @@ describe('device with ECDHE-ECDSA (--server-key) against a cloud --key process',
       assert.equal(entryOf(out), entry, `the device names its registered key at start:\n${out}`);
       assert.match(out, / connected\n/);
       assert.match(out, /event #1 acknowledged/);
-      assert.doesNotMatch(out, /handshake failed/);
       await until(() => delivered().has('ecdhe-dev wake 2'), 20_000, 'the events at the webhook').catch(() => {});
       assert.deepEqual(['wake 1', 'wake 2'].filter((w) => !delivered().has(`ecdhe-dev ${w}`)), [], `events never delivered; device log:\n${out}`);
 
