@@ -201,6 +201,15 @@ describe('device with ECDHE-ECDSA (--server-key) against a cloud --key process',
     const again = run('device', '--flash', flash, '--print-public-key');
     assert.equal(await again.exited, 0, again.err);
     assert.equal(again.out.toString().trim(), entry, 'printed again from the file: the same key');
+    // A provisioned file is only read: the key prints while a device process holds the file's lock.
+    const held = FlashFile.open(flash, 1280, 0xff);
+    try {
+      const whileHeld = run('device', '--flash', flash, '--print-public-key');
+      assert.equal(await whileHeld.exited, 0, whileHeld.err);
+      assert.equal(whileHeld.out.toString().trim(), entry);
+    } finally {
+      held.close();
+    }
 
     const devices = join(dir, 'devices.json');
     fs.writeFileSync(devices, JSON.stringify({ devices: [JSON.parse(entry)] }));
