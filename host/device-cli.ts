@@ -12,23 +12,32 @@
  *   - FILE.lock.N locks FILE to this process from openFlash until exit (host/board/file-lock.ts):
  *     a second process on FILE is refused (exit 2, naming the holder's pid); a killed holder's lock
  *     is taken over at the next start.
- * Without --flash both live in this process only: a restart is a new, freshly provisioned device.
+ * Without --flash both live in this process only: a restart is a new, freshly provisioned device
+ * (with ECDHE-ECDSA: a new key pair, to register again).
+ *
+ * ECDHE-ECDSA credentials (the default way to run a device) are the cloud's public key, pinned, and
+ * the device's key pair, generated on the device from its DRBG at provisioning: the private key
+ * never leaves the firmware and its flash; the public key is printed as a devices-file entry
+ * (docs/protocol.md §9) at provisioning, at every start, and by `printDevicePublicKey`.
  */
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { Board, ERASED_BYTE } from './board/board.ts';
 import { FlashFile, writeFileDurably } from './board/flash-file.ts';
 import { ScaledClock, type ClockAnchor } from './board/rtc.ts';
 import { Device } from './device.ts';
 import type { Engine } from './engines/engine.ts';
-import { OutboxFullError, REGION_BYTES, type Profile, type SessionEvent, type StoreWrite } from './session-abi.ts';
+import { readFirmware } from './firmware.ts';
+import {
+  FirmwareClient, OutboxFullError, REGION_BYTES, type Credentials, type Profile, type SessionEvent, type StoreWrite,
+} from './session-abi.ts';
 
 export interface DeviceRunOptions {
   cloud: { host: string; port: number };
   id: string;
-  identity: string;
-  psk: Buffer;
+  /** PSK, or ECDHE-ECDSA with the cloud's public key (the device's key pair is generated at provisioning). */
+  credentials: Credentials;
   profile: Profile;
   wakeEveryMs: number;
   publishEveryWake: boolean;
@@ -97,19 +106,140 @@ function loadHostState(path: string | null): HostState | null {
   }
 }
 
+/** The credentials block's magic (docs/abi.md, "Persisted layout"): which kind of credentials it holds. */
+const CREDS_MAGIC: Record<string, Credentials['suite']> = { CRD1: 'psk', CRK1: 'ecdhe' };
+/** In an ECDHE-ECDSA block the bytes before the device's private key (at 120) follow from the flags. */
+const ECDHE_FLAG_BYTES = 120;
+/** Where the device id and its length are in the credentials block. */
+const ID_LENGTH_AT = 5, ID_AT = 8;
+
+type Match = 'erased' | 'same' | 'other-suite' | 'other';
+
+function erased(block: Uint8Array): boolean {
+  return block.every((b) => b === ERASED_BYTE);
+}
+
+function storedSuite(image: Uint8Array): Credentials['suite'] | null {
+  return CREDS_MAGIC[Buffer.from(image.subarray(0, 4)).toString('latin1')] ?? null;
+}
+
 /**
  * The credentials block in the flash image (offset 0, docs/abi.md) against the one provisioning with
- * these flags writes: 'erased' (never provisioned), 'same', or 'other' (another device, PSK or
- * profile, or damaged). Provisioning's other writes (blank session slots) are not compared: the
- * device has used them since.
+ * these flags writes: 'erased' (never provisioned), 'same', 'other-suite' (PSK where the flags say
+ * ECDHE-ECDSA or the reverse) or 'other' (another device, key or profile, or damaged). With
+ * ECDHE-ECDSA the device's private key is left out: provisioning generates a new one every time.
+ * Provisioning's other writes (blank session slots) are not compared: the device has used them since.
  */
-function credentialsMatch(image: Uint8Array, writes: StoreWrite[]): 'erased' | 'same' | 'other' {
+function credentialsMatch(image: Uint8Array, writes: StoreWrite[], suite: Credentials['suite']): Match {
   const creds = writes.find((w) => w.offset === 0);
   if (!creds) throw new Error('provisioning wrote no credentials block at offset 0 (docs/abi.md)');
   const stored = image.subarray(0, creds.bytes.length);
-  if (stored.every((b) => b === ERASED_BYTE)) return 'erased';
-  // Constant time: both sides hold the PSK.
-  return crypto.timingSafeEqual(creds.bytes, stored) ? 'same' : 'other';
+  if (erased(stored)) return 'erased';
+  const held = storedSuite(stored);
+  if (held !== null && held !== suite) return 'other-suite';
+  const n = suite === 'ecdhe' ? ECDHE_FLAG_BYTES : creds.bytes.length;
+  // Constant time: with a PSK both sides hold it.
+  return crypto.timingSafeEqual(creds.bytes.subarray(0, n), stored.subarray(0, n)) ? 'same' : 'other';
+}
+
+function mismatchError(path: string, suite: Credentials['suite'], match: 'other-suite' | 'other'): DeviceStartError {
+  if (match === 'other-suite') {
+    const held = suite === 'psk' ? 'ECDHE-ECDSA credentials (provisioned with --server-key)' : 'PSK credentials (provisioned with --psk)';
+    return new DeviceStartError(`--flash ${path}: holds ${held}; run it with those, or name another file for these (a provisioned file is not provisioned again: that would erase its session and queued events, docs/abi.md)`);
+  }
+  const flags = suite === 'psk' ? '--id, --identity, --psk and --profile' : '--id, --server-key and --profile';
+  return new DeviceStartError(`--flash ${path}: holds the credentials of another device (${flags} must be the ones it was provisioned with) or damaged ones; use another file`);
+}
+
+/** The line a cloud's devices file takes for this device (docs/protocol.md §9). */
+export function devicesFileEntry(id: string, publicKey: Uint8Array): string {
+  return JSON.stringify({ id, publicKey: Buffer.from(publicKey).toString('hex') });
+}
+
+/**
+ * The device's public key held in a provisioned ECDHE-ECDSA image, read as the device reads it: a
+ * throwaway instance boots the image and answers device_public_key (what it writes or sends goes
+ * nowhere; the private key never leaves the firmware).
+ */
+async function storedPublicKey(engine: Engine, image: Uint8Array, path: string): Promise<Uint8Array> {
+  const fw = new FirmwareClient(await engine.load(readFirmware()));
+  try {
+    fw.seed(crypto.randomBytes(48));
+    try {
+      fw.boot(0, image);
+      return fw.devicePublicKey();
+    } catch {
+      throw new DeviceStartError(`--flash ${path}: its ECDHE-ECDSA credentials are damaged (the firmware refuses them); use another file`);
+    }
+  } finally {
+    fw.m.dispose();
+  }
+}
+
+export interface PublicKeyEntryOptions {
+  flashPath: string;
+  /** With both, an erased (or missing) file is provisioned first; a provisioned one must hold these. */
+  id?: string;
+  serverPublicKey?: Uint8Array;
+  profile: Profile;
+  engine: Engine;
+  /** Notes (the file was provisioned). */
+  log: (line: string) => void;
+}
+
+/**
+ * `device --flash FILE --print-public-key`: the devices-file entry of the device in FILE. A
+ * provisioned file is only read (no lock: this works beside the device process running on it); an
+ * erased or missing one is provisioned with --id and --server-key, the key pair generated on the
+ * device now.
+ */
+export async function publicKeyEntry(o: PublicKeyEntryOptions): Promise<string> {
+  const given = o.id !== undefined && o.serverPublicKey !== undefined;
+  const credentials: Credentials | null = o.serverPublicKey ? { suite: 'ecdhe', serverPublicKey: o.serverPublicKey } : null;
+  const provisioner = (flash: FlashFile | null) => {
+    const board = new Board(`device/${o.id}/${crypto.randomBytes(16).toString('hex')}`);
+    if (flash) {
+      board.memory.bytes.set(flash.initial);
+      board.memory.backing = flash;
+    }
+    return new Device({ id: o.id!, credentials: credentials!, profile: o.profile, engine: o.engine, board, send: () => {} });
+  };
+  const entryOf = async (image: Uint8Array): Promise<string> => {
+    if (storedSuite(image) === 'psk') throw new DeviceStartError(`--flash ${o.flashPath}: holds PSK credentials (provisioned with --psk): a PSK device has no public key`);
+    if (given) {
+      const writes = await provisioner(null).provisioningWrites();
+      const match = credentialsMatch(image, writes, 'ecdhe');
+      writes.forEach((w) => w.bytes.fill(0));
+      if (match === 'other-suite' || match === 'other') throw mismatchError(o.flashPath, 'ecdhe', match);
+    }
+    const id = Buffer.from(image.subarray(ID_AT, ID_AT + image[ID_LENGTH_AT])).toString();
+    return devicesFileEntry(id, await storedPublicKey(o.engine, image, o.flashPath));
+  };
+  if (o.id !== undefined && o.serverPublicKey === undefined) throw new DeviceStartError('--print-public-key: --id needs --server-key (both provision an erased file; a provisioned one needs neither)');
+  if (o.id === undefined && o.serverPublicKey !== undefined) throw new DeviceStartError('--print-public-key: --server-key needs --id (both provision an erased file; a provisioned one needs neither)');
+  let current: Buffer | null = null, missing = false;
+  try {
+    current = readFileSync(o.flashPath);
+  } catch (e) {
+    missing = (e as NodeJS.ErrnoException).code === 'ENOENT'; // otherwise openFlash below names the problem
+  }
+  if (current?.length === REGION_BYTES && !erased(current.subarray(0, ECDHE_FLAG_BYTES))) return entryOf(current);
+  const notProvisioned = () => new DeviceStartError(`--flash ${o.flashPath}: ${missing ? 'no such file' : 'not provisioned yet'}; --id ID and --server-key HEX|FILE provision it (the key pair is generated on the device now)`);
+  if (current?.length === REGION_BYTES && !given) throw notProvisioned(); // erased
+  if (missing && !given) throw notProvisioned(); // nothing to create it for
+  const flash = openFlash(o.flashPath);
+  try {
+    if (!erased(flash.initial)) return await entryOf(flash.initial);
+    if (!given) throw notProvisioned();
+    const device = provisioner(flash);
+    const publicKey = await device.provision();
+    // Host state beside an erased image belongs to an earlier device.
+    rmSync(`${o.flashPath}.host`, { force: true });
+    o.log(`provisioned ${o.flashPath} (profile ${o.profile}): the device generated its key pair; the private key stays in the file`);
+    return devicesFileEntry(o.id!, publicKey!);
+  } finally {
+    flash.close();
+  }
 }
 
 export async function runDevice(o: DeviceRunOptions): Promise<void> {
@@ -130,30 +260,39 @@ export async function runDevice(o: DeviceRunOptions): Promise<void> {
   const board = new Board(`device/${o.id}/${crypto.randomBytes(16).toString('hex')}`);
   const socket = dgram.createSocket('udp4');
   const device = new Device({
-    id: o.id, identity: o.identity, psk: o.psk, profile: o.profile, engine: o.engine, board,
+    id: o.id, credentials: o.credentials, profile: o.profile, engine: o.engine, board,
     send: (d) => socket.send(d, o.cloud.port, o.cloud.host),
     onEvent: (e: SessionEvent) => {
       if (e.type === 'event-acked') acked = true;
       o.log(`${stamp()} ${o.id} ${describeEvent(e)}`);
     },
   });
+  const register = 'register its public key with the cloud (devices file entry):';
   if (o.flash) {
+    const flash = o.flash;
     const writes = await device.provisioningWrites();
-    const match = credentialsMatch(o.flash.initial, writes);
-    if (match === 'other') {
+    const match = credentialsMatch(flash.initial, writes, o.credentials.suite);
+    let publicKey = device.publicKey;
+    try {
+      if (match === 'other-suite' || match === 'other') throw mismatchError(flash.path, o.credentials.suite, match);
+      if (match === 'same' && o.credentials.suite === 'ecdhe') publicKey = await storedPublicKey(o.engine, flash.initial, flash.path);
+    } catch (e) {
       writes.forEach((w) => w.bytes.fill(0));
-      o.flash.close();
-      throw new DeviceStartError(`--flash ${o.flash.path}: holds the credentials of another device (--id, --identity, --psk and --profile must be the ones it was provisioned with) or damaged ones; use another file`);
+      flash.close();
+      throw e;
     }
-    board.memory.bytes.set(o.flash.initial);
-    board.memory.backing = o.flash;
+    board.memory.bytes.set(flash.initial);
+    board.memory.backing = flash;
     for (const w of writes) {
       if (match === 'erased') board.memory.apply(w);
       w.bytes.fill(0);
     }
-    if (match === 'erased') o.log(`${stamp()} ${o.id} provisioned into ${o.flash.path}`);
+    const entry = publicKey ? devicesFileEntry(o.id, publicKey) : null;
+    if (match === 'erased') o.log(`${stamp()} ${o.id} provisioned into ${flash.path}${entry ? `; ${register} ${entry}` : ''}`);
+    else if (entry) o.log(`${stamp()} ${o.id} from ${flash.path}; its public key (devices file entry): ${entry}`);
   } else {
-    await device.provision();
+    const publicKey = await device.provision();
+    if (publicKey) o.log(`${stamp()} ${o.id} provisioned in RAM (no --flash: a new key pair at every run); ${register} ${devicesFileEntry(o.id, publicKey)}`);
   }
   persistState();
   await new Promise<void>((r) => socket.bind(0, '0.0.0.0', r));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeviceRegistry } from '../../host/cloud/devices.ts';
 import { startCloud } from '../../host/cloud/server.ts';
-import { Proc, until, webhookServer } from './fixtures/cloud-tools.ts';
+import { Proc, startCloudProcess, until, webhookServer } from './fixtures/cloud-tools.ts';
 import { udpRelay } from './fixtures/udp-relay.ts';
 import { SLOT, SLOT_AT, SLOT_BYTES, SLOT_MAGIC, newestSlot, resealSlot } from './fixtures/persisted.ts';
 import { FlashFile } from '../../host/board/flash-file.ts';
@@ -86,7 +86,7 @@ describe('device --flash: bad files are refused before anything starts', () => {
 describe('device --flash: any 1280 bytes behind genuine credentials', () => {
   it('CRC-valid session slots with random fields and lengths: the host runs its wake and stops cleanly, no PSK on the wire', { timeout: 120_000 }, async () => {
     const psk = Buffer.from(PSK, 'hex');
-    const opts = { id: 'cli-dev', identity: 'cli-dev', psk, profile: 'default' as const, engine: new V8Engine() };
+    const opts = { id: 'cli-dev', credentials: { suite: 'psk' as const, identity: 'cli-dev', psk }, profile: 'default' as const, engine: new V8Engine() };
     const creds = (await new Device({ ...opts, send: () => {} }).provisioningWrites()).find((w) => w.offset === 0)!;
     const silent = dgram.createSocket('udp4');
     const sent: Buffer[] = [];
@@ -170,6 +170,152 @@ describe('device --flash across restarts', () => {
       net.close();
       await cloud.close();
       await hook.close();
+    }
+  });
+});
+
+describe('device with ECDHE-ECDSA (--server-key) against a cloud --key process', () => {
+  const cloudKey = (dir: string) => {
+    const path = join(dir, 'cloud.key');
+    fs.writeFileSync(path, crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    return path;
+  };
+  const run = (...args: string[]) => Proc.spawn(process.execPath, [BIN, ...args]);
+  const entryOf = (text: string) => /\{"id":"[^"]+","publicKey":"04[0-9a-f]{128}"\}/.exec(text)?.[0];
+
+  it('provision, print the public key, register it, run: the wakes complete and the events reach the webhook; a restart keeps the key', { timeout: 120_000 }, async () => {
+    const dir = tmp();
+    const key = cloudKey(dir);
+    const printed = run('cloud', '--key', key, '--print-public-key');
+    assert.equal(await printed.exited, 0, printed.err);
+    const pubFile = join(dir, 'cloud.pub');
+    fs.writeFileSync(pubFile, printed.out);
+    const flash = join(dir, 'dev.flash');
+    // The factory step: the device generates its key pair and prints the devices-file entry.
+    const provisioned = run('device', '--flash', flash, '--id', 'ecdhe-dev', '--server-key', pubFile, '--print-public-key');
+    assert.equal(await provisioned.exited, 0, provisioned.err);
+    assert.match(provisioned.err, /^device: provisioned .*dev\.flash \(profile default\): the device generated its key pair/);
+    const entry = provisioned.out.toString().trim();
+    assert.equal(entryOf(entry), entry, `one devices-file entry on stdout: ${entry}`);
+    assert.equal(JSON.parse(entry).id, 'ecdhe-dev');
+    const again = run('device', '--flash', flash, '--print-public-key');
+    assert.equal(await again.exited, 0, again.err);
+    assert.equal(again.out.toString().trim(), entry, 'printed again from the file: the same key');
+    // A provisioned file is only read: the key prints while a device process holds the file's lock.
+    const held = FlashFile.open(flash, 1280, 0xff);
+    try {
+      const whileHeld = run('device', '--flash', flash, '--print-public-key');
+      assert.equal(await whileHeld.exited, 0, whileHeld.err);
+      assert.equal(whileHeld.out.toString().trim(), entry);
+    } finally {
+      held.close();
+    }
+
+    const devices = join(dir, 'devices.json');
+    fs.writeFileSync(devices, JSON.stringify({ devices: [JSON.parse(entry)] }));
+    const hook = await webhookServer();
+    const cloud = await startCloudProcess(['--devices', devices, '--key', key, '--port', '0', '--metrics-port', '0', '--webhook', hook.url]);
+    const delivered = () => new Set(hook.accepted().map((r) => `${r.body.device} ${Buffer.from(r.body.data as string, 'base64')}`));
+    const device = (wakes: number) => run('device', '--cloud', `127.0.0.1:${cloud.port}`, '--id', 'ecdhe-dev', '--server-key', printed.out.toString().trim(),
+      // At --speed 10 the 3 s retransmission timer is 300 wall ms: a loaded machine can still cost a wake its
+      // handshake (README), so the verdicts are on delivery, which the next wake completes.
+      '--flash', flash, '--wakes', String(wakes), '--wake-every', '10s', '--speed', '10', '--publish-every-wake');
+    try {
+      const first = device(2);
+      assert.equal(await first.exited, 0, first.err);
+      const out = first.out.toString();
+      assert.equal(entryOf(out), entry, `the device names its registered key at start:\n${out}`);
+      assert.match(out, / connected\n/);
+      assert.match(out, /event #1 acknowledged/);
+      await until(() => delivered().has('ecdhe-dev wake 2'), 20_000, 'the events at the webhook').catch(() => {});
+      assert.deepEqual(['wake 1', 'wake 2'].filter((w) => !delivered().has(`ecdhe-dev ${w}`)), [], `events never delivered; device log:\n${out}`);
+
+      const second = device(1);
+      assert.equal(await second.exited, 0, second.err);
+      const out2 = second.out.toString();
+      assert.equal(entryOf(out2), entry, 'the restart runs under the same key pair');
+      assert.doesNotMatch(out2, /provisioned/);
+      assert.match(out2, /resumed the stored session/);
+      await until(() => delivered().has('ecdhe-dev wake 3'), 20_000, 'the event of the restart at the webhook').catch(() => {});
+      assert.ok(delivered().has('ecdhe-dev wake 3'), `the restart's event was not delivered; device log:\n${out2}`);
+      const pemBody = fs.readFileSync(key, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----')).join('');
+      for (const text of [out, out2, first.err, second.err, provisioned.err]) assert.ok(!text.includes(pemBody.slice(40, 80)), 'no private key in the output');
+    } finally {
+      cloud.proc.kill();
+      await cloud.proc.exited;
+      await hook.close();
+    }
+  });
+
+  it('without --flash every run is a new device with a new key pair, printed at start', async () => {
+    const dir = tmp();
+    const printed = run('cloud', '--key', cloudKey(dir), '--print-public-key');
+    assert.equal(await printed.exited, 0, printed.err);
+    const silent = dgram.createSocket('udp4');
+    silent.bind(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const entries: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const d = run('device', '--cloud', `127.0.0.1:${silent.address().port}`, '--id', 'ram-dev', '--server-key', printed.out.toString().trim(), '--wakes', '1', '--speed', '1000');
+        assert.equal(await d.exited, 0, d.err);
+        assert.match(d.out.toString(), /provisioned in RAM \(no --flash: a new key pair at every run\); register its public key with the cloud/);
+        entries.push(entryOf(d.out.toString())!);
+      }
+      assert.ok(entries[0] && entries[1] && entries[0] !== entries[1], `two runs, two keys: ${entries.join(' ')}`);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('a flash provisioned with other credentials, and bad key files, are refused naming the flag', async () => {
+    const dir = tmp();
+    const key = cloudKey(dir);
+    const printed = run('cloud', '--key', key, '--print-public-key');
+    assert.equal(await printed.exited, 0, printed.err);
+    const pub = printed.out.toString().trim();
+    const otherPub = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+    const otherPem = join(dir, 'other.pub');
+    fs.writeFileSync(otherPem, otherPub.export({ type: 'spki', format: 'pem' }));
+    const flash = join(dir, 'dev.flash');
+    const p = run('device', '--flash', flash, '--id', 'ecdhe-dev', '--server-key', pub, '--print-public-key');
+    assert.equal(await p.exited, 0, p.err);
+    const pskFlash = join(dir, 'psk.flash');
+    const silent = dgram.createSocket('udp4');
+    silent.bind(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const cloudFlag = ['--cloud', `127.0.0.1:${silent.address().port}`];
+    try {
+      const provisionPsk = run('device', ...cloudFlag, '--id', 'psk-dev', '--psk', PSK, '--flash', pskFlash, '--wakes', '1', '--speed', '1000');
+      assert.equal(await provisionPsk.exited, 0, provisionPsk.err);
+      const before = fs.readFileSync(flash);
+      const cases: [string[], RegExp][] = [
+        [['--id', 'ecdhe-dev', '--server-key', otherPem, '--flash', flash], /--flash \S+dev\.flash: holds the credentials of another device \(--id, --server-key and --profile must be the ones it was provisioned with\)/],
+        [['--id', 'other-dev', '--server-key', pub, '--flash', flash], /holds the credentials of another device/],
+        [['--id', 'ecdhe-dev', '--server-key', pub, '--profile', 'fixed', '--flash', flash], /holds the credentials of another device/],
+        [['--id', 'ecdhe-dev', '--psk', PSK, '--flash', flash], /--flash \S+dev\.flash: holds ECDHE-ECDSA credentials \(provisioned with --server-key\); run it with those, or name another file/],
+        [['--id', 'psk-dev', '--server-key', pub, '--flash', pskFlash], /--flash \S+psk\.flash: holds PSK credentials \(provisioned with --psk\)/],
+        [['--id', 'ecdhe-dev', '--server-key', key], /--server-key \S+cloud\.key: is a private key; a device pins the cloud's public key only/],
+        [['--id', 'ecdhe-dev', '--server-key', join(dir, 'missing.pub')], /--server-key \S+missing\.pub: cannot read the file \(ENOENT\); expected 130 hex digits/],
+        [['--id', 'ecdhe-dev', '--server-key', flash], /--server-key \S+dev\.flash: the file holds neither 130 hex digits nor a PEM public key/],
+      ];
+      for (const [args, message] of cases) {
+        const d = run('device', ...cloudFlag, ...args, '--wakes', '1');
+        assert.equal(await d.exited, 2, `${args.join(' ')}: ${d.err}`);
+        assert.equal(d.err.trim().split('\n').length, 1, `one line: ${d.err}`);
+        assert.match(d.err, /^sleepy-session: device: /);
+        assert.match(d.err, message);
+      }
+      const printPsk = run('device', '--flash', pskFlash, '--print-public-key');
+      assert.equal(await printPsk.exited, 2);
+      assert.match(printPsk.err, /holds PSK credentials \(provisioned with --psk\): a PSK device has no public key/);
+      const printOther = run('device', '--flash', flash, '--id', 'ecdhe-dev', '--server-key', otherPem, '--print-public-key');
+      assert.equal(await printOther.exited, 2);
+      assert.match(printOther.err, /holds the credentials of another device/);
+      assert.deepEqual(fs.readFileSync(flash), before, 'the refused runs left the file as it was');
+      assert.ok(!fs.readFileSync(key, 'utf8').split('\n').slice(1, 3).some((l) => l.length > 8 && (p.err + p.out).includes(l)), 'the cloud key is never quoted');
+    } finally {
+      silent.close();
     }
   });
 });
