@@ -50,8 +50,11 @@ describe('session store and event log on a Redis Cluster (3 masters, 3 replicas)
     if (missing) return;
     cluster = new RedisCluster(await freeClusterPorts(6), true);
     await cluster.start();
-    log = await RedisEventLog.connect({ url: cluster.url, maxClaimsPerDevice: 3 });
-    store = await RedisStore.connect({ url: cluster.url });
+    // WAIT bounded at 10 s instead of the default 500 ms: these tests are about slots, order and
+    // claims, and a replica of a loaded CI machine may take longer than 500 ms to confirm a write
+    // (the WAIT tests below stop the replica outright, so their verdict holds at any bound).
+    log = await RedisEventLog.connect({ url: `${cluster.url}?wait-ms=10000`, maxClaimsPerDevice: 3 });
+    store = await RedisStore.connect({ url: `${cluster.url}?wait-ms=10000` });
   });
   after(async () => {
     await log?.close();
