@@ -185,7 +185,7 @@ static int other_export(uint8_t b, reader_t *r) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
-  restore(rd_u8(&r) % NMARKS);
+  restore(pick_mark(rd_u8(&r)));
   g_nsent = 0;
   g_wakes = 0;
   g_raw_in_session = 0;

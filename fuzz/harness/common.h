@@ -17,13 +17,15 @@
 
 #include "session.h"
 #include "wasm-rt-impl.h"
-#include "transcripts.h" /* generated: lifecycle_ops[], lifecycle_ops_len, fuzz_psk[] */
+#include "transcripts.h" /* generated: lifecycle_ops[], ecdhe_ops[], fuzz_psk[], fuzz_device_key[], fuzz_server_point[] */
 
 #define REGION_BYTES 1280
 #define SLOT_A_AT 192
 #define SLOT_BYTES 544
 #define MEM_BYTES 65536
-#define NMARKS 8
+/* Snapshots: 0-7 along the PSK conversation, 8-15 along the ECDHE-ECDSA one (fuzz/ops.ts). */
+#define NPSK_MARKS 8
+#define NMARKS 16
 #define MAX_COUNTERS 64
 /* Counter indexes (docs/abi.md). */
 enum { C_RX_DATAGRAMS = 0, C_RX_RECORDS_OK = 1, C_DROP_FIRST = 2, C_DROP_LAST = 13, C_PEER_RETRANSMISSIONS = 20,
@@ -32,9 +34,19 @@ enum { C_RX_DATAGRAMS = 0, C_RX_RECORDS_OK = 1, C_DROP_FIRST = 2, C_DROP_LAST = 
 enum { SS_OFF, SS_HANDSHAKING, SS_RESUMED, SS_CONFIRMED, SS_NO_SESSION };
 enum { EV_RESUMED = 1, EV_HANDSHAKE_STARTED, EV_CONNECTED, EV_CONFIRMED, EV_EVENT_ACKED, EV_SESSION_DISCARDED,
        EV_HANDSHAKE_FAILED, EV_EVENT_DROPPED, EV_HINT_IGNORED };
-enum { OP_RESET = 1, OP_PROVISION_DEVICE, OP_SEED, OP_BOOT, OP_DATAGRAM, OP_TIMEOUT, OP_PUBLISH, OP_PREPARE_SLEEP, OP_MARK };
+enum { OP_RESET = 1, OP_PROVISION_DEVICE, OP_SEED, OP_BOOT, OP_DATAGRAM, OP_TIMEOUT, OP_PUBLISH, OP_PREPARE_SLEEP, OP_MARK, OP_PROVISION_DEVICE_ECDHE };
 static const char *MARK_NAMES[NMARKS] = {"idle", "client-hello", "hello-verify", "wait-server-hello-done",
-                                         "wait-finished", "connected", "resumed", "confirmed"};
+                                         "wait-finished", "connected", "resumed", "confirmed",
+                                         "ecdhe-client-hello", "ecdhe-hello-verify", "ecdhe-server-hello",
+                                         "ecdhe-certificate", "ecdhe-server-key-exchange", "ecdhe-certificate-request",
+                                         "ecdhe-wait-finished", "ecdhe-connected"};
+enum { MARK_CONFIRMED = 7, MARK_ECDHE_CONNECTED = 15 };
+
+/* The snapshot an input's first byte picks: 0x00-0xBF the PSK ones (byte % 8, as before the ECDHE
+ * conversation existed, so older inputs keep their meaning), 0xC0-0xFF the ECDHE ones. */
+static int pick_mark(uint8_t b) { return b >= 0xc0 ? NPSK_MARKS + (b & 7) : b % NPSK_MARKS; }
+/* The conversation a snapshot belongs to: 0 PSK (lifecycle_ops), 1 ECDHE (ecdhe_ops). */
+static int conv_of(int mark) { return mark >= NPSK_MARKS; }
 
 struct Z_env_instance_t {
   char abort_message[256];
@@ -65,9 +77,14 @@ static void (*g_on_transmit)(const uint8_t *d, uint32_t n);
 
 /* Datagrams the cloud sent in the captured conversation (inputs may replay them). */
 #define MAX_CLOUD 32
-static const uint8_t *g_cloud[MAX_CLOUD];
-static uint32_t g_cloud_len[MAX_CLOUD];
+static const uint8_t *g_cloud_sets[2][MAX_CLOUD];
+static uint32_t g_cloud_len_sets[2][MAX_CLOUD];
+static int g_ncloud_sets[2];
+/* Those of the conversation the current input starts from (restore). */
+static const uint8_t **g_cloud = g_cloud_sets[0];
+static uint32_t *g_cloud_len = g_cloud_len_sets[0];
 static int g_ncloud;
+static int g_conv; /* the conversation being replayed at start-up, then the current input's */
 
 /* FUZZ_SUPPRESS="text1|text2": a failed invariant whose message contains one of them abandons
  * the input instead of crashing (to keep fuzzing past a known defect until its fix is merged). */
@@ -400,8 +417,33 @@ static void learn_keys(const uint8_t *flash) {
   }
 }
 
+/* ECDHE private keys the device held this run: the captured device's (injected) and every one a
+ * credentials block on flash held (magic "CRK1", key at 120; generated ones too). */
+#define MAX_PRIVS 32
+static uint8_t g_privs[MAX_PRIVS][32];
+static int g_nprivs, g_nprivs_base;
+
+static void learn_private_key(const uint8_t *flash) {
+  if (memcmp(flash, "CRK1", 4)) return;
+  const uint8_t *key = flash + 120;
+  if (is_zero(key, 32) || input_holds(key, 32)) return;
+  for (int i = 0; i < g_nprivs; i++)
+    if (!memcmp(g_privs[i], key, 32)) return;
+  if (g_nprivs < MAX_PRIVS) memcpy(g_privs[g_nprivs++], key, 32);
+}
+
+/* The I/O buffer after an export returned: no device private key (device_public_key gives the
+ * public half; provision_ecdhe and provision_device_ecdhe wipe what they were given). */
+static void check_io_private(void) {
+  for (int i = 0; i < g_nprivs; i++)
+    if (holds(g_mem + g_io, g_iocap, g_privs[i], 32) && !input_holds(g_privs[i], 32))
+      fail("the I/O buffer holds the device's ECDHE private key (key #%d) after %s", i, g_call);
+}
+
 static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
   if (holds(d, n, fuzz_psk, sizeof fuzz_psk) && !input_holds(fuzz_psk, sizeof fuzz_psk)) fail("%s contains the PSK", where);
+  for (int i = 0; i < g_nprivs; i++)
+    if (holds(d, n, g_privs[i], 32) && !input_holds(g_privs[i], 32)) fail("%s contains the device's ECDHE private key (key #%d)", where, i);
   for (int i = 0; i < g_nkeys; i++)
     if (holds(d, n, g_keys[i], 16) && !input_holds(g_keys[i], 16)) fail("%s contains a write key (key #%d)", where, i);
 }
@@ -439,6 +481,7 @@ static int g_hold_tx, g_hold_all;
 static void drain(void) {
   g_nevents = 0;
   if (g_power_lost) return;
+  check_io_private();
   for (; !g_hold_all;) {
     uint32_t n = CALL0(poll_store);
     trace_call("poll_store", 0, NULL, n);
@@ -457,6 +500,7 @@ static void drain(void) {
     memcpy(g_flash + off, g_mem + g_io + 4, n - 4);
   }
   learn_keys(g_flash);
+  learn_private_key(g_flash);
   uint32_t discarded = 0;
   for (; !g_hold_tx && !g_hold_all;) {
     uint32_t n = CALL0(poll_event);
@@ -620,13 +664,25 @@ static void run_transcript_op(const uint8_t *ops, size_t len, size_t *pos, int s
       drain();
       break;
     }
+    case OP_PROVISION_DEVICE_ECDHE: {
+      uint8_t profile = ops[p], idl = ops[p + 1], inject = ops[p + 2];
+      uint32_t n = idl + 65 + (inject ? 32 : 0);
+      p += 3;
+      io_put(0, ops + p, n);
+      int32_t r = (int32_t)CALLN(provision_device_ecdhe, profile, idl, inject);
+      TRACED(r, "provision_device_ecdhe", 3, profile, idl, inject);
+      if (r != 0) fail("transcript: provision_device_ecdhe returned %d", r);
+      p += n;
+      drain();
+      break;
+    }
     case OP_SEED: do_seed(ops + p + 1, ops[p]); p += 1 + ops[p]; break;
     case OP_BOOT: do_boot(rd64(ops + p)); p += 8; break;
     case OP_DATAGRAM: {
       uint16_t n = (uint16_t)(ops[p + 8] | ops[p + 9] << 8);
-      if (save && g_ncloud < MAX_CLOUD) {
-        g_cloud[g_ncloud] = ops + p + 10;
-        g_cloud_len[g_ncloud++] = n;
+      if (save && g_ncloud_sets[g_conv] < MAX_CLOUD) {
+        g_cloud_sets[g_conv][g_ncloud_sets[g_conv]] = ops + p + 10;
+        g_cloud_len_sets[g_conv][g_ncloud_sets[g_conv]++] = n;
       }
       do_datagram(rd64(ops + p), n, ops + p + 10, n);
       p += 10 + n;
@@ -659,6 +715,11 @@ static void restore(int mark) {
   g_power_lost = 0;
   g_hold_tx = g_hold_all = 0;
   g_nkeys = g_nkeys_base;
+  g_nprivs = g_nprivs_base;
+  g_conv = conv_of(mark);
+  g_cloud = g_cloud_sets[g_conv];
+  g_cloud_len = g_cloud_len_sets[g_conv];
+  g_ncloud = g_ncloud_sets[g_conv];
   if (!g_trace) {
     const snapshot_t *s = &g_snaps[mark];
     g_inst = s->inst;
@@ -670,9 +731,11 @@ static void restore(int mark) {
   memset(g_flash, 0xff, REGION_BYTES);
   g_now = 0;
   do_reset();
-  for (size_t pos = 0; pos < lifecycle_ops_len;) {
-    if (lifecycle_ops[pos] == OP_MARK && lifecycle_ops[pos + 1] == mark) break;
-    run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 0);
+  const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
+  size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
+  for (size_t pos = 0; pos < len;) {
+    if (ops[pos] == OP_MARK && ops[pos + 1] == mark) break;
+    run_transcript_op(ops, len, &pos, 0);
   }
 }
 
@@ -704,11 +767,22 @@ static void harness_init(void) {
   snapshot_save(&g_fresh);
   FILE *saved = g_trace;
   g_trace = NULL; /* the set-up run is not part of any input's log */
-  for (size_t pos = 0; pos < lifecycle_ops_len;) run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 1);
+  memcpy(g_privs[g_nprivs++], fuzz_device_key, 32);
+  for (g_conv = 0; g_conv < 2; g_conv++) {
+    memset(g_flash, 0xff, REGION_BYTES);
+    g_now = 0;
+    do_reset();
+    const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
+    size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
+    for (size_t pos = 0; pos < len;) run_transcript_op(ops, len, &pos, 1);
+  }
+  g_conv = 0;
+  g_cloud = g_cloud_sets[0], g_cloud_len = g_cloud_len_sets[0], g_ncloud = g_ncloud_sets[0];
   g_trace = saved;
   for (int i = 0; i < NMARKS; i++)
     if (!g_snaps[i].valid) fail("transcript has no snapshot '%s' (regenerate: npm run fuzz:build)", MARK_NAMES[i]);
   g_nkeys_base = g_nkeys;
+  g_nprivs_base = g_nprivs;
 }
 
 /* RAM lost (power cut, deep sleep, a re-profiled board): fresh state, seeded, booted from flash. */

@@ -38,13 +38,15 @@
 
 static uint64_t g_seal_seq;
 
-FUZZ_INIT(seal_init(); g_seal_fallback = newest_slot(g_snaps[7].flash))
+FUZZ_INIT(seal_init())
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
-  int mark = rd_u8(&r) % NMARKS;
+  int mark = pick_mark(rd_u8(&r));
   restore(mark);
+  /* The session of the conversation the snapshot belongs to (PSK or ECDHE). */
+  g_seal_fallback = newest_slot(g_snaps[g_conv ? MARK_ECDHE_CONNECTED : MARK_CONFIRMED].flash);
   /* Just above the highest sequence number the session received (the replay window's edge). */
   const uint8_t *slot = newest_slot(g_flash);
   g_seal_seq = slot ? (uint64_t)rd64(slot + 68) + 1 : 1;
