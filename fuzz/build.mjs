@@ -85,7 +85,7 @@ for (const f of flavours) {
   if (!fresh(rt, join(RUNTIME_DIR, 'wasm-rt-impl.c'))) run('clang', [...common, ...objFlags, '-c', join(RUNTIME_DIR, 'wasm-rt-impl.c'), '-o', rt]);
   const hooks = join(ROOT, 'fuzz/harness/hooks.h');
   if (!unchanged || !fresh(mod, hooks)) run('clang', [...common, ...objFlags, '-include', hooks, '-c', translated, '-o', mod]);
-  const harness = ['common.h', 'seal.h', 'hooks.h', 'transcripts.h'].map((h) => (h === 'transcripts.h' ? join(OUT, h) : join(ROOT, 'fuzz/harness', h)));
+  const harness = ['common.h', 'seal.h', 'hooks.h', 'p256.h', 'transcripts.h'].map((h) => (h === 'transcripts.h' ? join(OUT, h) : join(ROOT, 'fuzz/harness', h)));
   for (const t of TARGETS) {
     const src = join(ROOT, 'fuzz/harness', `${t}.c`);
     if (!existsSync(src)) continue;

@@ -43,6 +43,8 @@ class Recorder {
   fw!: FirmwareClient;
   flash = new Uint8Array(REGION_BYTES).fill(0xff);
   toCloud: Buffer[] = [];
+  /** Every datagram the device was given, in order (the ECDHE server flight one message each). */
+  readonly fed: Buffer[] = [];
   nowMs = 0;
 
   constructor(private readonly wasm: Uint8Array) {}
@@ -104,6 +106,7 @@ class Recorder {
   }
 
   datagram(d: Buffer): void {
+    this.fed.push(Buffer.from(d));
     this.fw.handleDatagram(this.nowMs, d);
     this.op(OP.DATAGRAM, i64(this.nowMs), u16(d.length), d);
     this.drain();
@@ -175,6 +178,8 @@ export interface Conversation {
   ops: Buffer;
   cloudToDevice: Buffer[];
   deviceToCloud: Buffer[];
+  /** What the device was given, as the transcript's DATAGRAM ops (the harness's replay op picks from these). */
+  fed: Buffer[];
   flash: Uint8Array;
 }
 
@@ -240,7 +245,7 @@ export async function captureLifecycle(wasm: Uint8Array): Promise<Conversation> 
   if (rec.session() !== 'confirmed') throw new Error(`capture: after the ACK: ${rec.fw.sessionState}`);
   rec.mark('confirmed');
   rec.fw.m.dispose();
-  return { ops: Buffer.concat(rec.ops), cloudToDevice, deviceToCloud, flash: Uint8Array.from(rec.flash) };
+  return { ops: Buffer.concat(rec.ops), cloudToDevice, deviceToCloud, fed: rec.fed, flash: Uint8Array.from(rec.flash) };
 }
 
 /** Handshake message types of the ECDHE server flight, in order (RFC 5246 §7.4). */
@@ -296,7 +301,7 @@ export async function captureEcdhe(wasm: Uint8Array): Promise<Conversation> {
   rec.publish('temp', Buffer.from('21.5'));
   await pumpUntilQuiet(rec, toCloud);
   rec.fw.m.dispose();
-  return { ops: Buffer.concat(rec.ops), cloudToDevice, deviceToCloud, flash: Uint8Array.from(rec.flash) };
+  return { ops: Buffer.concat(rec.ops), cloudToDevice, deviceToCloud, fed: rec.fed, flash: Uint8Array.from(rec.flash) };
 }
 
 /** One epoch-0 handshake record per handshake message (a record may carry several). */

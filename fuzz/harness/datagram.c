@@ -38,7 +38,7 @@
 
 static uint64_t g_seal_seq;
 
-FUZZ_INIT(seal_init())
+FUZZ_INIT(seal_init(); g_hs_oracle = 1)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
