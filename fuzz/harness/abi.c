@@ -95,7 +95,7 @@ static void server_point(uint8_t sel, reader_t *r, uint8_t out[65]) {
     case 1: out[64] ^= 1; break;
     case 2: out[0] = 2; break;
     case 3: memset(out + 1, 0, 64); break;
-    case 4: memset(out, 0, 65), memcpy(out, p, take(r, 65, &p)); break;
+    case 4: { uint32_t n = take(r, 65, &p); memset(out, 0, 65), memcpy(out, p, n); break; }
   }
 }
 static void device_key(uint8_t sel, reader_t *r, uint8_t out[32]) {
@@ -106,7 +106,7 @@ static void device_key(uint8_t sel, reader_t *r, uint8_t out[32]) {
     case 2: memcpy(out, P256_N, 32); break;
     case 3: memcpy(out, P256_N, 32), out[31] -= 1; break;
     case 4: memset(out, 0xff, 32); break;
-    case 5: memset(out, 0, 32), memcpy(out, p, take(r, 32, &p)); break;
+    case 5: { uint32_t n = take(r, 32, &p); memset(out, 0, 32), memcpy(out, p, n); break; }
   }
 }
 
