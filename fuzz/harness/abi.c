@@ -8,14 +8,19 @@
  *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
  *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
  *  11 deep sleep (RAM lost) and wake
- * Op bytes 0xF0-0xF6 call the other exports: config_set, provision, set_connection_id,
+ * Op bytes 0xF0-0xF9 call the other exports: config_set, provision, set_connection_id,
  * provision_device, the queries (recv, state, last_error, last_alert, counters_read), a re-profile
- * of the session on flash (legacy/fixed/default) with a wake, and 0xF6: seed_entropy, boot,
- * publish, provision or set_connection_id with edge-case lengths (negative, limits, past io).
+ * of the session on flash (legacy/fixed/default) with a wake, 0xF6: seed_entropy, boot, publish,
+ * provision, set_connection_id or provision_device_ecdhe with edge-case lengths (negative, limits,
+ * past io); 0xF7 provision_ecdhe (server key sel, device key sel), 0xF8 provision_device_ecdhe
+ * (profile, injectKey, id length, server key sel, device key sel), 0xF9 device_public_key.
+ * Byte 0: the snapshot (0x00-0xBF the PSK conversation's, 0xC0-0xFF the ECDHE one's: pick_mark).
  * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
  * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
- * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
- * across power cuts and sleeps — the reservation on flash must cover every sequence number used.
+ * Invariants (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
+ * across power cuts and sleeps — the reservation on flash must cover every sequence number used;
+ * device_public_key returns 65 or -1, and its point is d·G (OpenSSL) for a private key the device
+ * was given or generated this run.
  */
 #include "common.h"
 

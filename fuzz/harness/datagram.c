@@ -1,6 +1,7 @@
 /*
  * Target `datagram`: the packet handler from every state of a real conversation.
- * Input: byte 0 picks the starting snapshot (MARK_NAMES); then ops until the input ends:
+ * Input: byte 0 picks the starting snapshot (MARK_NAMES; 0x00-0xBF the PSK conversation's,
+ * 0xC0-0xFF the ECDHE one's: pick_mark); then ops until the input ends:
  *   0 DATAGRAM   len u16 (passed to handle_datagram as is, even above the io capacity), bytes
  *   1 WAIT       dt u16 (ms ×16); handle_timeout when the module's timer is due
  *   2 TIMER      jump to next_timeout() and handle_timeout
@@ -31,7 +32,9 @@
  * rxDatagrams exactly once and by at least one and at most one-per-record outcome counter; a
  * confirmed session is never discarded for anything an unauthenticated record can cause; once
  * booted, the session consumes every received record (nothing stays in the DTLS receive queue);
- * the heap pointer never moves.
+ * the heap pointer never moves; the ECDHE handshake oracle (common.h, hs_*): a ClientKeyExchange
+ * goes out only after a fed Certificate with the pinned key and a fed ServerKeyExchange that
+ * OpenSSL verifies with it.
  */
 #include "common.h"
 #include "seal.h"
