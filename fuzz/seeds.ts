@@ -9,23 +9,30 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { COAP_ACK, COAP_CON, COAP_RST, CODE_CHANGED, CODE_EMPTY, CODE_POST, encodeCoap, pathOptions } from '../host/cloud/coap.ts';
 import { readFirmware } from '../host/firmware.ts';
-import { captureLifecycle } from './capture.ts';
+import { captureEcdhe, captureLifecycle } from './capture.ts';
 import { eventMessage } from '../test/host/fixtures/cloud-client.ts';
-import { MARKS } from './ops.ts';
+import { ECDHE_MARKS, MARKS } from './ops.ts';
 
 const u16 = (n: number) => Buffer.from([n & 0xff, n >> 8]);
 
 export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<number> {
   const life = await captureLifecycle(wasm);
+  const ecdhe = await captureEcdhe(wasm);
   const files: [string, string, Buffer][] = [];
   const add = (target: string, name: string, data: Buffer) => files.push([target, name, data]);
 
-  MARKS.forEach((mark, m) => {
+  // The ECDHE snapshots are picked by first bytes 0xC0-0xC7 (common.h, pick_mark); from them, the
+  // datagrams the device was given in that conversation (the server flight one message each).
+  const startsOf = [
+    ...MARKS.map((mark, m) => ({ mark, m, cloud: life.cloudToDevice, what: 'cloud' })),
+    ...ECDHE_MARKS.map((mark, i) => ({ mark, m: 0xc0 + i, cloud: ecdhe.fed, what: 'fed' })),
+  ];
+  startsOf.forEach(({ mark, m, cloud, what }) => {
     add('datagram', `${mark}-timer`, Buffer.from([m, 2, 2]));
     add('datagram', `${mark}-publish`, Buffer.from([m, 6, 2]));
-    life.cloudToDevice.forEach((d, i) => {
-      add('datagram', `${mark}-cloud${i}`, Buffer.concat([Buffer.from([m, 0]), u16(d.length), d]));
-      add('abi', `${mark}-cloud${i}`, Buffer.concat([Buffer.from([m, 6]), u16(d.length), d, Buffer.from([9])]));
+    cloud.forEach((d, i) => {
+      add('datagram', `${mark}-${what}${i}`, Buffer.concat([Buffer.from([m, 0]), u16(d.length), d]));
+      add('abi', `${mark}-${what}${i}`, Buffer.concat([Buffer.from([m, 6]), u16(d.length), d, Buffer.from([9])]));
     });
     add('abi', `${mark}-sleep-wake-publish`, Buffer.from([m, 5, 11, 3, 4, 2, ...Buffer.from('evt1ab'), 9, 8, 0x10, 0]));
     add('abi', `${mark}-cut-publish`, Buffer.from([m, 10, 7, 3, 2, 1, 0x61, 0x62, 0x63, 11, 3, 2, 1, 0x61, 0x62, 0x63]));
@@ -57,7 +64,8 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
       Buffer.from([4, 2]), u16(fin.length), fin]));
   }
   // The stateless reset: a record of ours ending in the session's reset token, from each state.
-  MARKS.forEach((mark, m) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
+  startsOf.forEach(({ mark, m }) => add('datagram', `${mark}-reset-token`, Buffer.from([m, 0xfa, 8, 2])));
+  ecdheSeeds(ecdhe.fed, add);
   // Cookie rounds up to the limit (datagram.c 0xFB: HelloVerifyRequests answering ClientHello
   // message_seq 0, 1, 2, …), and the hint window closed on a wake (0xF9 0x80: default profile, bit 7) before a cut record.
   const hvr = (seq: number) => [0xfb, seq, 4, 0xc0, 0x0c, 0x1e, seq];
@@ -108,6 +116,64 @@ export async function writeSeeds(dir: string, wasm = readFirmware()): Promise<nu
     writeFileSync(join(dir, target, `seed-${name}`), data);
   }
   return files.length;
+}
+
+/**
+ * The ECDHE handshake (datagram.c, abi.c): from each snapshot of the server flight, the rest of the
+ * flight and the Finished (the handshake completes: the device's ephemeral key and the cloud's
+ * signatures are the captured ones), and that rest with one message spoilt — another key in the
+ * Certificate, a signature or point of the ServerKeyExchange altered, another curve, a
+ * CertificateRequest without ECDSA, the Certificate in two fragments. abi: the ECDHE exports
+ * (0xF7 provision_ecdhe, 0xF8 provision_device_ecdhe, 0xF9 device_public_key, 0xF6 edge 5).
+ */
+function ecdheSeeds(fed: Buffer[], add: (target: string, name: string, data: Buffer) => void): void {
+  const start = (mark: (typeof ECDHE_MARKS)[number]) => 0xc0 + ECDHE_MARKS.indexOf(mark);
+  const op0 = (d: Buffer) => Buffer.concat([Buffer.from([0]), u16(d.length), d]);
+  // fed: 0 HelloVerifyRequest, 1 ServerHello, 2 Certificate, 3 ServerKeyExchange,
+  // 4 CertificateRequest, 5 ServerHelloDone, 6 ChangeCipherSpec + Finished, then the session's.
+  const flightMarks = ['ecdhe-hello-verify', 'ecdhe-server-hello', 'ecdhe-certificate', 'ecdhe-server-key-exchange', 'ecdhe-certificate-request'] as const;
+  flightMarks.forEach((mark, k) => {
+    add('datagram', `${mark}-rest-of-flight`, Buffer.concat([Buffer.from([start(mark)]), ...fed.slice(k + 1, 7).map(op0), Buffer.from([2])]));
+  });
+  const spoilt = (i: number, at: number, xor: number) => {
+    const d = Buffer.from(fed[i]);
+    d[at < 0 ? d.length + at : at] ^= xor;
+    return d;
+  };
+  const rest = (from: number, d: Buffer) => Buffer.concat([op0(d), ...fed.slice(from + 1, 7).map(op0), Buffer.from([2])]);
+  add('datagram', 'ecdhe-server-hello-certificate-other-key', Buffer.concat([Buffer.from([start('ecdhe-server-hello')]), rest(2, spoilt(2, -1, 1))]));
+  add('datagram', 'ecdhe-server-hello-certificate-other-prefix', Buffer.concat([Buffer.from([start('ecdhe-server-hello')]), rest(2, spoilt(2, 13 + 12 + 3 + 5, 1))]));
+  add('datagram', 'ecdhe-certificate-ske-bad-signature', Buffer.concat([Buffer.from([start('ecdhe-certificate')]), rest(3, spoilt(3, -2, 1))]));
+  add('datagram', 'ecdhe-certificate-ske-bad-point', Buffer.concat([Buffer.from([start('ecdhe-certificate')]), rest(3, spoilt(3, 13 + 12 + 4 + 20, 1))]));
+  add('datagram', 'ecdhe-certificate-ske-other-curve', Buffer.concat([Buffer.from([start('ecdhe-certificate')]), rest(3, spoilt(3, 13 + 12 + 2, 0x0f))]));
+  add('datagram', 'ecdhe-certificate-ske-signed-randoms-swapped', Buffer.concat([Buffer.from([start('ecdhe-certificate')]), rest(3, spoilt(3, 13 + 12 + 69, 1))]));
+  add('datagram', 'ecdhe-server-key-exchange-cr-no-ecdsa', Buffer.concat([Buffer.from([start('ecdhe-server-key-exchange')]), rest(4, spoilt(4, 13 + 12 + 1, 0x7f))]));
+  // The Certificate in two fragments (record sequence numbers kept; the second one above the first).
+  const cert = fed[2], body = cert.subarray(25), half = body.length >> 1;
+  const frag = (off: number, part: Buffer, seqBump: number) => {
+    const h = Buffer.from(cert.subarray(0, 25));
+    h[10] += seqBump;
+    h.writeUInt16BE(12 + part.length, 11);
+    h.writeUIntBE(off, 19, 3);
+    h.writeUIntBE(part.length, 22, 3);
+    return Buffer.concat([h, part]);
+  };
+  add('datagram', 'ecdhe-server-hello-certificate-fragmented', Buffer.concat([Buffer.from([start('ecdhe-server-hello')]),
+    op0(frag(0, body.subarray(0, half), 0)), op0(frag(half, body.subarray(half), 1)), ...fed.slice(3, 7).map(op0), Buffer.from([2])]));
+  // abi: provision_ecdhe from the PSK idle state (not booted), then connect and a wake.
+  for (const [ps, ks] of [[0, 0], [1, 0], [2, 0], [3, 0], [0, 1], [0, 2], [0, 3], [0, 4]]) {
+    add('abi', `idle-provision-ecdhe-${ps}-${ks}`, Buffer.from([0, 0xf7, ps, ks, 0xf9, 1, 9, 0xf4]));
+  }
+  // provision_device_ecdhe: generated and injected keys, each profile and an invalid one, id
+  // lengths at both ends, then device_public_key and a boot from what flash holds.
+  for (const m of [0, start('ecdhe-client-hello'), start('ecdhe-connected')]) {
+    for (const [profile, inject, idLen, ks] of [[2, 0, 11, 0], [2, 1, 11, 0], [0, 1, 11, 3], [1, 1, 48, 0], [3, 1, 11, 0], [2, 2, 11, 0], [2, 1, 0, 0], [2, 1, 49, 0], [2, 1, 11, 2]]) {
+      add('abi', `${m}-provision-device-ecdhe-${profile}-${inject}-${idLen}-${ks}`, Buffer.from([m, 0xf8, profile, inject, idLen, 0, ks, 0xf9, 11, 0xf9]));
+    }
+    add('abi', `${m}-public-key-held-generate`, Buffer.from([m, 0xee, 0xf8, 2, 0, 11, 0, 0, 0xf9, 0xee, 0xf9, 11, 0xf9]));
+    // 0xF6 edge 5: provision_device_ecdhe with idLen and injectKey from the edge table (0, 1, 48, 49, -1).
+    for (const [a, b] of [[8, 1], [9, 0], [20, 1], [0, 20], [16, 1], [1, 2]]) add('abi', `${m}-edge-provision-device-ecdhe-${a}-${b}`, Buffer.from([m, 0xf6, 5, a, b, 0xf9]));
+  }
 }
 
 function newestSlot(flash: Uint8Array): Buffer | null {

@@ -8,14 +8,19 @@
  *  10 arm a power cut after k u8 ×3 bytes of the next persistent write: nothing after that write
  *     happens (no datagram leaves); then wake: fresh RAM, seed, boot from what flash holds
  *  11 deep sleep (RAM lost) and wake
- * Op bytes 0xF0-0xF6 call the other exports: config_set, provision, set_connection_id,
+ * Op bytes 0xF0-0xF9 call the other exports: config_set, provision, set_connection_id,
  * provision_device, the queries (recv, state, last_error, last_alert, counters_read), a re-profile
- * of the session on flash (legacy/fixed/default) with a wake, and 0xF6: seed_entropy, boot,
- * publish, provision or set_connection_id with edge-case lengths (negative, limits, past io).
+ * of the session on flash (legacy/fixed/default) with a wake, 0xF6: seed_entropy, boot, publish,
+ * provision, set_connection_id or provision_device_ecdhe with edge-case lengths (negative, limits,
+ * past io); 0xF7 provision_ecdhe (server key sel, device key sel), 0xF8 provision_device_ecdhe
+ * (profile, injectKey, id length, server key sel, device key sel), 0xF9 device_public_key.
+ * Byte 0: the snapshot (0x00-0xBF the PSK conversation's, 0xC0-0xFF the ECDHE one's: pick_mark).
  * The byte 0xEF instead holds (or releases) the firmware's datagrams and events, 0xEE also its
  * persistent writes: a host that polls lazily (datagrams are still only sent after the writes).
- * Invariant (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
- * across power cuts and sleeps — the reservation on flash must cover every sequence number used.
+ * Invariants (besides the common ones): no (write key, epoch, sequence number) is ever sent twice,
+ * across power cuts and sleeps — the reservation on flash must cover every sequence number used;
+ * device_public_key returns 65 or -1, and its point is d·G (OpenSSL) for a private key the device
+ * was given or generated this run.
  */
 #include "common.h"
 
@@ -82,7 +87,62 @@ static void on_transmit(const uint8_t *d, uint32_t n) {
 static const char *OP_NAMES[12] = {"boot", "connect", "close", "publish", "send", "prepare_sleep", "datagram", "replay",
                                    "wait", "timer", "power-cut", "sleep"};
 
-/* The exports the ops above do not call, each with arguments from the input (op bytes 0xF0-0xF6,
+/* ECDHE credentials for 0xF7/0xF8: the pinned server key, one off the curve, one with a compressed
+ * point's tag, the point at infinity's encoding, or 65 bytes of the input; the device key injected:
+ * the captured one, 0, n (the group order), n − 1 (valid: its public key is −G), all ones, or 32
+ * bytes of the input. */
+static const uint8_t P256_N[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
+static void server_point(uint8_t sel, reader_t *r, uint8_t out[65]) {
+  const uint8_t *p;
+  memcpy(out, fuzz_server_point, 65);
+  switch (sel % 5) {
+    case 1: out[64] ^= 1; break;
+    case 2: out[0] = 2; break;
+    case 3: memset(out + 1, 0, 64); break;
+    case 4: { uint32_t n = take(r, 65, &p); memset(out, 0, 65), memcpy(out, p, n); break; }
+  }
+}
+static void device_key(uint8_t sel, reader_t *r, uint8_t out[32]) {
+  const uint8_t *p;
+  switch (sel % 6) {
+    case 0: memcpy(out, fuzz_device_key, 32); break;
+    case 1: memset(out, 0, 32); break;
+    case 2: memcpy(out, P256_N, 32); break;
+    case 3: memcpy(out, P256_N, 32), out[31] -= 1; break;
+    case 4: memset(out, 0xff, 32); break;
+    case 5: { uint32_t n = take(r, 32, &p); memset(out, 0, 32), memcpy(out, p, n); break; }
+  }
+}
+
+/* A key the harness put into io (not the input's bytes): from now on it must not be in io after a
+ * call, nor on the wire (check_io_private, check_no_secrets). */
+static void remember_private_key(const uint8_t key[32]) {
+  for (int i = 0; i < g_nprivs; i++)
+    if (!memcmp(g_privs[i], key, 32)) return;
+  if (!is_zero(key, 32) && !input_holds(key, 32) && g_nprivs < MAX_PRIVS) memcpy(g_privs[g_nprivs++], key, 32);
+}
+
+/* Keys the firmware was given or made this input (for the device_public_key oracle). */
+static uint8_t g_given[MAX_PRIVS][32];
+static int g_ngiven;
+/* A key pair generated on the device this input: its private key is learnt from flash once the
+ * credentials block is written (drain), so the oracle waits for that. */
+static int g_generated;
+static void given_key(const uint8_t key[32]) {
+  if (g_ngiven < MAX_PRIVS) memcpy(g_given[g_ngiven++], key, 32);
+}
+
+/* A refused call that returns before reading io leaves what the host wrote there (as `provision`
+ * does with a PSK after boot): the harness wipes it itself, like the host that wrote it. Only
+ * these refusals: provision_ecdhe after boot (-6), provision_device_ecdhe with a bad profile,
+ * injectKey or length (-2 before anything is read). */
+static void host_wipes(uint32_t n) {
+  memset(g_mem + g_io, 0, n < g_iocap ? n : g_iocap);
+  if (g_trace) fprintf(g_trace, "W 0 %0*d\n", (int)(2 * (n < g_iocap ? n : g_iocap)), 0);
+}
+
+/* The exports the ops above do not call, each with arguments from the input (op bytes 0xF0-0xF9,
  * taken before the mod 12). Returns 0 when `b` is not one of them. */
 static int other_export(uint8_t b, reader_t *r) {
   static uint8_t buf[256];
@@ -145,17 +205,71 @@ static int other_export(uint8_t b, reader_t *r) {
       return 1;
     }
     case 0xf5: reprofile_and_wake(rd_u8(r) % 3, 0); return 1;
+    case 0xf7: { /* provision_ecdhe: server key sel u8, device key sel u8 (their bytes when from the input) */
+      uint8_t ps = rd_u8(r), ks = rd_u8(r);
+      server_point(ps, r, buf);
+      device_key(ks, r, buf + 65);
+      if (ks % 6 != 5) remember_private_key(buf + 65);
+      uint8_t key[32];
+      memcpy(key, buf + 65, 32);
+      io_put(0, buf, 97);
+      int32_t rc = (int32_t)CALL0(provision_ecdhe);
+      trace_call("provision_ecdhe", 0, NULL, rc);
+      if (rc == 0) given_key(key);
+      if (rc == -6) host_wipes(97);
+      drain();
+      return 1;
+    }
+    case 0xf8: { /* provision_device_ecdhe profile (3: invalid), injectKey (0 generate, 1 inject, 2 invalid),
+                  * id length (0-49: both ends), server key sel, device key sel */
+      uint8_t profile = rd_u8(r) % 4, inject = rd_u8(r) % 3;
+      uint32_t idl = rd_u8(r) % 50;
+      uint8_t ps = rd_u8(r), ks = rd_u8(r);
+      memset(buf, 'd', idl);
+      memcpy(buf, "fuzz-device", idl < 11 ? idl : 11);
+      server_point(ps, r, buf + idl);
+      device_key(ks, r, buf + idl + 65);
+      if (inject == 1 && ks % 6 != 5) remember_private_key(buf + idl + 65);
+      uint8_t key[32];
+      memcpy(key, buf + idl + 65, 32);
+      uint32_t n = idl + 65 + (inject == 1 ? 32 : 0);
+      io_put(0, buf, n);
+      int32_t rc = (int32_t)CALLN(provision_device_ecdhe, profile, idl, inject);
+      TRACED(rc, "provision_device_ecdhe", 3, profile, idl, inject);
+      if (rc == 0 && inject == 1) given_key(key);
+      if (rc == 0 && inject == 0) g_generated = 1;
+      if (rc == -2 && (profile > 2 || inject > 1)) host_wipes(idl + 65 + 32);
+      drain();
+      return 1;
+    }
+    case 0xf9: { /* device_public_key: 65 and d·G for a private key the device was given or made, or -1 */
+      int32_t rc = (int32_t)CALL0(device_public_key);
+      trace_call("device_public_key", 0, NULL, rc);
+      if (rc != 65 && rc != -1) fail("device_public_key returned %d (65 or -1)", rc);
+      if (rc == 65) {
+        trace_hex('O', g_mem + g_io, 65);
+        uint8_t want[65];
+        int match = 0;
+        for (int i = 0; i < g_nprivs + g_ngiven && !match; i++)
+          match = p256_public_of(i < g_nprivs ? g_privs[i] : g_given[i - g_nprivs], want) && !memcmp(want, g_mem + g_io, 65);
+        if (!match && g_generated != 1)
+          fail("device_public_key gave a point that is d·G for no private key the device was given or made (%02x%02x%02x…)",
+               g_mem[g_io], g_mem[g_io + 1], g_mem[g_io + 2]);
+      }
+      drain();
+      return 1;
+    }
     case 0xf6: { /* an export with length arguments from a table of edges (negative, zero, at and
                   * past each field's limit, past the I/O buffer): every one is checked in 64-bit
                   * arithmetic before anything is read (what io holds is read as it is) */
       static const int32_t edges[] = {0, 1, 15, 16, 31, 32, 43, 44, 48, 49, 64, 65, 128, 129, 1279, 1280, 1281,
                                       2047, 2048, 2049, -1, -2048, INT32_MIN, INT32_MAX};
 #define EDGE() edges[rd_u8(r) % (sizeof edges / sizeof edges[0])]
-      uint8_t which = rd_u8(r) % 5;
+      uint8_t which = rd_u8(r) % 6;
       int32_t a = EDGE(), b = EDGE();
       if (which == 1 && a == 1280) a = 1279; /* boot from what io holds is not a wake from flash */
       int two = which == 2 || which == 3; /* publish and provision take two lengths */
-      int64_t sum = (int64_t)a + (two ? b : 0);
+      int64_t sum = which == 5 ? (int64_t)a + 65 + (b == 1 ? 32 : 0) : (int64_t)a + (two ? b : 0);
       g_io_in = a >= 0 && (!two || b >= 0) && sum <= (int64_t)g_iocap ? (uint32_t)sum : 0;
       int64_t rc;
       if (which == 0) {
@@ -170,9 +284,16 @@ static int other_export(uint8_t b, reader_t *r) {
       } else if (which == 3) {
         rc = (int32_t)CALLN(provision, a, b);
         TRACED(rc, "provision", 2, a, b);
-      } else {
+      } else if (which == 4) {
         rc = (int32_t)CALLN(set_connection_id, a);
         TRACED(rc, "set_connection_id", 1, a);
+      } else { /* provision_device_ecdhe profile 2, idLen a, injectKey b (0, 1, or an edge) */
+        uint8_t key[32] = {0};
+        if (b == 1 && a >= 0 && (int64_t)a + 97 <= (int64_t)g_iocap) memcpy(key, g_mem + g_io + a + 65, 32);
+        rc = (int32_t)CALLN(provision_device_ecdhe, 2, a, b);
+        TRACED(rc, "provision_device_ecdhe", 3, 2, a, b);
+        if (rc == 0 && b == 1) given_key(key);
+        if (rc == 0 && b == 0) g_generated = 1;
       }
 #undef EDGE
       drain();
@@ -185,14 +306,21 @@ static int other_export(uint8_t b, reader_t *r) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
-  restore(rd_u8(&r) % NMARKS);
+  restore(pick_mark(rd_u8(&r)));
   g_nsent = 0;
   g_wakes = 0;
   g_raw_in_session = 0;
+  g_ngiven = 0;
+  g_generated = 0;
   g_on_transmit = on_transmit;
   static uint8_t buf[2048];
   for (int ops = 0; more(&r) && ops < 48; ops++) {
     const uint8_t *p;
+    if (g_generated == 1 && !g_hold_all && !g_power_lost && !memcmp(g_flash, "CRK1", 4)) {
+      learn_private_key(g_flash); /* the generated key, now on flash: checked in io and on the wire from here */
+      given_key(g_flash + 120);
+      g_generated = 2;
+    }
     uint8_t b = rd_u8(&r);
     if (b == 0xef || b == 0xee) {
       /* Hold/release the firmware's output queues: their queue-full paths need a lazy host. */

@@ -17,13 +17,15 @@
 
 #include "session.h"
 #include "wasm-rt-impl.h"
-#include "transcripts.h" /* generated: lifecycle_ops[], lifecycle_ops_len, fuzz_psk[] */
+#include "transcripts.h" /* generated: lifecycle_ops[], ecdhe_ops[], fuzz_psk[], fuzz_device_key[], fuzz_server_point[] */
 
 #define REGION_BYTES 1280
 #define SLOT_A_AT 192
 #define SLOT_BYTES 544
 #define MEM_BYTES 65536
-#define NMARKS 8
+/* Snapshots: 0-7 along the PSK conversation, 8-15 along the ECDHE-ECDSA one (fuzz/ops.ts). */
+#define NPSK_MARKS 8
+#define NMARKS 16
 #define MAX_COUNTERS 64
 /* Counter indexes (docs/abi.md). */
 enum { C_RX_DATAGRAMS = 0, C_RX_RECORDS_OK = 1, C_DROP_FIRST = 2, C_DROP_LAST = 13, C_PEER_RETRANSMISSIONS = 20,
@@ -32,9 +34,19 @@ enum { C_RX_DATAGRAMS = 0, C_RX_RECORDS_OK = 1, C_DROP_FIRST = 2, C_DROP_LAST = 
 enum { SS_OFF, SS_HANDSHAKING, SS_RESUMED, SS_CONFIRMED, SS_NO_SESSION };
 enum { EV_RESUMED = 1, EV_HANDSHAKE_STARTED, EV_CONNECTED, EV_CONFIRMED, EV_EVENT_ACKED, EV_SESSION_DISCARDED,
        EV_HANDSHAKE_FAILED, EV_EVENT_DROPPED, EV_HINT_IGNORED };
-enum { OP_RESET = 1, OP_PROVISION_DEVICE, OP_SEED, OP_BOOT, OP_DATAGRAM, OP_TIMEOUT, OP_PUBLISH, OP_PREPARE_SLEEP, OP_MARK };
+enum { OP_RESET = 1, OP_PROVISION_DEVICE, OP_SEED, OP_BOOT, OP_DATAGRAM, OP_TIMEOUT, OP_PUBLISH, OP_PREPARE_SLEEP, OP_MARK, OP_PROVISION_DEVICE_ECDHE };
 static const char *MARK_NAMES[NMARKS] = {"idle", "client-hello", "hello-verify", "wait-server-hello-done",
-                                         "wait-finished", "connected", "resumed", "confirmed"};
+                                         "wait-finished", "connected", "resumed", "confirmed",
+                                         "ecdhe-client-hello", "ecdhe-hello-verify", "ecdhe-server-hello",
+                                         "ecdhe-certificate", "ecdhe-server-key-exchange", "ecdhe-certificate-request",
+                                         "ecdhe-wait-finished", "ecdhe-connected"};
+enum { MARK_CONFIRMED = 7, MARK_ECDHE_CONNECTED = 15 };
+
+/* The snapshot an input's first byte picks: 0x00-0xBF the PSK ones (byte % 8, as before the ECDHE
+ * conversation existed, so older inputs keep their meaning), 0xC0-0xFF the ECDHE ones. */
+static int pick_mark(uint8_t b) { return b >= 0xc0 ? NPSK_MARKS + (b & 7) : b % NPSK_MARKS; }
+/* The conversation a snapshot belongs to: 0 PSK (lifecycle_ops), 1 ECDHE (ecdhe_ops). */
+static int conv_of(int mark) { return mark >= NPSK_MARKS; }
 
 struct Z_env_instance_t {
   char abort_message[256];
@@ -65,9 +77,14 @@ static void (*g_on_transmit)(const uint8_t *d, uint32_t n);
 
 /* Datagrams the cloud sent in the captured conversation (inputs may replay them). */
 #define MAX_CLOUD 32
-static const uint8_t *g_cloud[MAX_CLOUD];
-static uint32_t g_cloud_len[MAX_CLOUD];
+static const uint8_t *g_cloud_sets[2][MAX_CLOUD];
+static uint32_t g_cloud_len_sets[2][MAX_CLOUD];
+static int g_ncloud_sets[2];
+/* Those of the conversation the current input starts from (restore). */
+static const uint8_t **g_cloud = g_cloud_sets[0];
+static uint32_t *g_cloud_len = g_cloud_len_sets[0];
 static int g_ncloud;
+static int g_conv; /* the conversation being replayed at start-up, then the current input's */
 
 /* FUZZ_SUPPRESS="text1|text2": a failed invariant whose message contains one of them abandons
  * the input instead of crashing (to keep fuzzing past a known defect until its fix is merged). */
@@ -170,8 +187,13 @@ void fuzz_shadow_load(uint64_t a, uint64_t n) {
     }
 }
 
+/* Bytes of io that hold what poll_store handed out and nothing stored there since: the credentials
+ * block carries the device's private key to flash by design, so it may sit there until overwritten
+ * (check_io_private looks only for copies made by anything else). */
+static uint8_t g_from_store[MEM_BYTES];
+
 void fuzz_shadow_store(uint64_t a, uint64_t n) {
-  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++) g_poison[i] = 0;
+  for (uint64_t i = a; i < a + n && i < MEM_BYTES; i++) g_poison[i] = 0, g_from_store[i] = 0;
 }
 
 static void shadow_arm(void) {
@@ -259,6 +281,7 @@ static void trace_checkpoint(void) {
 static void io_put(uint32_t at, const uint8_t *p, uint32_t n) {
   if (at + n > g_iocap) n = at < g_iocap ? g_iocap - at : 0;
   memcpy(g_mem + g_io + at, p, n);
+  memset(g_from_store + g_io + at, 0, n);
   if (at + n > g_io_in) g_io_in = at + n;
   if (g_trace) {
     fprintf(g_trace, "W %u ", at);
@@ -400,8 +423,39 @@ static void learn_keys(const uint8_t *flash) {
   }
 }
 
+/* ECDHE private keys the device held this run: the captured device's (injected) and every one a
+ * credentials block on flash held (magic "CRK1", key at 120; generated ones too). */
+#define MAX_PRIVS 32
+static uint8_t g_privs[MAX_PRIVS][32];
+static int g_nprivs, g_nprivs_base;
+
+static void learn_private_key(const uint8_t *flash) {
+  if (memcmp(flash, "CRK1", 4)) return;
+  const uint8_t *key = flash + 120;
+  if (is_zero(key, 32) || input_holds(key, 32)) return;
+  for (int i = 0; i < g_nprivs; i++)
+    if (!memcmp(g_privs[i], key, 32)) return;
+  if (g_nprivs < MAX_PRIVS) memcpy(g_privs[g_nprivs++], key, 32);
+}
+
+/* The I/O buffer after an export returned: no device private key (device_public_key gives the
+ * public half; provision_ecdhe and provision_device_ecdhe wipe what they were given), except where
+ * the credentials block poll_store handed out still lies untouched. No memcmp: see holds(). */
+__attribute__((no_sanitize("coverage"))) static void check_io_private(void) {
+  for (int i = 0; i < g_nprivs; i++) {
+    if (!holds(g_mem + g_io, g_iocap, g_privs[i], 32) || input_holds(g_privs[i], 32)) continue;
+    for (uint32_t at = g_io; at + 32 <= g_io + g_iocap; at++) {
+      uint32_t j = 0, stored = 1;
+      while (j < 32 && g_mem[at + j] == g_privs[i][j]) stored &= g_from_store[at + j], j++;
+      if (j == 32 && !stored) fail("the I/O buffer holds the device's ECDHE private key (key #%d) at io+%u after %s", i, at - g_io, g_call);
+    }
+  }
+}
+
 static void check_no_secrets(const uint8_t *d, uint32_t n, const char *where) {
   if (holds(d, n, fuzz_psk, sizeof fuzz_psk) && !input_holds(fuzz_psk, sizeof fuzz_psk)) fail("%s contains the PSK", where);
+  for (int i = 0; i < g_nprivs; i++)
+    if (holds(d, n, g_privs[i], 32) && !input_holds(g_privs[i], 32)) fail("%s contains the device's ECDHE private key (key #%d)", where, i);
   for (int i = 0; i < g_nkeys; i++)
     if (holds(d, n, g_keys[i], 16) && !input_holds(g_keys[i], 16)) fail("%s contains a write key (key #%d)", where, i);
 }
@@ -426,6 +480,138 @@ __attribute__((no_sanitize("coverage"))) static void check_keys_gone(uint32_t re
   }
 }
 
+#include "p256.h"
+
+/* ---- the ECDHE handshake oracle ------------------------------------------------------------------
+ * What the device was fed and sent in the ECDHE conversation: every epoch-0 handshake message in a
+ * datagram the firmware was given (reassembled per message_seq from what io held for the call, a
+ * superset of what it may have accepted) and the random of every ClientHello it sent. When the
+ * device sends a ClientKeyExchange it has accepted the server's Certificate and ServerKeyExchange,
+ * so (hs_oracle): some Certificate fed to it is the pinned key's raw public key (exactly the
+ * SubjectPublicKeyInfo it must compare), and some ServerKeyExchange fed to it carries a valid
+ * point and an ECDSA-SHA256 signature by the pinned key (OpenSSL) over a ClientHello random it
+ * sent ‖ a ServerHello random it was fed ‖ the params. The fuzzer cannot forge that signature, so
+ * a firmware that skipped or botched a check fails here even when the handshake then fails for
+ * another reason. Sound: when fragments of one message_seq disagree (or do not fit the log), the
+ * log cannot say which one the firmware kept, and the check is skipped for the input. Weak: "some"
+ * — a valid pair fed earlier (the captured one) also satisfies it. */
+#define HS_SEQS 16
+#define HS_MAX 1024
+#define HS_RANDOMS 8
+typedef struct {
+  struct {
+    uint8_t type, used, complete;
+    uint32_t len;
+    uint8_t body[HS_MAX], have[HS_MAX];
+  } srv[HS_SEQS];
+  uint8_t randoms[HS_RANDOMS][32];
+  int nrandoms;
+  int unsure; /* a conflict or something the log does not keep: the oracle is skipped */
+} hslog_t;
+static hslog_t g_hs, g_hs_snaps[NMARKS];
+static int g_hs_oracle; /* set by targets that check it (datagram) */
+static uint32_t g_hs_checked, g_hs_skipped;
+
+static void hs_fragment(const uint8_t *m, uint32_t fragLen) {
+  uint32_t len = (uint32_t)m[1] << 16 | m[2] << 8 | m[3], seq = (uint32_t)m[4] << 8 | m[5];
+  uint32_t off = (uint32_t)m[6] << 16 | m[7] << 8 | m[8];
+  if (off + fragLen > len) return; /* past its message: the firmware must drop it (else a trap or an over-read shows) */
+  if (seq >= HS_SEQS || len > HS_MAX) { g_hs.unsure = 1; return; } /* one the firmware may take, the log does not keep */
+  typeof(g_hs.srv[0]) *e = &g_hs.srv[seq];
+  if (!e->used) e->used = 1, e->type = m[0], e->len = len, memset(e->have, 0, len);
+  else if (e->type != m[0] || e->len != len) { g_hs.unsure = 1; return; }
+  for (uint32_t i = 0; i < fragLen; i++) {
+    if (e->have[off + i] && e->body[off + i] != m[12 + i]) g_hs.unsure = 1;
+    e->body[off + i] = m[12 + i], e->have[off + i] = 1;
+  }
+  uint32_t i = 0;
+  while (i < len && e->have[i]) i++;
+  e->complete = i == len;
+}
+
+/* Calls `each(message header, fragment length)` for every epoch-0 handshake fragment of a
+ * datagram; 0 when a record it cannot parse (a CID record) hides what follows. */
+static int hs_walk(const uint8_t *d, uint32_t n, void (*each)(const uint8_t *, uint32_t)) {
+  for (uint32_t at = 0; at + 13 <= n;) {
+    if (d[at] == 25) return at + 13 >= n; /* tls12_cid: its header length is the CID's; only epoch > 0 */
+    uint32_t rlen = (uint32_t)d[at + 11] << 8 | d[at + 12];
+    if (at + 13 + rlen > n) return 1;
+    if (d[at] == 22 && d[at + 3] == 0 && d[at + 4] == 0)
+      for (uint32_t o = at + 13; o + 12 <= at + 13 + rlen;) {
+        uint32_t fl = (uint32_t)d[o + 9] << 16 | d[o + 10] << 8 | d[o + 11];
+        if (o + 12 + fl > at + 13 + rlen) break;
+        each(d + o, fl);
+        o += 12 + fl;
+      }
+    at += 13 + rlen;
+  }
+  return 1;
+}
+
+static void hs_fed(const uint8_t *d, uint32_t n) {
+  if (g_conv == 1 && !hs_walk(d, n, hs_fragment)) g_hs.unsure = 1;
+}
+
+static int hs_sent_cke;
+static void hs_client_message(const uint8_t *m, uint32_t fragLen) {
+  uint32_t len = (uint32_t)m[1] << 16 | m[2] << 8 | m[3];
+  if (m[0] == 1 && fragLen == len && len >= 34 && m[6] == 0 && m[7] == 0 && m[8] == 0) {
+    for (int i = 0; i < g_hs.nrandoms; i++)
+      if (!memcmp(g_hs.randoms[i], m + 14, 32)) return;
+    if (g_hs.nrandoms < HS_RANDOMS) memcpy(g_hs.randoms[g_hs.nrandoms++], m + 14, 32);
+    else g_hs.unsure = 1;
+  }
+  if (m[0] == 16) hs_sent_cke = 1;
+}
+
+static int hs_pinned_certificate(void) {
+  for (int s = 0; s < HS_SEQS; s++) {
+    const typeof(g_hs.srv[0]) *e = &g_hs.srv[s];
+    if (!e->used || !e->complete || e->type != 11 || e->len != 3 + sizeof P256_SPKI_PREFIX + 65) continue;
+    if (e->body[0] == 0 && e->body[1] == 0 && e->body[2] == sizeof P256_SPKI_PREFIX + 65 &&
+        !memcmp(e->body + 3, P256_SPKI_PREFIX, sizeof P256_SPKI_PREFIX) &&
+        !memcmp(e->body + 3 + sizeof P256_SPKI_PREFIX, fuzz_server_point, 65))
+      return 1;
+  }
+  return 0;
+}
+
+static int hs_signed_key_exchange(void) {
+  uint8_t signed_params[64 + 69];
+  for (int s = 0; s < HS_SEQS; s++) {
+    const typeof(g_hs.srv[0]) *k = &g_hs.srv[s];
+    if (!k->used || !k->complete || k->type != 12 || k->len < 73) continue;
+    const uint8_t *b = k->body;
+    uint32_t der = (uint32_t)b[71] << 8 | b[72];
+    if (b[0] != 3 || b[1] != 0 || b[2] != 23 || b[3] != 65 || b[69] != 4 || b[70] != 3 || 73 + der != k->len) continue;
+    if (!p256_valid_point(b + 4)) continue;
+    memcpy(signed_params + 64, b, 69);
+    for (int h = 0; h < HS_SEQS; h++) {
+      const typeof(g_hs.srv[0]) *sh = &g_hs.srv[h];
+      if (!sh->used || !sh->complete || sh->type != 2 || sh->len < 34) continue;
+      memcpy(signed_params + 32, sh->body + 2, 32);
+      for (int c = 0; c < g_hs.nrandoms; c++) {
+        memcpy(signed_params, g_hs.randoms[c], 32);
+        if (p256_verify(fuzz_server_point, signed_params, sizeof signed_params, b + 73, der)) return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+static void hs_sent(const uint8_t *d, uint32_t n) {
+  if (g_conv != 1) return;
+  hs_sent_cke = 0;
+  hs_walk(d, n, hs_client_message);
+  if (!hs_sent_cke || !g_hs_oracle) return;
+  if (g_hs.unsure) { g_hs_skipped++; return; }
+  g_hs_checked++;
+  if (!hs_pinned_certificate())
+    fail("ECDHE: the device sent a ClientKeyExchange, but no Certificate it was fed carries the pinned server key");
+  if (!hs_signed_key_exchange())
+    fail("ECDHE: the device sent a ClientKeyExchange, but no ServerKeyExchange it was fed has a valid point signed by the pinned key over its randoms");
+}
+
 /* ---- host contract -------------------------------------------------------------------------- */
 
 /* Power-cut injection: with g_cut >= 0 the next persistent write stops after g_cut bytes and
@@ -439,11 +625,13 @@ static int g_hold_tx, g_hold_all;
 static void drain(void) {
   g_nevents = 0;
   if (g_power_lost) return;
+  check_io_private();
   for (; !g_hold_all;) {
     uint32_t n = CALL0(poll_store);
     trace_call("poll_store", 0, NULL, n);
     if (n == 0) break;
     if (n < 4 || n > g_iocap) fail("poll_store returned %u", n);
+    memset(g_from_store + g_io, 1, n);
     trace_hex('O', g_mem + g_io, n);
     uint32_t off;
     memcpy(&off, g_mem + g_io, 4);
@@ -479,6 +667,7 @@ static void drain(void) {
     if (n > g_iocap) fail("poll_transmit returned %u (> io capacity %u)", n, g_iocap);
     trace_hex('O', g_mem + g_io, n);
     check_no_secrets(g_mem + g_io, n, "a transmitted datagram");
+    hs_sent(g_mem + g_io, n);
     if (g_on_transmit) g_on_transmit(g_mem + g_io, n);
   }
 }
@@ -505,6 +694,7 @@ static uint32_t do_datagram(int64_t now, uint32_t len, const uint8_t *bytes, uin
   /* The datagram is `len` bytes (bytes the input does not hold are what io held before); a length
    * above the buffer must not be read at all. */
   g_io_in = len <= g_iocap ? len : 0;
+  if (len <= g_iocap) hs_fed(g_mem + g_io, len); /* what the firmware reads, bytes the input left out included */
   uint32_t r = CALLN(handle_datagram, now, len);
   TRACED(r, "handle_datagram", 2, now, len);
   drain();
@@ -620,13 +810,25 @@ static void run_transcript_op(const uint8_t *ops, size_t len, size_t *pos, int s
       drain();
       break;
     }
+    case OP_PROVISION_DEVICE_ECDHE: {
+      uint8_t profile = ops[p], idl = ops[p + 1], inject = ops[p + 2];
+      uint32_t n = idl + 65 + (inject ? 32 : 0);
+      p += 3;
+      io_put(0, ops + p, n);
+      int32_t r = (int32_t)CALLN(provision_device_ecdhe, profile, idl, inject);
+      TRACED(r, "provision_device_ecdhe", 3, profile, idl, inject);
+      if (r != 0) fail("transcript: provision_device_ecdhe returned %d", r);
+      p += n;
+      drain();
+      break;
+    }
     case OP_SEED: do_seed(ops + p + 1, ops[p]); p += 1 + ops[p]; break;
     case OP_BOOT: do_boot(rd64(ops + p)); p += 8; break;
     case OP_DATAGRAM: {
       uint16_t n = (uint16_t)(ops[p + 8] | ops[p + 9] << 8);
-      if (save && g_ncloud < MAX_CLOUD) {
-        g_cloud[g_ncloud] = ops + p + 10;
-        g_cloud_len[g_ncloud++] = n;
+      if (save && g_ncloud_sets[g_conv] < MAX_CLOUD) {
+        g_cloud_sets[g_conv][g_ncloud_sets[g_conv]] = ops + p + 10;
+        g_cloud_len_sets[g_conv][g_ncloud_sets[g_conv]++] = n;
       }
       do_datagram(rd64(ops + p), n, ops + p + 10, n);
       p += 10 + n;
@@ -641,7 +843,7 @@ static void run_transcript_op(const uint8_t *ops, size_t len, size_t *pos, int s
     }
     case OP_PREPARE_SLEEP: do_prepare_sleep(rd64(ops + p)); p += 8; break;
     case OP_MARK:
-      if (save && ops[p] < NMARKS) snapshot_save(&g_snaps[ops[p]]);
+      if (save && ops[p] < NMARKS) snapshot_save(&g_snaps[ops[p]]), g_hs_snaps[ops[p]] = g_hs;
       p += 1;
       break;
     default: fail("transcript: unknown op %u at %zu", op, p - 1);
@@ -659,6 +861,13 @@ static void restore(int mark) {
   g_power_lost = 0;
   g_hold_tx = g_hold_all = 0;
   g_nkeys = g_nkeys_base;
+  g_nprivs = g_nprivs_base;
+  memset(g_from_store, 0, sizeof g_from_store);
+  g_conv = conv_of(mark);
+  g_cloud = g_cloud_sets[g_conv];
+  g_cloud_len = g_cloud_len_sets[g_conv];
+  g_ncloud = g_ncloud_sets[g_conv];
+  if (g_conv) g_hs = g_hs_snaps[mark];
   if (!g_trace) {
     const snapshot_t *s = &g_snaps[mark];
     g_inst = s->inst;
@@ -670,9 +879,12 @@ static void restore(int mark) {
   memset(g_flash, 0xff, REGION_BYTES);
   g_now = 0;
   do_reset();
-  for (size_t pos = 0; pos < lifecycle_ops_len;) {
-    if (lifecycle_ops[pos] == OP_MARK && lifecycle_ops[pos + 1] == mark) break;
-    run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 0);
+  const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
+  size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
+  memset(&g_hs, 0, sizeof g_hs);
+  for (size_t pos = 0; pos < len;) {
+    if (ops[pos] == OP_MARK && ops[pos + 1] == mark) break;
+    run_transcript_op(ops, len, &pos, 0);
   }
 }
 
@@ -704,11 +916,23 @@ static void harness_init(void) {
   snapshot_save(&g_fresh);
   FILE *saved = g_trace;
   g_trace = NULL; /* the set-up run is not part of any input's log */
-  for (size_t pos = 0; pos < lifecycle_ops_len;) run_transcript_op(lifecycle_ops, lifecycle_ops_len, &pos, 1);
+  memcpy(g_privs[g_nprivs++], fuzz_device_key, 32);
+  for (g_conv = 0; g_conv < 2; g_conv++) {
+    memset(g_flash, 0xff, REGION_BYTES);
+    g_now = 0;
+    do_reset();
+    const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
+    size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
+    memset(&g_hs, 0, sizeof g_hs);
+    for (size_t pos = 0; pos < len;) run_transcript_op(ops, len, &pos, 1);
+  }
+  g_conv = 0;
+  g_cloud = g_cloud_sets[0], g_cloud_len = g_cloud_len_sets[0], g_ncloud = g_ncloud_sets[0];
   g_trace = saved;
   for (int i = 0; i < NMARKS; i++)
     if (!g_snaps[i].valid) fail("transcript has no snapshot '%s' (regenerate: npm run fuzz:build)", MARK_NAMES[i]);
   g_nkeys_base = g_nkeys;
+  g_nprivs_base = g_nprivs;
 }
 
 /* RAM lost (power cut, deep sleep, a re-profiled board): fresh state, seeded, booted from flash. */

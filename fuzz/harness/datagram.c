@@ -1,6 +1,7 @@
 /*
  * Target `datagram`: the packet handler from every state of a real conversation.
- * Input: byte 0 picks the starting snapshot (MARK_NAMES); then ops until the input ends:
+ * Input: byte 0 picks the starting snapshot (MARK_NAMES; 0x00-0xBF the PSK conversation's,
+ * 0xC0-0xFF the ECDHE one's: pick_mark); then ops until the input ends:
  *   0 DATAGRAM   len u16 (passed to handle_datagram as is, even above the io capacity), bytes
  *   1 WAIT       dt u16 (ms ×16); handle_timeout when the module's timer is due
  *   2 TIMER      jump to next_timeout() and handle_timeout
@@ -31,20 +32,24 @@
  * rxDatagrams exactly once and by at least one and at most one-per-record outcome counter; a
  * confirmed session is never discarded for anything an unauthenticated record can cause; once
  * booted, the session consumes every received record (nothing stays in the DTLS receive queue);
- * the heap pointer never moves.
+ * the heap pointer never moves; the ECDHE handshake oracle (common.h, hs_*): a ClientKeyExchange
+ * goes out only after a fed Certificate with the pinned key and a fed ServerKeyExchange that
+ * OpenSSL verifies with it.
  */
 #include "common.h"
 #include "seal.h"
 
 static uint64_t g_seal_seq;
 
-FUZZ_INIT(seal_init(); g_seal_fallback = newest_slot(g_snaps[7].flash))
+FUZZ_INIT(seal_init(); g_hs_oracle = 1)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   BEGIN_INPUT(data, size);
   reader_t r = {data, size, 0};
-  int mark = rd_u8(&r) % NMARKS;
+  int mark = pick_mark(rd_u8(&r));
   restore(mark);
+  /* The session of the conversation the snapshot belongs to (PSK or ECDHE). */
+  g_seal_fallback = newest_slot(g_snaps[g_conv ? MARK_ECDHE_CONNECTED : MARK_CONFIRMED].flash);
   /* Just above the highest sequence number the session received (the replay window's edge). */
   const uint8_t *slot = newest_slot(g_flash);
   g_seal_seq = slot ? (uint64_t)rd64(slot + 68) + 1 : 1;

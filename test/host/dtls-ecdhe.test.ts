@@ -10,7 +10,14 @@ import { FirmwareClient } from '../../host/session-abi.ts';
 import { TestPeer, pump, type PeerOptions } from './dtls-peer.ts';
 import { p256PrivateFrom, p256Public } from './p256-ref.ts';
 
-async function handshake(misbehave?: NonNullable<PeerOptions['ecdhe']>['misbehave']) {
+/** Each epoch-0 record of a datagram as a datagram of its own. */
+function eachRecord(d: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at + 13 <= d.length; at += 13 + ((d[at + 11] << 8) | d[at + 12])) out.push(d.subarray(at, at + 13 + ((d[at + 11] << 8) | d[at + 12])));
+  return out;
+}
+
+async function handshake(misbehave?: NonNullable<PeerOptions['ecdhe']>['misbehave'], recordPerDatagram = false) {
   const c = new FirmwareClient(await loadFirmware(new V8Engine()));
   const serverPrivateKey = p256PrivateFrom(crypto.randomBytes(32));
   c.provisionEcdhe(p256Public(serverPrivateKey), p256PrivateFrom(crypto.randomBytes(32)));
@@ -18,7 +25,10 @@ async function handshake(misbehave?: NonNullable<PeerOptions['ecdhe']>['misbehav
   const sent: Uint8Array[] = [];
   const peer = new TestPeer({ psk: Buffer.alloc(16), helloVerify: true, ecdhe: { serverPrivateKey, misbehave } });
   c.connect(0);
-  pump({ drainTransmit: () => { const d = c.drainTransmit(); sent.push(...d); return d; }, handleDatagram: (n, d) => c.handleDatagram(n, d) }, peer);
+  pump({
+    drainTransmit: () => { const d = c.drainTransmit(); sent.push(...d); return d; },
+    handleDatagram: (n, d) => { for (const r of recordPerDatagram ? eachRecord(d) : [d]) c.handleDatagram(n, r); },
+  }, peer);
   return { c, peer, sent };
 }
 
@@ -36,6 +46,16 @@ describe('ECDHE-ECDSA client: the server Certificate and ServerKeyExchange', () 
       assert.equal(c.counters().handshakesFailed, 1);
       // Only ClientHellos went out: no Certificate (11), ClientKeyExchange (16) or CertificateVerify (15).
       for (const d of sent) assert.ok(d[0] === 22 && d[13] === 1, 'only ClientHellos were sent');
+    });
+
+    it(`${what}, each record in a datagram of its own: the datagram with the refused message counts accepted, not dropped without a drop* reason`, async () => {
+      // Found by the fuzz harness's outcome invariant (fuzz/regressions/datagram/ecdhe-*-dropped-without-reason).
+      const { c } = await handshake(misbehave, true);
+      assert.equal(c.lastError, 'server-key-rejected');
+      const k = c.counters();
+      const reasons = Object.entries(k).filter(([name]) => name.startsWith('drop')).reduce((sum, [, v]) => sum + v, 0);
+      assert.equal(k.datagramsAccepted + k.datagramsRetransmitted + k.datagramsDropped, k.rxDatagrams);
+      assert.ok(k.datagramsDropped <= reasons, `${k.datagramsDropped} datagrams dropped with ${reasons} drop* reasons counted`);
     });
   }
 

@@ -24,6 +24,13 @@ const TARGETS = ['datagram', 'abi', 'boot', 'coap'];
 const FUZZ_SECONDS = Number(process.env.FUZZ_CI_SECONDS ?? 2);
 /** Inputs per target replayed on each other engine (the native run checks every one). */
 const REPLAY_MAX = 250;
+/**
+ * Of those, at most this many start from an ECDHE snapshot (first byte 0xC0-0xFF: pick_mark in
+ * fuzz/harness/common.h). A traced input replays its conversation from a fresh instance, and the
+ * ECDHE one runs about six P-256 scalar multiplications on each engine (~0.2 s on V8 under load,
+ * several times that on wasm3): the whole corpus's share would add minutes to CI.
+ */
+const REPLAY_MAX_ECDHE = 20;
 /** libFuzzer's -timeout, as fuzz/run.mjs passes it: an input that runs this long is a hang. */
 const TIMEOUT_S = 10;
 
@@ -96,8 +103,12 @@ describe('fuzz corpora (native build, V8, wasm3)', () => {
         // At most REPLAY_MAX inputs per target and engine, evenly spread over the sorted corpus (the
         // replay costs ~20 ms an input under load; FUZZ_REPLAY_ALL=1 replays every one).
         const every = inputs(t).filter((f) => !open.has(f)).sort();
-        const step = process.env.FUZZ_REPLAY_ALL ? 1 : Math.max(1, Math.ceil(every.length / REPLAY_MAX));
-        const files = every.filter((_, i) => i % step === 0);
+        const ecdhe = every.filter((f) => readFileSync(f)[0] >= 0xc0);
+        const spread = (list: string[], max: number) => {
+          const step = process.env.FUZZ_REPLAY_ALL ? 1 : Math.max(1, Math.ceil(list.length / max));
+          return list.filter((_, i) => i % step === 0);
+        };
+        const files = [...spread(every.filter((f) => !ecdhe.includes(f)), REPLAY_MAX - REPLAY_MAX_ECDHE), ...spread(ecdhe, REPLAY_MAX_ECDHE)];
         const dir = mkdtempSync(join(tmpdir(), 'fuzz-trace-'));
         try {
           const trace = join(dir, 'trace');
