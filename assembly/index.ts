@@ -38,10 +38,19 @@ export function heap_offset(): usize {
 // --- Session ------------------------------------------------------------------------------------
 // Time is `now` in milliseconds from an RTC that keeps running through deep sleep (i64).
 
+/**
+ * A credential export refused its arguments: whatever key the host wrote into io goes anyway
+ * (the lengths cannot be trusted to say where it is).
+ */
+function refuseCredentials(rc: i32): i32 {
+  zeroize(IO, IO_CAPACITY);
+  return rc;
+}
+
 /** io = identity || psk. The PSK bytes are wiped from the I/O buffer. Returns 0 or -2. */
 export function provision(identityLen: i32, pskLen: i32): i32 {
-  if (!fitsIo(identityLen, pskLen)) return -2;
-  if (session.sessState != session.SS_OFF) return ERR_BOOTED; // the credentials block owns them
+  if (!fitsIo(identityLen, pskLen)) return refuseCredentials(-2);
+  if (session.sessState != session.SS_OFF) return refuseCredentials(ERR_BOOTED); // the credentials block owns them
   const rc = dtls.provision(IO, identityLen, IO + <usize>identityLen, pskLen);
   zeroize(IO + <usize>identityLen, pskLen);
   return rc;
@@ -53,7 +62,7 @@ export function provision(identityLen: i32, pskLen: i32): i32 {
  * (a key that is not a P-256 point or scalar), or -6 after boot.
  */
 export function provision_ecdhe(): i32 {
-  if (session.sessState != session.SS_OFF) return ERR_BOOTED;
+  if (session.sessState != session.SS_OFF) return refuseCredentials(ERR_BOOTED);
   const ok = load<u8>(IO) == 0x04;
   if (ok) dtls.provisionEcdhe(IO + 1, IO + 65);
   zeroize(IO + 65, 32);
@@ -119,7 +128,7 @@ export function next_timeout(): i64 {
 
 /** io = device id || identity || psk. Queues the credentials block for poll_store. 0 or -2. */
 export function provision_device(profile: i32, idLen: i32, identityLen: i32, pskLen: i32): i32 {
-  if (profile < 0 || profile > 2 || !fitsIo(idLen, identityLen, pskLen)) return -2;
+  if (profile < 0 || profile > 2 || !fitsIo(idLen, identityLen, pskLen)) return refuseCredentials(-2);
   const rc = session.provisionDevice(<u8>profile, IO, idLen, IO + <usize>idLen, identityLen, IO + <usize>(idLen + identityLen), pskLen);
   zeroize(IO, idLen + identityLen + pskLen);
   return rc;
@@ -133,7 +142,7 @@ export function provision_device(profile: i32, idLen: i32, identityLen: i32, psk
  */
 export function provision_device_ecdhe(profile: i32, idLen: i32, injectKey: i32): i32 {
   const total = idLen + 65 + (injectKey == 1 ? 32 : 0);
-  if (profile < 0 || profile > 2 || (injectKey != 0 && injectKey != 1) || !fitsIo(idLen, 65) || !fitsIo(total)) return -2;
+  if (profile < 0 || profile > 2 || (injectKey != 0 && injectKey != 1) || !fitsIo(idLen, 65) || !fitsIo(total)) return refuseCredentials(-2);
   const key = IO + <usize>idLen;
   const rc = session.provisionDeviceEcdhe(<u8>profile, IO, idLen, key, injectKey == 1 ? key + 65 : 0);
   zeroize(IO, total);

@@ -133,15 +133,6 @@ static void given_key(const uint8_t key[32]) {
   if (g_ngiven < MAX_PRIVS) memcpy(g_given[g_ngiven++], key, 32);
 }
 
-/* A refused call that returns before reading io leaves what the host wrote there (as `provision`
- * does with a PSK after boot): the harness wipes it itself, like the host that wrote it. Only
- * these refusals: provision_ecdhe after boot (-6), provision_device_ecdhe with a bad profile,
- * injectKey or length (-2 before anything is read). */
-static void host_wipes(uint32_t n) {
-  memset(g_mem + g_io, 0, n < g_iocap ? n : g_iocap);
-  if (g_trace) fprintf(g_trace, "W 0 %0*d\n", (int)(2 * (n < g_iocap ? n : g_iocap)), 0);
-}
-
 /* The exports the ops above do not call, each with arguments from the input (op bytes 0xF0-0xF9,
  * taken before the mod 12). Returns 0 when `b` is not one of them. */
 static int other_export(uint8_t b, reader_t *r) {
@@ -216,7 +207,6 @@ static int other_export(uint8_t b, reader_t *r) {
       int32_t rc = (int32_t)CALL0(provision_ecdhe);
       trace_call("provision_ecdhe", 0, NULL, rc);
       if (rc == 0) given_key(key);
-      if (rc == -6) host_wipes(97);
       drain();
       return 1;
     }
@@ -238,7 +228,6 @@ static int other_export(uint8_t b, reader_t *r) {
       TRACED(rc, "provision_device_ecdhe", 3, profile, idl, inject);
       if (rc == 0 && inject == 1) given_key(key);
       if (rc == 0 && inject == 0) g_generated = 1;
-      if (rc == -2 && (profile > 2 || inject > 1)) host_wipes(idl + 65 + 32);
       drain();
       return 1;
     }

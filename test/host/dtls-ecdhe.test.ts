@@ -83,3 +83,27 @@ describe('ECDHE-ECDSA client: the server Certificate and ServerKeyExchange', () 
     }
   });
 });
+
+describe('ECDHE-ECDSA credentials: a refused call leaves no key in io', () => {
+  it('provision_device_ecdhe with a bad profile, provision_ecdhe after boot, provision with bad lengths: io is wiped', async () => {
+    const fw = new FirmwareClient(await loadFirmware(new V8Engine()));
+    const io = () => Buffer.from(fw.m.readMemory(fw.io, fw.ioCapacity));
+    const serverKey = p256Public(p256PrivateFrom(crypto.randomBytes(32)));
+    const privateKey = p256PrivateFrom(crypto.randomBytes(32));
+    fw.m.writeMemory(fw.io, Buffer.concat([Buffer.from('dev-1'), serverKey, privateKey]));
+    assert.equal(Number(fw.m.call('provision_device_ecdhe', 7, 5, 1)), -2, 'profile 7 is refused');
+    assert.ok(!io().includes(privateKey), 'the injected private key stays in io after the refusal');
+    fw.m.writeMemory(fw.io, Buffer.concat([Buffer.from('psk-id'), privateKey]));
+    assert.equal(Number(fw.m.call('provision', 6, 4096)), -2, 'a PSK length past io is refused');
+    assert.ok(!io().includes(privateKey), 'the PSK stays in io after the refusal');
+    // Booted: the credentials block owns the keys; a raw provision_ecdhe is refused (-6).
+    fw.seed(crypto.randomBytes(48));
+    fw.provisionDeviceEcdhe('default', 'dev-1', serverKey, privateKey);
+    const region = new Uint8Array(1280).fill(0xff);
+    for (let w = fw.pollStore(); w; w = fw.pollStore()) region.set(w.bytes, w.offset);
+    fw.boot(0, region);
+    fw.m.writeMemory(fw.io, Buffer.concat([serverKey, privateKey]));
+    assert.equal(Number(fw.m.call('provision_ecdhe')), -6);
+    assert.ok(!io().includes(privateKey), 'the private key stays in io after the refusal');
+  });
+});
