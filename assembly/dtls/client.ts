@@ -19,7 +19,7 @@ import * as hs from './handshake';
 
 // The handshake half's entry points, for the exports and the session layer.
 export {
-  connect, credentialKind, devicePublicKey, isProvisioned, provision, provisionEcdhe, validateEcdheCredentials, wipeCredentials,
+  connect, devicePublicKey, isProvisioned, provision, provisionEcdhe, validateEcdheCredentials, wipeCredentials,
 } from './handshake';
 
 export const S_IDLE: i32 = 0;

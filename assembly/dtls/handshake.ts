@@ -191,10 +191,6 @@ export function isProvisioned(): bool {
   return credKind != CRED_NONE;
 }
 
-export function credentialKind(): i32 {
-  return credKind;
-}
-
 export function wipeHandshakeSecrets(): void {
   zeroize(PREMASTER, 4 + 2 * cfg.MAX_PSK_BYTES);
   zeroize(KEY_BLOCK, 40);
