@@ -28,7 +28,7 @@ describe('sleepy-session command', () => {
     assert.equal(json.profiles.length, 3);
     assert.equal(json.options.devices, 8);
     const packets = Number(/pcap: \S+ \(([\d,]+) packets of 2 devices\)/.exec(r.stdout)![1].replace(/,/g, ''));
-    assert.ok(packets > 0);
+    assert.ok(packets > 0, 'packets > 0');
     assert.equal(readFileSync(pcap).readUInt32BE(0), 0xa1b2c3d4);
   });
 

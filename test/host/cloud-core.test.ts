@@ -20,7 +20,7 @@ describe('cloud core: handshake', () => {
     const expected = new CloudSecrets(CLOUD_SECRET).resetToken('dev-1', c.serverCid!);
     assert.deepEqual(c.token, expected, 'token = HMAC(reset key, device id || CID)[:16]');
     const hs = link.cloudEvents.find((e) => e.kind === 'handshake');
-    assert.ok(hs && hs.kind === 'handshake' && hs.deviceId === 'dev-1' && hs.tokenIssued);
+    assert.ok(hs && hs.kind === 'handshake' && hs.deviceId === 'dev-1' && hs.tokenIssued, "hs && hs.kind === 'handshake' && hs.deviceId === 'dev-1' && hs.tokenIssued");
     assert.equal(link.core.stats.get('handshakes', 'completed'), 1);
     assert.equal(link.core.stats.get('coap', 'reset_token_acked'), 1, 'the device ACKed the /rt CON');
     assert.equal(link.core.tableSizes().pending, 0);
@@ -32,7 +32,7 @@ describe('cloud core: handshake', () => {
       assert.equal(link.client.token, null);
       const ack = await link.send(link.client.ping(0x1234));
       const coap = ack.find((e) => e.kind === 'coap');
-      assert.ok(coap && coap.kind === 'coap');
+      assert.ok(coap && coap.kind === 'coap', "coap && coap.kind === 'coap'");
       assert.deepEqual(coapHeader(coap.message), { type: 2, code: 0, mid: 0x1234 });
       if (offerCid) assert.equal(link.core.stats.get('reset_tokens_not_issued', 'no_handle'), 1);
     }
@@ -133,7 +133,7 @@ describe('cloud core: handshake', () => {
     assert.equal(link.core.stats.get('store_errors', 'put'), 1);
     const ev = await link.send(lastUp!);
     assert.ok(kinds(ev).includes('connected'), kinds(ev).join(','));
-    assert.ok(kinds(ev).includes('token'));
+    assert.ok(kinds(ev).includes('token'), "kinds(ev).includes('token')");
     assert.equal(link.core.stats.get('internal_errors'), 0);
   });
 
@@ -150,7 +150,7 @@ describe('cloud core: handshake', () => {
 
     const noEms = new Link(makeCore(), new TestDtlsClient({ ...dev1(), ems: false }));
     const e2 = await noEms.send(noEms.client.start());
-    assert.ok(e2.some((e) => e.kind === 'alert' && e.description === 40));
+    assert.ok(e2.some((e) => e.kind === 'alert' && e.description === 40), "e2.some((e) => e.kind === 'alert' && e.description === 40)");
     assert.equal(noEms.core.stats.get('handshake_failures', 'no_extended_master_secret'), 1);
 
     const noSuite = new Link(makeCore(), new TestDtlsClient({ ...dev1(), suites: [0xc0a4] }));
@@ -200,7 +200,7 @@ describe('cloud core: CoAP and the record layer', () => {
     const first = c.event('temp', 41, Buffer.from('21.5'), { mid: 100 });
     const e1 = await link.send(first);
     const ack = e1.find((e) => e.kind === 'coap');
-    assert.ok(ack && ack.kind === 'coap');
+    assert.ok(ack && ack.kind === 'coap', "ack && ack.kind === 'coap'");
     assert.deepEqual(coapHeader(ack.message), { type: 2, code: 0x44, mid: 100 });
     // Same MID again (a CoAP retransmission in a new record): same answer, no second event.
     const e2 = await link.send(c.event('temp', 41, Buffer.from('21.5'), { mid: 100 }));
@@ -226,11 +226,11 @@ describe('cloud core: CoAP and the record layer', () => {
     const get = Buffer.from([0x41, 0x01, 0x00, 0x09, 0xaa, 0xb3, ...Buffer.from('foo')]);
     const e1 = await link.send(link.client.app(get));
     const m1 = e1.find((e) => e.kind === 'coap');
-    assert.ok(m1 && m1.kind === 'coap' && m1.message[1] === 0x84 && m1.message[4] === 0xaa);
+    assert.ok(m1 && m1.kind === 'coap' && m1.message[1] === 0x84 && m1.message[4] === 0xaa, "m1 && m1.kind === 'coap' && m1.message[1] === 0x84 && m1.message[4] === 0xaa");
     const short = Buffer.from([0x40, 0x02, 0x00, 0x0a, 0xb1, 0x65, 0x01, 0x78, 0xff, 0x01]);
     const e2 = await link.send(link.client.app(short));
     const m2 = e2.find((e) => e.kind === 'coap');
-    assert.ok(m2 && m2.kind === 'coap' && m2.message[1] === 0x80);
+    assert.ok(m2 && m2.kind === 'coap' && m2.message[1] === 0x80, "m2 && m2.kind === 'coap' && m2.message[1] === 0x80");
     await link.send(link.client.app(Buffer.from('not coap')));
     assert.equal(link.core.stats.get('drops', 'coap_malformed'), 1);
   });
@@ -361,9 +361,9 @@ describe('cloud core: shared store', () => {
   it('keys never appear in the core\'s events, counters or errors', async () => {
     const link = await connected();
     const text = JSON.stringify({ ev: link.cloudEvents, stats: link.core.stats.snapshot() });
-    assert.ok(!text.includes(PSK1.toString('hex')));
-    assert.ok(!text.includes(PSK1.toString('base64')));
-    assert.ok(!text.includes(CLOUD_SECRET.toString('hex')));
+    assert.ok(!text.includes(PSK1.toString('hex')), "!text.includes(PSK1.toString('hex'))");
+    assert.ok(!text.includes(PSK1.toString('base64')), "!text.includes(PSK1.toString('base64'))");
+    assert.ok(!text.includes(CLOUD_SECRET.toString('hex')), "!text.includes(CLOUD_SECRET.toString('hex'))");
     void PSK1;
   });
 });

@@ -192,7 +192,7 @@ describe('durable events across process and Redis crashes (real processes)', () 
     assert.ok(devices.reduce((n, d) => n + d.handshakes, 0) > handshakesBefore, 'devices handshook again after the wipe');
     await checkDelivery('after the cache wipe');
     const dupesByKey = hook.accepted().length - delivered().size;
-    assert.ok(dupesByKey >= 0);
+    assert.ok(dupesByKey >= 0, 'dupesByKey >= 0');
   });
 
   it('kill -9 of the persistent event Redis under traffic, restart from its append-only file: nothing ACKed is lost', async (t) => {
@@ -220,7 +220,7 @@ describe('durable events across process and Redis crashes (real processes)', () 
     await again.publish(10);
     assert.ok(oldKeys.length > 10, 'the old incarnation had used these sequence numbers');
     await checkDelivery('after re-provisioning');
-    for (let s = 0; s < 10; s++) assert.ok(delivered().has(again.key(s)));
+    for (let s = 0; s < 10; s++) assert.ok(delivered().has(again.key(s)), 'delivered().has(again.key(s))');
   });
 
   it('a permanent refusal goes to the dead-letter stream; `sleepy-session events` lists it and --retry delivers it', async (t) => {
@@ -240,7 +240,7 @@ describe('durable events across process and Redis crashes (real processes)', () 
     assert.equal(retry.status, 0, retry.stderr);
     assert.match(retry.stdout, /moved 1 dead letter/);
     await checkDelivery('after the dead letter was retried');
-    assert.ok(delivered().has(d.key(d.seq - 1)));
+    assert.ok(delivered().has(d.key(d.seq - 1)), 'delivered().has(d.key(d.seq - 1))');
   });
 
   it('two front ends served one fleet: sessions moved between them by CID without a handshake', async (t) => {

@@ -142,11 +142,11 @@ describe('P-256 helpers (node:crypto)', () => {
     const dHex = Buffer.from(d, 'base64url').toString('hex');
     for (const text of [inspect(a, { depth: 5 }), JSON.stringify(a), String(a)]) {
       assert.ok(!text.includes(d) && !text.includes(dHex), text);
-      assert.ok(text.includes(a.publicPoint.toString('hex')));
+      assert.ok(text.includes(a.publicPoint.toString('hex')), "text.includes(a.publicPoint.toString('hex'))");
     }
     assert.deepEqual(ServerKey.fromScalar(Buffer.from(dHex, 'hex')).publicPoint, a.publicPoint);
     const sig = a.sign(Buffer.from('data'), null);
-    assert.ok(crypto.verify('sha256', Buffer.from('data'), { key: crypto.createPublicKey(privateKey), dsaEncoding: 'der' }, sig));
+    assert.ok(crypto.verify('sha256', Buffer.from('data'), { key: crypto.createPublicKey(privateKey), dsaEncoding: 'der' }, sig), "crypto.verify('sha256', Buffer.from('data'), { key: crypto.createPublicKey(privateKey), dsaEncodi...");
     // A simulator's seeded nonce source signs byte for byte the same, and every such signature
     // verifies with OpenSSL (1,000 random keys, data and nonces); without one OpenSSL signs.
     const seeded = () => { let i = 0; return (n: number) => crypto.createHash('sha256').update(`nonce ${i++}`).digest().subarray(0, n); };
@@ -238,11 +238,11 @@ describe('ECDHE-ECDSA handshakes (virtual time)', () => {
     assert.equal(link.client.suite, 0xc0ae);
     assert.ok(kinds(ev).includes('token'), 'the reset token came with the Finished');
     const hs = link.cloudEvents.find((e) => e.kind === 'handshake');
-    assert.ok(hs && hs.kind === 'handshake' && hs.deviceId === 'ec-1' && hs.tokenIssued);
+    assert.ok(hs && hs.kind === 'handshake' && hs.deviceId === 'ec-1' && hs.tokenIssued, "hs && hs.kind === 'handshake' && hs.deviceId === 'ec-1' && hs.tokenIssued");
     await link.send(link.client.ping(0x4242));
-    assert.ok(link.clientEvents.some((e) => e.kind === 'coap' && e.message.readUInt16BE(2) === 0x4242));
+    assert.ok(link.clientEvents.some((e) => e.kind === 'coap' && e.message.readUInt16BE(2) === 0x4242), "link.clientEvents.some((e) => e.kind === 'coap' && e.message.readUInt16BE(2) === 0x4242)");
     await link.send(link.client.event('t', 1, Buffer.from('x')));
-    assert.ok(link.cloudEvents.some((e) => e.kind === 'event' && e.deviceId === 'ec-1'));
+    assert.ok(link.cloudEvents.some((e) => e.kind === 'event' && e.deviceId === 'ec-1'), "link.cloudEvents.some((e) => e.kind === 'event' && e.deviceId === 'ec-1')");
     assert.equal(w.core.stats.get('handshakes', 'completed'), 1);
     assert.equal(w.core.stats.get('internal_errors'), 0);
     assert.equal(lines.length, 1);
@@ -295,12 +295,12 @@ describe('ECDHE-ECDSA handshakes (virtual time)', () => {
       const w = ecdheWorld();
       const link = w.link(opts(w));
       const ev = await link.send(link.client.start());
-      assert.ok(!kinds(ev).includes('connected'));
+      assert.ok(!kinds(ev).includes('connected'), "!kinds(ev).includes('connected')");
       assert.deepEqual(ev.filter((e) => e.kind === 'alert'), [{ kind: 'alert', level: 2, description: alert }]);
       assert.equal(w.core.stats.get('handshake_failures', reason), 1);
       assert.equal(w.core.stats.get('handshakes', 'completed'), 0);
       assert.equal(w.core.stats.get('internal_errors'), 0);
-      assert.ok(!link.cloudEvents.some((e) => e.kind === 'handshake'));
+      assert.ok(!link.cloudEvents.some((e) => e.kind === 'handshake'), "!link.cloudEvents.some((e) => e.kind === 'handshake')");
       const t = w.core.tableSizes();
       assert.equal(t.pending + t.keyed, 0, JSON.stringify(t));
       assert.equal(w.store.sessionCount, 0);
@@ -339,7 +339,7 @@ describe('forward secrecy, shown on a recording (cloud side)', () => {
     await link.handshake();
     const secret = Buffer.from('the reading nobody may see later');
     await link.send(link.client.event('t', 7, secret));
-    assert.ok(link.cloudEvents.some((e) => e.kind === 'event' && e.data.equals(secret)));
+    assert.ok(link.cloudEvents.some((e) => e.kind === 'event' && e.data.equals(secret)), "link.cloudEvents.some((e) => e.kind === 'event' && e.data.equals(secret))");
 
     // What the recording gives anyone: handshake messages in clear (hence the session hash), both
     // randoms, both ephemeral points; and the protected record carrying the event.
@@ -360,7 +360,7 @@ describe('forward secrecy, shown on a recording (cloud side)', () => {
     const transcript = Buffer.concat([...messages([hello2]), ...messages([flight]), clientMsgs[0], clientMsgs[1]]);
     // The reconstruction is right: the device's CertificateVerify signs exactly these bytes.
     const cv = clientMsgs[2].subarray(12);
-    assert.ok(crypto.verify('sha256', transcript, { key: w.ec.publicKey, dsaEncoding: 'der' }, cv.subarray(4, 4 + cv.readUInt16BE(2))));
+    assert.ok(crypto.verify('sha256', transcript, { key: w.ec.publicKey, dsaEncoding: 'der' }, cv.subarray(4, 4 + cv.readUInt16BE(2))), "crypto.verify('sha256', transcript, { key: w.ec.publicKey, dsaEncoding: 'der' }, cv.subarray(4, 4...");
     const sessionHash = crypto.createHash('sha256').update(transcript).digest();
     const clientRandom = messages([hello2])[0].subarray(12 + 2, 12 + 34);
     const serverHello = messages([flight])[0];

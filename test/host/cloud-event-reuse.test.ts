@@ -68,7 +68,7 @@ for (const [name, open] of [
         assert.equal(await events.backlog(), 1, 'not in the log');
         assert.equal(core.stats.get('event_id_reuse', 'dev-1'), 1);
         assert.equal(core.stats.get('sessions_closed', 'event_id_reuse'), 1);
-        assert.ok(link.cloudEvents.some((e) => e.kind === 'closed' && e.deviceId === 'dev-1' && e.reason === 'event_id_reuse'));
+        assert.ok(link.cloudEvents.some((e) => e.kind === 'closed' && e.deviceId === 'dev-1' && e.reason === 'event_id_reuse'), "link.cloudEvents.some((e) => e.kind === 'closed' && e.deviceId === 'dev-1' && e.reason === 'event...");
         assert.match(await metrics.registry.metrics(), /^sleepy_cloud_event_id_reuse_total\{device="dev-1"\} 1$/m);
 
         // The session is gone from the store: the next record is for an unknown session (a second
@@ -96,7 +96,7 @@ describe('the alert rules in docs/protocol.md §10', () => {
     const rules = /```yaml\n([\s\S]*?)```/.exec(doc.slice(doc.indexOf('## 10.')))![1];
     const used = new Set([...rules.matchAll(/\b(sleepy_cloud_[a-z_]+_total)\b/g)].map((m) => m[1]));
     for (const m of used) assert.ok(COUNTER_CATALOGUE[m.slice(METRIC_PREFIX.length, -'_total'.length)], `${m} is exported`);
-    assert.ok(used.has('sleepy_cloud_event_id_reuse_total'));
+    assert.ok(used.has('sleepy_cloud_event_id_reuse_total'), "used.has('sleepy_cloud_event_id_reuse_total')");
     assert.match(rules, /alert: SleepyCloudEventIdReuse/);
   });
 });

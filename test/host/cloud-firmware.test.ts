@@ -52,7 +52,7 @@ describe('firmware client vs the cloud over UDP', () => {
       const sent = driver.sentDatagrams.at(-1)!;
       assert.equal(sent[0], 25, 'tls12_cid record');
       assert.deepEqual(Buffer.from(sent.subarray(11, 15)), deviceHandle('dev-udp'));
-      assert.ok(events.includes('handshake'));
+      assert.ok(events.includes('handshake'), "events.includes('handshake')");
       assert.equal(c.counters().dropAuthFailed, 0);
     } finally {
       driver.close();

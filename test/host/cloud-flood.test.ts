@@ -55,7 +55,7 @@ describe('half-open handshake flood over UDP', () => {
       assert.equal(c['handshakes|completed'], 1);
       assert.equal(c['drops|pending_handshakes_full'] ?? 0, 0);
       assert.equal(c['internal_errors'] ?? 0, 0);
-      assert.ok(cloud.core.tableSizes().pending <= QUOTA);
+      assert.ok(cloud.core.tableSizes().pending <= QUOTA, 'cloud.core.tableSizes().pending <= QUOTA');
     } finally {
       device?.close();
       for (const s of sockets) s.close();

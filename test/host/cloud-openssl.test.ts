@@ -55,7 +55,7 @@ describe('cloud with OpenSSL s_client as the device', () => {
       await p.wait((x) => contains(x.out, Buffer.from([0x62, 0x44, 0x22, 0x22, 0x01, 0x02])), 5000, 'the 2.04 answer');
       await until(() => events.some((e) => e.kind === 'event'), 2000, 'the event');
       const ev = events.find((e) => e.kind === 'event');
-      assert.ok(ev && ev.kind === 'event');
+      assert.ok(ev && ev.kind === 'event', "ev && ev.kind === 'event'");
       assert.deepEqual([ev.deviceId, ev.name, ev.seq, ev.data.toString()], ['ossl-1', 'temp', 5, '19.5']);
       p.child.stdin!.end(); // EOF: s_client sends close_notify and exits
       await until(() => events.some((e) => e.kind === 'closed'), 5000, 'close_notify');

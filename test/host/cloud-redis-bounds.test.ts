@@ -95,8 +95,8 @@ describe('Redis event log: bounded (issue 18)', () => {
         assert.equal(await log.append(ev(0, 'noisy', '00000000'), 7 * 24 * 3600_000, 0), 'appended');
         const ttl = await conn.command<number>(['PTTL', 'cl:d:noisy']);
         assert.ok(ttl > 0, 'the claim index expires with the claims');
-        assert.ok((await conn.command<number>(['ZCARD', 'cl:d:noisy'])) <= BOUND);
-        assert.ok(idempotencyKey(ev(0, 'noisy', '00000000')).startsWith('noisy:'));
+        assert.ok((await conn.command<number>(['ZCARD', 'cl:d:noisy'])) <= BOUND, "(await conn.command<number>(['ZCARD', 'cl:d:noisy'])) <= BOUND");
+        assert.ok(idempotencyKey(ev(0, 'noisy', '00000000')).startsWith('noisy:'), "idempotencyKey(ev(0, 'noisy', '00000000')).startsWith('noisy:')");
       } finally {
         await conn.close();
         await log.close();

@@ -92,7 +92,7 @@ describe('Redis session store', () => {
   it('TTL and a missing session', async (t) => {
     if (missing) return skipOrFail(t, missing);
     await store.put('ttl', SESSION, { top: 0, nextOutSeq: 1 }, 150, 0);
-    assert.ok(await store.get('ttl', 0));
+    assert.ok(await store.get('ttl', 0), "await store.get('ttl', 0)");
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await store.get('ttl', 0), undefined);
     assert.equal((await store.accept('ttl', 5, 1, 1000, 0)).status, 'missing');
@@ -195,11 +195,11 @@ describe('two cloud processes sharing one Redis', () => {
       clearInterval(traffic);
       const ma = await scrape(a.metricsPort);
       const mb = await scrape(b.metricsPort);
-      assert.ok(metric(ma, 'sleepy_cloud_heals_sent_total{kind="reset-token"}') >= 1);
-      assert.ok(metric(ma, 'sleepy_cloud_heals_sent_total{kind="malformed"}') >= 1);
-      assert.ok(metric(ma, 'sleepy_cloud_unknown_session_records_total{kind="cid"}') >= 1);
+      assert.ok(metric(ma, 'sleepy_cloud_heals_sent_total{kind="reset-token"}') >= 1, 'metric(ma, \'sleepy_cloud_heals_sent_total{kind="reset-token"}\') >= 1');
+      assert.ok(metric(ma, 'sleepy_cloud_heals_sent_total{kind="malformed"}') >= 1, 'metric(ma, \'sleepy_cloud_heals_sent_total{kind="malformed"}\') >= 1');
+      assert.ok(metric(ma, 'sleepy_cloud_unknown_session_records_total{kind="cid"}') >= 1, 'metric(ma, \'sleepy_cloud_unknown_session_records_total{kind="cid"}\') >= 1');
       assert.equal(metric(mb, 'sleepy_cloud_heals_sent_total{kind="reset-token"}') + metric(mb, 'sleepy_cloud_heals_sent_total{kind="malformed"}'), 0, 'B has heal none');
-      assert.ok(metric(mb, 'sleepy_cloud_store_errors_total{op="get"}') > 0);
+      assert.ok(metric(mb, 'sleepy_cloud_store_errors_total{op="get"}') > 0, 'metric(mb, \'sleepy_cloud_store_errors_total{op="get"}\') > 0');
       for (const m of [ma, mb]) assert.equal(metric(m, 'sleepy_cloud_internal_errors_total'), 0);
       // The device heals: a new handshake through B, served by A as well.
       const fresh = await UdpCloudClient.open(b.port, { identity: 'shared-id', psk: PSK, offerCid: deviceHandle('shared-dev') });
@@ -218,7 +218,7 @@ describe('two cloud processes sharing one Redis', () => {
     const texts = [a.proc.out.toString(), a.proc.err, b.proc.out.toString(), b.proc.err];
     for (const p of [a, b]) texts.push(await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text());
     for (const text of texts) {
-      for (const secret of [PSK.toString('hex'), SECRET.toString('hex'), PSK.toString('base64')]) assert.ok(!text.includes(secret));
+      for (const secret of [PSK.toString('hex'), SECRET.toString('hex'), PSK.toString('base64')]) assert.ok(!text.includes(secret), '!text.includes(secret)');
     }
   });
 });

@@ -49,11 +49,11 @@ describe('cloud crypto', () => {
           const k = trafficKeys(Buffer.from(block));
           const rec = sealRecord(k.client, 23, 1, seq, Buffer.from(content), cid ? Buffer.from(cid) : null);
           const view = parseRecord(rec, 0);
-          assert.ok(typeof view !== 'string');
+          assert.ok(typeof view !== 'string', "typeof view !== 'string'");
           assert.equal(view.size, rec.length);
           assert.equal(view.type, cid ? 25 : 23);
           const opened = openRecord(k.client, view);
-          assert.ok(opened);
+          assert.ok(opened, 'opened');
           assert.equal(opened.type, 23);
           assert.deepEqual(opened.content, Buffer.from(content));
           const bad = Buffer.from(rec);
@@ -117,7 +117,7 @@ describe('parsers never throw or read past their input', () => {
     lying[35] = 200; // cookie length far past the end
     assert.equal(parseClientHello(lying), 'bad_cookie');
     const ok = parseClientHello(hello(Buffer.from([0, 2, 0xc0, 0xa8]), Buffer.alloc(16, 9)));
-    assert.ok(typeof ok !== 'string');
+    assert.ok(typeof ok !== 'string', "typeof ok !== 'string'");
     assert.equal(ok.cookie.length, 16);
     assert.equal(ok.cookieless.length, 2 + 32 + 1 + 4 + 2, 'the whole cookie vector is left out');
   });
@@ -178,8 +178,8 @@ describe('heal datagrams and their rate limit', () => {
           assert.equal(d, null);
           continue;
         }
-        assert.ok(d);
-        assert.ok(d.length < trigger);
+        assert.ok(d, 'd');
+        assert.ok(d.length < trigger, 'd.length < trigger');
         assert.deepEqual(d.subarray(d.length - 16), token);
         const view = parseRecord(d, 0, deviceCid ? 4 : 0);
         assert.ok(typeof view !== 'string', String(view));
@@ -195,9 +195,9 @@ describe('heal datagrams and their rate limit', () => {
     assert.equal(d[0], 23);
     assert.equal(d.readUInt16BE(1), 0xfefd);
     assert.equal(d.readUInt16BE(3), 3);
-    assert.ok(d.readUIntBE(5, 6) >= 2 ** 46);
+    assert.ok(d.readUIntBE(5, 6) >= 2 ** 46, 'd.readUIntBE(5, 6) >= 2 ** 46');
     assert.equal(d.readUInt16BE(11), MALFORMED_LENGTH_FIELD);
-    assert.ok(d.length - 13 >= 16 && d.length - 13 < MALFORMED_LENGTH_FIELD);
+    assert.ok(d.length - 13 >= 16 && d.length - 13 < MALFORMED_LENGTH_FIELD, 'd.length - 13 >= 16 && d.length - 13 < MALFORMED_LENGTH_FIELD');
     assert.equal(parseRecord(d, 0), 'length_exceeds_datagram');
   });
 
@@ -210,7 +210,7 @@ describe('heal datagrams and their rate limit', () => {
     for (let i = 0; i < 50; i++) if (l.allow(`x${i}`, 1500)) allowed++;
     assert.equal(allowed, 4, 'global cap of 5 per second (one already used in this second)');
     for (let i = 0; i < 10_000; i++) l.allow(`y${i}`, 10_000 + i * 1000);
-    assert.ok(l.size <= 100);
+    assert.ok(l.size <= 100, 'l.size <= 100');
   });
 });
 
@@ -224,7 +224,7 @@ describe('devices file', () => {
     for (const text of [inspect(d, { depth: 5 }), JSON.stringify(d), String(d.psk), inspect(f), JSON.stringify(f.registry)]) {
       assert.ok(!text.includes(psk) && !text.includes('abab'), text);
     }
-    assert.ok(f.cloudSecret instanceof Secret);
+    assert.ok(f.cloudSecret instanceof Secret, 'f.cloudSecret instanceof Secret');
   });
 
   it('errors name the entry and field, never the key', () => {

@@ -53,8 +53,8 @@ describe('parity checker', () => {
     assert.match(d.message, /v8   : tx #1, 80 B/);
     assert.match(d.message, /first differing byte at offset 37/);
     // 80 bytes are shown whole: both hex strings appear, differing at byte 37 (0x25 vs 0x35).
-    assert.ok(d.message.includes(Buffer.from(STEPS[1].bytes!).toString('hex')));
-    assert.ok(d.message.includes(Buffer.from(other[1].bytes!).toString('hex')));
+    assert.ok(d.message.includes(Buffer.from(STEPS[1].bytes!).toString('hex')), "d.message.includes(Buffer.from(STEPS[1].bytes!).toString('hex'))");
+    assert.ok(d.message.includes(Buffer.from(other[1].bytes!).toString('hex')), "d.message.includes(Buffer.from(other[1].bytes!).toString('hex'))");
     assert.throws(() => assertParity([trace('v8', STEPS), trace('wasm3', other)]), (e: unknown) => e instanceof ParityError && e.difference.offset === 37);
   });
 
@@ -65,7 +65,7 @@ describe('parity checker', () => {
     assert.equal(d.offset, 250);
     assert.match(d.message, /\[234\.\.266\) …/);
     const window = (b: Uint8Array) => Buffer.from(b.subarray(234, 266)).toString('hex');
-    assert.ok(d.message.includes(window(STEPS[3].bytes!)) && d.message.includes(window(other[3].bytes!)));
+    assert.ok(d.message.includes(window(STEPS[3].bytes!)) && d.message.includes(window(other[3].bytes!)), 'd.message.includes(window(STEPS[3].bytes!)) && d.message.includes(window(other[3].bytes!))');
   });
 
   it('fails on a datagram of another length, a differing counter, a missing or an extra step', () => {

@@ -27,7 +27,7 @@ describe('FlashFile', () => {
     const path = join(dir, 'flash.bin');
     const f = FlashFile.open(path, 1280, 0xff);
     assert.equal(f.created, true);
-    assert.ok(f.initial.every((b) => b === 0xff));
+    assert.ok(f.initial.every((b) => b === 0xff), 'f.initial.every((b) => b === 0xff)');
     assert.deepEqual(fs.readdirSync(dir).sort(), ['flash.bin', 'flash.bin.lock.1'], 'no temporary file left behind (only the lock)');
     const inode = fs.statSync(path).ino;
     f.write(192, new Uint8Array(544).fill(7));
@@ -35,7 +35,7 @@ describe('FlashFile', () => {
     const bytes = fs.readFileSync(path);
     assert.equal(fs.statSync(path).ino, inode, 'written in place, not replaced');
     assert.equal(bytes.length, 1280);
-    assert.ok(bytes.subarray(192, 736).every((b) => b === 7) && bytes.subarray(0, 192).every((b) => b === 0xff) && bytes.subarray(736).every((b) => b === 0xff));
+    assert.ok(bytes.subarray(192, 736).every((b) => b === 7) && bytes.subarray(0, 192).every((b) => b === 0xff) && bytes.subarray(736).every((b) => b === 0xff), 'bytes.subarray(192, 736).every((b) => b === 7) && bytes.subarray(0, 192).every((b) => b === 0xff)...');
     const again = FlashFile.open(path, 1280, 0xff);
     assert.equal(again.created, false);
     assert.deepEqual(Buffer.from(again.initial), bytes);

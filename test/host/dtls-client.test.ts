@@ -33,7 +33,7 @@ for (const engineCase of ENGINES) {
       s.c.connect(0);
       pump(s.c, s.peer);
       assert.equal(s.c.state, 'connected', `handshake ended in ${s.c.state} (${s.c.lastError})`);
-      assert.ok(s.peer.connected);
+      assert.ok(s.peer.connected, 's.peer.connected');
       return s;
     }
 
@@ -53,7 +53,7 @@ for (const engineCase of ENGINES) {
 
     it('reassembles server handshake messages fragmented into 7-byte pieces', async (t) => {
       const s = await connected(t, { fragmentBytes: 7, identityHint: 'a-longer-identity-hint' });
-      if (s) assert.ok(s.c.counters().fragmentsReassembled >= 2);
+      if (s) assert.ok(s.c.counters().fragmentsReassembled >= 2, 's.c.counters().fragmentsReassembled >= 2');
     });
 
     it('application records both ways match node:crypto records exactly', async (t) => {
@@ -224,14 +224,14 @@ for (const engineCase of ENGINES) {
       const [serverFlight] = peer.handle(hello);
       c.handleDatagram(0, serverFlight);
       const [flight5] = c.drainTransmit(); // lost on the way
-      assert.ok(flight5);
+      assert.ok(flight5, 'flight5');
       // The server times out and resends ServerHello..ServerHelloDone (same message_seq, new record seq).
       const resent = Buffer.from(serverFlight);
       resent.writeUIntBE(50, 5, 6);
       c.handleDatagram(1000, resent);
       const again = c.drainTransmit();
       assert.equal(again.length, 1, 'flight 5 sent again');
-      assert.ok(c.counters().peerRetransmissions >= 1);
+      assert.ok(c.counters().peerRetransmissions >= 1, 'c.counters().peerRetransmissions >= 1');
       // Retransmitted records carry new sequence numbers (the peer's replay window would drop copies).
       const seqs = (d: Uint8Array) => parseRecords(d).map((r) => `${r.epoch}:${r.seq}`);
       assert.equal(seqs(flight5).filter((x) => seqs(again[0]).includes(x)).length, 0);
@@ -275,7 +275,7 @@ for (const engineCase of ENGINES) {
       const before = c.counters().dropUnexpectedMessage;
       for (const reply of stale.handle(hello1)) c.handleDatagram(2, reply);
       assert.equal(c.state, 'wait-server-hello');
-      assert.ok(c.counters().dropUnexpectedMessage > before);
+      assert.ok(c.counters().dropUnexpectedMessage > before, 'c.counters().dropUnexpectedMessage > before');
       for (const reply of peer.handle(hello2)) c.handleDatagram(3, reply);
       pump(c, peer, 4);
       assert.equal(c.state, 'connected', c.lastError);

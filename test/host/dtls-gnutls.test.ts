@@ -101,7 +101,7 @@ describe('DTLS 1.2 ECDHE-ECDSA client vs gnutls-serv (raw public keys, CCM-8)', 
       assert.equal(c.lastError, 'server-key-rejected');
       assert.equal(c.counters().handshakesCompleted, 0);
       // The client never got as far as its own flight: no Certificate, no key exchange sent.
-      assert.ok(!handshakeMessages(driver.sentDatagrams).some(([type]) => type === 11 || type === 16));
+      assert.ok(!handshakeMessages(driver.sentDatagrams).some(([type]) => type === 11 || type === 16), '!handshakeMessages(driver.sentDatagrams).some(([type]) => type === 11 || type === 16)');
     });
   });
 

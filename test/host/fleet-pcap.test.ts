@@ -107,7 +107,7 @@ describe('fleet pcap read by tshark', () => {
       assert.deepEqual([cidBytes(true), cidBytes(false)], [new Set([12]), new Set([4])], `${profile}: CID lengths`);
     }
     assert.ok(malformedHeals().length > 0, 'legacy: the 2019 heal datagram');
-    assert.ok(malformedHeals().every((p) => p.profile === 'legacy' && !p.up));
+    assert.ok(malformedHeals().every((p) => p.profile === 'legacy' && !p.up), "malformedHeals().every((p) => p.profile === 'legacy' && !p.up)");
     const resets = resetTokenHeals();
     const awakeAfterCrash = new Set(packets.filter((p) => p.profile === 'default' && p.up && p.atUnixUs > crashUnixUs).map((p) => p.device));
     assert.deepEqual(new Set(resets.map((p) => p.device)), awakeAfterCrash, 'default: every device that woke after the crash got a reset token');

@@ -158,7 +158,7 @@ describe('fleet report (reports/incident.html)', () => {
     assert.doesNotMatch(html, /device-day/);
     const legacy = hour.profiles.find((p) => p.profile === 'legacy')!;
     assert.equal(legacy.bytes.unit, 'wake');
-    assert.ok(legacy.bytes.perStuckWake! > 0 && legacy.bytes.wakeRatio !== null);
+    assert.ok(legacy.bytes.perStuckWake! > 0 && legacy.bytes.wakeRatio !== null, 'legacy.bytes.perStuckWake! > 0 && legacy.bytes.wakeRatio !== null');
     const text = formatFleet(hour);
     assert.match(text, /bytes\/wake stuck vs healthy/);
     assert.doesNotMatch(text, /bytes\/day/);
@@ -206,7 +206,7 @@ describe('fleet report (reports/incident.html)', () => {
       'no comparison with the status page',
     ]);
     assert.match(visit.inspected.title, /^May 2019 replay: 24 devices/);
-    assert.ok(existsSync(pngPath));
+    assert.ok(existsSync(pngPath), 'existsSync(pngPath)');
     const size = pngSize(pngPath);
     assert.equal(size.width, 1200);
     assert.ok(size.height > 2000, `full page, not the viewport (${size.height} px)`);

@@ -30,10 +30,10 @@ describe('what-ifs, export, compare, sweep', () => {
     assert.equal(rows.length, BASE.devices);
     const stuck = rows.filter((r) => r.stuck);
     assert.equal(stuck.length, legacyStuck(base).length);
-    assert.ok(stuck.length > 0);
+    assert.ok(stuck.length > 0, 'stuck.length > 0');
     for (const r of stuck) {
       assert.match(String(r.stuck_from), /^2019-05-\d\dT\d\d:\d\d:\d\d-07:00$/);
-      if (r.stuck_to !== null) assert.ok(String(r.stuck_to) > String(r.stuck_from));
+      if (r.stuck_to !== null) assert.ok(String(r.stuck_to) > String(r.stuck_from), 'String(r.stuck_to) > String(r.stuck_from)');
       else assert.equal(r.heal_mechanism, null);
       assert.equal(Number(r.events_delivered) + Number(r.events_lost) + Number(r.events_queued), r.events_published);
     }
@@ -48,7 +48,7 @@ describe('what-ifs, export, compare, sweep', () => {
     const r = await runFleet(apply('cache-back', '24'));
     const back = BASE.timeline.crashAtMs + 24 * HOUR_MS;
     const stuck = legacyStuck(r);
-    assert.ok(stuck.length > 0);
+    assert.ok(stuck.length > 0, 'stuck.length > 0');
     for (const d of stuck) {
       assert.equal(d.healedBy, 'cache-back', `device ${d.index}`);
       assert.ok(d.healedAtMs! >= back && d.healedAtMs! < back + 25 * HOUR_MS, `device ${d.index} at ${d.healedAtMs}`);
@@ -62,7 +62,7 @@ describe('what-ifs, export, compare, sweep', () => {
     assert.equal(p.stuck.stillStuckAtEnd, p.stuck.devices);
     const late = await runFleet(apply('rollout', '9 12:00=1'));
     const healed = legacyStuck(late).filter((d) => d.healedBy === 'truncated-record');
-    assert.ok(healed.length > 0);
+    assert.ok(healed.length > 0, 'healed.length > 0');
     for (const d of healed) assert.ok(d.healedAtMs! >= may(9, 12), `device ${d.index}`);
     assert.throws(() => parseRollout('8 13:00=2'), /--rollout must be 'never' or steps/);
     assert.throws(() => parseRollout('8 13:00=1,7 16:00=0.1'), /in time order/);
@@ -77,7 +77,7 @@ describe('what-ifs, export, compare, sweep', () => {
     const slow = await runFleet(o);
     const fast = await runFleet(apply('heal-delay', '0', o));
     const stuckSlow = legacyStuck(slow);
-    assert.ok(stuckSlow.length > 0);
+    assert.ok(stuckSlow.length > 0, 'stuckSlow.length > 0');
     for (const d of stuckSlow) assert.ok(d.healedAtMs === null || d.healedAtMs >= o.timeline.inlineHealAtMs, `device ${d.index}: the 5 s late heal reached a quick sleeper`);
     const healed = legacyStuck(fast).filter((d) => d.healedAtMs !== null);
     assert.ok(healed.length > 0, 'a heal without delay reaches quick sleepers');
@@ -89,8 +89,8 @@ describe('what-ifs, export, compare, sweep', () => {
     const all = apply('update-window-share', '1', o);
     const none = apply('update-window-share', '0', o);
     const patterns = (x: FleetOptions) => Array.from({ length: x.devices }, (_, i) => deviceSpec(x, i)).filter((d) => d.kind === 'sleepy').map((d) => d.pattern);
-    assert.ok(patterns(all).length > 0 && patterns(all).every((p) => p === 'update-window'));
-    assert.ok(!patterns(none).includes('update-window') && patterns(none).includes('publish-and-wait'));
+    assert.ok(patterns(all).length > 0 && patterns(all).every((p) => p === 'update-window'), "patterns(all).length > 0 && patterns(all).every((p) => p === 'update-window')");
+    assert.ok(!patterns(none).includes('update-window') && patterns(none).includes('publish-and-wait'), "!patterns(none).includes('update-window') && patterns(none).includes('publish-and-wait')");
     const [rAll, rNone] = [await runFleet(all), await runFleet(none)];
     // Whether a device sticks follows from its awake time against the 60 s give-up (docs/fleet.md).
     for (const d of legacyStuck(rAll)) assert.ok(deviceSpec(all, d.index).awakeMs < 95_000, `device ${d.index} awake ${deviceSpec(all, d.index).awakeMs} ms`);
@@ -105,8 +105,8 @@ describe('what-ifs, export, compare, sweep', () => {
     assert.equal(o.coapAckTimeoutMs, 60_000);
     const r = await runFleet(o);
     const ac = r.devices.get('legacy')!.filter((d) => d.kind === 'always-connected');
-    assert.ok(ac.length > 0 && ac.every((d) => d.stuckWakes > 0));
-    assert.ok(base.devices.get('legacy')!.filter((d) => d.kind === 'always-connected').every((d) => d.stuckWakes === 0));
+    assert.ok(ac.length > 0 && ac.every((d) => d.stuckWakes > 0), 'ac.length > 0 && ac.every((d) => d.stuckWakes > 0)');
+    assert.ok(base.devices.get('legacy')!.filter((d) => d.kind === 'always-connected').every((d) => d.stuckWakes === 0), "base.devices.get('legacy')!.filter((d) => d.kind === 'always-connected').every((d) => d.stuckWake...");
     const bad = run('start', '--give-up', '5');
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /^sleepy-session: start: --give-up must be a number 15\.\.900 \(got '5'\)\n$/);

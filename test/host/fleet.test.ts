@@ -29,7 +29,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     for (const p of OPTIONS.profiles) {
       const d = devs(p);
       assert.equal(d.length, OPTIONS.devices);
-      assert.ok(d.some((x) => x.kind === 'sleepy') && d.some((x) => x.kind === 'always-connected'));
+      assert.ok(d.some((x) => x.kind === 'sleepy') && d.some((x) => x.kind === 'always-connected'), "d.some((x) => x.kind === 'sleepy') && d.some((x) => x.kind === 'always-connected')");
       for (const x of d) assert.notEqual(x.firstWakeAfterCrashMs, null, `device ${x.index} (${p}) never woke after the crash`);
     }
   });
@@ -64,7 +64,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
         assert.equal(x.healedBy, 'coap-give-up', `device ${x.index}`);
       }
     }
-    assert.ok(short > 0);
+    assert.ok(short > 0, 'short > 0');
   });
 
   it('legacy: a device asleep before the give-up stays stuck until the malformed heal reaches it, losing events; one awake past it gives up and heals', () => {
@@ -83,8 +83,8 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
         assert.equal(x.stuckWakes, 0);
       }
     }
-    assert.ok(short > 0);
-    assert.ok(summary('legacy').events.lost > 0);
+    assert.ok(short > 0, 'short > 0');
+    assert.ok(summary('legacy').events.lost > 0, "summary('legacy').events.lost > 0");
   });
 
   it('the stuck share is an output: sleepy devices awake past the give-up are never stuck, those asleep before it are', async () => {
@@ -97,7 +97,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     assert.ok(l.healedInFirstWake.devices === base.devices, 'every device healed by its own give-up in its first wake');
     assert.ok(l.healedInFirstWake.p50Ms >= GIVE_UP_MIN_MS, `${l.healedInFirstWake.p50Ms}`);
     assert.equal(sh.stuck.devices, sh.sleepy);
-    assert.ok(sh.stuck.devices > 0);
+    assert.ok(sh.stuck.devices > 0, 'sh.stuck.devices > 0');
     assert.equal(sh.stuck.share, sh.stuck.devices / base.devices);
     // The comparison with the status page: counts and the fleet size they imply, never a scaled curve.
     const c = short.result.statusPage!;
@@ -113,7 +113,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
       const first = devs(p).filter((x) => x.stuckWakes === 0 && x.healedAtMs !== null && x.healedBy !== 'none');
       assert.equal(s.healedInFirstWake.devices, first.length, p);
     }
-    assert.ok(summary('legacy').stuck.byPattern.find((b) => b.pattern === 'always-connected')!.stuck === 0);
+    assert.ok(summary('legacy').stuck.byPattern.find((b) => b.pattern === 'always-connected')!.stuck === 0, "summary('legacy').stuck.byPattern.find((b) => b.pattern === 'always-connected')!.stuck === 0");
   });
 
   it('every published event is delivered, lost or still queued, and no profile delivers one twice', () => {
@@ -143,7 +143,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     }
     // 16 devices that each heal with one undecryptable record never make 6 within 10 minutes.
     const d = summary('default').alarms.find((x) => x.rule === 'SleepyCloudSessionsLost')!;
-    assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0);
+    assert.ok(d.afterCrashMs === null || d.afterCrashMs >= 0, 'd.afterCrashMs === null || d.afterCrashMs >= 0');
   });
 
   it('the 2019 cloud for the 2019 firmware: no reset token ever reaches legacy or fixed, a stuck wake gets no answer until the rollout; default meets our cloud', async () => {
@@ -164,13 +164,13 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     // A stuck legacy wake before the rollout: the cloud cannot decrypt and says nothing.
     const legacy = r.result.profiles.find((x) => x.profile === 'legacy')!.trace!;
     const stuck = legacy.filter((w) => w.atMs >= t.crashAtMs && w.atMs < firstRollout);
-    assert.ok(stuck.length > 0);
+    assert.ok(stuck.length > 0, 'stuck.length > 0');
     for (const w of stuck) {
       assert.equal(w.datagramsDown, 0, `legacy wake ${w.wake} got an answer`);
       assert.doesNotMatch(describeWake(w), /reset token|heal/);
     }
     assert.ok(legacy.some((w) => w.healsSent.includes('malformed')), 'the malformed datagram reached the legacy device');
-    assert.ok(legacy.filter((w) => w.healsSent.includes('malformed')).every((w) => w.atMs >= firstRollout - HOUR_MS));
+    assert.ok(legacy.filter((w) => w.healsSent.includes('malformed')).every((w) => w.atMs >= firstRollout - HOUR_MS), "legacy.filter((w) => w.healsSent.includes('malformed')).every((w) => w.atMs >= firstRollout - HOU...");
     const def = r.result.profiles.find((x) => x.profile === 'default')!;
     assert.ok(def.trace!.some((w) => w.healsSent.includes('reset-token')), 'our cloud sends reset tokens');
     assert.ok(def.trace!.every((w) => !w.healsSent.includes('malformed')), 'our cloud sends no malformed datagram');
@@ -199,7 +199,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     const crashHour = Math.floor(t.crashAtMs / HOUR_MS);
     assert.equal(s.series.stuck[crashHour - 1], 0);
     const peak = Math.max(...s.series.stuck);
-    assert.ok(peak > 0 && peak <= s.stuck.devices);
+    assert.ok(peak > 0 && peak <= s.stuck.devices, 'peak > 0 && peak <= s.stuck.devices');
     assert.equal(s.series.stuck.at(-1), s.stuck.stillStuckAtEnd);
   });
 
@@ -229,7 +229,7 @@ describe('fleet replay of May 2019 (16 devices, 14 days)', () => {
     const one = await runFleet({ ...OPTIONS, workers: 1, days: 4 });
     const three = await runFleet({ ...OPTIONS, workers: 3, days: 4 });
     assert.equal(strip(one), strip(three));
-    assert.ok(one.result.wakes > 0);
+    assert.ok(one.result.wakes > 0, 'one.result.wakes > 0');
   });
 
   it('gives the same result under wasm3 as under V8 (4 devices, 3 days)', async (t) => {

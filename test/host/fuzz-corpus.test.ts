@@ -183,7 +183,7 @@ describe('fuzz corpus of the cloud (Jazzer.js target)', () => {
   it('every corpus input runs through the core without an exception, internal error or unbounded table', async () => {
     const dir = join(ROOT, 'fuzz/corpus/cloud');
     const files = readdirSync(dir);
-    assert.ok(files.length > 0);
+    assert.ok(files.length > 0, 'files.length > 0');
     for (const f of files) await cloudFuzz(readFileSync(join(dir, f)));
   });
 

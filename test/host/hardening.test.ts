@@ -48,7 +48,7 @@ describe('issue 9.1: no export bypasses the write reservation', () => {
       const old = h.sessionKeys();
       const mark = h.deviceEvents.length;
       await h.call((fw) => (op === 'connect' ? fw.connect(h.nowMs) : fw.close(h.nowMs)));
-      assert.ok(discarded(newEventsSince(h, mark), op === 'connect' ? 'reconnect' : 'closed'));
+      assert.ok(discarded(newEventsSince(h, mark), op === 'connect' ? 'reconnect' : 'closed'), "discarded(newEventsSince(h, mark), op === 'connect' ? 'reconnect' : 'closed')");
       assert.deepEqual(h.holds(old.clientKey), { ram: false, flash: false }, 'old key left behind');
       if (op === 'close') {
         // close_notify went out under the old keys before they were destroyed
@@ -62,7 +62,7 @@ describe('issue 9.1: no export bypasses the write reservation', () => {
         await h.converse();
       }
       h.check(); // decrypts every record the device ever sent with every key it had
-      assert.ok(h.ackedEvents.length >= 4);
+      assert.ok(h.ackedEvents.length >= 4, 'h.ackedEvents.length >= 4');
     });
   }
 
@@ -95,7 +95,7 @@ describe('issue 9.3: persisted bytes are checked, not trusted because the CRC ma
       resealSlot(h.memory.bytes, n.at);
       const mark = h.deviceEvents.length;
       assert.equal(await h.boot(), 'handshaking');
-      assert.ok(discarded(newEventsSince(h, mark), 'persisted-invalid'));
+      assert.ok(discarded(newEventsSince(h, mark), 'persisted-invalid'), "discarded(newEventsSince(h, mark), 'persisted-invalid')");
       assert.equal(h.fw!.counters().persistedRefused, 1);
       assert.deepEqual(h.holds(keys.clientKey), { ram: false, flash: false });
       await h.converse();
@@ -197,7 +197,7 @@ describe('issue 9.5: re-provisioning', () => {
     resealCreds(h.memory.bytes);
     const mark = h.deviceEvents.length;
     assert.equal(await h.boot(), 'handshaking');
-    assert.ok(discarded(newEventsSince(h, mark), 'credentials-changed'));
+    assert.ok(discarded(newEventsSince(h, mark), 'credentials-changed'), "discarded(newEventsSince(h, mark), 'credentials-changed')");
     assert.deepEqual(h.holds(keys.clientKey), { ram: false, flash: false });
   });
 
@@ -223,7 +223,7 @@ describe('issue 9.6: a genuine confirming record and a forged truncated one in o
   it('the session the genuine record confirmed is kept', async () => {
     const h = await resumedDevice('confirm-then-hint');
     await h.publish('t', Buffer.from('x')); // the cloud answers with an ACK: the confirming record
-    assert.ok(h.downlink.length > 0);
+    assert.ok(h.downlink.length > 0, 'h.downlink.length > 0');
     const genuine = h.downlink.shift()!;
     const mark = h.deviceEvents.length;
     await h.deliver(Buffer.concat([genuine, truncatedRecord(h.id, 2 ** 40, 200, 20)]));
@@ -270,7 +270,7 @@ describe('issue 9.7 and the key limits', () => {
     for (let i = 0; i < 70; i++) await h.call((fw) => fw.send(Buffer.from([i])));
     const mark = h.deviceEvents.length;
     await h.sleep();
-    assert.ok(discarded(newEventsSince(h, mark), 'record-limit'));
+    assert.ok(discarded(newEventsSince(h, mark), 'record-limit'), "discarded(newEventsSince(h, mark), 'record-limit')");
     assert.equal(await h.boot(), 'handshaking');
   });
 
@@ -322,7 +322,7 @@ describe('persistence rules', () => {
       assert.equal(h.fw!.sessionState, 'confirmed');
       const mark = h.deviceEvents.length;
       await h.deliver(truncatedRecord(h.id, 2 ** 40, 300, 10));
-      assert.ok(discarded(newEventsSince(h, mark), 'truncated-record'));
+      assert.ok(discarded(newEventsSince(h, mark), 'truncated-record'), "discarded(newEventsSince(h, mark), 'truncated-record')");
     });
   }
 });
@@ -334,7 +334,7 @@ describe('issue 9.9 and every discard reason', () => {
     h.downlink.length = 0; // the cloud's answer is lost; the RST below answers instead
     const mark = h.deviceEvents.length;
     await h.deliver(h.sealToDevice(CT_APPLICATION_DATA, coap(COAP.RST, 0, lastConMid(h)), 20_000n));
-    assert.ok(discarded(newEventsSince(h, mark), 'coap-rst'));
+    assert.ok(discarded(newEventsSince(h, mark), 'coap-rst'), "discarded(newEventsSince(h, mark), 'coap-rst')");
   });
 
   it('no answer to the retransmitted message gives up and destroys the session (coap-give-up)', async () => {
@@ -345,7 +345,7 @@ describe('issue 9.9 and every discard reason', () => {
       h.downlink.length = 0; // nothing from the cloud arrives
       await h.advance(1_000);
     }
-    assert.ok(discarded(newEventsSince(h, mark), 'coap-give-up'));
+    assert.ok(discarded(newEventsSince(h, mark), 'coap-give-up'), "discarded(newEventsSince(h, mark), 'coap-give-up')");
     assert.equal(h.fw!.counters().coapGiveUps, 1);
   });
 
@@ -354,7 +354,7 @@ describe('issue 9.9 and every discard reason', () => {
     await h.converse();
     const mark = h.deviceEvents.length;
     await h.deliver(h.sealToDevice(CT_ALERT, Buffer.from([1, 0]), 30_000n));
-    assert.ok(discarded(newEventsSince(h, mark), 'peer-closed'));
+    assert.ok(discarded(newEventsSince(h, mark), 'peer-closed'), "discarded(newEventsSince(h, mark), 'peer-closed')");
   });
 
   it('stale ACKs and NON messages are counted', async () => {
@@ -387,7 +387,7 @@ describe('issue 9.9 and every discard reason', () => {
     await h.publish('t', Buffer.from('x'));
     // Deliver only until the reset token has ended the session (before a new token arrives).
     for (let i = 0; i < 8 && !discarded(h.deviceEvents, 'reset-token'); i++) await h.deliverNextGenuine();
-    assert.ok(discarded(h.deviceEvents, 'reset-token'));
+    assert.ok(discarded(h.deviceEvents, 'reset-token'), "discarded(h.deviceEvents, 'reset-token')");
     assert.deepEqual(h.holds(resetToken), { ram: false, flash: false });
     // The same wake that received a token (CoAP scratch, the I/O buffer) ends its session.
     await h.converse();
@@ -410,7 +410,7 @@ describe('issue 9.9 and every discard reason', () => {
     await h.deliver(hint());
     const events = newEventsSince(h, mark);
     assert.ok(!discarded(events, 'truncated-record'), 'a second hint in the same window was acted on');
-    assert.ok(events.some((e) => e.type === 'hint-ignored'));
+    assert.ok(events.some((e) => e.type === 'hint-ignored'), "events.some((e) => e.type === 'hint-ignored')");
   });
 
   it('the default profile refuses a server without the extended master secret; legacy accepts it', async () => {
@@ -456,7 +456,7 @@ describe('the cookie exchange when the first ClientHello was retransmitted', () 
     await world.runUntil(10_000);
     const types = device.events.map((e) => e.event.type);
     assert.ok(types.includes('connected'), `events: ${types.join(', ')}`);
-    assert.ok(!types.includes('handshake-failed'));
+    assert.ok(!types.includes('handshake-failed'), "!types.includes('handshake-failed')");
     assert.ok(device.firmware.counters().flightRetransmissions >= 1, 'the first ClientHello was retransmitted');
   });
 });

@@ -60,7 +60,7 @@ describe('spoofed floods against a default device', () => {
     world.armDeviceTimer(device);
     await world.runUntil(5000);
     assert.equal(device.firmware.sessionState, 'confirmed');
-    assert.ok(device.firmware.counters().resetTokensReceived >= 1);
+    assert.ok(device.firmware.counters().resetTokensReceived >= 1, 'device.firmware.counters().resetTokensReceived >= 1');
     const genuine = downlink.slice();
     const rand = seeded(7);
     const handle = deviceHandle('dev-flood');
@@ -128,7 +128,7 @@ describe('keys destroyed before sleep', () => {
     const mem = device.board.memory.bytes;
     const slots = [192, 192 + 544].map((at) => Buffer.from(mem.subarray(at, at + 544)));
     const withSession = slots.filter((s) => s.readUInt32LE(0) === SLOT_MAGIC && (s[12] & 1));
-    assert.ok(withSession.length >= 1);
+    assert.ok(withSession.length >= 1, 'withSession.length >= 1');
     const keys = [0, 16].map((o) => Buffer.from(withSession[0].subarray(20 + o, 36 + o)));
     // Wake while the session is still young (15 min), work until it is older than its limit
     // (21 min), then ask to sleep: prepare_sleep must destroy it before the device sleeps.
@@ -142,7 +142,7 @@ describe('keys destroyed before sleep', () => {
       await world.runUntil(world.nowMs + wait);
       wait = device.prepareSleep(world.nowMs);
     }
-    assert.ok(device.events.some((e) => e.event.type === 'session-discarded' && e.event.reason === 'max-age'));
+    assert.ok(device.events.some((e) => e.event.type === 'session-discarded' && e.event.reason === 'max-age'), "device.events.some((e) => e.event.type === 'session-discarded' && e.event.reason === 'max-age')");
     const ram = device.firmware.m.memory();
     for (const k of keys) {
       assert.ok(!contains(ram, k), 'key still in RAM');

@@ -17,7 +17,7 @@ describe('cache wipe (May 2019) against the cloud in process', () => {
     const p = r.profiles.find((x) => x.profile === 'default')!;
     const [first, ...later] = wakesFrom(p, wipeAtMs);
     assert.deepEqual(first.events.slice(0, 3).map((e) => e.type), ['resumed', 'session-discarded', 'handshake-started']);
-    assert.ok(first.events.some((e) => e.type === 'session-discarded' && e.reason === 'reset-token'));
+    assert.ok(first.events.some((e) => e.type === 'session-discarded' && e.reason === 'reset-token'), "first.events.some((e) => e.type === 'session-discarded' && e.reason === 'reset-token')");
     assert.equal(first.events.filter((e) => e.type === 'handshake-started').length, 1, 'exactly one handshake');
     assert.equal(later.flatMap((w) => w.events).filter((e) => e.type === 'handshake-started').length, 0);
     assert.deepEqual(p.lost, []);
@@ -38,7 +38,7 @@ describe('cache wipe (May 2019) against the cloud in process', () => {
     const healIndex = after.findIndex((w) => w.events.some((e) => e.type === 'session-discarded'));
     assert.ok(healIndex >= 0, 'fixed never healed');
     assert.ok(healIndex + 1 <= 4, `fixed healed on wake ${healIndex + 1} after the wipe`);
-    assert.ok(after[healIndex].events.some((e) => e.type === 'session-discarded' && e.reason === 'unconfirmed-restores'));
+    assert.ok(after[healIndex].events.some((e) => e.type === 'session-discarded' && e.reason === 'unconfirmed-restores'), "after[healIndex].events.some((e) => e.type === 'session-discarded' && e.reason === 'unconfirmed-r...");
     assert.equal(fixed.lost.length, healIndex, 'events of the stuck wakes are lost (Device OS 1.2 kept them in RAM)');
 
     const legacy = r.profiles.find((x) => x.profile === 'legacy')!;
@@ -51,6 +51,6 @@ describe('cache wipe (May 2019) against the cloud in process', () => {
     const [healWake] = wakesFrom(legacy, malformedAtMs);
     assert.ok(healWake.events.some((e) => e.type === 'session-discarded' && e.reason === 'truncated-record'),
       'legacy healed by the malformed datagram on its first wake after the rollout');
-    assert.ok(healWake.delivered.length > 0);
+    assert.ok(healWake.delivered.length > 0, 'healWake.delivered.length > 0');
   });
 });

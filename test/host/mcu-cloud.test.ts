@@ -83,10 +83,10 @@ describe('the Cortex-M4 image against the cloud', () => {
       assert.ok(!types(second).includes('handshake-started'), `wake 2 events: ${types(second)}`);
       assert.equal(second.uplink.length, 1, 'a resumed wake sends exactly one datagram');
       assert.ok(second.uplink[0].length <= 80, `one small record (${second.uplink[0].length} bytes)`);
-      assert.ok(types(second).includes('confirmed'));
+      assert.ok(types(second).includes('confirmed'), "types(second).includes('confirmed')");
       assert.deepEqual(second.events.filter((e) => e.type === 'event-acked'), [{ type: 'event-acked', seq: second.publishedSeq }]);
       // The image's RAM report reached the host (figures in BENCHMARKS.md).
-      assert.ok(second.heapHighWaterBytes! > 0 && second.stackHighWaterBytes! > 0);
+      assert.ok(second.heapHighWaterBytes! > 0 && second.stackHighWaterBytes! > 0, 'second.heapHighWaterBytes! > 0 && second.stackHighWaterBytes! > 0');
 
       // Events in a cloud process that stops are lost by design (docs/protocol.md): wait for delivery first.
       await until(() => delivered(first.publishedSeq!, 1) && delivered(second.publishedSeq!, 2), 10_000, 'webhook delivery of the first two events');
@@ -98,9 +98,9 @@ describe('the Cortex-M4 image against the cloud', () => {
       t.diagnostic(log.slice(-12).join('\n'));
       assert.equal(third.bootState, 'resumed', 'the device does not know yet');
       assert.ok(third.events.some((e) => e.type === 'handshake-started' && e.reason === 'reset-token'), `healed by the reset token on the first wake: ${JSON.stringify(third.events)}`);
-      assert.ok(types(third).includes('connected'));
+      assert.ok(types(third).includes('connected'), "types(third).includes('connected')");
       assert.ok(third.events.some((e) => e.type === 'event-acked' && e.seq === third.publishedSeq), 'the event published into the dead session is delivered after the heal');
-      assert.ok(!types(third).includes('event-dropped'));
+      assert.ok(!types(third).includes('event-dropped'), "!types(third).includes('event-dropped')");
 
       await until(() => delivered(third.publishedSeq!, 1), 10_000, 'webhook delivery of the event published across the wipe');
       assert.ok(recordsChecked >= 4, `records checked against the flash reservation: ${recordsChecked}`);

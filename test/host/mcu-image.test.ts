@@ -59,9 +59,9 @@ describe('the release image and the heap bound', () => {
     await withCloud(async (o) => {
       const [first, second] = await runMcu(o(2, { image: 'release' }));
       assert.ok(first.events.some((e) => e.type === 'connected'), `wake 1: ${JSON.stringify(first.events)}`);
-      assert.ok(first.events.some((e) => e.type === 'event-acked'));
+      assert.ok(first.events.some((e) => e.type === 'event-acked'), "first.events.some((e) => e.type === 'event-acked')");
       assert.equal(second.bootState, 'resumed', 'the session reached the flash and survived the reset');
-      assert.ok(second.events.some((e) => e.type === 'event-acked' && e.seq === second.publishedSeq));
+      assert.ok(second.events.some((e) => e.type === 'event-acked' && e.seq === second.publishedSeq), "second.events.some((e) => e.type === 'event-acked' && e.seq === second.publishedSeq)");
       assert.ok(second.heapHighWaterBytes! > 0, 'the RAM report came over UART1');
     });
   });
@@ -79,7 +79,7 @@ describe('the release image and the heap bound', () => {
       for (const r of [second, third]) {
         assert.equal(r.bootState, 'resumed', `wake ${r.wake}: the slots in retained RAM survived the idle`);
         assert.equal(r.uplink.length, 1, `wake ${r.wake}: one datagram, the event`);
-        assert.ok(r.events.some((e) => e.type === 'event-acked' && e.seq === r.publishedSeq));
+        assert.ok(r.events.some((e) => e.type === 'event-acked' && e.seq === r.publishedSeq), "r.events.some((e) => e.type === 'event-acked' && e.seq === r.publishedSeq)");
       }
       // Nothing new compiled by the third wake (the second compiled the resume path): the heap stays.
       assert.equal(third.heapHighWaterBytes, second.heapHighWaterBytes, 'no recompiling between retained wakes');
@@ -90,8 +90,8 @@ describe('the release image and the heap bound', () => {
       // Power lost (the QEMU process ended): the next power-on has no session, and handshakes.
       const [afterLoss] = await runMcu(o(1, { sleep: 'retained' }));
       assert.equal(afterLoss.bootState, 'handshaking');
-      assert.ok(afterLoss.events.some((e) => e.type === 'connected'));
-      assert.ok(afterLoss.events.some((e) => e.type === 'event-acked' && e.seq === afterLoss.publishedSeq));
+      assert.ok(afterLoss.events.some((e) => e.type === 'connected'), "afterLoss.events.some((e) => e.type === 'connected')");
+      assert.ok(afterLoss.events.some((e) => e.type === 'event-acked' && e.seq === afterLoss.publishedSeq), "afterLoss.events.some((e) => e.type === 'event-acked' && e.seq === afterLoss.publishedSeq)");
     });
   });
 
@@ -138,7 +138,7 @@ int main(void) { board_init(); board_log("diving"); return dive(100000); }
     const size = JSON.parse(readFileSync(`${MCU_BUILD_DIR}size.json`, 'utf8'));
     await withCloud(async (o, flashPath) => {
       const [handshake] = await runMcu(o(1));
-      assert.ok(handshake.events.some((e) => e.type === 'connected'));
+      assert.ok(handshake.events.some((e) => e.type === 'connected'), "handshake.events.some((e) => e.type === 'connected')");
       const before = readFileSync(flashPath);
       const [tight] = await runMcu(o(1, { imageFile: TIGHT_HEAP_IMAGE }));
       t.diagnostic(`tight heap ${size.tightHeap.heapBytes} B: ${tight.error}`);
@@ -148,8 +148,8 @@ int main(void) { board_init(); board_log("diving"); return dive(100000); }
       assert.deepEqual(readFileSync(flashPath).subarray(0, 1280), before.subarray(0, 1280), 'the persisted region is untouched');
       const [after] = await runMcu(o(1));
       assert.equal(after.bootState, 'resumed', 'the next wake resumes the untouched session');
-      assert.ok(!after.events.some((e) => e.type === 'handshake-started'));
-      assert.ok(after.events.some((e) => e.type === 'event-acked' && e.seq === after.publishedSeq));
+      assert.ok(!after.events.some((e) => e.type === 'handshake-started'), "!after.events.some((e) => e.type === 'handshake-started')");
+      assert.ok(after.events.some((e) => e.type === 'event-acked' && e.seq === after.publishedSeq), "after.events.some((e) => e.type === 'event-acked' && e.seq === after.publishedSeq)");
     });
   });
 });

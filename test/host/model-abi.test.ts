@@ -130,7 +130,7 @@ class Boot implements Cmd {
         assert.equal(state, 'handshaking', 'boot resumed a record whose lengths are out of range');
         // (its events are read after the writes: a cut during them takes the events with it)
         if (!h.lastStepCut) {
-          assert.ok(h.deviceEvents.slice(m.eventsSeen).some((e) => e.type === 'session-discarded' && e.reason === 'persisted-invalid'));
+          assert.ok(h.deviceEvents.slice(m.eventsSeen).some((e) => e.type === 'session-discarded' && e.reason === 'persisted-invalid'), "h.deviceEvents.slice(m.eventsSeen).some((e) => e.type === 'session-discarded' && e.reason === 'pe...");
         }
       }
       if (lost) {

@@ -88,13 +88,13 @@ describe('issue 17: the truncated-record hint when the RTC went backwards', () =
     await h.sleep();
     // The RTC lost its time and restarted: now is ten minutes before the hint that was acted on.
     h.nowMs = actedAt - 10 * 60_000;
-    assert.ok(h.nowMs > 0);
+    assert.ok(h.nowMs > 0, 'h.nowMs > 0');
     assert.equal(await h.boot(), 'resumed');
     mark = h.deviceEvents.length;
     await h.deliver(hint());
     const events = h.deviceEvents.slice(mark);
     assert.ok(!events.some((e) => e.type === 'hint-ignored'), 'the hint was ignored because the clock went backwards');
-    assert.ok(events.some((e) => e.type === 'session-discarded' && e.reason === 'truncated-record'));
+    assert.ok(events.some((e) => e.type === 'session-discarded' && e.reason === 'truncated-record'), "events.some((e) => e.type === 'session-discarded' && e.reason === 'truncated-record')");
     h.check();
   });
 });

@@ -36,7 +36,7 @@ describe('pcap writer', () => {
     const c = readIpv4Udp(ipv4UdpPacket(src, dst, Uint8Array.of(0, 0), 1)).udpChecksum;
     const zero = readIpv4Udp(ipv4UdpPacket(src, dst, Uint8Array.of(c >> 8, c & 255), 1));
     assert.equal(zero.udpChecksum, 0xffff);
-    assert.ok(zero.udpChecksumOk);
+    assert.ok(zero.udpChecksumOk, 'zero.udpChecksumOk');
     // The reader's check is not vacuous: one flipped bit fails it.
     const bad = ipv4UdpPacket(src, dst, Uint8Array.of(1, 2, 3), 7);
     bad[bad.length - 1] ^= 1;

@@ -46,7 +46,7 @@ describe('issue 17.1: one bit flipped in the newest slot (no CRC forged)', () =>
       await h.publish('t', Buffer.from('sent under the newest slot'));
       h.powerOff();
       const newest = newestSlot(h.memory.bytes)!;
-      assert.ok(newest.hasSession);
+      assert.ok(newest.hasSession, 'newest.hasSession');
       const olderAt = SLOT_AT.find((a) => a !== newest.at)!;
       const older = readSlot(h.memory.bytes.subarray(olderAt, olderAt + SLOT_BYTES))!;
       assert.ok(older.hasSession && older.keys === newest.keys, 'the older slot holds the same keys (the dangerous case)');
@@ -77,7 +77,7 @@ describe('issue 17.1: one bit flipped in the newest slot (no CRC forged)', () =>
     assert.equal(h.lastStepCut, true);
     const mark = h.deviceEvents.length;
     assert.equal(await h.boot(), 'handshaking');
-    assert.ok(discarded(h.deviceEvents.slice(mark), 'persisted-slot-lost'));
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'persisted-slot-lost'), "discarded(h.deviceEvents.slice(mark), 'persisted-slot-lost')");
     await h.converse();
     h.check();
   });
@@ -146,7 +146,7 @@ describe('issue 17.4: the failed-authentication limit holds as failures arrive',
     h.nowMs += 15 * 60_000;
     const mark = h.deviceEvents.length;
     assert.equal(await h.boot(), 'handshaking');
-    assert.ok(discarded(h.deviceEvents.slice(mark), 'failed-auth-limit'));
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'failed-auth-limit'), "discarded(h.deviceEvents.slice(mark), 'failed-auth-limit')");
   });
 
   it('failures are persisted as they accumulate: a power cut does not reset the count', async () => {
@@ -206,7 +206,7 @@ describe('a 4.09 Conflict to an event: the device numbers went back in time (rol
     const mark = h.deviceEvents.length;
     h.downlink.length = 0; // the cloud's own answer is not delivered
     await h.deliver(h.sealToDevice(CT_APPLICATION_DATA, conflict, 100_000n));
-    assert.ok(discarded(h.deviceEvents.slice(mark), 'event-number-conflict'));
+    assert.ok(discarded(h.deviceEvents.slice(mark), 'event-number-conflict'), "discarded(h.deviceEvents.slice(mark), 'event-number-conflict')");
     assert.ok(!h.deviceEvents.slice(mark).some((e) => e.type === 'event-acked'), 'a conflict is not a delivery');
     const after = newestSlot(h.memory.bytes)!;
     assert.notEqual(after.incarnation, before.incarnation, 'a new event stream');
