@@ -323,6 +323,11 @@ export const MUTANTS = [
     edits: [{ file: 'host/cloud/redis-events.ts', from: '(reply) => Number(reply[0]) === 1 || Number(reply[0]) === 0,', to: '() => false,' }],
     tests: ['test/host/cloud-redis-cluster.test.ts'], pattern: 'WAIT',
   },
+  {
+    id: 'cloud-hello-dropped-when-retransmits-spent', why: 'the cloud forgets a handshake once its retransmissions are spent (≈ 31 s): a device computing ECDHE longer never gets a session',
+    edits: [{ file: 'host/cloud/core-handshake.ts', from: 'if (p.retransmits >= c.handshakeMaxRetransmits) p.deadlineMs = Infinity;', to: 'if (p.retransmits >= c.handshakeMaxRetransmits) this.#hellos.delete(from);' }],
+    tests: ['test/host/slow-device.test.ts'],
+  },
   // --- issue 19, the ECDHE-ECDSA handshake -----------------------------------------------------
   {
     id: 'ecdhe-server-key-unpinned', why: '19: any raw key in the server Certificate is taken (a man in the middle)',
