@@ -362,13 +362,13 @@ async function engineByName(name: 'v8' | 'wasm3'): Promise<Engine> {
 }
 
 /** The flags that pick a command's credentials: --server-key (ECDHE-ECDSA) or --psk (PSK), exactly one. */
-function suiteOf(command: string, flags: Record<string, string | undefined>): 'ecdhe' | 'psk' {
+export function suiteOf(command: string, flags: Record<string, string | boolean | undefined>): 'ecdhe' | 'psk' {
   const ecdhe = flags['server-key'] !== undefined, psk = flags.psk !== undefined;
   if (ecdhe && psk) {
     throw new UsageError(`${command}: --server-key and --psk exclude each other: --server-key HEX|FILE for ECDHE-ECDSA with raw public keys, or --psk HEX for a PSK`);
   }
   if (!ecdhe && !psk) {
-    throw new UsageError(`${command}: --server-key HEX|FILE is required (the ${command === 'device' ? "cloud's public key, from 'sleepy-session cloud --key FILE --print-public-key'" : "server's public key"}), or --psk HEX for a PSK`);
+    throw new UsageError(`${command}: --server-key HEX|FILE is required (the ${command === 'device' || command === 'mcu' ? "cloud's public key, from 'sleepy-session cloud --key FILE --print-public-key'" : "server's public key"}), or --psk HEX for a PSK`);
   }
   if (ecdhe && flags.identity !== undefined) throw new UsageError(`${command}: --identity goes with --psk; with --server-key the device is known by its public key`);
   return ecdhe ? 'ecdhe' : 'psk';

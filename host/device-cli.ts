@@ -176,6 +176,17 @@ async function storedPublicKey(engine: Engine, image: Uint8Array, path: string):
   }
 }
 
+function pskHasNoPublicKey(path: string): DeviceStartError {
+  return new DeviceStartError(`--flash ${path}: holds PSK credentials (provisioned with --psk): a PSK device has no public key`);
+}
+
+/** The devices-file entry of the device whose provisioned ECDHE-ECDSA region is `image` (read from `path`). */
+export async function storedEntry(engine: Engine, image: Uint8Array, path: string): Promise<string> {
+  if (storedSuite(image) === 'psk') throw pskHasNoPublicKey(path);
+  const id = Buffer.from(image.subarray(ID_AT, ID_AT + image[ID_LENGTH_AT])).toString();
+  return devicesFileEntry(id, await storedPublicKey(engine, image, path));
+}
+
 export interface PublicKeyEntryOptions {
   flashPath: string;
   /** With both, an erased (or missing) file is provisioned first; a provisioned one must hold these. */
@@ -205,15 +216,14 @@ export async function publicKeyEntry(o: PublicKeyEntryOptions): Promise<string> 
     return new Device({ id: o.id!, credentials: credentials!, profile: o.profile, engine: o.engine, board, send: () => {} });
   };
   const entryOf = async (image: Uint8Array): Promise<string> => {
-    if (storedSuite(image) === 'psk') throw new DeviceStartError(`--flash ${o.flashPath}: holds PSK credentials (provisioned with --psk): a PSK device has no public key`);
+    if (storedSuite(image) === 'psk') throw pskHasNoPublicKey(o.flashPath);
     if (given) {
       const writes = await provisioner(null).provisioningWrites();
       const match = credentialsMatch(image, writes, 'ecdhe');
       writes.forEach((w) => w.bytes.fill(0));
       if (match === 'other-suite' || match === 'other') throw mismatchError(o.flashPath, 'ecdhe', match);
     }
-    const id = Buffer.from(image.subarray(ID_AT, ID_AT + image[ID_LENGTH_AT])).toString();
-    return devicesFileEntry(id, await storedPublicKey(o.engine, image, o.flashPath));
+    return storedEntry(o.engine, image, o.flashPath);
   };
   if (o.id !== undefined && o.serverPublicKey === undefined) throw new DeviceStartError('--print-public-key: --id needs --server-key (both provision an erased file; a provisioned one needs neither)');
   if (o.id === undefined && o.serverPublicKey !== undefined) throw new DeviceStartError('--print-public-key: --server-key needs --id (both provision an erased file; a provisioned one needs neither)');

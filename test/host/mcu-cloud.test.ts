@@ -50,7 +50,7 @@ describe('the Cortex-M4 image against the cloud', () => {
     let cloud = await startCloud(devices, 0, hook.url);
     const log: string[] = [];
     const opts = (wakes: number): McuRunOptions => ({
-      cloud: { host: '127.0.0.1', port: cloud.port }, id: DEVICE, identity: DEVICE, psk, profile: 'default', wakes,
+      cloud: { host: '127.0.0.1', port: cloud.port }, id: DEVICE, credentials: { suite: 'psk', identity: DEVICE, psk }, profile: 'default', wakes,
       wakeEveryMs: 100, appAwakeMs: 300, flashPath: join(dir, 'flash.bin'), build: 'wasm3', publish: true, log: (l) => log.push(l),
       onUplink: (frame) => checkReserved(frame),
     });

@@ -16,7 +16,7 @@ describe('mcu --flash FILE: one process per flash file', () => {
     const held = lockFile(path);
     try {
       await assert.rejects(runMcu({
-        cloud: { host: '127.0.0.1', port: 9 }, id: 'd', identity: 'd', psk: Buffer.alloc(16), profile: 'default', wakes: 1,
+        cloud: { host: '127.0.0.1', port: 9 }, id: 'd', credentials: { suite: 'psk', identity: 'd', psk: Buffer.alloc(16) }, profile: 'default', wakes: 1,
         wakeEveryMs: 1000, appAwakeMs: 100, flashPath: path, build: 'wasm2c', publish: false, log: () => {},
       }), new RegExp(`--flash ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: is in use by process ${process.pid}`));
     } finally {
