@@ -324,6 +324,11 @@ export const MUTANTS = [
     tests: ['test/host/cloud-redis-cluster.test.ts'], pattern: 'WAIT',
   },
   {
+    id: 'finished-wait-removed', why: "a device whose flight took longer than the awake budget to compute sleeps before the server's Finished, at every wake",
+    edits: [{ file: 'assembly/session/policy.ts', from: 'return profile == PROFILE_DEFAULT && sleepWaitMaxMs > 0 ? 8_000 : 0;', to: 'return 0;' }],
+    tests: ['test/host/slow-device.test.ts'],
+  },
+  {
     id: 'cloud-hello-dropped-when-retransmits-spent', why: 'the cloud forgets a handshake once its retransmissions are spent (≈ 31 s): a device computing ECDHE longer never gets a session',
     edits: [{ file: 'host/cloud/core-handshake.ts', from: 'if (p.retransmits >= c.handshakeMaxRetransmits) p.deadlineMs = Infinity;', to: 'if (p.retransmits >= c.handshakeMaxRetransmits) this.#hellos.delete(from);' }],
     tests: ['test/host/slow-device.test.ts'],

@@ -41,6 +41,17 @@ export function setProfile(p: u8): void {
   }
 }
 
+/**
+ * Default profile: once our key-exchange flight is out and the server's Finished is not in, the
+ * device stays up this long from the first prepare_sleep that finds it so, past sleepWaitMaxMs if
+ * need be, once per wake: computing the flight may have used the whole budget (ECDHE under wasm3 on
+ * a Cortex-M: 20–60 s), and sleeping then would throw the handshake away at every wake. Covers
+ * three transmissions of the flight (1 s, 2 s, 4 s). Legacy and fixed keep Device OS's rule.
+ */
+export function finishedWaitMs(): i64 {
+  return profile == PROFILE_DEFAULT && sleepWaitMaxMs > 0 ? 8_000 : 0;
+}
+
 /** Stateless reset tokens are understood (default profile only). */
 export function usesResetToken(): bool {
   return profile == PROFILE_DEFAULT;

@@ -59,6 +59,8 @@ export const ERR_NOT_BOOTED: i32 = -4;
 
 export let sessState: i32 = SS_OFF;
 let wokeAtMs: i64 = 0;
+/** When this wake's prepare_sleep first found our key-exchange flight out, the server's Finished not in (-1: not yet). */
+let finishedWaitFromMs: i64 = -1;
 let seenAuthenticated: u32 = 0;
 /** dtls.keyGeneration when the current session's keys were installed: any other value means the
  * connection under the persisted keys is gone, whichever export ended it. */
@@ -310,6 +312,7 @@ export function boot(now: i64, region: usize, len: i32): i32 {
 function resetVolatile(now: i64): void {
   sessState = SS_OFF;
   wokeAtMs = now;
+  finishedWaitFromMs = -1;
   seenAuthenticated = 0;
   sessionKeyGeneration = 0;
   dirty = false;
@@ -840,7 +843,11 @@ export function prepareSleep(now: i64): i64 {
   if (sessState == SS_OFF) return 0;
   const pending = outKind != KIND_NONE || sessState == SS_HANDSHAKING
     || (outboxCount() > 0 && (sessState == SS_RESUMED || sessState == SS_CONFIRMED));
-  const deadline = wokeAtMs + policy.sleepWaitMaxMs;
+  let deadline = wokeAtMs + policy.sleepWaitMaxMs;
+  if (sessState == SS_HANDSHAKING && dtls.state == dtls.S_WAIT_SERVER_FINISHED && policy.finishedWaitMs() > 0) {
+    if (finishedWaitFromMs < 0) finishedWaitFromMs = now;
+    deadline = max<i64>(deadline, finishedWaitFromMs + policy.finishedWaitMs());
+  }
   if (pending && now < deadline) {
     let wait = deadline - now;
     const t = nextTimeout();

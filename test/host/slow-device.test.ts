@@ -44,3 +44,72 @@ describe('a device slow to compute its ECDHE flight (a Cortex-M under an interpr
     assert.ok(h.cloud.stats.get('handshakes', 'timed_out') >= 1, 'the cloud counts the handshakes it gave up (sleepy_cloud_handshakes_total{result="timed_out"})');
   });
 });
+
+/**
+ * One wake as the Cortex-M4 image's loop runs it (mcu/src/main.c one_wake): publish, then until
+ * prepare_sleep says 0 — first ask to sleep once the application's time is up, then run a due
+ * timer, then read one datagram (the network delivers in order, with no delay).
+ */
+async function imageWake(h: AbiHarness, appAwakeMs = 3_000, finishedLost = false): Promise<number> {
+  await h.boot();
+  const bootedAt = h.nowMs;
+  await h.publish('t', Buffer.from('reading'));
+  let awakeUntil = h.nowMs + appAwakeMs;
+  for (let step = 0; step < 10_000 && h.fw; step++) {
+    if (finishedLost && h.fw.state === 'wait-server-finished') {
+      h.downlink.length = 0; // the server's Finished, and everything after it, is lost
+      h.networkDown = true;
+    }
+    if (h.nowMs >= awakeUntil) {
+      const wait = h.fw.prepareSleep(h.nowMs);
+      if (wait <= 0) break;
+      awakeUntil = h.nowMs + wait;
+      continue;
+    }
+    const next = h.fw.nextTimeout();
+    if (next !== null && h.nowMs >= next) {
+      await h.advance(0);
+      continue;
+    }
+    if (h.downlink.length > 0) await h.deliverNextGenuine();
+    else await h.advance(Math.max(1, Math.min(100, awakeUntil - h.nowMs)));
+  }
+  h.powerOff();
+  h.networkDown = false;
+  return h.nowMs - bootedAt;
+}
+
+describe('a slow device that sleeps when its firmware lets it (the awake cap)', () => {
+  // The default profile stays awake at most sleepWaitMaxMs (30 s) from boot for a handshake in
+  // progress. A device whose computation ends past that cap has sent its flight but not yet heard
+  // the server's Finished: sleeping then throws the handshake away, at every wake.
+  for (const computeMs of [20_000, 35_000, 50_000]) {
+    it(`${computeMs / 1000} s of computation: a session within three wakes`, async () => {
+      const h = new AbiHarness({ seed: `slow-sleep-${computeMs}`, profile: 'default', handshakeComputeMs: computeMs });
+      await h.provision();
+      for (let wake = 0; wake < 3 && h.ackedEvents.length === 0; wake++) {
+        await imageWake(h);
+        h.nowMs += 15 * 60_000;
+      }
+      assert.ok(h.deviceEvents.some((e) => e.type === 'connected'), `no session in three wakes; events ${h.deviceEvents.map((e) => e.type).join(',')}`);
+      assert.ok(h.ackedEvents.length >= 1, 'an event was delivered');
+    });
+  }
+
+  it('the extra wait is bounded: a Finished that never comes keeps a 35 s device up 8 s past its flight, once', async () => {
+    const h = new AbiHarness({ seed: 'slow-lost-finished', profile: 'default', handshakeComputeMs: 35_000 });
+    await h.provision();
+    const awakeMs = await imageWake(h, 3_000, true);
+    assert.ok(awakeMs >= 35_000 + 8_000 && awakeMs <= 35_000 + 8_000 + 1_000, `awake ${awakeMs} ms: the flight went out at ~35 s, the wait ends 8 s later`);
+    assert.equal(h.deviceEvents.some((e) => e.type === 'connected'), false);
+  });
+
+  it('legacy and fixed keep Device OS\'s rule: no extra wait past sleepWaitMaxMs', async () => {
+    for (const [profile, capMs] of [['fixed', 15_000], ['legacy', 0]] as const) {
+      const h = new AbiHarness({ seed: `slow-${profile}`, profile, handshakeComputeMs: 20_000 });
+      await h.provision();
+      const awakeMs = await imageWake(h, 3_000, true);
+      assert.ok(awakeMs <= Math.max(capMs, 20_000 + 1_000), `${profile}: awake ${awakeMs} ms`);
+    }
+  });
+});
