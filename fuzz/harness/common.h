@@ -852,6 +852,17 @@ static void run_transcript_op(const uint8_t *ops, size_t len, size_t *pos, int s
   *pos = p;
 }
 
+/* A conversation from power-on (erased flash, time 0, a fresh instance, no handshake state): its
+ * transcript, *len bytes. */
+static const uint8_t *conversation_begin(size_t *len) {
+  memset(g_flash, 0xff, REGION_BYTES);
+  g_now = 0;
+  do_reset();
+  memset(&g_hs, 0, sizeof g_hs);
+  *len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
+  return g_conv ? ecdhe_ops : lifecycle_ops;
+}
+
 /* Restores the state saved at `mark`. Traced runs replay the transcript instead of copying
  * memory, so the log holds every call from a fresh instance and other engines can follow it. */
 static void restore(int mark) {
@@ -876,12 +887,8 @@ static void restore(int mark) {
     g_now = s->now;
     return;
   }
-  memset(g_flash, 0xff, REGION_BYTES);
-  g_now = 0;
-  do_reset();
-  const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
-  size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
-  memset(&g_hs, 0, sizeof g_hs);
+  size_t len;
+  const uint8_t *ops = conversation_begin(&len);
   for (size_t pos = 0; pos < len;) {
     if (ops[pos] == OP_MARK && ops[pos + 1] == mark) break;
     run_transcript_op(ops, len, &pos, 0);
@@ -918,12 +925,8 @@ static void harness_init(void) {
   g_trace = NULL; /* the set-up run is not part of any input's log */
   memcpy(g_privs[g_nprivs++], fuzz_device_key, 32);
   for (g_conv = 0; g_conv < 2; g_conv++) {
-    memset(g_flash, 0xff, REGION_BYTES);
-    g_now = 0;
-    do_reset();
-    const uint8_t *ops = g_conv ? ecdhe_ops : lifecycle_ops;
-    size_t len = g_conv ? ecdhe_ops_len : lifecycle_ops_len;
-    memset(&g_hs, 0, sizeof g_hs);
+    size_t len;
+    const uint8_t *ops = conversation_begin(&len);
     for (size_t pos = 0; pos < len;) run_transcript_op(ops, len, &pos, 1);
   }
   g_conv = 0;
