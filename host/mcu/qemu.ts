@@ -78,8 +78,16 @@ export function qemuArgs(a: QemuArgs): string[] {
 const live = new Set<ChildProcess>();
 let exitHook = false;
 
+/**
+ * util-linux's setpriv, to start QEMU with a parent-death signal: a host killed with SIGKILL runs
+ * no exit hook, and its QEMU would go on writing the flash file the host's lock no longer
+ * protects — beside the next host, which takes the dead holder's lock over.
+ */
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => process.platform === 'linux' && existsSync(p));
+
 export function spawnQemu(a: QemuArgs): ChildProcess {
-  const child = spawn('qemu-system-arm', qemuArgs(a), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', 'qemu-system-arm', ...qemuArgs(a)]] : ['qemu-system-arm', qemuArgs(a)];
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.on('exit', () => live.delete(child));
   if (!exitHook) {
