@@ -4,7 +4,7 @@
 // with redaction, and CLI flag errors.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { freeUdpPort } from '../../host/sim/live/processes.ts';
+import { freeUdpPort } from '../../host/free-port.ts';
 import crypto from 'node:crypto';
 import { inspect } from 'node:util';
 import dgram from 'node:dgram';

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeUdpPort } from './openssl.ts';
+import { freeUdpPort } from '../../host/free-port.ts';
 
 /** The one suite, group and certificate type this project speaks over ECDHE. */
 export const GNUTLS_PRIORITY = 'NORMAL:-VERS-ALL:+VERS-DTLS1.2:-CIPHER-ALL:+AES-128-CCM-8:-KX-ALL:+ECDHE-ECDSA'

@@ -1,6 +1,6 @@
 /** Starts `openssl s_server` for DTLS 1.2 PSK interop tests. */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import dgram from 'node:dgram';
+import { freeUdpPort } from '../../host/free-port.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,14 +8,6 @@ import { join } from 'node:path';
 export function opensslAvailable(): string | null {
   const r = spawnSync('openssl', ['version'], { encoding: 'utf8' });
   return r.status === 0 ? null : 'openssl not found on PATH';
-}
-
-export async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 export interface SServer {

@@ -3,7 +3,6 @@
  * as child processes, on loopback ports, and a webhook receiver in this process.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
@@ -13,26 +12,6 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const CLOUD_CLI = fileURLToPath(new URL('../../cloud/cli.ts', import.meta.url));
 /** Output kept per child for error messages (the cloud logs a line per handshake). */
 const KEEP_OUTPUT_CHARS = 4000;
-
-/** A free TCP port on 127.0.0.1 (for servers that cannot be asked for port 0 and tell it back). */
-export async function freeTcpPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** A free UDP port on 127.0.0.1 (the cloud's: it must keep it across a restart). */
-export async function freeUdpPort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  s.bind(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /**
  * Children still running. If this process ends without stopping them (Ctrl-C during a live run,

@@ -37,7 +37,8 @@ import { cloudSecretOf } from '../fleet/run.ts';
 import { cloudOf, deviceSpec, endMs, fleetServerKey, type DeviceSpec, type FleetOptions } from '../fleet/spec.ts';
 import { summarizeFleet, type FleetResult } from '../fleet/summary.ts';
 import { VirtualClock, type ClockTimer } from './clock.ts';
-import { CloudProcess, RedisServer, freeTcpPort, freeUdpPort, startWebhookReceiver } from './processes.ts';
+import { freeTcpPort, freeUdpPort } from '../../free-port.ts';
+import { CloudProcess, RedisServer, startWebhookReceiver } from './processes.ts';
 import { LIVE_MAX_DEVICES } from './options.ts';
 
 /** A wake never lasts longer than this (virtual; the firmware's own waits are far shorter). */
