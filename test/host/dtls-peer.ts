@@ -161,18 +161,30 @@ export class TestPeer {
       // 'other-certificate': the Certificate names another key while the signature is by the right one.
       const spki = spkiOf(p256Public(ecdhe.misbehave === 'other-certificate' ? p256PrivateFrom(this.random(32)) : ecdhe.serverPrivateKey));
       messages.push([11, Buffer.concat([u24(spki.length), spki])]);
-      this.ephemeralPrivate = p256PrivateFrom(this.random(32));
-      const point = p256Public(this.ephemeralPrivate);
-      if (ecdhe.misbehave === 'point-off-curve') point[64] ^= 1;
-      const params = Buffer.concat([Buffer.from([3, 0, 23, 65]), point]);
-      const signed = crypto.createHash('sha256').update(Buffer.concat([this.clientRandom, this.serverRandom, params])).digest();
-      const rs = p256SignDeterministic(ecdhe.serverPrivateKey, signed);
+      let params: Buffer;
+      let rs: Buffer;
+      for (;;) {
+        this.ephemeralPrivate = p256PrivateFrom(this.random(32));
+        const point = p256Public(this.ephemeralPrivate);
+        if (ecdhe.misbehave === 'point-off-curve') point[64] ^= 1;
+        params = Buffer.concat([Buffer.from([3, 0, 23, 65]), point]);
+        const signed = crypto.createHash('sha256').update(Buffer.concat([this.clientRandom, this.serverRandom, params])).digest();
+        rs = p256SignDeterministic(ecdhe.serverPrivateKey, signed);
+        // 'non-minimal-der' pads an integer DER writes in at most 32 bytes (top bit clear): padding a
+        // 33-byte one gives 34 bytes, which a decoder refuses for its length alone, lenient or not.
+        // When both r and s have the top bit set, another ephemeral key gives another signature.
+        if (ecdhe.misbehave !== 'non-minimal-der' || rs[0] < 0x80 || rs[32] < 0x80) break;
+      }
       if (ecdhe.misbehave === 'bad-signature') rs[63] ^= 1;
       let sig = derSignature(rs);
       if (ecdhe.misbehave === 'non-minimal-der') {
-        // r with a leading zero byte it does not need: the same integer, not DER
+        // r (or s) with a leading zero byte it does not need: the same integer, not DER
         const rLen = sig[3];
-        sig = Buffer.concat([Buffer.from([0x30, sig[1] + 1, 2, rLen + 1, 0]), sig.subarray(4)]);
+        if (rs[0] < 0x80) sig = Buffer.concat([Buffer.from([0x30, sig[1] + 1, 2, rLen + 1, 0]), sig.subarray(4)]);
+        else {
+          const sAt = 4 + rLen;
+          sig = Buffer.concat([Buffer.from([0x30, sig[1] + 1]), sig.subarray(2, sAt), Buffer.from([2, sig[sAt + 1] + 1, 0]), sig.subarray(sAt + 2)]);
+        }
       }
       messages.push([12, Buffer.concat([params, Buffer.from([4, 3, 0, sig.length]), sig])]);
       if (ecdhe.requestClientKey !== false) messages.push([13, Buffer.from([1, 64, 0, 2, 4, 3, 0, 0])]);
