@@ -159,6 +159,9 @@ export class MemoryEventLog implements EventLog {
     const claim = this.#claims.get(key);
     if (claim !== undefined && claim.expMs > nowMs) return claim.hash === hash ? 'duplicate' : 'conflict';
     if (this.#entries.size >= this.maxBacklog) return 'full';
+    // A claim past its TTL decides nothing (above); dropping those at the old end keeps about one
+    // TTL of claims (Redis expires them itself) instead of every claim up to maxClaims, for good.
+    for (let o = this.#claims.oldest(); o !== undefined && o[1].expMs <= nowMs; o = this.#claims.oldest()) this.#claims.delete(o[0]);
     this.#claims.set(key, { expMs: nowMs + claimTtlMs, hash });
     if (!this.keepEntries) return 'appended';
     const id = String(this.#nextId++);

@@ -340,6 +340,13 @@ describe('events: idempotency key with the device incarnation', () => {
     await events.ack((await events.take('c', 10)).map((e) => e.id));
     for (let s = 4; s <= 6; s++) assert.equal(await events.append(ev(s), 1e9, 0), 'appended');
     assert.equal(events.claimCount, 4, 'claims bounded');
+    // Claims past their TTL are dropped: a long-running memory cloud holds one TTL of them.
+    const ttl = new MemoryEventLog();
+    for (let s = 0; s < 5; s++) assert.equal(await ttl.append(ev(s), 1000, s * 100), 'appended');
+    assert.equal(ttl.claimCount, 5);
+    assert.equal(await ttl.append(ev(0), 1000, 999), 'duplicate', 'within its TTL a claim still says duplicate');
+    assert.equal(await ttl.append(ev(9), 1000, 1250), 'appended');
+    assert.equal(ttl.claimCount, 3, 'the claims of t=0, 100 and 200 ms expired at 1000, 1100 and 1200 ms: 5 - 3 + 1');
     // Through the core: a cache wipe does not make a retransmitted event new.
     const link = await connected(dev1(), core);
     await link.send(link.client.event('t', 7, Buffer.from('x')));
