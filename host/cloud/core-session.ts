@@ -198,6 +198,8 @@ export class Sessions {
     }
     stats.inc('coap', plan.kind);
     if (plan.dedupeKey) {
+      // Swept here too: a cloud with no confirmables of its own (the 2019 one) rarely has a timeout.
+      this.#sweepDedupe(nowMs);
       this.#dedupe.set(plan.dedupeKey, { response: response && response.toString('latin1'), expiresMs: nowMs + c.coapDedupeLifetimeMs, request: plan.requestDigest ?? '' });
     }
     if (response) {
@@ -329,16 +331,21 @@ export class Sessions {
     return t;
   }
 
+  /** Drops the answers older than EXCHANGE_LIFETIME (one lifetime for all: insertion order is expiry order). */
+  #sweepDedupe(nowMs: number): void {
+    for (const [k, d] of this.#dedupe) {
+      if (d.expiresMs > nowMs) break;
+      this.#dedupe.delete(k);
+    }
+  }
+
   async handleTimeout(nowMs: number, out: CoreOutput): Promise<void> {
     const { config: c, stats } = this.ctx;
     for (const [sid, f] of this.#finalFlights) {
       if (f.expiresMs > nowMs) break; // set in time order, with one lifetime
       this.#finalFlights.delete(sid);
     }
-    for (const [k, d] of this.#dedupe) {
-      if (d.expiresMs > nowMs) break; // insertion order is time order
-      this.#dedupe.delete(k);
-    }
+    this.#sweepDedupe(nowMs);
     const due = [...this.#serverCons.values()].filter((con) => con.deadlineMs <= nowMs);
     for (const con of due) {
       if (con.tries >= c.coapMaxRetransmit) {

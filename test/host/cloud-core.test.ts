@@ -221,6 +221,21 @@ describe('cloud core: CoAP and the record layer', () => {
     assert.equal(link.core.stats.get('coap', 'duplicate'), 1);
   });
 
+  it('keeps a CoAP answer for EXCHANGE_LIFETIME (247 s) only, without needing a timeout to sweep it', async () => {
+    // The 2019 cloud sends no confirmables, so handleTimeout may never run: answers are swept as new ones are kept.
+    const link = await connected();
+    const c = link.client;
+    await link.send(c.event('temp', 1, Buffer.from('1'), { mid: 300 }));
+    const kept = link.core.tableSizes().dedupe;
+    assert.ok(kept >= 1, `the answer to MID 300 is kept (${kept})`);
+    link.now += 246_000;
+    await link.send(c.event('temp', 2, Buffer.from('2'), { mid: 301 }));
+    assert.equal(link.core.tableSizes().dedupe, kept + 1, 'within its lifetime the first answer stays');
+    link.now += 2_000;
+    await link.send(c.event('temp', 3, Buffer.from('3'), { mid: 302 }));
+    assert.equal(link.core.tableSizes().dedupe, 2, 'MID 300 (and anything kept with it) is gone after 247 s; 301 and 302 stay');
+  });
+
   it('answers unknown paths with 4.04 and short event payloads with 4.00', async () => {
     const link = await connected();
     const get = Buffer.from([0x41, 0x01, 0x00, 0x09, 0xaa, 0xb3, ...Buffer.from('foo')]);
