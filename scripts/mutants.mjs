@@ -294,7 +294,7 @@ export const MUTANTS = [
   // --- the cloud --------------------------------------------------------------------------------------------
   {
     id: 'cloud-claims-ignore-incarnation', why: "a re-provisioned device's events are swallowed as duplicates",
-    edits: [{ file: 'host/cloud/events.ts', from: "return ev.incarnation === null ? `${device}:${ev.seq}` : `${device}:${ev.incarnation}:${ev.seq}`;", to: 'return `${device}:${ev.seq}`;' }],
+    edits: [{ file: 'host/cloud/events.ts', from: 'return (ev.incarnation === null ? [device, ev.seq] : [device, ev.incarnation, ev.seq]).join(\':\');', to: "return [device, ev.seq].join(':');" }],
     tests: [HARDENING], pattern: 're-provisioned device starts a new event stream',
   },
   {

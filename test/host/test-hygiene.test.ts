@@ -4,8 +4,12 @@
 // failing call by re-reading the source file at the stack position; for these TypeScript files run
 // through tsx that never returns (seen on hardening.test.ts line 269, 100 % CPU): a failing test hangs its
 // file and CI with it instead of failing. npm run test:mutants spent 240 s per mutant on it.
+//
+// Every planted bug of npm run test:mutants still applies to today's code: a patch that no longer
+// matches shows up only at the end of CI, as a mutant that "survived" in 0 s.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,5 +42,11 @@ describe('test hygiene', () => {
     assert.ok(files.length > 50, `found only ${files.length} test sources in ${here}`);
     const bad = files.flatMap((f) => messagelessAsserts(join('test/host', f), readFileSync(join(here, f), 'utf8')));
     assert.deepEqual(bad, [], 'give these a message');
+  });
+
+  it("every mutant's patch matches today's code exactly once (scripts/mutants.mjs --check)", () => {
+    const r = spawnSync(process.execPath, [join(here, '../../scripts/mutants.mjs'), '--check'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `mutants.mjs --check: ${r.stderr || r.stdout}`);
+    assert.match(r.stdout, /^\d+ mutants, every patch applies\n$/);
   });
 });
